@@ -1,0 +1,67 @@
+/* The controller's store: every SQL statement lives behind this interface, so
+ * that a PostgreSQL implementation is a second file, not a rewrite.
+ * The default implementation is SQLite (store_sqlite.c): WAL mode,
+ * synchronous=FULL (a write the API acknowledged survives kill -9 and power
+ * loss), foreign keys on, versioned migrations in the meta table.
+ *
+ * Records cross this interface as jansson objects shaped like the REST API's
+ * JSON (docs/api/openapi.yaml), so handlers pass them through. Collections:
+ *   "identities": id, name, roles[], binding ("none"|"exact"|"iccid"|"imei"),
+ *                 imei, iccid, admin (bool), disabled (bool), enrolled (bool),
+ *                 cert_fingerprint, created_at, updated_at
+ *   "services":   id, name, roles[], intercept ("tcp:HOST:PORT"), host, created_at, updated_at
+ *   "policies":   id, name, type ("dial"|"bind"), semantic ("AnyOf"|"AllOf"),
+ *                 identity_roles[], service_roles[], created_at, updated_at
+ *   "routers":    id, name, roles[], enrolled (bool), edge_listen, link_listen,
+ *                 cert_fingerprint, created_at, updated_at
+ * Timestamps are RFC 3339 UTC strings. Names are unique per collection. */
+#ifndef CTL_STORE_H
+#define CTL_STORE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+typedef struct ctl_store ctl_store;
+
+/* Opens (creating and migrating as needed) the store at path. */
+int ctl_store_open(const char *path, ctl_store **out);
+void ctl_store_close(ctl_store *s); /* NULL is a no-op */
+int ctl_store_schema_version(ctl_store *s);
+
+typedef struct {
+    int limit;        /* 1..1000; 0 = 100 */
+    int offset;       /* >= 0 */
+    const char *name; /* NULL, or a filter: exact name, or a prefix ending in '*' */
+    const char *role; /* NULL, or only records carrying this role */
+} ctl_list_opts;
+
+/* obj must carry "id" and "name"; the store sets created_at/updated_at.
+ * WEFT_EEXISTS when the name or id is taken. */
+int ctl_store_create(ctl_store *s, const char *coll, json_t *obj);
+/* By id, or by name when no id matches. *out is a new reference. WEFT_ENOTFOUND. */
+int ctl_store_get(ctl_store *s, const char *coll, const char *id_or_name, json_t **out);
+/* *items is a new array reference; *total counts all matches ignoring paging. */
+int ctl_store_list(ctl_store *s, const char *coll, const ctl_list_opts *o, json_t **items,
+                   int64_t *total);
+/* Merges fields into the record with this id (updated_at refreshed). */
+int ctl_store_update(ctl_store *s, const char *coll, const char *id, json_t *fields);
+int ctl_store_delete(ctl_store *s, const char *coll, const char *id);
+
+/* Enrolment tokens (one-time): kind "identity" or "router". */
+int ctl_store_token_add(ctl_store *s, const char *jti, const char *kind, const char *subject_id,
+                        int64_t expires_at);
+/* In one transaction: the token exists for this subject, is unused and unexpired
+ * at now, and the subject exists, is not disabled and is not enrolled; marks the
+ * token used and merges `enrolled_fields` (e.g. enrolled, cert_fingerprint,
+ * imei, iccid) into the subject. Errors: WEFT_ETOKEN (unknown), WEFT_ETOKENUSED,
+ * WEFT_ETOKENEXPIRED, WEFT_EDISABLED, WEFT_ENOTFOUND, WEFT_ECONFLICT (already enrolled). */
+int ctl_store_token_consume(ctl_store *s, const char *jti, const char *kind,
+                            const char *subject_id, int64_t now, json_t *enrolled_fields);
+/* The newest unused enrolment token of a subject (for "show"), or WEFT_ENOTFOUND. */
+int ctl_store_token_pending(ctl_store *s, const char *subject_id, json_t **out);
+
+/* Small key/value settings (controller signing key id, network name, ...). */
+int ctl_store_setting_get(ctl_store *s, const char *key, char **value);
+int ctl_store_setting_set(ctl_store *s, const char *key, const char *value);
+
+#endif

@@ -1,0 +1,33 @@
+#include <stdio.h>
+
+#include "weft/errors.h"
+
+const char *weft_strerror(int err)
+{
+    switch (err) {
+    case 0:
+        return "success";
+#define XX(name, val, msg) \
+    case val:              \
+        return msg;
+        WEFT_ERRNO_MAP(XX)
+#undef XX
+    default:
+        return "unknown error";
+    }
+}
+
+const char *weft_err_name(int err)
+{
+    switch (err) {
+    case 0:
+        return "OK";
+#define XX(name, val, msg) \
+    case val:              \
+        return "E" #name;
+        WEFT_ERRNO_MAP(XX)
+#undef XX
+    default:
+        return "EUNKNOWN";
+    }
+}

@@ -1,0 +1,55 @@
+/* X.509 helpers shared by the controller (CA side) and the devices and routers
+ * (key and CSR side). OpenSSL 3; keys are ECDSA P-256. All PEM outputs are
+ * malloc'd NUL-terminated strings the caller frees. */
+#ifndef PR_PKI_H
+#define PR_PKI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A new P-256 private key, PEM (PKCS#8). */
+int pr_pki_keygen(char **key_pem);
+/* A CSR for key_pem with subject CN=cn (no SANs: the CA decides them). */
+int pr_pki_csr(const char *key_pem, const char *cn, char **csr_pem);
+/* SHA-256 of the DER of the first certificate in cert_pem, lower-case hex (65 bytes). */
+int pr_pki_fingerprint(const char *cert_pem, char hex[65]);
+/* URI SAN of the first certificate in cert_pem, into out. */
+int pr_pki_cert_uri(const char *cert_pem, char *out, size_t cap);
+/* notAfter of the first certificate, as Unix time. */
+int pr_pki_cert_not_after(const char *cert_pem, int64_t *out);
+/* Verifies cert_pem against ca_pem (chain, validity period, key usage):
+ * 0, WEFT_EUNTRUSTED, WEFT_ECERTEXPIRED or WEFT_ECERT. */
+int pr_pki_verify(const char *cert_pem, const char *ca_pem);
+/* 1 if key_pem is the private key of the first certificate in cert_pem. */
+int pr_pki_key_matches(const char *cert_pem, const char *key_pem);
+
+/* ---- CA side (used by the controller) ---- */
+typedef struct {
+    char *cert_pem;
+    char *key_pem;
+} pr_ca;
+
+/* Creates a self-signed root (CN=<name> Root CA, 10 years, pathlen 1). */
+int pr_ca_create(const char *name, pr_ca *out);
+void pr_ca_free(pr_ca *ca);
+
+enum pr_cert_usage { PR_CERT_CLIENT = 1, PR_CERT_SERVER = 2, PR_CERT_BOTH = 3 };
+
+typedef struct {
+    const char *cn;        /* subject CN */
+    const char *uri;       /* URI SAN (spiffe://...) */
+    const char *const *dns; /* NULL-terminated DNS SANs, may be NULL */
+    const char *const *ips; /* NULL-terminated IP SANs, may be NULL */
+    int usage;             /* pr_cert_usage */
+    int64_t not_before;    /* Unix time; 0 = now - 5 min (clock skew) */
+    int64_t not_after;     /* Unix time */
+} pr_cert_req;
+
+/* Signs csr_pem (signature verified first; its subject and extensions are
+ * ignored, the request's are used) with the CA; random 128-bit serial. */
+int pr_ca_sign_csr(const pr_ca *ca, const char *csr_pem, const pr_cert_req *req, char **cert_pem,
+                   char serial_hex[33]);
+/* Makes a key and certificate in one go (controller server cert, admin identity). */
+int pr_ca_issue(const pr_ca *ca, const pr_cert_req *req, char **cert_pem, char **key_pem);
+
+#endif
