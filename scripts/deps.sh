@@ -8,7 +8,7 @@ want=(build-essential pkg-config meson ninja-build
       libuv1-dev libssl-dev libsodium-dev libjansson-dev libsqlite3-dev node-llhttp
       openssl curl sqlite3 python3)
 if [ "${1:-build}" = test ]; then
-  want+=(libcmocka-dev clang llvm libclang-rt-14-dev iperf3 mosquitto mosquitto-clients
+  want+=(libcmocka-dev clang llvm libclang-rt-14-dev python3-yaml iperf3 mosquitto mosquitto-clients
          stunnel4 wrk iproute2 nftables procps psmisc)
 fi
 
