@@ -1,0 +1,70 @@
+/* Message types and header keys of the weft protocol (proto/PROTOCOL.md).
+ * Types are PR_TYPE(family, n); header keys are registered here and nowhere
+ * else so that two messages never disagree on what a key means. */
+#ifndef PR_MSG_H
+#define PR_MSG_H
+
+#include "proto/frame.h"
+
+/* ---- header keys ---- */
+enum pr_hkey {
+    /* 0x0001-0x00ff: common to every family */
+    PR_H_REQ_ID = 0x0001,   /* u32: request id, echoed in the reply */
+    PR_H_ERR = 0x0002,      /* u32: error code (negated WEFT_E*, i.e. positive on the wire) */
+    PR_H_ERR_MSG = 0x0003,  /* str: human-readable reason, says what to do */
+    PR_H_VERSION = 0x0004,  /* str: software version of the sender */
+
+    /* 0x0100-0x01ff: circuits (edge, link and payload families) */
+    PR_H_CIRCUIT = 0x0100,  /* u64: circuit id, unique in the network, chosen by the ingress router */
+    PR_H_SEQ = 0x0101,      /* u64: payload sequence number per direction, from 0 */
+    PR_H_TOKEN = 0x0102,    /* str: service token (JWT, EdDSA, signed by the controller) */
+    PR_H_SERVICE = 0x0103,  /* str: service name */
+    PR_H_KX_PK = 0x0104,    /* bytes(32): X25519 public key (crypto_kx) for end-to-end keys */
+    PR_H_KX_SIG = 0x0105,   /* bytes: signature over the kx key by the sender's identity key */
+    PR_H_PEER_CERT = 0x0106,/* str: the sender's identity certificate, PEM */
+    PR_H_WINDOW = 0x0107,   /* u64: flow-control credit in bytes (cumulative bytes consumed) */
+    PR_H_TERMINATOR = 0x0108,/* str: terminator id */
+    PR_H_PROTO = 0x0109,    /* str: "tcp" or "udp" */
+    PR_H_HW_IMEI = 0x010a,  /* str: device IMEI reported by the edge */
+    PR_H_HW_ICCID = 0x010b, /* str: SIM ICCID reported by the edge */
+
+    /* 0x0200-0x02ff: control channel (router <-> controller) */
+    PR_H_MAP_VERSION = 0x0200, /* u64: network map version */
+    PR_H_ROUTER_ID = 0x0201,   /* str */
+};
+
+/* Payload frame flags. */
+enum pr_payload_flags {
+    PR_PF_FIN = 0x0001, /* sender half-closed after this frame (body may be empty) */
+    PR_PF_RST = 0x0002, /* abort: the circuit is torn down with PR_H_ERR */
+};
+
+/* ---- edge family: edge <-> router ---- */
+#define PR_EDGE_HELLO PR_TYPE(PR_FAM_EDGE, 0x01)    /* edge -> router: version, hw ids */
+#define PR_EDGE_HELLO_OK PR_TYPE(PR_FAM_EDGE, 0x02) /* router -> edge */
+#define PR_EDGE_BIND PR_TYPE(PR_FAM_EDGE, 0x03)     /* edge -> router: token, service */
+#define PR_EDGE_BIND_OK PR_TYPE(PR_FAM_EDGE, 0x04)  /* router -> edge: terminator */
+#define PR_EDGE_UNBIND PR_TYPE(PR_FAM_EDGE, 0x05)
+#define PR_EDGE_DIAL PR_TYPE(PR_FAM_EDGE, 0x06)     /* edge -> router -> hosting edge */
+#define PR_EDGE_DIAL_OK PR_TYPE(PR_FAM_EDGE, 0x07)  /* hosting edge -> router -> dialler */
+#define PR_EDGE_DIAL_FAIL PR_TYPE(PR_FAM_EDGE, 0x08)
+#define PR_EDGE_CLOSE PR_TYPE(PR_FAM_EDGE, 0x09)    /* either way: circuit gone, with PR_H_ERR */
+#define PR_EDGE_ERROR PR_TYPE(PR_FAM_EDGE, 0x0a)    /* router -> edge: request refused */
+#define PR_EDGE_PING PR_TYPE(PR_FAM_EDGE, 0x0b)
+#define PR_EDGE_PONG PR_TYPE(PR_FAM_EDGE, 0x0c)
+
+/* ---- payload and acknowledgement families ---- */
+#define PR_PAYLOAD_DATA PR_TYPE(PR_FAM_PAYLOAD, 0x01) /* circuit, seq, flags; body = ciphertext */
+#define PR_ACK_WINDOW PR_TYPE(PR_FAM_ACK, 0x01)       /* circuit, window: credit for the sender */
+
+/* ---- control family: router <-> controller ---- */
+#define PR_CTL_HELLO PR_TYPE(PR_FAM_CONTROL, 0x01)       /* router -> controller */
+#define PR_CTL_MAP_FULL PR_TYPE(PR_FAM_CONTROL, 0x02)    /* controller -> router: JSON body */
+#define PR_CTL_MAP_DELTA PR_TYPE(PR_FAM_CONTROL, 0x03)   /* controller -> router: JSON body */
+#define PR_CTL_TERM_ADD PR_TYPE(PR_FAM_CONTROL, 0x04)    /* router -> controller: JSON body */
+#define PR_CTL_TERM_REMOVE PR_TYPE(PR_FAM_CONTROL, 0x05)
+#define PR_CTL_CIRCUIT_EVENT PR_TYPE(PR_FAM_CONTROL, 0x06)
+#define PR_CTL_PING PR_TYPE(PR_FAM_CONTROL, 0x07)
+#define PR_CTL_PONG PR_TYPE(PR_FAM_CONTROL, 0x08)
+
+#endif
