@@ -1,0 +1,80 @@
+/* libweft: the weft edge library. Embed it in an application to dial and host
+ * weft services over the fabric, on the application's own libuv loop.
+ *
+ * Shape (as libuv): a weft_ctx is a long-lived handle made from an identity
+ * file; a weft_conn is one end-to-end encrypted circuit. Every function returns
+ * 0 or a negative WEFT_E* code (weft_strerror() says what it means). Callbacks
+ * run on the loop thread. Memory of a conn is released after its close callback.
+ *
+ *   weft_ctx *ctx;
+ *   weft_init(loop, "device.json", NULL, &ctx);
+ *   weft_dial(ctx, "telemetry", on_dialled, app);         // -> on_dialled(conn, 0, app)
+ *   weft_read_start(conn, on_read);                          // -> on_read(conn, buf, n) / n < 0
+ *   weft_write(conn, buf, len, on_written, app);
+ *   weft_shutdown(conn);                                     // half-close: peer reads EOF
+ *   weft_close(conn, on_closed);
+ */
+#ifndef WEFT_WEFT_H
+#define WEFT_WEFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "weft/errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEFT_VERSION "0.1.0"
+
+typedef struct weft_ctx weft_ctx;
+typedef struct weft_conn weft_conn;
+
+typedef struct {
+    const char *imei;      /* hardware ids reported for device binding; NULL if none */
+    const char *iccid;
+    unsigned refresh_s;    /* how often to refresh services and tokens; 0 = 60 */
+    size_t window;         /* per-circuit receive window in bytes; 0 = 512 KiB */
+} weft_options;
+
+typedef void (*weft_dial_cb)(weft_conn *conn, int status, void *data);
+typedef void (*weft_accept_cb)(weft_conn *conn, void *data); /* a new incoming circuit */
+typedef void (*weft_listen_cb)(weft_ctx *ctx, const char *service, int status, void *data);
+/* n > 0: bytes; n == WEFT_ECLOSED: the peer half-closed (EOF); other n < 0: error,
+ * the conn is dead and must be closed. buf is valid only during the call. */
+typedef void (*weft_read_cb)(weft_conn *conn, const uint8_t *buf, ssize_t n);
+typedef void (*weft_write_cb)(weft_conn *conn, int status, void *data);
+typedef void (*weft_close_cb)(weft_conn *conn);
+
+int weft_init(uv_loop_t *loop, const char *identity_file, const weft_options *opt, weft_ctx **out);
+/* Closes every conn (their close callbacks run) and frees the ctx when done. */
+void weft_free(weft_ctx *ctx);
+
+int weft_dial(weft_ctx *ctx, const char *service, weft_dial_cb cb, void *data);
+/* Hosts a service: status reaches cb once the router accepted the bind (and
+ * again with an error if the binding is lost for good); accept_cb per circuit. */
+int weft_listen(weft_ctx *ctx, const char *service, weft_listen_cb cb, weft_accept_cb accept_cb,
+                void *data);
+int weft_unlisten(weft_ctx *ctx, const char *service);
+
+int weft_read_start(weft_conn *conn, weft_read_cb cb);
+int weft_read_stop(weft_conn *conn);
+/* Copies buf; cb runs once the peer's window took it (backpressure), or with an error. */
+int weft_write(weft_conn *conn, const void *buf, size_t len, weft_write_cb cb, void *data);
+/* Bytes written but not yet granted by the peer's window. */
+size_t weft_write_queue_size(const weft_conn *conn);
+int weft_shutdown(weft_conn *conn);
+void weft_close(weft_conn *conn, weft_close_cb cb);
+
+void *weft_conn_data(const weft_conn *conn);
+void weft_conn_set_data(weft_conn *conn, void *data);
+/* The service name and the verified identity of the far end. */
+const char *weft_conn_service(const weft_conn *conn);
+const char *weft_conn_peer_identity(const weft_conn *conn);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
