@@ -32,12 +32,21 @@ enum pr_family {
 #define PR_TYPE(fam, n) ((uint16_t)(((fam) << 8) | (n)))
 #define PR_TYPE_FAMILY(t) ((uint8_t)((t) >> 8))
 
-/* Header value types; the type fixes or bounds the value length. */
+/* Header key registry (proto/PROTOCOL.md). Key 0 is invalid on the wire.
+ * 0x0001-0x00ff: common to every family; 0x0100 and up: per family, in the
+ * family's own header, from the range PROTOCOL.md assigns it. */
+#define PR_HK_REQUEST_ID 0x0001 /* U32: matches a reply to its request */
+#define PR_HK_ERROR_CODE 0x0002 /* U32: a WEFT_E* code as two's complement */
+#define PR_HK_ERROR_MSG 0x0003  /* STR: human reason, never secrets */
+#define PR_HK_COMMON_LAST 0x00ff
+
+/* Header value types; the type fixes or bounds the value length. Any other
+ * type byte is malformed. */
 enum pr_htype {
     PR_HT_U32 = 1,   /* len 4 */
     PR_HT_U64 = 2,   /* len 8 */
     PR_HT_BYTES = 3, /* any len */
-    PR_HT_STR = 4,   /* UTF-8 text, no NUL bytes */
+    PR_HT_STR = 4,   /* valid UTF-8 text, no NUL bytes */
 };
 
 typedef struct {
@@ -75,7 +84,10 @@ int pr_frame_u64(const pr_frame *f, uint16_t key, uint64_t *out);
 int pr_frame_str(const pr_frame *f, uint16_t key, char *out, size_t cap);
 int pr_frame_bytes(const pr_frame *f, uint16_t key, const uint8_t **val, size_t *len);
 
-/* Encoder writing into a caller buffer; errors are sticky and reported by finish. */
+/* Encoder writing into a caller buffer; errors are sticky and reported by finish:
+ * WEFT_ETOOBIG when the buffer, the header map, the entry count or the body
+ * would exceed its limit, WEFT_EINVAL for a duplicate key, key 0, or a string
+ * that is not valid UTF-8. Whatever finish accepts, pr_frame_decode accepts. */
 typedef struct {
     uint8_t *buf;
     size_t cap;
@@ -98,6 +110,7 @@ typedef struct {
     uint8_t *buf;
     size_t len;
     size_t cap;
+    int err; /* sticky: once set, every feed returns it */
 } pr_reader;
 
 typedef int (*pr_frame_cb)(void *arg, const pr_frame *f);
@@ -106,7 +119,9 @@ int pr_reader_init(pr_reader *r);
 void pr_reader_free(pr_reader *r);
 /* Calls cb for each complete frame; stops at the first non-zero return from cb
  * or decode error and returns it (the stream is then unusable). Returns 0 when
- * all input was consumed or buffered. */
+ * all input was consumed or buffered. The frame passed to cb points into the
+ * reader's buffer or into data and is valid only during the call; cb must not
+ * feed the same reader. */
 int pr_reader_feed(pr_reader *r, const uint8_t *data, size_t len, pr_frame_cb cb, void *arg);
 
 #endif
