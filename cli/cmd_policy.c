@@ -1,0 +1,148 @@
+/* weft policy ...: who may dial or bind what. Role lists are comma-separated
+ * references: "#role" (everything with that role), "@name" (one identity or
+ * service by name or id) or "#all". */
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const cli_col policy_cols[] = {
+    {"ID", "id"},
+    {"NAME", "name"},
+    {"TYPE", "type"},
+    {"SEMANTIC", "semantic"},
+    {"IDENTITIES", "identity_roles"},
+    {"SERVICES", "service_roles"},
+};
+
+static int ref_list(cli_ctx *c, const cli_args *a, const char *opt, json_t **out)
+{
+    char err[256];
+    size_t i;
+    json_t *v;
+    if (cli_opt_list(a, opt, out, err, sizeof(err)) < 0)
+        return cli_usage_error(c, "%s", err);
+    json_array_foreach(*out, i, v) {
+        const char *s = json_string_value(v);
+        if ((s[0] != '#' && s[0] != '@') || s[1] == '\0' || strpbrk(s, " \t\r\n") != NULL) {
+            int rc = cli_usage_error(c, "--%s item \"%s\" must be #role, @name or #all", opt, s);
+            json_decref(*out);
+            *out = NULL;
+            return rc;
+        }
+    }
+    return CLI_OK;
+}
+
+static int check_choice(cli_ctx *c, const cli_args *a, const char *opt, const char *one,
+                        const char *two)
+{
+    const char *v = cli_opt_get(a, opt);
+    if (v != NULL && strcmp(v, one) != 0 && strcmp(v, two) != 0)
+        return cli_usage_error(c, "--%s must be %s or %s, not \"%s\"", opt, one, two, v);
+    return CLI_OK;
+}
+
+/* Adds the options that were given to body; create requires all of them. */
+static int build_body(cli_ctx *c, const cli_args *a, int create, json_t *body)
+{
+    static const char *const req[] = {"type", "identities", "services"};
+    json_t *ids = NULL, *svcs = NULL;
+    int rc;
+    for (size_t i = 0; create && i < 3; i++)
+        if (!cli_opt_has(a, req[i]))
+            return cli_usage_error(c, "missing --%s", req[i]);
+    if ((rc = check_choice(c, a, "type", "dial", "bind")) != CLI_OK ||
+        (rc = check_choice(c, a, "semantic", "AnyOf", "AllOf")) != CLI_OK)
+        return rc;
+    if (create)
+        json_object_set_new(body, "name", json_string(a->pos[0]));
+    if (cli_opt_has(a, "type"))
+        json_object_set_new(body, "type", json_string(cli_opt_get(a, "type")));
+    if (create || cli_opt_has(a, "semantic"))
+        json_object_set_new(body, "semantic",
+                            json_string(cli_opt_has(a, "semantic") ? cli_opt_get(a, "semantic")
+                                                                   : "AnyOf"));
+    if (cli_opt_has(a, "identities")) {
+        if ((rc = ref_list(c, a, "identities", &ids)) != CLI_OK)
+            return rc;
+        json_object_set_new(body, "identity_roles", ids);
+    }
+    if (cli_opt_has(a, "services")) {
+        if ((rc = ref_list(c, a, "services", &svcs)) != CLI_OK)
+            return rc;
+        json_object_set_new(body, "service_roles", svcs);
+    }
+    if (create && json_object_get(body, "name") == NULL)
+        return cli_usage_error(c, "NAME must be UTF-8 text");
+    return CLI_OK;
+}
+
+static int policy_write(cli_ctx *c, const cli_args *a, int create)
+{
+    char path[1024];
+    json_t *resp = NULL, *body = json_object();
+    int rc = body ? build_body(c, a, create, body) : cli_fail("out of memory");
+    if (rc == CLI_OK && !create && json_object_size(body) == 0)
+        rc = cli_usage_error(c, "nothing to change: give --type, --semantic, --identities or "
+                                "--services");
+    if (rc == CLI_OK && !create && cli_ref_path("policies", a->pos[0], NULL, path, sizeof(path)) < 0)
+        rc = cli_usage_error(c, "the id or name is too long");
+    if (rc == CLI_OK)
+        rc = cli_call(c, create ? "POST" : "PATCH", create ? "/v1/policies" : path, body, &resp);
+    if (rc == CLI_OK && !c->json) {
+        const json_t *d = json_object_get(resp, "data");
+        printf("%s policy %s (id %s)\n", create ? "created" : "updated",
+               json_is_object(d) ? cli_str(d, "name") : a->pos[0],
+               json_is_object(d) ? cli_str(d, "id") : "?");
+    }
+    json_decref(body);
+    json_decref(resp);
+    return rc;
+}
+
+static int policy_create(cli_ctx *c, const cli_args *a)
+{
+    return policy_write(c, a, 1);
+}
+
+static int policy_update(cli_ctx *c, const cli_args *a)
+{
+    return policy_write(c, a, 0);
+}
+
+static int policy_list(cli_ctx *c, const cli_args *a)
+{
+    return cli_generic_list(c, a, "policies", policy_cols,
+                            sizeof(policy_cols) / sizeof(policy_cols[0]));
+}
+
+static int policy_show(cli_ctx *c, const cli_args *a)
+{
+    return cli_generic_show(c, a, "policies");
+}
+
+static int policy_delete(cli_ctx *c, const cli_args *a)
+{
+    return cli_generic_delete(c, a, "policies", "policy");
+}
+
+#define POLICY_HELP                                                                          \
+    "  --type dial|bind   dial: use the services; bind: host them\n"                        \
+    "  --identities REFS  who: comma-separated #role, @name or #all\n"                      \
+    "  --services REFS    what: comma-separated #role, @name or #all\n"                     \
+    "  --semantic S       AnyOf (default: any listed role matches) or AllOf (all must)\n"
+
+const cli_cmd cli_policy_cmds[] = {
+    {"policy", "create", "NAME --type dial|bind --identities ROLES --services ROLES "
+                         "[--semantic AnyOf|AllOf]",
+     "create a policy", POLICY_HELP, "type identities services semantic", 1, 1, policy_create},
+    {"policy", "list", "[--limit N] [--offset N] [--name FILTER]", "list policies", CLI_LIST_HELP,
+     "limit offset name", 0, 0, policy_list},
+    {"policy", "show", CLI_REF_ARG, "show one policy", NULL, "", 1, 1, policy_show},
+    {"policy", "update",
+     CLI_REF_ARG " [--type dial|bind] [--identities ROLES] [--services ROLES] [--semantic S]",
+     "change a policy (given fields only)", POLICY_HELP, "type identities services semantic", 1,
+     1, policy_update},
+    {"policy", "delete", CLI_REF_ARG, "delete a policy", NULL, "", 1, 1, policy_delete},
+    {0},
+};
