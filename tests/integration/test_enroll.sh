@@ -42,9 +42,9 @@ assert_match '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' "$(printf '%s' "
     "token file holds a compact JWT"
 weft --json identity show dev1
 assert_rc 0 "weft --json identity show dev1"
-id=$(jget "$T_OUT" .id)
+id=$(jget "$T_OUT" .data.id)
 assert_match '^[a-z0-9-]{1,64}$' "$id" "identity has an id"
-assert_eq false "$(jget "$T_OUT" .enrolled)" "identity is not enrolled before enrolment"
+assert_eq false "$(jget "$T_OUT" .data.enrolled)" "identity is not enrolled before enrolment"
 
 t_run "$WEFT_EDGE" enroll "$T_TMP/dev1.jwt" --out "$T_TMP/dev1.json"
 assert_rc 0 "weft-edge enroll with a token file"
@@ -71,7 +71,7 @@ t_run openssl x509 -in "$T_TMP/dev1/cert.pem" -noout -checkend 3600
 assert_rc 0 "certificate is valid for more than an hour"
 
 weft --json identity show dev1
-assert_eq true "$(jget "$T_OUT" .enrolled)" "identity show --json: enrolled true"
+assert_eq true "$(jget "$T_OUT" .data.enrolled)" "identity show --json: enrolled true"
 weft identity show dev1
 assert_rc 0 "weft identity show dev1"
 assert_match "enrolled" "$T_OUT" "identity show says enrolled"
@@ -146,8 +146,8 @@ assert_rc 0 "create dev5 --binding exact"
 t_run "$WEFT_EDGE" enroll "$T_TMP/dev5.jwt" --out "$T_TMP/dev5.json" --imei 490154203237518 --iccid 8944500102198304826
 assert_rc 0 "enroll with --imei and --iccid"
 weft --json identity show dev5
-assert_eq 490154203237518 "$(jget "$T_OUT" .imei)" "IMEI recorded at enrolment"
-assert_eq 8944500102198304826 "$(jget "$T_OUT" .iccid)" "ICCID recorded at enrolment"
+assert_eq 490154203237518 "$(jget "$T_OUT" .data.imei)" "IMEI recorded at enrolment"
+assert_eq 8944500102198304826 "$(jget "$T_OUT" .data.iccid)" "ICCID recorded at enrolment"
 
 ctl_stop "$T_DIR"
 assert_eq 0 "$T_EXIT" "controller exits 0 on SIGTERM"
