@@ -42,12 +42,17 @@ typedef void (*ctl_http_handler)(ctl_http_req *req);
 /* Queues the response. body may be NULL (empty). */
 void ctl_http_respond(ctl_http_req *req, int status, const char *content_type, const char *body,
                       size_t body_len);
+/* Answers with a JSON error body {"error":{"code":code,"message":message}}
+ * (counts as the one response). */
+void ctl_http_respond_error(ctl_http_req *req, int status, const char *code, const char *message);
 
 /* Listens on addr ("HOST:PORT") with the given TLS context (server, client
  * certificates requested but optional: enrolment has none yet). */
 int ctl_http_server_start(uv_loop_t *loop, pr_tls_ctx *tls, const char *addr,
                           ctl_http_handler handler, void *server_data, ctl_http_server **out);
 /* Stops listening, closes every connection; cb (may be NULL) runs when all handles closed. */
+/* The bound TCP port (useful after listening on port 0), or -1. */
+int ctl_http_server_port(ctl_http_server *s);
 void ctl_http_server_stop(ctl_http_server *s, void (*cb)(void *arg), void *arg);
 
 #endif
