@@ -23,7 +23,8 @@
 
 typedef struct ctl_store ctl_store;
 
-/* Opens (creating and migrating as needed) the store at path. */
+/* Opens (creating and migrating as needed) the store at path. WEFT_EVERSION when
+ * the file's schema is newer than this binary knows (it is left untouched). */
 int ctl_store_open(const char *path, ctl_store **out);
 void ctl_store_close(ctl_store *s); /* NULL is a no-op */
 int ctl_store_schema_version(ctl_store *s);
@@ -48,6 +49,8 @@ int ctl_store_update(ctl_store *s, const char *coll, const char *id, json_t *fie
 int ctl_store_delete(ctl_store *s, const char *coll, const char *id);
 
 /* Enrolment tokens (one-time): kind "identity" or "router". */
+/* WEFT_ENOTFOUND when the subject does not exist; WEFT_EEXISTS for a jti reused.
+ * expires_at is Unix seconds. Deleting the subject deletes its tokens. */
 int ctl_store_token_add(ctl_store *s, const char *jti, const char *kind, const char *subject_id,
                         int64_t expires_at);
 /* In one transaction: the token exists for this subject, is unused and unexpired
@@ -57,11 +60,20 @@ int ctl_store_token_add(ctl_store *s, const char *jti, const char *kind, const c
  * WEFT_ETOKENEXPIRED, WEFT_EDISABLED, WEFT_ENOTFOUND, WEFT_ECONFLICT (already enrolled). */
 int ctl_store_token_consume(ctl_store *s, const char *jti, const char *kind,
                             const char *subject_id, int64_t now, json_t *enrolled_fields);
-/* The newest unused enrolment token of a subject (for "show"), or WEFT_ENOTFOUND. */
+/* The newest unused enrolment token of a subject (for "show"), or WEFT_ENOTFOUND:
+ * {"jti", "kind", "subject_id", "expires_at" (Unix seconds, as given to
+ * token_add, possibly past), "created_at" (RFC 3339)}. */
 int ctl_store_token_pending(ctl_store *s, const char *subject_id, json_t **out);
 
 /* Small key/value settings (controller signing key id, network name, ...). */
 int ctl_store_setting_get(ctl_store *s, const char *key, char **value);
 int ctl_store_setting_set(ctl_store *s, const char *key, const char *value);
+
+/* Groups the writes that follow into one transaction, committed (commit != 0)
+ * or rolled back by batch_end: for bulk imports, where one fsync per record
+ * is too slow. A write that fails inside a batch is undone alone and the
+ * batch goes on. Nothing is durable before batch_end returns 0. */
+int ctl_store_batch_begin(ctl_store *s);
+int ctl_store_batch_end(ctl_store *s, int commit);
 
 #endif
