@@ -1,0 +1,125 @@
+/* /v1/policies: which identities may dial or bind which services, by role
+ * selectors ("#role", "@name", "#all"). */
+#include <string.h>
+
+#include "controller/controller.h"
+#include "proto/ident.h"
+#include "weft/errors.h"
+
+static const char *const allowed[] = {"name",           "type",          "semantic",
+                                      "identity_roles", "service_roles", NULL};
+static const char *const types[] = {"dial", "bind", NULL};
+static const char *const semantics[] = {"AnyOf", "AllOf", NULL};
+
+static int valid_selector(const char *s)
+{
+    if (strcmp(s, "#all") == 0)
+        return 1;
+    if (s[0] == '#')
+        return ctl_valid_role(s + 1);
+    if (s[0] == '@')
+        return ctl_valid_name(s + 1);
+    return 0;
+}
+
+/* A selector list: at most 64 entries, each #role, @name or #all. */
+static int field_selectors(ctl_call *call, json_t *body, const char *key, json_t **out)
+{
+    json_t *v = json_object_get(body, key), *item;
+    size_t i;
+
+    *out = NULL;
+    if (v == NULL)
+        return 0;
+    if (!json_is_array(v) || json_array_size(v) > CTL_ROLES_MAX)
+        goto bad;
+    json_array_foreach(v, i, item) {
+        if (!json_is_string(item) || !valid_selector(json_string_value(item)))
+            goto bad;
+    }
+    *out = json_incref(v);
+    return 1;
+bad:
+    ctl_reply_error(call, 400, "bad_request",
+                    "field '%s' must be an array of at most 64 entries, each \"#role\", \"@name\" "
+                    "or \"#all\"",
+                    key);
+    return WEFT_EINVAL;
+}
+
+static int parse(ctl_call *call, json_t *body, int creating, json_t *fields)
+{
+    const char *name, *type, *semantic;
+    json_t *ids, *svcs;
+
+    if (ctl_field_name(call, body, "name", creating, &name) < 0 ||
+        ctl_field_enum(call, body, "type", types, &type) < 0 ||
+        ctl_field_enum(call, body, "semantic", semantics, &semantic) < 0)
+        return WEFT_EINVAL;
+    if (creating && type == NULL) {
+        ctl_reply_error(call, 400, "bad_request", "field 'type' is required: \"dial\" or \"bind\"");
+        return WEFT_EINVAL;
+    }
+    if (field_selectors(call, body, "identity_roles", &ids) < 0)
+        return WEFT_EINVAL;
+    if (field_selectors(call, body, "service_roles", &svcs) < 0) {
+        json_decref(ids);
+        return WEFT_EINVAL;
+    }
+    if (name)
+        json_object_set_new(fields, "name", json_string(name));
+    if (type)
+        json_object_set_new(fields, "type", json_string(type));
+    if (semantic || creating)
+        json_object_set_new(fields, "semantic", json_string(semantic ? semantic : "AnyOf"));
+    if (ids || creating)
+        json_object_set_new(fields, "identity_roles", ids ? ids : json_array());
+    if (svcs || creating)
+        json_object_set_new(fields, "service_roles", svcs ? svcs : json_array());
+    return 0;
+}
+
+void ctl_api_policies_list(ctl_call *call)
+{
+    ctl_list(call, "policies");
+}
+
+void ctl_api_policies_create(ctl_call *call)
+{
+    json_t *body = NULL, *rec = json_object();
+    char id[PR_ID_MAX + 1];
+
+    if (ctl_body(call, allowed, &body) < 0 || parse(call, body, 1, rec) < 0) {
+        json_decref(rec);
+        goto out;
+    }
+    pr_ident_new_id(id, sizeof(id));
+    json_object_set_new(rec, "id", json_string(id));
+    ctl_create_reply(call, "policies", "policy", rec);
+out:
+    json_decref(body);
+}
+
+void ctl_api_policies_get(ctl_call *call)
+{
+    ctl_get(call, "policies", "policy");
+}
+
+void ctl_api_policies_patch(ctl_call *call)
+{
+    json_t *body = NULL, *rec = NULL, *fields = json_object();
+
+    if (ctl_body(call, allowed, &body) < 0 || parse(call, body, 0, fields) < 0 ||
+        ctl_load(call, "policies", "policy", &rec) < 0)
+        goto out;
+    ctl_update_reply(call, "policies", "policy", rec, fields);
+out:
+    json_decref(rec);
+    json_decref(fields);
+    json_decref(body);
+}
+
+void ctl_api_policies_delete(ctl_call *call)
+{
+    ctl_delete(call, "policies", "policy");
+}

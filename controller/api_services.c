@@ -1,0 +1,107 @@
+/* /v1/services: what can be dialled or bound, with the address a dialling edge
+ * intercepts and the address a hosting edge forwards to. */
+#include <stdio.h>
+#include <string.h>
+
+#include "controller/controller.h"
+#include "proto/addr.h"
+#include "proto/ident.h"
+#include "weft/errors.h"
+
+static const char *const allowed[] = {"name", "roles", "intercept", "host", NULL};
+
+/* "tcp:HOST:PORT" or "udp:HOST:PORT", HOST non-empty, PORT 1..65535. */
+static int valid_target(const char *s)
+{
+    char host[256];
+    unsigned port = 0;
+
+    if (strncmp(s, "tcp:", 4) != 0 && strncmp(s, "udp:", 4) != 0)
+        return 0;
+    if (pr_addr_split(s + 4, host, sizeof(host), &port) < 0)
+        return 0;
+    return host[0] != '\0' && port >= 1 && port <= 65535;
+}
+
+static int field_target(ctl_call *call, json_t *body, const char *key, const char **out)
+{
+    int rc = ctl_field_str(call, body, key, 0, out);
+
+    if (rc == 1 && !valid_target(*out)) {
+        ctl_reply_error(call, 400, "bad_request",
+                        "field '%s' must look like tcp:HOST:PORT or udp:HOST:PORT (port 1..65535)",
+                        key);
+        return WEFT_EINVAL;
+    }
+    return rc;
+}
+
+/* Validates body into fields (only what is present). */
+static int parse(ctl_call *call, json_t *body, int creating, json_t *fields)
+{
+    const char *name, *intercept, *host;
+    json_t *roles;
+
+    if (ctl_field_name(call, body, "name", creating, &name) < 0 ||
+        ctl_field_roles(call, body, "roles", &roles) < 0)
+        return WEFT_EINVAL;
+    if (roles)
+        json_object_set_new(fields, "roles", roles);
+    else if (creating)
+        json_object_set_new(fields, "roles", json_array());
+    if (field_target(call, body, "intercept", &intercept) < 0 ||
+        field_target(call, body, "host", &host) < 0)
+        return WEFT_EINVAL;
+    if (name)
+        json_object_set_new(fields, "name", json_string(name));
+    if (intercept)
+        json_object_set_new(fields, "intercept", json_string(intercept));
+    if (host)
+        json_object_set_new(fields, "host", json_string(host));
+    return 0;
+}
+
+void ctl_api_services_list(ctl_call *call)
+{
+    ctl_list(call, "services");
+}
+
+void ctl_api_services_create(ctl_call *call)
+{
+    json_t *body = NULL, *rec = json_object();
+    char id[PR_ID_MAX + 1];
+
+    if (ctl_body(call, allowed, &body) < 0 || parse(call, body, 1, rec) < 0) {
+        json_decref(rec);
+        goto out;
+    }
+    pr_ident_new_id(id, sizeof(id));
+    json_object_set_new(rec, "id", json_string(id));
+    ctl_create_reply(call, "services", "service", rec);
+out:
+    json_decref(body);
+}
+
+void ctl_api_services_get(ctl_call *call)
+{
+    ctl_get(call, "services", "service");
+}
+
+void ctl_api_services_patch(ctl_call *call)
+{
+    json_t *body = NULL, *rec = NULL, *fields = json_object();
+
+    if (ctl_body(call, allowed, &body) < 0 || parse(call, body, 0, fields) < 0 ||
+        ctl_load(call, "services", "service", &rec) < 0)
+        goto out;
+    ctl_update_reply(call, "services", "service", rec, fields);
+out:
+    json_decref(rec);
+    json_decref(fields);
+    json_decref(body);
+}
+
+void ctl_api_services_delete(ctl_call *call)
+{
+    ctl_delete(call, "services", "service");
+}

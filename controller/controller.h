@@ -1,0 +1,180 @@
+/* weft-controller internals shared by its own files (not a public interface):
+ * configuration, the running controller's state, the API router and the
+ * helpers every handler uses to validate requests and answer them. */
+#ifndef CTL_CONTROLLER_H
+#define CTL_CONTROLLER_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "controller/http.h"
+#include "controller/store.h"
+#include "proto/pki.h"
+
+#define CTL_VERSION "0.1.0"
+#define CTL_API_VERSION 1
+#define CTL_NAME_MAX 128
+#define CTL_ROLE_MAX 64
+#define CTL_ROLES_MAX 64
+#define CTL_TOKEN_TTL_DEFAULT 86400
+#define CTL_TOKEN_TTL_MAX 2592000
+#define CTL_CERT_VALIDITY_DEFAULT (30 * 86400)
+#define CTL_ENROLL_AUD "weft-enroll"
+
+/* Formats an error message (truncating quietly: messages are for people). */
+void ctl_errf(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- config.c: controller.json ---- */
+typedef struct {
+    char dir[PATH_MAX];
+    char name[65];      /* network name = trust domain */
+    char listen[256];   /* HOST:PORT the API listens on */
+    char advertise[256];/* HOST:PORT others reach us at (put in tokens) */
+    char url[300];      /* https://<advertise> */
+    char log_level[16];
+    int64_t token_ttl;     /* default enrolment token lifetime, seconds */
+    int64_t cert_validity; /* lifetime of certificates issued at enrolment, seconds */
+    /* Absolute paths of the files in dir. */
+    char ca_cert[PATH_MAX];
+    char ca_key[PATH_MAX];
+    char server_cert[PATH_MAX];
+    char server_key[PATH_MAX];
+    char signing_key[PATH_MAX];
+    char db[PATH_MAX];
+    char admin[PATH_MAX];
+} ctl_config;
+
+#define CTL_CONFIG_FILE "controller.json"
+
+/* Fills defaults for dir (name "weft", listen 127.0.0.1:1280, relative file names). */
+int ctl_config_defaults(ctl_config *cfg, const char *dir);
+/* Sets listen/advertise/url; an unspecified advertise derives from listen. */
+int ctl_config_set_addrs(ctl_config *cfg, const char *listen, const char *advertise, char *err,
+                         size_t errcap);
+int ctl_config_load(ctl_config *cfg, const char *dir, char *err, size_t errcap);
+int ctl_config_save(const ctl_config *cfg);
+
+/* ---- init.c ---- */
+typedef struct {
+    const char *dir;
+    const char *listen;    /* NULL: default */
+    const char *advertise; /* NULL: derived from listen */
+    const char *name;      /* NULL: "weft" */
+} ctl_init_opts;
+
+int ctl_init(const ctl_init_opts *o, FILE *out, char *err, size_t errcap);
+/* The Ed25519 token signing key: 128 hex characters (libsodium secret key), 0600. */
+int ctl_signing_key_load(const char *path, unsigned char sk[crypto_sign_SECRETKEYBYTES]);
+int ctl_signing_key_save(const char *path, const unsigned char sk[crypto_sign_SECRETKEYBYTES]);
+
+/* ---- the running controller ---- */
+typedef struct {
+    ctl_config cfg;
+    ctl_store *store;
+    pr_ca ca;
+    char ca_fp[65];
+    unsigned char sk[crypto_sign_SECRETKEYBYTES];
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+} ctl;
+
+/* Loads keys, certificates and the store for cfg. */
+int ctl_open(ctl *c, const ctl_config *cfg, char *err, size_t errcap);
+void ctl_close(ctl *c);
+
+/* ---- api.c: routing and helpers ---- */
+typedef struct {
+    ctl *c;
+    ctl_http_req *req;
+    const char *param; /* the {id} path segment, or NULL */
+    json_t *admin;     /* the authenticated admin's record, or NULL */
+    int answered;      /* set by every ctl_reply* so a missed answer is caught */
+} ctl_call;
+
+typedef void (*ctl_route_fn)(ctl_call *call);
+
+/* The http layer's handler: req->server_data is the ctl. */
+void ctl_api_handle(ctl_http_req *req);
+/* Prints "METHOD PATH-TEMPLATE" per route. */
+void ctl_api_print_routes(FILE *out);
+
+/* Answers with body (reference stolen; NULL: empty body). */
+void ctl_reply(ctl_call *call, int status, json_t *body);
+void ctl_reply_data(ctl_call *call, int status, json_t *data);
+void ctl_reply_raw(ctl_call *call, int status, const char *content_type, const char *body,
+                   size_t len);
+void ctl_reply_error(ctl_call *call, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Maps a store error to an answer naming what (e.g. "identity"). */
+void ctl_reply_store_error(ctl_call *call, int rc, const char *what, const char *key);
+
+/* Parses the request body as a JSON object whose keys are all in allowed
+ * (NULL-terminated). On failure it has answered and returns < 0. */
+int ctl_body(ctl_call *call, const char *const *allowed, json_t **out);
+/* Field readers: 0 absent (and !required), 1 present, < 0 answered. */
+int ctl_field_str(ctl_call *call, json_t *body, const char *key, int required, const char **out);
+int ctl_field_name(ctl_call *call, json_t *body, const char *key, int required, const char **out);
+int ctl_field_roles(ctl_call *call, json_t *body, const char *key, json_t **out);
+int ctl_field_bool(ctl_call *call, json_t *body, const char *key, int *out);
+int ctl_field_enum(ctl_call *call, json_t *body, const char *key, const char *const *values,
+                   const char **out);
+
+int ctl_valid_name(const char *s);
+int ctl_valid_role(const char *s);
+
+/* Generic collection handlers. */
+void ctl_list(ctl_call *call, const char *coll);
+/* Loads the record named by call->param; on failure answered, returns < 0. */
+int ctl_load(ctl_call *call, const char *coll, const char *what, json_t **out);
+void ctl_get(ctl_call *call, const char *coll, const char *what);
+/* Creates rec (stolen) and answers 201 with the stored record. */
+void ctl_create_reply(ctl_call *call, const char *coll, const char *what, json_t *rec);
+void ctl_delete(ctl_call *call, const char *coll, const char *what);
+/* Applies fields to the record rec and answers with the updated record. */
+void ctl_update_reply(ctl_call *call, const char *coll, const char *what, json_t *rec,
+                      json_t *fields);
+
+void ctl_rfc3339(int64_t t, char out[32]);
+
+/* ---- handlers ---- */
+void ctl_api_identities_list(ctl_call *call);
+void ctl_api_identities_create(ctl_call *call);
+void ctl_api_identities_get(ctl_call *call);
+void ctl_api_identities_patch(ctl_call *call);
+void ctl_api_identities_delete(ctl_call *call);
+void ctl_api_identities_disable(ctl_call *call);
+void ctl_api_identities_enable(ctl_call *call);
+
+void ctl_api_services_list(ctl_call *call);
+void ctl_api_services_create(ctl_call *call);
+void ctl_api_services_get(ctl_call *call);
+void ctl_api_services_patch(ctl_call *call);
+void ctl_api_services_delete(ctl_call *call);
+
+void ctl_api_policies_list(ctl_call *call);
+void ctl_api_policies_create(ctl_call *call);
+void ctl_api_policies_get(ctl_call *call);
+void ctl_api_policies_patch(ctl_call *call);
+void ctl_api_policies_delete(ctl_call *call);
+
+void ctl_api_routers_list(ctl_call *call);
+void ctl_api_routers_create(ctl_call *call);
+void ctl_api_routers_get(ctl_call *call);
+void ctl_api_routers_delete(ctl_call *call);
+
+/* ---- enroll.c ---- */
+void ctl_api_enroll_ca(ctl_call *call);
+void ctl_api_enroll(ctl_call *call);
+/* Issues a one-time enrolment token for subject (kind "identity"|"router"),
+ * records it, and returns {"token","expires_at"} in *out. ttl 0: default. */
+int ctl_token_issue(ctl *c, const char *kind, const char *subject_id, int64_t ttl, json_t **out);
+/* Creates rec (stolen; an identity or router), issues its enrolment token and
+ * answers 201 {"data":record,"enrollment":{"token","expires_at"}}. */
+void ctl_create_enrollable(ctl_call *call, const char *coll, const char *kind, json_t *rec,
+                           int64_t ttl);
+/* Adds "enrollment":{"expires_at","used"} to rec when a token is pending. */
+void ctl_token_pending_attach(ctl *c, json_t *rec);
+
+#endif

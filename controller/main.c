@@ -1,0 +1,317 @@
+/* weft-controller: init a network, run the REST API, print the route table.
+ * Exit codes: 0 ok, 1 error (with a sentence on stderr saying what to do),
+ * 2 usage. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "controller/controller.h"
+#include "proto/idfile.h"
+#include "proto/log.h"
+#include "proto/tls.h"
+#include "weft/errors.h"
+
+#define PEM_MAX (256 * 1024)
+
+static const char usage_main[] =
+    "usage: weft-controller COMMAND [OPTIONS]\n"
+    "\n"
+    "Commands:\n"
+    "  init    create a new network (CA, server certificate, store, admin identity)\n"
+    "  run     serve the REST API\n"
+    "  routes  print the REST API's route table\n"
+    "\n"
+    "Run 'weft-controller COMMAND --help' for a command's options.\n";
+
+static const char usage_init[] =
+    "usage: weft-controller init --dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--name NAME]\n"
+    "\n"
+    "Creates a new weft network in DIR (created 0700; must not hold a network yet).\n"
+    "  --dir DIR             data directory\n"
+    "  --listen HOST:PORT    address the API listens on (default 127.0.0.1:1280)\n"
+    "  --advertise HOST:PORT address devices and the CLI use to reach the controller,\n"
+    "                        put in enrolment tokens (default: the listen address;\n"
+    "                        needed when listening on 0.0.0.0 or ::)\n"
+    "  --name NAME           network name and trust domain, [a-z0-9-] (default weft)\n";
+
+static const char usage_run[] =
+    "usage: weft-controller run --dir DIR [--log-level debug|info|warn|error]\n"
+    "\n"
+    "Serves the REST API of the network in DIR until SIGINT or SIGTERM.\n";
+
+static const char usage_routes[] =
+    "usage: weft-controller routes\n"
+    "\n"
+    "Prints the REST API's routes, one 'METHOD PATH-TEMPLATE' per line.\n";
+
+/* ---- loading the controller ---- */
+
+static int read_pem(const char *path, char **out, char *err, size_t errcap)
+{
+    size_t len;
+    int rc = pr_read_file(path, PEM_MAX, out, &len);
+
+    if (rc < 0)
+        ctl_errf(err, errcap, "cannot read %s (%s); check the data directory or restore it from a backup",
+                 path, weft_strerror(rc));
+    return rc;
+}
+
+int ctl_open(ctl *c, const ctl_config *cfg, char *err, size_t errcap)
+{
+    int rc;
+
+    memset(c, 0, sizeof(*c));
+    c->cfg = *cfg;
+    if ((rc = read_pem(cfg->ca_cert, &c->ca.cert_pem, err, errcap)) < 0 ||
+        (rc = read_pem(cfg->ca_key, &c->ca.key_pem, err, errcap)) < 0)
+        return rc;
+    if ((rc = pr_pki_fingerprint(c->ca.cert_pem, c->ca_fp)) < 0) {
+        ctl_errf(err, errcap, "%s is not a PEM certificate; restore it from a backup", cfg->ca_cert);
+        return rc;
+    }
+    if ((rc = ctl_signing_key_load(cfg->signing_key, c->sk)) < 0) {
+        ctl_errf(err, errcap, "cannot load the token signing key %s (%s); restore it from a backup",
+                 cfg->signing_key, weft_strerror(rc));
+        return rc;
+    }
+    crypto_sign_ed25519_sk_to_pk(c->pk, c->sk);
+    if ((rc = ctl_store_open(cfg->db, &c->store)) < 0) {
+        ctl_errf(err, errcap, "cannot open the store %s (%s); check its permissions and free disk space",
+                 cfg->db, weft_strerror(rc));
+        return rc;
+    }
+    return 0;
+}
+
+void ctl_close(ctl *c)
+{
+    ctl_store_close(c->store);
+    c->store = NULL;
+    pr_ca_free(&c->ca);
+    sodium_memzero(c->sk, sizeof(c->sk));
+}
+
+/* ---- run ---- */
+
+typedef struct {
+    uv_loop_t loop;
+    uv_signal_t sigint, sigterm;
+    ctl_http_server *http;
+    int stopping;
+} runner;
+
+static void on_http_stopped(void *arg)
+{
+    runner *r = arg;
+
+    uv_close((uv_handle_t *)&r->sigint, NULL);
+    uv_close((uv_handle_t *)&r->sigterm, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    runner *r = h->data;
+
+    if (r->stopping)
+        return;
+    r->stopping = 1;
+    pr_info("shutdown", "signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    ctl_http_server_stop(r->http, on_http_stopped, r);
+}
+
+static int make_tls(const ctl_config *cfg, const ctl *c, pr_tls_ctx **out, char *err, size_t errcap)
+{
+    char *cert = NULL, *key = NULL;
+    int rc;
+
+    if ((rc = read_pem(cfg->server_cert, &cert, err, errcap)) < 0 ||
+        (rc = read_pem(cfg->server_key, &key, err, errcap)) < 0)
+        goto out;
+    /* Client certificates are asked for but optional: a device enrolling has none yet;
+     * admin routes check for one themselves. */
+    pr_tls_cfg tc = {.server = 1, .ca_pem = c->ca.cert_pem, .cert_pem = cert, .key_pem = key};
+    if ((rc = pr_tls_ctx_new(&tc, out)) < 0)
+        ctl_errf(err, errcap, "cannot set up TLS with %s (%s); check the certificate and key",
+                 cfg->server_cert, weft_strerror(rc));
+out:
+    if (key)
+        sodium_memzero(key, strlen(key));
+    free(key);
+    free(cert);
+    return rc;
+}
+
+static int serve(ctl *c, pr_tls_ctx *tls, char *err, size_t errcap)
+{
+    runner r = {0};
+    int rc;
+
+    uv_loop_init(&r.loop);
+    rc = ctl_http_server_start(&r.loop, tls, c->cfg.listen, ctl_api_handle, c, &r.http);
+    if (rc < 0) {
+        ctl_errf(err, errcap, "cannot listen on %s (%s); is another controller running, or is the "
+                 "port taken? Change 'listen' in %s/%s",
+                 c->cfg.listen, weft_strerror(rc), c->cfg.dir, CTL_CONFIG_FILE);
+        goto out;
+    }
+    r.sigint.data = r.sigterm.data = &r;
+    uv_signal_init(&r.loop, &r.sigint);
+    uv_signal_init(&r.loop, &r.sigterm);
+    uv_signal_start(&r.sigint, on_signal, SIGINT);
+    uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+    pr_info("listening", "addr=%s url=%s network=%s version=%s", c->cfg.listen, c->cfg.url,
+            c->cfg.name, CTL_VERSION);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    pr_info("stopped", "network=%s", c->cfg.name);
+out:
+    uv_run(&r.loop, UV_RUN_NOWAIT); /* let pending close callbacks run */
+    if (uv_loop_close(&r.loop) != 0)
+        pr_warn("loop_busy", "hint=%s", pr_log_q("handles left open at exit"));
+    return rc;
+}
+
+static int run(const char *dir, const char *level)
+{
+    char err[1024] = "";
+    ctl_config cfg;
+    ctl c;
+    pr_tls_ctx *tls = NULL;
+    int rc, lvl;
+
+    if ((rc = ctl_config_load(&cfg, dir, err, sizeof(err))) < 0)
+        goto fail;
+    lvl = pr_log_level_parse(level ? level : cfg.log_level);
+    if (lvl < 0) {
+        fprintf(stderr, "weft-controller: --log-level must be debug, info, warn or error\n");
+        return 2;
+    }
+    pr_log_init("controller", lvl);
+    if ((rc = ctl_open(&c, &cfg, err, sizeof(err))) < 0 ||
+        (rc = make_tls(&cfg, &c, &tls, err, sizeof(err))) < 0 ||
+        (rc = serve(&c, tls, err, sizeof(err))) < 0) {
+        pr_tls_ctx_free(tls);
+        ctl_close(&c);
+        goto fail;
+    }
+    pr_tls_ctx_free(tls);
+    ctl_close(&c);
+    return 0;
+fail:
+    fprintf(stderr, "weft-controller: %s\n", err[0] ? err : weft_strerror(rc));
+    return 1;
+}
+
+/* ---- command line ---- */
+
+static int cmd_init(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"dir", required_argument, 0, 'd'},       {"listen", required_argument, 0, 'l'},
+        {"advertise", required_argument, 0, 'a'}, {"name", required_argument, 0, 'n'},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+    ctl_init_opts o = {0};
+    char err[1024] = "";
+    int ch;
+
+    while ((ch = getopt_long(argc, argv, "d:l:a:n:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': o.dir = optarg; break;
+        case 'l': o.listen = optarg; break;
+        case 'a': o.advertise = optarg; break;
+        case 'n': o.name = optarg; break;
+        case 'h': fputs(usage_init, stdout); return 0;
+        default: fputs(usage_init, stderr); return 2;
+        }
+    }
+    if (o.dir == NULL || optind != argc) {
+        fputs(o.dir ? "weft-controller init: unexpected argument\n"
+                    : "weft-controller init: --dir DIR is required\n", stderr);
+        fputs(usage_init, stderr);
+        return 2;
+    }
+    pr_log_init("controller", PR_LOG_WARN);
+    if (ctl_init(&o, stdout, err, sizeof(err)) < 0) {
+        fprintf(stderr, "weft-controller init: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {{"dir", required_argument, 0, 'd'},
+                                         {"log-level", required_argument, 0, 'L'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *dir = NULL, *level = NULL;
+    int ch;
+
+    while ((ch = getopt_long(argc, argv, "d:L:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': dir = optarg; break;
+        case 'L': level = optarg; break;
+        case 'h': fputs(usage_run, stdout); return 0;
+        default: fputs(usage_run, stderr); return 2;
+        }
+    }
+    if (dir == NULL || optind != argc) {
+        fputs(dir ? "weft-controller run: unexpected argument\n"
+                  : "weft-controller run: --dir DIR is required\n", stderr);
+        fputs(usage_run, stderr);
+        return 2;
+    }
+    if (level && pr_log_level_parse(level) < 0) {
+        fputs("weft-controller run: --log-level must be debug, info, warn or error\n", stderr);
+        return 2;
+    }
+    return run(dir, level);
+}
+
+static int cmd_routes(int argc, char **argv)
+{
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(usage_routes, stdout);
+        return 0;
+    }
+    if (argc != 1) {
+        fputs(usage_routes, stderr);
+        return 2;
+    }
+    ctl_api_print_routes(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("weft-controller %s\n", CTL_VERSION);
+        return 0;
+    }
+    if (sodium_init() < 0) {
+        fputs("weft-controller: libsodium failed to initialise\n", stderr);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (strcmp(argv[1], "init") == 0)
+        return cmd_init(argc - 1, argv + 1);
+    if (strcmp(argv[1], "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "routes") == 0)
+        return cmd_routes(argc - 1, argv + 1);
+    fprintf(stderr, "weft-controller: unknown command '%s'\n", argv[1]);
+    fputs(usage_main, stderr);
+    return 2;
+}
