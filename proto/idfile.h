@@ -19,9 +19,14 @@ typedef struct {
     char *ca_pem;
 } pr_idfile;
 
-/* Loads and checks: all fields present, key matches cert. Errors name the field. */
+/* Loads and checks: all fields present, key matches cert. Errors name the field.
+ * A file other users can read or write is refused (WEFT_EDENIED); one the group
+ * can read is loaded with a warning. */
 int pr_idfile_load(const char *path, pr_idfile *out, char *err, size_t errcap);
 int pr_idfile_save(const char *path, const pr_idfile *id);
+/* The checks of pr_idfile_load on a JSON text already in memory (len bytes, no
+ * NUL needed): used by pr_idfile_load and by the fuzz target. */
+int pr_idfile_parse(const char *json, size_t len, pr_idfile *out, char *err, size_t errcap);
 void pr_idfile_free(pr_idfile *id);
 
 /* Atomic 0600 write of any file (temp + fsync + rename + fsync dir). */
