@@ -1,0 +1,142 @@
+/* weft-edge: the device agent. Subcommands live in a table; adding one is a
+ * function and a row. Exit status: 0 ok, 1 error, 2 usage error. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "edge/edge.h"
+
+#define WEFT_EDGE_VERSION "0.1.0"
+
+static int cmd_version(const edge_cmd *cmd, int argc, char **argv);
+static int cmd_run(const edge_cmd *cmd, int argc, char **argv);
+
+static const edge_cmd cmds[] = {
+    {"enroll", "TOKEN --out ID_FILE [--imei IMEI] [--iccid ICCID] [--force] [--timeout MS]",
+     "enrol this device with a one-time token and write its identity file",
+     "  TOKEN              the token text, a file holding it, or - for stdin\n"
+     "  --out ID_FILE      where to write the identity file (mode 0600)\n"
+     "  --imei IMEI        the modem's IMEI, for hardware binding\n"
+     "  --iccid ICCID      the SIM's ICCID, for hardware binding\n"
+     "  --force            replace ID_FILE if it exists\n"
+     "  --timeout MS       give up on the controller after MS milliseconds (default 15000)\n",
+     edge_cmd_enroll},
+    {"run", "--identity ID_FILE", "connect to the network and serve (not implemented yet)",
+     "  --identity ID_FILE the identity file written by enroll\n", cmd_run},
+    {"version", "", "print the version", NULL, cmd_version},
+};
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+void edge_print_cmd_help(FILE *f, const edge_cmd *cmd)
+{
+    fprintf(f, "usage: weft-edge %s%s%s\n\n%s.\n", cmd->name, cmd->usage[0] ? " " : "",
+            cmd->usage, cmd->summary);
+    if (cmd->help != NULL)
+        fprintf(f, "\nOptions:\n%s", cmd->help);
+    fprintf(f, "  --help, -h         show this help\n");
+}
+
+static void print_help(FILE *f)
+{
+    fprintf(f, "usage: weft-edge COMMAND [options]\n\nThe weft device agent.\n\nCommands:\n");
+    for (size_t i = 0; i < NCMDS; i++)
+        fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].summary);
+    fprintf(f, "\nRun 'weft-edge COMMAND --help' for a command's options.\n");
+}
+
+int edge_fail(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("weft-edge: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EDGE_ERR;
+}
+
+int edge_usage_error(const edge_cmd *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("weft-edge: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    if (cmd != NULL)
+        fprintf(stderr, "usage: weft-edge %s %s\nRun 'weft-edge %s --help' for more.\n", cmd->name,
+                cmd->usage, cmd->name);
+    else
+        fprintf(stderr, "usage: weft-edge COMMAND [options]\nRun 'weft-edge --help' for the "
+                        "commands.\n");
+    return EDGE_USAGE;
+}
+
+/* Only --help: for commands without options. */
+static int no_options(const edge_cmd *cmd, int argc, char **argv, int *help)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            *help = 1;
+        else
+            return edge_usage_error(cmd, "unexpected argument \"%s\"", argv[i]);
+    }
+    return EDGE_OK;
+}
+
+static int cmd_version(const edge_cmd *cmd, int argc, char **argv)
+{
+    int help = 0, rc = no_options(cmd, argc, argv, &help);
+    if (rc != EDGE_OK)
+        return rc;
+    if (help)
+        edge_print_cmd_help(stdout, cmd);
+    else
+        printf("weft-edge %s\n", WEFT_EDGE_VERSION);
+    return EDGE_OK;
+}
+
+static int cmd_run(const edge_cmd *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"identity", required_argument, NULL, 'i'}, {"help", no_argument, NULL, 'h'}, {0}};
+    const char *identity = NULL;
+    int ch;
+    opterr = 0;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (ch == 'h') {
+            edge_print_cmd_help(stdout, cmd);
+            return EDGE_OK;
+        } else if (ch == 'i') {
+            identity = optarg;
+        } else {
+            return edge_usage_error(cmd, "unknown option or missing value: %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return edge_usage_error(cmd, "unexpected argument \"%s\"", argv[optind]);
+    if (identity == NULL)
+        return edge_usage_error(cmd, "missing --identity ID_FILE");
+    return edge_fail("run is not implemented yet: the data plane comes in a later release; "
+                     "use enroll for now");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return edge_usage_error(NULL, "missing command");
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        print_help(stdout);
+        return EDGE_OK;
+    }
+    if (strcmp(name, "--version") == 0)
+        name = "version";
+    for (size_t i = 0; i < NCMDS; i++)
+        if (strcmp(cmds[i].name, name) == 0)
+            return cmds[i].run(&cmds[i], argc - 1, argv + 1);
+    if (name[0] == '-')
+        return edge_usage_error(NULL, "unknown option %s (options go after the command)", name);
+    return edge_usage_error(NULL, "unknown command \"%s\"", name);
+}
