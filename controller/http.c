@@ -272,6 +272,9 @@ static int on_headers_complete(llhttp_t *p)
     hp->method = llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
     if (llhttp_get_method(p) == HTTP_CONNECT || llhttp_get_upgrade(p))
         return fail(hp, 400, "bad_request", "protocol upgrades are not supported");
+    /* Both framings at once is how requests get smuggled past proxies. */
+    if (has_len && (p->flags & F_TRANSFER_ENCODING))
+        return fail(hp, 400, "bad_request", "both Content-Length and Transfer-Encoding");
     if (split_url(hp) < 0)
         return -1;
     if (has_len && p->content_length > CTL_HTTP_MAX_BODY) {
@@ -873,7 +876,7 @@ static int listen_on(ctl_http_server *s, const char *addr)
 {
     struct sockaddr_storage ss;
     char shown[128];
-    int r;
+    int len, r;
 
     r = pr_addr_resolve(addr, &ss);
     if (r < 0)
@@ -886,9 +889,12 @@ static int listen_on(ctl_http_server *s, const char *addr)
                  pr_log_q(addr), uv_err_name(r));
         return WEFT_EIO;
     }
-    if (pr_addr_format((const struct sockaddr *)&ss, shown, sizeof(shown)) < 0)
+    /* Show the bound address: with port 0 the kernel picked the port. */
+    len = sizeof(ss);
+    if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len) != 0 ||
+        pr_addr_format((const struct sockaddr *)&ss, shown, sizeof(shown)) < 0)
         snprintf(shown, sizeof(shown), "%s", addr);
-    pr_info("http_listening", "addr=%s port=%d", pr_log_q(shown), ctl_http_server_port(s));
+    pr_info("http_listening", "addr=%s", pr_log_q(shown));
     return 0;
 }
 
