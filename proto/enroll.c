@@ -265,6 +265,7 @@ static const code_map codes[] = {
     {"already_enrolled", WEFT_ECONFLICT, "the identity is already enrolled"},
     {"conflict", WEFT_ECONFLICT, "the identity is already enrolled"},
     {"bad_request", WEFT_EINVAL, "check the token and the hardware ids"},
+    {"bad_csr", WEFT_EINVAL, "report this to the administrator"},
     {"invalid", WEFT_EINVAL, "check the token and the hardware ids"},
 };
 
@@ -278,10 +279,10 @@ static int map_error(const pr_http_resp *r, char *err, size_t cap)
     for (size_t i = 0; code != NULL && i < sizeof(codes) / sizeof(codes[0]); i++)
         if (strcmp(codes[i].code, code) == 0)
             m = &codes[i];
-    int rc = fail(err, cap, m ? m->err : WEFT_EHTTP,
-                  "the controller refused the enrolment: %s (%s, HTTP %d); %s",
-                  msg ? msg : "no reason given", code ? code : "error", r->status,
-                  m ? m->hint : "see the controller's log");
+    /* The controller's messages already say what to do; ours stand in when it sent none. */
+    int rc = fail(err, cap, m ? m->err : WEFT_EHTTP, "the controller refused the enrolment: %s (%s, "
+                  "HTTP %d)", msg ? msg : (m ? m->hint : "no reason given; see the controller's log"),
+                  code ? code : "error", r->status);
     json_decref(root);
     return rc;
 }
