@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,22 @@ static int load_key(SSL_CTX *ssl, const char *pem)
     return ret;
 }
 
+int pr_tls_load_pem(void *ssl_ctx, const char *ca_pem, const char *cert_pem, const char *key_pem)
+{
+    SSL_CTX *s = ssl_ctx;
+    int ret;
+
+    if (!s || (cert_pem && !key_pem))
+        return WEFT_EINVAL;
+    if (ca_pem && (ret = load_ca(s, ca_pem)) < 0)
+        return ret;
+    if (cert_pem && (ret = load_chain(s, cert_pem)) < 0)
+        return ret;
+    if (cert_pem && (ret = load_key(s, key_pem)) < 0)
+        return ret;
+    return 0;
+}
+
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned inlen, void *arg)
 {
@@ -229,11 +246,7 @@ static int setup_ctx(pr_tls_ctx *ctx, const pr_tls_cfg *cfg)
                                               SSL_SESS_CACHE_NO_INTERNAL_STORE);
         SSL_CTX_sess_set_new_cb(s, on_new_session);
     }
-    if (cfg->ca_pem && (ret = load_ca(s, cfg->ca_pem)) < 0)
-        return ret;
-    if (cfg->cert_pem && (ret = load_chain(s, cfg->cert_pem)) < 0)
-        return ret;
-    if (cfg->cert_pem && (ret = load_key(s, cfg->key_pem)) < 0)
+    if ((ret = pr_tls_load_pem(s, cfg->ca_pem, cfg->cert_pem, cfg->key_pem)) < 0)
         return ret;
     setup_verify(ctx, cfg);
     if (cfg->alpn)
@@ -252,6 +265,18 @@ static int check_cfg(const pr_tls_cfg *cfg)
     return 0;
 }
 
+/* A peer that resets the connection while we write must cost us an EPIPE,
+ * not the process: SIGPIPE is ignored unless the program installed a handler. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction sa;
+
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        sa.sa_handler = SIG_IGN;
+        sigaction(SIGPIPE, &sa, NULL);
+    }
+}
+
 int pr_tls_ctx_new(const pr_tls_cfg *cfg, pr_tls_ctx **out)
 {
     pr_tls_ctx *ctx = NULL;
@@ -259,6 +284,7 @@ int pr_tls_ctx_new(const pr_tls_cfg *cfg, pr_tls_ctx **out)
 
     if (!cfg || !out)
         return WEFT_EINVAL;
+    ignore_sigpipe();
     if ((ret = check_cfg(cfg)) < 0)
         return ret;
     ctx = calloc(1, sizeof(*ctx));

@@ -74,4 +74,11 @@ void *pr_conn_peer_cert(const pr_conn *c);
 /* "HOST:PORT" of the remote end. */
 const char *pr_conn_peer_addr(const pr_conn *c);
 
+/* Loads PEM trust anchors, our certificate chain and its key into an OpenSSL
+ * SSL_CTX (passed as void * so that this header needs no OpenSSL headers);
+ * NULL arguments are skipped. Shared with the blocking client (proto/httpc.c).
+ * WEFT_ECERT: no certificate in a PEM; WEFT_ECRYPTO: key unreadable or not
+ * the certificate's. */
+int pr_tls_load_pem(void *ssl_ctx, const char *ca_pem, const char *cert_pem, const char *key_pem);
+
 #endif
