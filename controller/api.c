@@ -115,7 +115,7 @@ void ctl_reply_store_error(ctl_call *call, int rc, const char *what, const char 
     case WEFT_EEXISTS:
     case WEFT_ECONFLICT:
         ctl_reply_error(call, 409, "conflict",
-                        "a %s named '%s' already exists; choose another name or update that one",
+                        "%s '%s' already exists; choose another name or update that one",
                         what, key);
         break;
     default:

@@ -1,5 +1,6 @@
 /* /v1/policies: which identities may dial or bind which services, by role
  * selectors ("#role", "@name", "#all"). */
+#include <stdio.h>
 #include <string.h>
 
 #include "controller/controller.h"
@@ -19,7 +20,19 @@ static int valid_selector(const char *s)
         return ctl_valid_role(s + 1);
     if (s[0] == '@')
         return ctl_valid_name(s + 1);
-    return 0;
+    return ctl_valid_role(s);
+}
+
+/* A bare role name is accepted for convenience and stored as "#role", so that
+ * readers of the store see one form only. */
+static json_t *normalize_selector(const char *s)
+{
+    char buf[CTL_ROLE_MAX + 2];
+
+    if (s[0] == '#' || s[0] == '@')
+        return json_string(s);
+    snprintf(buf, sizeof(buf), "#%s", s);
+    return json_string(buf);
 }
 
 /* A selector list: at most 64 entries, each #role, @name or #all. */
@@ -37,12 +50,13 @@ static int field_selectors(ctl_call *call, json_t *body, const char *key, json_t
         if (!json_is_string(item) || !valid_selector(json_string_value(item)))
             goto bad;
     }
-    *out = json_incref(v);
+    *out = json_array();
+    json_array_foreach(v, i, item) json_array_append_new(*out, normalize_selector(json_string_value(item)));
     return 1;
 bad:
     ctl_reply_error(call, 400, "bad_request",
-                    "field '%s' must be an array of at most 64 entries, each \"#role\", \"@name\" "
-                    "or \"#all\"",
+                    "field '%s' must be an array of at most 64 entries, each \"#role\" (or a bare "
+                    "role), \"@name\" or \"#all\"",
                     key);
     return WEFT_EINVAL;
 }

@@ -62,6 +62,26 @@ static int fail(init_state *st, int rc, const char *what)
     return rc;
 }
 
+/* mkdir -p of everything above path (the data directory itself is made 0700). */
+static int mkdir_parents(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+
+    if (n >= sizeof(buf))
+        return -1;
+    memcpy(buf, path, n + 1);
+    while (n > 1 && buf[n - 1] == '/')
+        buf[--n] = '\0';
+    for (char *p = buf + 1; (p = strchr(p, '/')) != NULL; p++) {
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return 0;
+}
+
 /* Refuses a directory that already holds any part of a network. */
 static int prepare_dir(init_state *st, const char *dir)
 {
@@ -69,6 +89,10 @@ static int prepare_dir(init_state *st, const char *dir)
                                           "admin.json", NULL};
     char abs[PATH_MAX], p[PATH_MAX + 32];
 
+    if (mkdir_parents(dir) < 0) {
+        ctl_errf(st->err, st->errcap, "cannot create the parents of %s: %s", dir, strerror(errno));
+        return WEFT_EIO;
+    }
     if (mkdir(dir, 0700) == 0) {
         st->made_dir = 1;
     } else if (errno != EEXIST) {
@@ -255,6 +279,9 @@ static int make_store(init_state *st)
     rc = make_admin(st, store);
 out:
     ctl_store_close(store);
+    /* Not secret, but the inventory of the network: owner only. */
+    if (rc == 0 && chmod(st->cfg.db, 0600) < 0)
+        rc = fail(st, WEFT_EIO, "chmod weft.db");
     return rc;
 }
 
