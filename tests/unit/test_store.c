@@ -180,6 +180,24 @@ static void open_reports_an_unwritable_path(void **state)
     assert_int_equal(ctl_store_open(NULL, &s), WEFT_EINVAL);
 }
 
+static void open_refuses_a_file_that_is_not_a_store(void **state)
+{
+    struct fx *f = *state;
+    char path[160];
+    ctl_store *s = NULL;
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/junk.db", f->dir);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 64; i++)
+        fputs("this is not an SQLite database file ", fp);
+    fclose(fp);
+    assert_int_equal(ctl_store_open(path, &s), WEFT_ESTORE);
+    assert_null(s);
+    unlink(path);
+}
+
 /* ---- records ----------------------------------------------------------- */
 
 static void create_then_get_by_id_and_name(void **state)
@@ -428,6 +446,31 @@ static void policy_role_filter_searches_both_sides(void **state)
     json_decref(items);
     json_decref(p1);
     json_decref(p2);
+}
+
+/* The role index follows every write, whichever way the roles change. */
+static void role_filter_follows_updates_and_deletes(void **state)
+{
+    struct fx *f = *state;
+    json_t *items = NULL, *patch = json_pack("{s:[s]}", "roles", "new");
+    int64_t total = -1;
+    ctl_list_opts old = {.role = "old"}, neu = {.role = "new"};
+
+    assert_int_equal(create_ident(f->s, "id-1", "alpha", "old"), 0);
+    assert_int_equal(create_ident(f->s, "id-2", "beta", "old"), 0);
+    assert_int_equal(ctl_store_update(f->s, "identities", "id-1", patch), 0);
+    assert_int_equal(ctl_store_list(f->s, "identities", &old, &items, &total), 0);
+    assert_names(items, (const char *const[]){"beta"}, 1);
+    json_decref(items);
+    assert_int_equal(ctl_store_list(f->s, "identities", &neu, &items, &total), 0);
+    assert_names(items, (const char *const[]){"alpha"}, 1);
+    json_decref(items);
+    assert_int_equal(ctl_store_delete(f->s, "identities", "id-2"), 0);
+    assert_int_equal(ctl_store_list(f->s, "identities", &old, &items, &total), 0);
+    assert_int_equal(total, 0);
+    json_decref(items);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM role_index"), 1);
+    json_decref(patch);
 }
 
 /* ---- delete and tokens ------------------------------------------------- */
@@ -739,6 +782,7 @@ int main(void)
         T(reopening_keeps_data),
         T(refuses_a_newer_schema),
         cmocka_unit_test(open_reports_an_unwritable_path),
+        T(open_refuses_a_file_that_is_not_a_store),
         T(create_then_get_by_id_and_name),
         T(defaults_fill_absent_fields),
         T(duplicates_are_refused),
@@ -748,6 +792,7 @@ int main(void)
         T(list_prefix_treats_wildcards_literally),
         T(list_rejects_bad_paging),
         T(policy_role_filter_searches_both_sides),
+        T(role_filter_follows_updates_and_deletes),
         T(delete_removes_the_subject_and_its_tokens),
         T(token_add_checks_its_inputs),
         T(token_pending_is_the_newest_unused),
