@@ -46,9 +46,12 @@ int cli_connect(cli_ctx *c)
         return cli_fail("no admin identity file given; pass --identity FILE or set "
                         "WEFT_IDENTITY (weft-controller init writes one)");
     int rc = pr_idfile_load(c->identity_path, &c->id, err, sizeof(err));
+    /* pr_idfile_load's sentence names the file and says what to do; keep ours for when not. */
+    if (rc < 0 && strchr(err, ';') != NULL && strstr(err, c->identity_path) != NULL)
+        return cli_fail("%s", err);
     if (rc < 0)
         return cli_fail("cannot use identity file %s: %s; check the path or pass "
-                        "--identity FILE", c->identity_path, err);
+                        "--identity FILE", c->identity_path, err[0] ? err : weft_strerror(rc));
     c->loaded = 1;
     const char *url = c->controller && c->controller[0] ? c->controller : c->id.controller;
     if (url[0] == '\0')

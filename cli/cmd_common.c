@@ -17,10 +17,11 @@ int cli_roles_arg(cli_ctx *c, const cli_args *a, json_t **roles)
     json_array_foreach(*roles, i, r) {
         const char *s = json_string_value(r);
         if (s[0] == '#' || s[0] == '@' || strpbrk(s, " \t\r\n") != NULL) {
+            int rc = cli_usage_error(c, "role \"%s\" must be a plain name (no '#', '@' or spaces)",
+                                     s);
             json_decref(*roles);
             *roles = NULL;
-            return cli_usage_error(c, "role \"%s\" must be a plain name (no '#', '@' or spaces)",
-                                   s);
+            return rc;
         }
     }
     return CLI_OK;

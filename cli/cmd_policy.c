@@ -1,6 +1,7 @@
 /* weft policy ...: who may dial or bind what. Role lists are comma-separated
- * references: "#role" (everything with that role), "@name" (one identity or
- * service by name or id) or "#all". */
+ * references: "role" or "#role" (everything with that role), "@name" (one
+ * identity or service by name or id) or "#all"; they go to the controller as
+ * written, which resolves them. */
 #include <string.h>
 
 #include "cli/cli.h"
@@ -23,8 +24,9 @@ static int ref_list(cli_ctx *c, const cli_args *a, const char *opt, json_t **out
         return cli_usage_error(c, "%s", err);
     json_array_foreach(*out, i, v) {
         const char *s = json_string_value(v);
-        if ((s[0] != '#' && s[0] != '@') || s[1] == '\0' || strpbrk(s, " \t\r\n") != NULL) {
-            int rc = cli_usage_error(c, "--%s item \"%s\" must be #role, @name or #all", opt, s);
+        if (((s[0] == '#' || s[0] == '@') && s[1] == '\0') || strpbrk(s, " \t\r\n") != NULL) {
+            int rc = cli_usage_error(c, "--%s item \"%s\" must be ROLE, #ROLE, @NAME or #all",
+                                     opt, s);
             json_decref(*out);
             *out = NULL;
             return rc;
@@ -128,8 +130,8 @@ static int policy_delete(cli_ctx *c, const cli_args *a)
 
 #define POLICY_HELP                                                                          \
     "  --type dial|bind   dial: use the services; bind: host them\n"                        \
-    "  --identities REFS  who: comma-separated #role, @name or #all\n"                      \
-    "  --services REFS    what: comma-separated #role, @name or #all\n"                     \
+    "  --identities REFS  who: comma-separated ROLE, #ROLE, @NAME or #all\n"                      \
+    "  --services REFS    what: comma-separated ROLE, #ROLE, @NAME or #all\n"                     \
     "  --semantic S       AnyOf (default: any listed role matches) or AllOf (all must)\n"
 
 const cli_cmd cli_policy_cmds[] = {

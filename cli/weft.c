@@ -1,6 +1,7 @@
 /* weft: the administration CLI. Finds the command from the words on the
  * command line, checks its options and arguments, then runs it against the
  * controller's REST API. Exit status: 0 ok, 1 error, 2 usage error. */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,7 @@ static void print_usage_line(FILE *f, const cli_cmd *cmd)
 void cli_print_cmd_help(FILE *f, const cli_cmd *cmd)
 {
     print_usage_line(f, cmd);
-    fprintf(f, "\n%c%s.\n", cmd->summary[0] - 32 * (cmd->summary[0] >= 'a' && cmd->summary[0] <= 'z'),
+    fprintf(f, "\n%c%s.\n", toupper((unsigned char)cmd->summary[0]),
             cmd->summary + 1);
     if (cmd->help != NULL)
         fprintf(f, "\nOptions:\n%s", cmd->help);
@@ -205,16 +206,16 @@ static int dispatch(cli_ctx *c, const cli_args *a)
     const cmd_group *g = find_group(a->pos[0]);
     if (g == NULL)
         return cli_usage_error(c, "unknown command \"%s\"", a->pos[0]);
-    if (a->npos == 1) {
-        print_group_help(help ? stdout : stderr, g);
-        if (help)
-            return CLI_OK;
-        fprintf(stderr, "weft: missing %s command\n", g->name);
-        return CLI_USAGE;
+    if (a->npos == 1 && help) {
+        print_group_help(stdout, g);
+        return CLI_OK;
     }
-    const cli_cmd *cmd = find_cmd(g->cmds, a->pos[1]);
+    const cli_cmd *cmd = a->npos > 1 ? find_cmd(g->cmds, a->pos[1]) : NULL;
     if (cmd == NULL) {
-        fprintf(stderr, "weft: unknown command \"%s %s\"\n", g->name, a->pos[1]);
+        if (a->npos == 1)
+            fprintf(stderr, "weft: missing %s command\n", g->name);
+        else
+            fprintf(stderr, "weft: unknown command \"%s %s\"\n", g->name, a->pos[1]);
         print_group_help(stderr, g);
         return CLI_USAGE;
     }

@@ -1,5 +1,6 @@
 /* weft-edge: the device agent. Subcommands live in a table; adding one is a
  * function and a row. Exit status: 0 ok, 1 error, 2 usage error. */
+#include <ctype.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <string.h>
@@ -29,8 +30,8 @@ static const edge_cmd cmds[] = {
 
 void edge_print_cmd_help(FILE *f, const edge_cmd *cmd)
 {
-    fprintf(f, "usage: weft-edge %s%s%s\n\n%s.\n", cmd->name, cmd->usage[0] ? " " : "",
-            cmd->usage, cmd->summary);
+    fprintf(f, "usage: weft-edge %s%s%s\n\n%c%s.\n", cmd->name, cmd->usage[0] ? " " : "",
+            cmd->usage, toupper((unsigned char)cmd->summary[0]), cmd->summary + 1);
     if (cmd->help != NULL)
         fprintf(f, "\nOptions:\n%s", cmd->help);
     fprintf(f, "  --help, -h         show this help\n");
