@@ -575,12 +575,11 @@ int pr_ca_sign_csr(const pr_ca *ca, const char *csr_pem, const pr_cert_req *req,
 {
     X509_REQ *r = NULL;
     EVP_PKEY *pub;
-    int ret;
+    int ret = WEFT_ECERT;
 
-    if (ca == NULL || cert_pem == NULL || (ret = check_req(req)) < 0)
+    if (ca == NULL || cert_pem == NULL || check_req(req) < 0)
         return WEFT_EINVAL;
     *cert_pem = NULL;
-    ret = WEFT_ECERT;
     if ((r = load_req(csr_pem)) == NULL)
         goto out;
     /* Proof of possession: the CSR must be signed by the key it carries. */
@@ -597,13 +596,12 @@ out:
 int pr_ca_issue(const pr_ca *ca, const pr_cert_req *req, char **cert_pem, char **key_pem)
 {
     EVP_PKEY *k = NULL;
-    int ret;
+    int ret = WEFT_ECRYPTO;
 
-    if (ca == NULL || cert_pem == NULL || key_pem == NULL || (ret = check_req(req)) < 0)
+    if (ca == NULL || cert_pem == NULL || key_pem == NULL || check_req(req) < 0)
         return WEFT_EINVAL;
     *cert_pem = NULL;
     *key_pem = NULL;
-    ret = WEFT_ECRYPTO;
     if ((k = new_key()) == NULL)
         goto out;
     if ((ret = make_leaf(ca, k, req, cert_pem, NULL)) < 0)
