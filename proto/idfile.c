@@ -122,12 +122,31 @@ int pr_write_file_secure(const char *path, const void *data, size_t len)
     return sync_dir_of(path);
 }
 
-/* Reads at most max bytes from fd, which must be a regular file. */
+/* Grows buf for a file that is longer than fstat said (it grew, or it lives in a
+ * pseudo file system), never past limit bytes. */
+static int grow(char **buf, size_t *cap, size_t limit)
+{
+    size_t ncap = *cap < limit / 2 ? *cap * 2 : limit;
+    char *nb;
+
+    if (*cap >= limit)
+        return WEFT_ETOOBIG;
+    if ((nb = realloc(*buf, ncap + 1)) == NULL)
+        return WEFT_ENOMEM;
+    *buf = nb;
+    *cap = ncap;
+    return 0;
+}
+
+/* Reads at most max bytes from fd, which must be a regular file. The buffer is
+ * sized from fstat (plus one byte, to notice growth), not from max. */
 static int read_fd(int fd, size_t max, char **out, size_t *len)
 {
+    size_t limit = max < SIZE_MAX - 1 ? max + 1 : SIZE_MAX - 1;
     struct stat st;
     size_t cap, used = 0;
     char *buf;
+    int ret = 0;
 
     if (fstat(fd, &st) < 0)
         return errno_to_weft(errno);
@@ -135,26 +154,28 @@ static int read_fd(int fd, size_t max, char **out, size_t *len)
         return WEFT_EINVAL;
     if ((uint64_t)st.st_size > max)
         return WEFT_ETOOBIG;
-    /* One byte more than allowed, to notice a file that grew since fstat. */
-    cap = max + 1;
+    cap = (size_t)st.st_size + 1;
     if ((buf = malloc(cap + 1)) == NULL)
         return WEFT_ENOMEM;
     for (;;) {
-        ssize_t n = read(fd, buf + used, cap - used);
+        ssize_t n;
 
+        if (used == cap && (ret = grow(&buf, &cap, limit)) < 0)
+            break;
+        n = read(fd, buf + used, cap - used);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            free(buf);
-            return errno_to_weft(errno);
-        }
-        if (n == 0)
+        if (n <= 0) {
+            ret = n < 0 ? errno_to_weft(errno) : 0;
             break;
-        used += (size_t)n;
-        if (used > max) {
-            free(buf);
-            return WEFT_ETOOBIG;
         }
+        used += (size_t)n;
+    }
+    if (ret == 0 && used > max)
+        ret = WEFT_ETOOBIG;
+    if (ret < 0) {
+        free(buf);
+        return ret;
     }
     buf[used] = '\0';
     *out = buf;

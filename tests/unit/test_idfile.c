@@ -371,6 +371,14 @@ static void test_read_file(void **state)
     assert_int_equal(mkfifo(fifo, 0600), 0);
     assert_int_equal(pr_read_file(fifo, 4096, &out, &len), WEFT_EINVAL);
     assert_int_equal(pr_read_file(path_of("absent"), 4096, &out, &len), WEFT_ENOTFOUND);
+    /* fstat says 0 bytes here: the buffer must grow, and stop at the limit. */
+    assert_int_equal(pr_read_file("/proc/self/status", 1 << 20, &out, &len), 0);
+    assert_true(len > 100 && strlen(out) == len);
+    assert_non_null(strstr(out, "Name:"));
+    free(out);
+    assert_int_equal(pr_read_file("/proc/self/status", 10, &out, &len), WEFT_ETOOBIG);
+    assert_int_equal(pr_read_file(p, SIZE_MAX, &out, &len), 0);
+    free(out);
     unlink(fifo);
     unlink(p);
 }
