@@ -155,21 +155,20 @@ static void oversize_chunked_body_rejected(void **state)
 
 static void header_block_limit(void **state)
 {
-    char *msg = malloc(CTL_HTTP_MAX_HEADERS_BYTES + 256);
-    size_t off;
+    static char msg[CTL_HTTP_MAX_HEADERS_BYTES + 256];
+    static const char start[] = "GET / HTTP/1.1\r\nX-Big: ";
+    size_t off = sizeof(start) - 1;
 
-    assert_non_null(msg);
-    off = (size_t)sprintf(msg, "GET / HTTP/1.1\r\nX-Big: ");
+    memcpy(msg, start, off);
     memset(msg + off, 'v', CTL_HTTP_MAX_HEADERS_BYTES);
-    strcpy(msg + off + CTL_HTTP_MAX_HEADERS_BYTES, "\r\n\r\n");
+    memcpy(msg + off + CTL_HTTP_MAX_HEADERS_BYTES, "\r\n\r\n", 5);
     expect_error(msg, WEFT_ETOOBIG, 400, "too_large");
     /* Many small headers add up as well. */
-    off = (size_t)sprintf(msg, "GET / HTTP/1.1\r\n");
+    off = (size_t)snprintf(msg, sizeof(msg), "GET / HTTP/1.1\r\n");
     while (off < CTL_HTTP_MAX_HEADERS_BYTES + 100)
-        off += (size_t)sprintf(msg + off, "A: b\r\n");
-    strcpy(msg + off, "\r\n");
+        off += (size_t)snprintf(msg + off, sizeof(msg) - off, "A: b\r\n");
+    snprintf(msg + off, sizeof(msg) - off, "\r\n");
     expect_error(msg, WEFT_ETOOBIG, 400, "too_large");
-    free(msg);
 }
 
 static void long_url_rejected(void **state)
