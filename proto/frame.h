@@ -32,13 +32,8 @@ enum pr_family {
 #define PR_TYPE(fam, n) ((uint16_t)(((fam) << 8) | (n)))
 #define PR_TYPE_FAMILY(t) ((uint8_t)((t) >> 8))
 
-/* Header key registry (proto/PROTOCOL.md). Key 0 is invalid on the wire.
- * 0x0001-0x00ff: common to every family; 0x0100 and up: per family, in the
- * family's own header, from the range PROTOCOL.md assigns it. */
-#define PR_HK_REQUEST_ID 0x0001 /* U32: matches a reply to its request */
-#define PR_HK_ERROR_CODE 0x0002 /* U32: a WEFT_E* code as two's complement */
-#define PR_HK_ERROR_MSG 0x0003  /* STR: human reason, never secrets */
-#define PR_HK_COMMON_LAST 0x00ff
+/* Header keys and message types are registered in proto/msg.h; key 0 is
+ * invalid on the wire. */
 
 /* Header value types; the type fixes or bounds the value length. Any other
  * type byte is malformed. */
