@@ -646,30 +646,34 @@ static void send_error(struct http_conn *c, int status, const char *code, const 
     json_decref(j);
 }
 
+/* Marks the request answered; 0 if the caller may send its response. */
+static int claim_response(struct http_conn *c, int status)
+{
+    assert(!c->responded && "ctl_http_respond called twice for one request");
+    if (c->responded || c->state != CONN_OPEN) {
+        pr_error("http_double_response", "path=%s status=%d hint=\"fix the handler: it must answer once\"",
+                 pr_log_q(c->req.path ? c->req.path : "-"), status);
+        return -1;
+    }
+    c->responded = 1;
+    return 0;
+}
+
 void ctl_http_respond(ctl_http_req *req, int status, const char *content_type, const char *body,
                       size_t body_len)
 {
     struct http_conn *c = CONN_OF(req);
 
-    assert(!c->responded && "ctl_http_respond called twice for one request");
-    if (c->responded || c->state != CONN_OPEN) {
-        pr_error("http_double_response", "path=%s status=%d hint=\"fix the handler: it must answer once\"",
-                 pr_log_q(req->path ? req->path : "-"), status);
-        return;
-    }
-    c->responded = 1;
-    send_response(c, status, content_type, body ? body : "", body ? body_len : 0);
+    if (claim_response(c, status) == 0)
+        send_response(c, status, content_type, body ? body : "", body ? body_len : 0);
 }
 
 void ctl_http_respond_error(ctl_http_req *req, int status, const char *code, const char *message)
 {
     struct http_conn *c = CONN_OF(req);
 
-    assert(!c->responded && "ctl_http_respond called twice for one request");
-    if (c->responded || c->state != CONN_OPEN)
-        return;
-    c->responded = 1;
-    send_error(c, status, code ? code : "error", message ? message : "");
+    if (claim_response(c, status) == 0)
+        send_error(c, status, code ? code : "error", message ? message : "");
 }
 
 static void dispatch(struct http_conn *c)

@@ -310,6 +310,10 @@ static void handler(ctl_http_req *req)
     pthread_mutex_unlock(&s->mu);
     if (strcmp(req->path, "/noanswer") == 0)
         return;
+    if (strcmp(req->path, "/missing") == 0) {
+        ctl_http_respond_error(req, 404, "not_found", "no such \"thing\"");
+        return;
+    }
     j = json_pack("{s:s,s:s?,s:I,s:s?}", "path", req->path, "peer", req->peer_uri, "body_len",
                   (json_int_t)req->body_len, "name",
                   ctl_http_query(req, "name", name, sizeof(name)));
@@ -562,6 +566,37 @@ static void unanswered_request_gets_500(void **state)
     assert_non_null(strstr(out, " 500"));
 }
 
+static void error_helper_answers_json(void **state)
+{
+    struct fixture *f = *state;
+    char args[256], out[4096];
+
+    snprintf(args, sizeof(args), "-w ' %%{http_code}' https://127.0.0.1:%d/missing", f->port);
+    curl(f, 1, args, out, sizeof(out));
+    assert_string_equal(out, "{\"error\":{\"code\":\"not_found\",\"message\":\"no such \\\"thing\\\"\"}} 404");
+}
+
+/* Two requests in one TLS record: answered in order on the same connection. */
+static void pipelined_requests_over_tls(void **state)
+{
+    struct fixture *f = *state;
+    char cmd[1024], out[8192];
+    char *one, *two;
+
+    snprintf(cmd, sizeof(cmd),
+             "printf 'GET /p1 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\nGET /p2 HTTP/1.1\\r\\nHost: x\\r\\n"
+             "Connection: close\\r\\n\\r\\n' | timeout 20 openssl s_client -quiet "
+             "-connect 127.0.0.1:%d -CAfile %s 2>/dev/null",
+             f->port, f->ca);
+    run(cmd, out, sizeof(out));
+    one = strstr(out, "\"path\":\"/p1\"");
+    two = strstr(out, "\"path\":\"/p2\"");
+    assert_non_null(one);
+    assert_non_null(two);
+    assert_true(one < two);
+    assert_non_null(strstr(one, "Connection: close\r\n"));
+}
+
 static void malformed_request_over_tls_is_bad_request(void **state)
 {
     struct fixture *f = *state;
@@ -627,6 +662,8 @@ int main(void)
         cmocka_unit_test(oversize_post_is_too_large),
         cmocka_unit_test(post_with_continue_reaches_handler),
         cmocka_unit_test(unanswered_request_gets_500),
+        cmocka_unit_test(error_helper_answers_json),
+        cmocka_unit_test(pipelined_requests_over_tls),
         cmocka_unit_test(malformed_request_over_tls_is_bad_request),
         cmocka_unit_test(stop_closes_everything),
     };
