@@ -1,4 +1,4 @@
-/* X.509 helpers on OpenSSL 3: P-256 keys, CSRs, the network CA, verification.
+/* X.509 on OpenSSL 3: P-256 keys, CSRs, the network CA, verification.
  * Every function clears the OpenSSL error queue when it fails so that a stale
  * error never confuses a later SSL_get_error() on the same thread. */
 #include "proto/pki.h"

@@ -1,4 +1,4 @@
-/* X.509 helpers shared by the controller (CA side) and the devices and routers
+/* X.509 functions shared by the controller (CA side) and the devices and routers
  * (key and CSR side). OpenSSL 3; keys are ECDSA P-256. All PEM outputs are
  * malloc'd NUL-terminated strings the caller frees. */
 #ifndef PR_PKI_H
