@@ -374,14 +374,14 @@ int ctl_store_batch_begin(ctl_store *s)
 
 int ctl_store_batch_end(ctl_store *s, int commit)
 {
-    int rc;
+    int rc = 0;
 
     if (s == NULL || !s->batch)
         return WEFT_EINVAL;
     s->batch = 0;
     if (commit && (rc = exec(s, "COMMIT", "batch_commit")) == 0)
         return 0;
-    rc = commit ? WEFT_ESTORE : 0;
+    /* A failed COMMIT may leave the transaction open: end it either way. */
     if (!sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
@@ -983,8 +983,10 @@ int ctl_store_token_add(ctl_store *s, const char *jti, const char *kind, const c
 
     if (s == NULL || c == NULL || !nonempty(jti) || !nonempty(subject_id))
         return WEFT_EINVAL;
-    if ((st = misc_stmt(s, TS_INSERT)) == NULL || (rc = tx_begin(s)) < 0)
+    if ((st = misc_stmt(s, TS_INSERT)) == NULL)
         return WEFT_ESTORE;
+    if ((rc = tx_begin(s)) < 0)
+        return rc;
     rc = get_by(s, c, ST_GET_ID, subject_id, &subj);
     json_decref(subj);
     if (rc == 0 && (rc = bind_str(s, st, 1, jti)) == 0 && (rc = bind_str(s, st, 2, kind)) == 0 &&

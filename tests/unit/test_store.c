@@ -198,6 +198,25 @@ static void open_refuses_a_file_that_is_not_a_store(void **state)
     unlink(path);
 }
 
+/* Two handles on one file (a second controller process, a backup tool) see
+ * each other's committed writes; the second open does not migrate again. */
+static void two_handles_share_one_file(void **state)
+{
+    struct fx *f = *state;
+    ctl_store *s2 = NULL;
+    json_t *got = NULL;
+
+    assert_int_equal(ctl_store_open(f->path, &s2), 0);
+    assert_int_equal(ctl_store_schema_version(s2), 1);
+    assert_int_equal(create_ident(s2, "id-1", "alpha", NULL), 0);
+    assert_int_equal(ctl_store_get(f->s, "identities", "alpha", &got), 0);
+    json_decref(got);
+    assert_int_equal(create_ident(f->s, "id-2", "alpha", NULL), WEFT_EEXISTS);
+    assert_int_equal(ctl_store_delete(f->s, "identities", "id-1"), 0);
+    assert_int_equal(ctl_store_get(s2, "identities", "id-1", &got), WEFT_ENOTFOUND);
+    ctl_store_close(s2);
+}
+
 /* ---- records ----------------------------------------------------------- */
 
 static void create_then_get_by_id_and_name(void **state)
@@ -783,6 +802,7 @@ int main(void)
         T(refuses_a_newer_schema),
         cmocka_unit_test(open_reports_an_unwritable_path),
         T(open_refuses_a_file_that_is_not_a_store),
+        T(two_handles_share_one_file),
         T(create_then_get_by_id_and_name),
         T(defaults_fill_absent_fields),
         T(duplicates_are_refused),
