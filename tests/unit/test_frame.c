@@ -171,6 +171,24 @@ static void empty_frame(void **state)
     assert_int_equal(f.body_len, 0);
 }
 
+/* The example in proto/PROTOCOL.md section 2.4, byte for byte. */
+static void spec_example(void **state)
+{
+    static const uint8_t want[] = {
+        0x57, 0x46, 0x54, 0x01, 0x01, 0x07, 0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x01, 0x01, 0x00, 0x04, 0x00, 0x00, 0x00, 0x07,
+    };
+    uint8_t buf[64];
+    pr_enc e;
+    size_t n;
+
+    pr_enc_init(&e, buf, sizeof(buf), PR_TYPE(PR_FAM_CONTROL, 0x07), 0);
+    pr_enc_u32(&e, K_REQ_ID, 7);
+    assert_int_equal(pr_enc_finish(&e, NULL, 0, &n), 0);
+    assert_int_equal(n, sizeof(want));
+    assert_memory_equal(buf, want, sizeof(want));
+}
+
 static void fixed_header_errors(void **state)
 {
     uint8_t buf[64];
@@ -615,6 +633,7 @@ int main(void)
         cmocka_unit_test(lookups_check_type_and_presence),
         cmocka_unit_test(every_truncation_needs_more_data),
         cmocka_unit_test(empty_frame),
+        cmocka_unit_test(spec_example),
         cmocka_unit_test(fixed_header_errors),
         cmocka_unit_test(oversize_refused_from_fixed_header),
         cmocka_unit_test(header_entry_errors),
