@@ -490,6 +490,8 @@ struct ctl_http_server {
     void *server_data;
     struct http_conn *conns;
     unsigned nconns;
+    unsigned max_conns;
+    unsigned idle_ms;
     unsigned live; /* listener + connections + refused sockets still closing */
     int stopping;
     void (*stop_cb)(void *arg);
@@ -584,8 +586,8 @@ static void on_idle(uv_timer_t *t)
 
     if (c->state == CONN_CLOSING)
         return;
-    pr_debug("http_idle_timeout", "peer=%s ms=%d", pr_log_q(pr_conn_peer_addr(c->pc)),
-             CTL_HTTP_IDLE_MS);
+    pr_debug("http_idle_timeout", "peer=%s ms=%u", pr_log_q(pr_conn_peer_addr(c->pc)),
+             c->srv->idle_ms);
     conn_close(c, WEFT_ETIMEDOUT);
 }
 
@@ -843,7 +845,7 @@ static int conn_new(ctl_http_server *s)
         uv_close((uv_handle_t *)&c->idle, on_timer_closed);
         return r;
     }
-    uv_timer_start(&c->idle, on_idle, CTL_HTTP_IDLE_MS, CTL_HTTP_IDLE_MS);
+    uv_timer_start(&c->idle, on_idle, s->idle_ms, s->idle_ms);
     return 0;
 }
 
@@ -859,7 +861,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     if (s->stopping)
         return;
-    if (s->nconns >= MAX_CONNS) {
+    if (s->nconns >= s->max_conns) {
         refuse(s, "limit");
         return;
     }
@@ -918,6 +920,8 @@ int ctl_http_server_start(uv_loop_t *loop, pr_tls_ctx *tls, const char *addr,
     s->tls = tls;
     s->handler = handler;
     s->server_data = server_data;
+    s->max_conns = MAX_CONNS;
+    s->idle_ms = CTL_HTTP_IDLE_MS;
     uv_tcp_init(loop, &s->tcp);
     s->tcp.data = s;
     s->live = 1;
@@ -930,6 +934,14 @@ int ctl_http_server_start(uv_loop_t *loop, pr_tls_ctx *tls, const char *addr,
     }
     *out = s;
     return 0;
+}
+
+void ctl_http_server_set_limits(ctl_http_server *s, unsigned idle_ms, unsigned max_conns)
+{
+    if (idle_ms)
+        s->idle_ms = idle_ms;
+    if (max_conns)
+        s->max_conns = max_conns;
 }
 
 int ctl_http_server_port(ctl_http_server *s)

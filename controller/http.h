@@ -51,6 +51,9 @@ void ctl_http_respond_error(ctl_http_req *req, int status, const char *code, con
 int ctl_http_server_start(uv_loop_t *loop, pr_tls_ctx *tls, const char *addr,
                           ctl_http_handler handler, void *server_data, ctl_http_server **out);
 /* Stops listening, closes every connection; cb (may be NULL) runs when all handles closed. */
+/* Overrides the idle timeout (ms, default CTL_HTTP_IDLE_MS) and the connection
+ * cap (default 1024) for connections accepted from now on; 0 keeps a value. */
+void ctl_http_server_set_limits(ctl_http_server *s, unsigned idle_ms, unsigned max_conns);
 /* The bound TCP port (useful after listening on port 0), or -1. */
 int ctl_http_server_port(ctl_http_server *s);
 void ctl_http_server_stop(ctl_http_server *s, void (*cb)(void *arg), void *arg);

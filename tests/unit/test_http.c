@@ -274,6 +274,10 @@ struct seen {
     char content_type[128];
 };
 
+/* Small limits so that the idle timeout and the connection cap can be seen. */
+#define TEST_IDLE_MS 1500
+#define TEST_MAX_CONNS 4
+
 struct fixture {
     char dir[64];
     char ca[128], cert[128], key[128]; /* client credentials (PEM files) */
@@ -351,6 +355,8 @@ static void *server_main(void *arg)
     if (pr_tls_ctx_new(&cfg, &f->tls) == 0 &&
         ctl_http_server_start(&f->loop, f->tls, "127.0.0.1:0", handler, &f->seen, &f->srv) == 0)
         port = ctl_http_server_port(f->srv);
+    if (port > 0)
+        ctl_http_server_set_limits(f->srv, TEST_IDLE_MS, TEST_MAX_CONNS);
     pthread_mutex_lock(&f->mu);
     f->port = port;
     pthread_cond_signal(&f->cv);
@@ -612,6 +618,56 @@ static void malformed_request_over_tls_is_bad_request(void **state)
     assert_non_null(strstr(out, "\"code\":\"bad_request\""));
 }
 
+static int tcp_connect(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+static void idle_connection_is_closed(void **state)
+{
+    struct fixture *f = *state;
+    char cmd[1024], out[4096];
+    long ms;
+
+    /* stdin stays open for 10 s; the server must hang up long before. */
+    snprintf(cmd, sizeof(cmd),
+             "bash -c 's=$(date +%%s%%N); timeout 20 openssl s_client -quiet -connect 127.0.0.1:%d "
+             "-CAfile %s < <(sleep 10) >/dev/null 2>&1; echo $(( ($(date +%%s%%N) - s) / 1000000 ))'",
+             f->port, f->ca);
+    assert_int_equal(run(cmd, out, sizeof(out)), 0);
+    ms = strtol(out, NULL, 10);
+    assert_true(ms >= TEST_IDLE_MS - 100);
+    assert_true(ms < TEST_IDLE_MS + 3000);
+}
+
+static void connection_cap_refuses_extra_clients(void **state)
+{
+    struct fixture *f = *state;
+    char cmd[1024], out[4096];
+    int fds[TEST_MAX_CONNS], i;
+
+    usleep(300 * 1000); /* earlier tests' connections finish closing */
+    for (i = 0; i < TEST_MAX_CONNS; i++)
+        fds[i] = tcp_connect(f->port);
+    usleep(200 * 1000);
+    snprintf(cmd, sizeof(cmd), "timeout 20 curl -sS --max-time 10 --cacert %s "
+             "https://127.0.0.1:%d/over 2>&1", f->ca, f->port);
+    assert_true(run(cmd, out, sizeof(out)) != 0);
+    for (i = 0; i < TEST_MAX_CONNS; i++)
+        close(fds[i]);
+    usleep(300 * 1000);
+    /* Slots free again once those connections closed. */
+    snprintf(cmd, sizeof(cmd), "https://127.0.0.1:%d/after", f->port);
+    curl(f, 1, cmd, out, sizeof(out));
+    assert_non_null(strstr(out, "\"/after\""));
+}
+
 /* Stopping closes live connections (here one still in its handshake) and the
  * loop ends with no handle left. */
 static void stop_closes_everything(void **state)
@@ -665,6 +721,8 @@ int main(void)
         cmocka_unit_test(error_helper_answers_json),
         cmocka_unit_test(pipelined_requests_over_tls),
         cmocka_unit_test(malformed_request_over_tls_is_bad_request),
+        cmocka_unit_test(idle_connection_is_closed),
+        cmocka_unit_test(connection_cap_refuses_extra_clients),
         cmocka_unit_test(stop_closes_everything),
     };
     int failed = cmocka_run_group_tests_name("parser", parser, NULL, NULL);
