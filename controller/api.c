@@ -206,8 +206,9 @@ int ctl_body(ctl_call *call, const char *const *allowed, json_t **out)
         for (int i = 0; allowed[i] && !ok; i++)
             ok = strcmp(key, allowed[i]) == 0;
         if (!ok) {
+            int rc = unknown_field(call, key, allowed); /* key lives in body */
             json_decref(body);
-            return unknown_field(call, key, allowed);
+            return rc;
         }
     }
     *out = body;
