@@ -136,25 +136,49 @@ out:
     free(widths);
 }
 
-void cli_object_print(FILE *f, const json_t *obj)
+/* Nested objects print as "outer.inner: value" lines. */
+static size_t key_width(const json_t *obj, size_t prefix)
 {
     const char *key;
     json_t *v;
-    size_t width = 0;
+    size_t w = 0, k;
     json_object_foreach((json_t *)obj, key, v) {
-        if (strlen(key) > width)
-            width = strlen(key);
+        k = prefix + strlen(key);
+        if (json_is_object(v) && json_object_size(v) > 0)
+            k = key_width(v, k + 1);
+        if (k > w)
+            w = k;
     }
+    return w;
+}
+
+static void print_fields(FILE *f, const json_t *obj, const char *prefix, size_t width)
+{
+    const char *key;
+    json_t *v;
+    char full[256];
     json_object_foreach((json_t *)obj, key, v) {
-        char *k = strdup(key);
-        char *s = cli_json_text(v);
-        if (k != NULL && s != NULL) {
-            sanitize(k);
-            fprintf(f, "%s:%*s %s\n", k, (int)(width - strlen(k)), "", s);
+        int n = snprintf(full, sizeof(full), "%s%s%s", prefix, prefix[0] ? "." : "", key);
+        if (n < 0 || (size_t)n >= sizeof(full))
+            continue; /* a key this long is not for humans; --json shows it */
+        if (json_is_object(v) && json_object_size(v) > 0) {
+            print_fields(f, v, full, width);
+            continue;
         }
-        free(k);
+        char *s = cli_json_text(v);
+        if (s != NULL) {
+            sanitize(full);
+            size_t len = strlen(full);
+            fprintf(f, "%s:%*s %s\n", full, (int)(width > len ? width - len : 0), "", s);
+        }
         free(s);
     }
+}
+
+void cli_object_print(FILE *f, const json_t *obj)
+{
+    size_t width = key_width(obj, 0);
+    print_fields(f, obj, "", width < 200 ? width : 200);
 }
 
 int cli_list_print(const cli_ctx *c, const json_t *resp, const cli_col *cols, size_t ncols)
