@@ -694,11 +694,32 @@ static void start_close(pr_conn *c)
         force_close(c);
 }
 
+static const char *handshake_hint(int err)
+{
+    switch (err) {
+    case WEFT_ECERTEXPIRED:
+        return "renew the certificate or check the clocks of both machines";
+    case WEFT_EUNTRUSTED:
+        return "the certificate was not issued by this network's CA";
+    case WEFT_ENOCERT:
+        return "the client must present its identity certificate";
+    case WEFT_ETIMEDOUT:
+        return "the peer did not complete the TLS handshake in time";
+    case WEFT_EREFUSED:
+        return "nothing listens at this address; check that the peer is running";
+    default:
+        return "check that both ends are weft processes of the same network";
+    }
+}
+
 static void fail(pr_conn *c, int err)
 {
     if (closing(c))
         return;
     c->status = err;
+    if (!c->open_reported)
+        pr_warn("tls_handshake_failed", "peer=%s err=%s hint=%s", c->peer_addr,
+                weft_err_name(err), pr_log_q(handshake_hint(err)));
     if (!c->open_reported) {
         c->open_reported = 1;
         if (c->cbs.on_open)
@@ -752,14 +773,15 @@ static void open_conn(pr_conn *c)
     change_state(c, ST_OPEN);
     if (!c->reading)
         uv_read_stop((uv_stream_t *)&c->tcp);
+    /* What was written during the handshake goes out before anything on_open writes. */
+    if ((ret = flush_pending(c)) < 0) {
+        fail(c, ret);
+        return;
+    }
     c->open_reported = 1;
     pr_debug("tls_open", "peer=%s uri=%s", c->peer_addr, c->peer_uri ? c->peer_uri : "-");
     if (c->cbs.on_open)
         c->cbs.on_open(c, 0);
-    if (c->state != ST_OPEN)
-        return;
-    if ((ret = flush_pending(c)) < 0)
-        fail(c, ret);
 }
 
 static int handshake(pr_conn *c)

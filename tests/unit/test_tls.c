@@ -430,6 +430,10 @@ static void test_echo_several_mib(void **state)
     w.cli.total = 8u * 1024 * 1024;
     listen_on(&w);
     dial(&w);
+    /* queued before the handshake: what on_open writes must follow it */
+    assert_int_equal(pr_conn_write(w.cli.c, pattern_chunk(0), CHUNK), 0);
+    w.cli.tx = CHUNK;
+    assert_int_equal(pr_conn_queued(w.cli.c), CHUNK);
     run(&w);
     assert_int_equal(w.cli.open_status, 0);
     assert_int_equal(w.cli.tx, w.cli.total);
@@ -707,6 +711,28 @@ static void test_connect_refused(void **state)
     assert_int_equal(w.srv.opens, 0);
 }
 
+static void test_alpn(void **state)
+{
+    struct world w;
+    pr_tls_cfg s = server_cfg(1), c = client_cfg(&cli_cred);
+
+    s.alpn = "weft/1";
+    c.alpn = "weft/1";
+    world_init(&w);
+    make_ctx(&w, &s, &c);
+    w.close_on_open = 1;
+    listen_on(&w);
+    dial(&w);
+    run(&w);
+    assert_int_equal(w.srv.open_status, 0);
+    assert_int_equal(w.cli.open_status, 0);
+
+    c.alpn = "http/1.1"; /* another protocol on our port is refused */
+    failing_handshake(&w, &s, &c);
+    assert_int_equal(w.srv.open_status, WEFT_ETLS);
+    assert_int_equal(w.cli.open_status, WEFT_ETLS);
+}
+
 static void test_bad_config(void **state)
 {
     pr_tls_ctx *ctx = NULL;
@@ -737,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_tls12_refused),
         cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_alpn),
         cmocka_unit_test(test_bad_config),
     };
 
