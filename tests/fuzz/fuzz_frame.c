@@ -135,17 +135,24 @@ static int reader_chunks(const uint8_t *data, size_t size, struct seen *s)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct seen a = {0}, b = {0};
+    size_t frame_len;
     int ra = decode_loop(data, size, &a);
     int rb = reader_chunks(data, size, &b);
-    size_t frame_len;
 
     if (ra != rb || a.n != b.n)
         abort();
     for (unsigned i = 0; i < a.n && i < MAX_SEEN; i++)
         if (a.len[i] != b.len[i] || a.type[i] != b.type[i])
             abort();
-    /* peek agrees with decode on where the first frame ends. */
-    if (pr_frame_peek(data, size, &frame_len) == 0 && frame_len > PR_FRAME_MAX)
+    /* peek and decode agree on the fixed header and on where the frame ends. */
+    pr_frame f;
+    size_t consumed;
+    int rp = pr_frame_peek(data, size, &frame_len);
+    int rd = pr_frame_decode(data, size, &f, &consumed);
+    if (rp != 0 && rp != rd)
+        abort();
+    if (rp == 0 && (frame_len > PR_FRAME_MAX || (rd == 0 && consumed != frame_len) ||
+                    (rd == WEFT_EAGAIN && size >= frame_len)))
         abort();
     return 0;
 }
