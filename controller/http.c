@@ -609,24 +609,39 @@ static void access_log(struct http_conn *c, int status, size_t bytes)
 }
 
 /* Queues status line, headers and body; closes the connection on write failure. */
+/* Status line and headers; a 204 carries neither body nor Content-Length. */
+static int format_head(char *head, size_t cap, int status, const char *ctype, size_t len,
+                       int close_after)
+{
+    const char *conn = close_after ? "Connection: close\r\n" : "";
+
+    if (status == 204)
+        return snprintf(head, cap, "HTTP/1.1 204 %s\r\nCache-Control: no-store\r\n%s\r\n",
+                        reason(204), conn);
+    return snprintf(head, cap,
+                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                    "Cache-Control: no-store\r\n%s\r\n",
+                    status, reason(status), ctype, len, conn);
+}
+
+/* Queues status line, headers and body; closes the connection on write failure. */
 static void send_response(struct http_conn *c, int status, const char *ctype, const char *body,
                           size_t len)
 {
     char head[512];
     int n, r;
 
-    if (!header_safe(ctype))
+    if (!header_safe(ctype) || strlen(ctype) > 200)
         ctype = "application/json";
-    if (status == 204)
-        len = 0;
-    n = snprintf(head, sizeof(head),
-                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                 "Cache-Control: no-store\r\n%s\r\n",
-                 status, reason(status), ctype, len, c->close_after ? "Connection: close\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof(head)) {
-        n = snprintf(head, sizeof(head), "HTTP/1.1 500 %s\r\nContent-Length: 0\r\n\r\n", reason(500));
+    if (status < 200 || status > 599) {
+        pr_error("http_bad_status", "status=%d hint=\"fix the handler: use a final status code\"",
+                 status);
+        status = 500;
         len = 0;
     }
+    if (status == 204)
+        len = 0;
+    n = format_head(head, sizeof(head), status, ctype, len, c->close_after);
     r = pr_conn_write(c->pc, head, (size_t)n);
     if (r == 0 && len > 0)
         r = pr_conn_write(c->pc, body, len);

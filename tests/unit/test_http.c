@@ -314,6 +314,10 @@ static void handler(ctl_http_req *req)
     pthread_mutex_unlock(&s->mu);
     if (strcmp(req->path, "/noanswer") == 0)
         return;
+    if (strcmp(req->path, "/empty") == 0) {
+        ctl_http_respond(req, 204, NULL, NULL, 0);
+        return;
+    }
     if (strcmp(req->path, "/missing") == 0) {
         ctl_http_respond_error(req, 404, "not_found", "no such \"thing\"");
         return;
@@ -582,6 +586,18 @@ static void error_helper_answers_json(void **state)
     assert_string_equal(out, "{\"error\":{\"code\":\"not_found\",\"message\":\"no such \\\"thing\\\"\"}} 404");
 }
 
+static void no_content_has_no_length(void **state)
+{
+    struct fixture *f = *state;
+    char args[256], out[4096];
+
+    snprintf(args, sizeof(args), "-D - https://127.0.0.1:%d/empty", f->port);
+    curl(f, 1, args, out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 204 No Content\r\n"));
+    assert_null(strstr(out, "Content-Length"));
+    assert_non_null(strstr(out, "Cache-Control: no-store\r\n"));
+}
+
 /* Two requests in one TLS record: answered in order on the same connection. */
 static void pipelined_requests_over_tls(void **state)
 {
@@ -719,6 +735,7 @@ int main(void)
         cmocka_unit_test(post_with_continue_reaches_handler),
         cmocka_unit_test(unanswered_request_gets_500),
         cmocka_unit_test(error_helper_answers_json),
+        cmocka_unit_test(no_content_has_no_length),
         cmocka_unit_test(pipelined_requests_over_tls),
         cmocka_unit_test(malformed_request_over_tls_is_bad_request),
         cmocka_unit_test(idle_connection_is_closed),
