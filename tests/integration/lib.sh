@@ -72,7 +72,7 @@ t_run() {
 }
 
 # The CLI, as the admin unless WEFT_IDENTITY says otherwise.
-weft() { t_run "$WEFT" "$@"; }
+weft() { t_run "$WEFT" "$@"; ctl_check_alive; }
 
 # ---------------------------------------------------------------- assertions
 
@@ -267,6 +267,23 @@ ctl_kill9() {
     unset "CTL_PID[$1]"
 }
 
+# ctl_check_alive: a controller that died under a request is a failure of its
+# own (with the end of its log, where a sanitizer report would be); it is
+# restarted so that the checks after it still say something.
+ctl_check_alive() {
+    local dir log st
+    for dir in "${!CTL_PID[@]}"; do
+        alive "${CTL_PID[$dir]}" && continue
+        wait "${CTL_PID[$dir]}" 2>/dev/null
+        st=$?
+        log="$T_TMP/logs/ctl-$(basename "$dir").log"
+        t_fail "controller $(basename "$dir") still running (it exited with status $st)" \
+            "$(grep -E -A12 "$T_SAN_RE" "$log" | head -14)" "$(tail -5 "$log")"
+        unset "CTL_PID[$dir]"
+        ctl_start "$dir"
+    done
+}
+
 # ctl_use DIR: points the CLI and api() at that controller as its admin.
 ctl_use() {
     local dir=$1
@@ -301,6 +318,7 @@ api_as() {
     T_STATUS=$(curl "${args[@]}" "$T_URL$path" 2>"$T_TMP/run/curl.err")
     T_BODY=$(cat "$T_TMP/run/body")
     [ -s "$T_TMP/run/curl.err" ] && T_BODY="$T_BODY (curl: $(cat "$T_TMP/run/curl.err"))"
+    ctl_check_alive
     return 0
 }
 
