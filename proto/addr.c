@@ -14,8 +14,8 @@
 
 #include "weft/errors.h"
 
-#define ADDR_MAX 300  /* longest HOST:PORT text accepted */
-#define HOST_MAX 253  /* DNS name limit */
+#define ADDR_MAX 300 /* longest HOST:PORT text accepted */
+#define HOST_MAX 253 /* DNS name limit */
 
 /* Decimal 0..65535, no sign, no leading zeros, at least one digit. */
 static int parse_port(const char *s, unsigned *port)

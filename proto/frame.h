@@ -14,12 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PR_FRAME_VERSION 1
-#define PR_FRAME_FIXED 16               /* fixed header bytes */
-#define PR_FRAME_MAX_HEADERS 32         /* entries in the header map */
-#define PR_FRAME_MAX_HDR_LEN 4096       /* bytes of header map */
-#define PR_FRAME_MAX_BODY (65536 + 512) /* 64 KiB payload + e2e overhead */
-#define PR_FRAME_MAX (PR_FRAME_FIXED + PR_FRAME_MAX_HDR_LEN + PR_FRAME_MAX_BODY)
+#define PR_FRAME_VERSION     1
+#define PR_FRAME_FIXED       16            /* fixed header bytes */
+#define PR_FRAME_MAX_HEADERS 32            /* entries in the header map */
+#define PR_FRAME_MAX_HDR_LEN 4096          /* bytes of header map */
+#define PR_FRAME_MAX_BODY    (65536 + 512) /* 64 KiB payload + e2e overhead */
+#define PR_FRAME_MAX         (PR_FRAME_FIXED + PR_FRAME_MAX_HDR_LEN + PR_FRAME_MAX_BODY)
 
 /* Message families: the high byte of the type. */
 enum pr_family {
@@ -29,7 +29,7 @@ enum pr_family {
     PR_FAM_PAYLOAD = 0x04, /* circuit data */
     PR_FAM_ACK = 0x05,     /* circuit acknowledgements */
 };
-#define PR_TYPE(fam, n) ((uint16_t)(((fam) << 8) | (n)))
+#define PR_TYPE(fam, n)   ((uint16_t)(((fam) << 8) | (n)))
 #define PR_TYPE_FAMILY(t) ((uint8_t)((t) >> 8))
 
 /* Header keys and message types are registered in proto/msg.h; key 0 is

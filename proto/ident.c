@@ -13,7 +13,7 @@
 
 #include "weft/errors.h"
 
-#define SCHEME "spiffe://"
+#define SCHEME     "spiffe://"
 #define NEW_ID_LEN 12
 
 static const struct {

@@ -10,9 +10,9 @@
 
 enum pr_ident_kind { PR_IDENT_IDENTITY = 1, PR_IDENT_ROUTER, PR_IDENT_CONTROLLER };
 
-#define PR_ID_MAX 64
+#define PR_ID_MAX           64
 #define PR_TRUST_DOMAIN_MAX 64
-#define PR_URI_MAX 192
+#define PR_URI_MAX          192
 
 int pr_ident_format(int kind, const char *trust_domain, const char *id, char *out, size_t cap);
 /* Parses a URI; WEFT_EINVAL if it is not of the forms above. */

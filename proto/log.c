@@ -12,9 +12,9 @@
 #include <time.h>
 
 #define LINE_MAX_BYTES 2048
-#define COMP_MAX 32
-#define Q_SLOTS 8
-#define Q_SIZE 512
+#define COMP_MAX       32
+#define Q_SLOTS        8
+#define Q_SIZE         512
 
 static char log_comp[COMP_MAX] = "weft";
 static int log_min = PR_LOG_INFO;
@@ -135,19 +135,28 @@ static size_t escape_byte(unsigned char c, char esc[5])
     static const char hex[] = "0123456789abcdef";
 
     switch (c) {
-    case '"': case '\\':
-        esc[0] = '\\'; esc[1] = (char)c; return 2;
+    case '"':
+    case '\\':
+        esc[0] = '\\';
+        esc[1] = (char)c;
+        return 2;
     case '\n':
-        memcpy(esc, "\\n", 2); return 2;
+        memcpy(esc, "\\n", 2);
+        return 2;
     case '\r':
-        memcpy(esc, "\\r", 2); return 2;
+        memcpy(esc, "\\r", 2);
+        return 2;
     case '\t':
-        memcpy(esc, "\\t", 2); return 2;
+        memcpy(esc, "\\t", 2);
+        return 2;
     default:
         break;
     }
     if (c < 0x20 || c == 0x7f) {
-        esc[0] = '\\'; esc[1] = 'x'; esc[2] = hex[c >> 4]; esc[3] = hex[c & 15];
+        esc[0] = '\\';
+        esc[1] = 'x';
+        esc[2] = hex[c >> 4];
+        esc[3] = hex[c & 15];
         return 4;
     }
     esc[0] = (char)c;

@@ -44,35 +44,12 @@ static void split_good(void **state)
 static void split_bad(void **state)
 {
     static const char *const bad[] = {
-        "",
-        ":80",
-        "host",
-        "host:",
-        "host:80:81",
-        "::1:80",
-        "[::1]",
-        "[::1]80",
-        "[::1:80",
-        "::1]:80",
-        "[]:80",
-        "[[::1]]:80",
-        "[::1]]:80",
-        "[127.0.0.1]:80",
-        "[fe80::1%]:80",
-        "[::1]:80x",
-        "host:65536",
-        "host:99999",
-        "host:123456",
-        "host:-1",
-        "host:+80",
-        "host: 80",
-        "host:0x50",
-        "host:080",
-        "ho st:80",
-        "host/x:80",
-        "h\xc3\xa9:80",
-        "[zz::1]:80",
-        "host:80 ",
+        "",          ":80",          "host",       "host:",          "host:80:81",
+        "::1:80",    "[::1]",        "[::1]80",    "[::1:80",        "::1]:80",
+        "[]:80",     "[[::1]]:80",   "[::1]]:80",  "[127.0.0.1]:80", "[fe80::1%]:80",
+        "[::1]:80x", "host:65536",   "host:99999", "host:123456",    "host:-1",
+        "host:+80",  "host: 80",     "host:0x50",  "host:080",       "ho st:80",
+        "host/x:80", "h\xc3\xa9:80", "[zz::1]:80", "host:80 ",
     };
     char host[256];
     unsigned port;
@@ -150,10 +127,8 @@ static void ephemeral_bind(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(split_good),
-        cmocka_unit_test(split_bad),
-        cmocka_unit_test(split_limits),
-        cmocka_unit_test(resolve_and_format),
+        cmocka_unit_test(split_good),     cmocka_unit_test(split_bad),
+        cmocka_unit_test(split_limits),   cmocka_unit_test(resolve_and_format),
         cmocka_unit_test(ephemeral_bind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

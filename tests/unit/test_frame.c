@@ -12,9 +12,9 @@
 #include "proto/frame.h"
 #include "weft/errors.h"
 
-#define T_PING PR_TYPE(PR_FAM_CONTROL, 1)
+#define T_PING    PR_TYPE(PR_FAM_CONTROL, 1)
 /* Key numbers as registered in proto/msg.h; the codec itself gives keys no meaning. */
-#define K_REQ_ID 0x0001
+#define K_REQ_ID  0x0001
 #define K_ERR_MSG 0x0003
 
 /* Builds a frame by hand: fixed header, the given raw map, body_len 'b' bytes. */
@@ -304,7 +304,13 @@ static void header_entry_errors(void **state)
 static void str_values_must_be_text(void **state)
 {
     static const char *const bad[] = {
-        "a\0b", "\xff", "\xc3", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+        "a\0b",
+        "\xff",
+        "\xc3",
+        "\xc0\xaf",
+        "\xe0\x80\xaf",
+        "\xed\xa0\x80",
+        "\xf4\x90\x80\x80",
         "\xf8\x88\x80\x80\x80",
     };
     static const size_t bad_len[] = {3, 1, 1, 2, 3, 3, 4, 5};
@@ -585,8 +591,7 @@ static void reader_refuses_oversize_after_fixed_header(void **state)
     hdr[12] = 0x7f; /* a 2 GiB body */
     assert_int_equal(pr_reader_init(&r), 0);
     assert_int_equal(pr_reader_feed(&r, hdr, PR_FRAME_FIXED - 1, on_frame, &s), 0);
-    assert_int_equal(pr_reader_feed(&r, hdr + PR_FRAME_FIXED - 1, 1, on_frame, &s),
-                     WEFT_ETOOBIG);
+    assert_int_equal(pr_reader_feed(&r, hdr + PR_FRAME_FIXED - 1, 1, on_frame, &s), WEFT_ETOOBIG);
     pr_reader_free(&r);
 }
 

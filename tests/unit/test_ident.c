@@ -24,8 +24,7 @@ static void format_and_parse(void **state)
     int kind;
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        assert_int_equal(pr_ident_format(cases[i].kind, cases[i].td, cases[i].id, uri,
-                                         sizeof(uri)),
+        assert_int_equal(pr_ident_format(cases[i].kind, cases[i].td, cases[i].id, uri, sizeof(uri)),
                          0);
         assert_string_equal(uri, cases[i].uri);
         kind = 0;
@@ -66,22 +65,17 @@ static void format_refuses_bad_parts(void **state)
     longid[PR_ID_MAX + 1] = '\0';
     assert_int_equal(pr_ident_format(0, "acme", "x", uri, sizeof(uri)), WEFT_EINVAL);
     assert_int_equal(pr_ident_format(4, "acme", "x", uri, sizeof(uri)), WEFT_EINVAL);
-    assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, "acme", "X", uri, sizeof(uri)),
-                     WEFT_EINVAL);
-    assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, "acme", "", uri, sizeof(uri)),
-                     WEFT_EINVAL);
+    assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, "acme", "X", uri, sizeof(uri)), WEFT_EINVAL);
+    assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, "acme", "", uri, sizeof(uri)), WEFT_EINVAL);
     assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, "acme", "a/b", uri, sizeof(uri)),
                      WEFT_EINVAL);
     assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, "acme", longid, uri, sizeof(uri)),
                      WEFT_EINVAL);
     assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, "ac..me", "x", uri, sizeof(uri)),
                      WEFT_EINVAL);
-    assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, longid, "x", uri, sizeof(uri)),
-                     WEFT_EINVAL);
-    assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, NULL, "x", uri, sizeof(uri)),
-                     WEFT_EINVAL);
-    assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, "acme", NULL, uri, sizeof(uri)),
-                     WEFT_EINVAL);
+    assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, longid, "x", uri, sizeof(uri)), WEFT_EINVAL);
+    assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, NULL, "x", uri, sizeof(uri)), WEFT_EINVAL);
+    assert_int_equal(pr_ident_format(PR_IDENT_ROUTER, "acme", NULL, uri, sizeof(uri)), WEFT_EINVAL);
 }
 
 static void parse_is_strict(void **state)

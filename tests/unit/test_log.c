@@ -65,12 +65,13 @@ static void line_format(void **state)
     start_capture();
     pr_info("listening", "addr=%s port=%d", "127.0.0.1", 1280);
     out = stop_capture();
-    assert_int_equal(regcomp(&re,
-                             "^ts=[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z "
-                             "level=info comp=router event=listening addr=127\\.0\\.0\\.1 "
-                             "port=1280\n$",
-                             REG_EXTENDED),
-                     0);
+    assert_int_equal(
+        regcomp(&re,
+                "^ts=[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z "
+                "level=info comp=router event=listening addr=127\\.0\\.0\\.1 "
+                "port=1280\n$",
+                REG_EXTENDED),
+        0);
     assert_int_equal(regexec(&re, out, 0, NULL, 0), 0);
     regfree(&re);
     free(out);
@@ -126,7 +127,9 @@ static void quoting(void **state)
     assert_string_equal(pr_log_q("say \"hi\""), "\"say \\\"hi\\\"\"");
     assert_string_equal(pr_log_q("back\\slash"), "\"back\\\\slash\"");
     assert_string_equal(pr_log_q("l1\nl2\r\t"), "\"l1\\nl2\\r\\t\"");
-    assert_string_equal(pr_log_q("bell\x07" "del\x7f"), "\"bell\\x07del\\x7f\"");
+    assert_string_equal(pr_log_q("bell\x07"
+                                 "del\x7f"),
+                        "\"bell\\x07del\\x7f\"");
     assert_string_equal(pr_log_q("caf\xc3\xa9 ok"), "\"caf\xc3\xa9 ok\"");
 
     /* Several quoted values stay valid within one call. */
@@ -167,7 +170,7 @@ static void hostile_values_stay_on_one_line(void **state)
     free(out);
 }
 
-#define THREADS 4
+#define THREADS    4
 #define PER_THREAD 300
 
 static void *log_worker(void *arg)
