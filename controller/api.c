@@ -498,7 +498,7 @@ static int authenticate(ctl_call *call)
         pr_warn("forbidden", "peer=%s uri=%s path=%s", call->req->peer_addr, pr_log_q(uri),
                 pr_log_q(call->req->path));
         ctl_reply_error(call, 403, "forbidden",
-                        "identity %s is not an enabled admin of network '%s'; use an admin identity file",
+                        "certificate %s is not that of an enabled admin of network '%s'; use an admin identity file",
                         uri, call->c->cfg.name);
         return WEFT_EDENIED;
     }
