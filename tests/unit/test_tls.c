@@ -123,6 +123,7 @@ struct world {
     int raw_used, raw_closed;
     int no_server;    /* connect refused: nothing accepts */
     int small_rcvbuf; /* backpressure: keep kernel buffering small */
+    int raw_reset;    /* the raw client resets instead of staying silent */
 };
 
 static struct world *W;
@@ -546,7 +547,13 @@ static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void raw_connected(uv_connect_t *req, int status)
 {
+    struct world *w = req->handle->data;
+
     assert_int_equal(status, 0);
+    if (w->raw_reset) {
+        assert_int_equal(uv_tcp_close_reset(&w->raw, raw_close_cb), 0);
+        return;
+    }
     assert_int_equal(uv_read_start(req->handle, raw_alloc, raw_read), 0);
 }
 
@@ -574,6 +581,48 @@ static void test_handshake_timeout(void **state)
     assert_int_equal(w.srv.closes, 1);
     assert_int_equal(w.srv.close_status, WEFT_ETIMEDOUT);
     assert_true(uv_hrtime() - t0 >= 140u * 1000000u);
+}
+
+static void test_reset_during_handshake(void **state)
+{
+    struct world w;
+    pr_tls_cfg s = server_cfg(1);
+
+    world_init(&w);
+    make_ctx(&w, &s, NULL);
+    w.expect_cli = 0;
+    w.raw_reset = 1;
+    listen_on(&w);
+    assert_int_equal(uv_tcp_init(&w.loop, &w.raw), 0);
+    w.raw.data = &w;
+    w.raw_used = 1;
+    assert_int_equal(uv_tcp_connect(&w.raw_req, &w.raw, (struct sockaddr *)&w.addr, raw_connected),
+                     0);
+    run(&w);
+    assert_int_equal(w.srv.opens, 1);
+    assert_int_equal(w.srv.open_status, WEFT_ERESET);
+    assert_int_equal(w.srv.closes, 1);
+    assert_int_equal(w.srv.close_status, WEFT_ERESET);
+}
+
+static void test_close_before_open(void **state)
+{
+    struct world w;
+    pr_tls_cfg c = client_cfg(&cli_cred);
+
+    world_init(&w);
+    make_ctx(&w, NULL, &c);
+    w.no_server = 1;
+    uv_ip4_addr("127.0.0.1", 9, &w.addr);
+    dial(&w);
+    assert_int_equal(pr_conn_write(w.cli.c, "x", 1), 0);
+    pr_conn_close(w.cli.c, 0);
+    assert_int_equal(pr_conn_write(w.cli.c, "x", 1), WEFT_ECLOSED);
+    run(&w);
+    assert_int_equal(w.cli.opens, 1);
+    assert_int_equal(w.cli.open_status, WEFT_ECANCELED);
+    assert_int_equal(w.cli.closes, 1);
+    assert_int_equal(w.cli.close_status, 0);
 }
 
 /* The writer fills its queue while the server reads nothing: once the kernel
@@ -760,6 +809,8 @@ int main(void)
         cmocka_unit_test(test_client_cert_optional),
         cmocka_unit_test(test_optional_still_rejects_bad_cert),
         cmocka_unit_test(test_handshake_timeout),
+        cmocka_unit_test(test_reset_during_handshake),
+        cmocka_unit_test(test_close_before_open),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_tls12_refused),
         cmocka_unit_test(test_connect_refused),
