@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 pass=0; fail=0
 for bin in "$build"/tests/fuzz/fuzz_*; do
-  [ -x "$bin" ] || continue
+  { [ -f "$bin" ] && [ -x "$bin" ]; } || continue
   name=$(basename "$bin")
   seeds="$here/corpus/$name"; mkdir -p "$work/$name"
   args=("$work/$name")
