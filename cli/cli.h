@@ -12,7 +12,7 @@
 
 enum { CLI_OK = 0, CLI_ERR = 1, CLI_USAGE = 2 };
 
-#define CLI_MAX_POS 8
+#define CLI_MAX_POS  8
 #define CLI_MAX_OPTS 64
 
 typedef struct {
@@ -30,12 +30,12 @@ typedef struct {
 struct cli_ctx;
 
 typedef struct cli_cmd {
-    const char *group;   /* "identity", or NULL for top-level commands */
-    const char *verb;    /* "create" */
-    const char *args;    /* usage after the words: "NAME [--role R]..." */
-    const char *summary; /* one line for the command list */
-    const char *help;    /* option descriptions, or NULL */
-    const char *opts;    /* allowed command options, space separated: "role binding out" */
+    const char *group;    /* "identity", or NULL for top-level commands */
+    const char *verb;     /* "create" */
+    const char *args;     /* usage after the words: "NAME [--role R]..." */
+    const char *summary;  /* one line for the command list */
+    const char *help;     /* option descriptions, or NULL */
+    const char *opts;     /* allowed command options, space separated: "role binding out" */
     int min_pos, max_pos; /* positional arguments after the command words */
     int (*run)(struct cli_ctx *c, const cli_args *a);
 } cli_cmd;
@@ -110,9 +110,9 @@ int cli_generic_delete(cli_ctx *c, const cli_args *a, const char *coll, const ch
 int cli_write_token(cli_ctx *c, const json_t *resp, const char *what, const char *out_path);
 
 #define CLI_REF_ARG "ID|NAME"
-#define CLI_LIST_HELP                                                                        \
-    "  --limit N          at most N records (controller default 100)\n"                     \
-    "  --offset N         skip the first N records\n"                                       \
+#define CLI_LIST_HELP                                                                              \
+    "  --limit N          at most N records (controller default 100)\n"                            \
+    "  --offset N         skip the first N records\n"                                              \
     "  --name FILTER      exact name, or a prefix ending in '*'\n"
 /* Roles given with --role: plain names, repeated or comma-separated. */
 int cli_roles_arg(cli_ctx *c, const cli_args *a, json_t **roles);

@@ -28,10 +28,12 @@ static int set_base_url(cli_ctx *c, const char *url)
         len--; /* "https://h:1280/" and "https://h:1280" are the same controller */
     if (len == 0 || len >= sizeof(c->base_url))
         return cli_fail("controller URL \"%s\" is empty or too long; pass --controller "
-                        "https://HOST:PORT", url);
+                        "https://HOST:PORT",
+                        url);
     if (strncmp(url, "https://", 8) != 0)
         return cli_fail("controller URL \"%s\" must start with https://; pass --controller "
-                        "https://HOST:PORT", url);
+                        "https://HOST:PORT",
+                        url);
     memcpy(c->base_url, url, len);
     c->base_url[len] = '\0';
     return CLI_OK;
@@ -51,12 +53,14 @@ int cli_connect(cli_ctx *c)
         return cli_fail("%s", err);
     if (rc < 0)
         return cli_fail("cannot use identity file %s: %s; check the path or pass "
-                        "--identity FILE", c->identity_path, err[0] ? err : weft_strerror(rc));
+                        "--identity FILE",
+                        c->identity_path, err[0] ? err : weft_strerror(rc));
     c->loaded = 1;
     const char *url = c->controller && c->controller[0] ? c->controller : c->id.controller;
     if (url[0] == '\0')
         return cli_fail("identity file %s names no controller; pass --controller "
-                        "https://HOST:PORT or set WEFT_CONTROLLER", c->identity_path);
+                        "https://HOST:PORT or set WEFT_CONTROLLER",
+                        c->identity_path);
     return set_base_url(c, url);
 }
 
@@ -78,7 +82,8 @@ static int api_error(const pr_http_resp *r)
         cli_fail("%s (%s, HTTP %d)", msg, code ? code : "error", r->status);
     else
         cli_fail("the controller answered HTTP %d without an error message; check the "
-                 "controller's log", r->status);
+                 "controller's log",
+                 r->status);
     json_decref(root);
     return CLI_ERR;
 }
@@ -92,7 +97,8 @@ static int parse_body(cli_ctx *c, const pr_http_resp *r, json_t **out)
     *out = json_loadb(r->body, r->body_len, 0, &jerr);
     if (*out == NULL)
         return cli_fail("the controller sent malformed JSON (HTTP %d: %s); check that "
-                        "--controller points to a weft controller", r->status, jerr.text);
+                        "--controller points to a weft controller",
+                        r->status, jerr.text);
     if (c->json) {
         fwrite(r->body, 1, r->body_len, stdout);
         if (r->body[r->body_len - 1] != '\n')
@@ -113,8 +119,10 @@ int cli_call(cli_ctx *c, const char *method, const char *path, json_t *body, jso
         return rc;
     if (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL)
         return cli_fail("out of memory");
-    pr_httpc_cfg cfg = {.ca_pem = c->id.ca_pem, .cert_pem = c->id.cert_pem,
-                        .key_pem = c->id.key_pem, .timeout_ms = c->timeout_ms};
+    pr_httpc_cfg cfg = {.ca_pem = c->id.ca_pem,
+                        .cert_pem = c->id.cert_pem,
+                        .key_pem = c->id.key_pem,
+                        .timeout_ms = c->timeout_ms};
     rc = pr_https_request(c->base_url, &cfg, method, path, text, text ? strlen(text) : 0,
                           text ? "application/json" : NULL, &r, err, sizeof(err));
     if (rc < 0) {

@@ -14,11 +14,12 @@ int cli_roles_arg(cli_ctx *c, const cli_args *a, json_t **roles)
     json_t *r;
     if (cli_opt_list(a, "role", roles, err, sizeof(err)) < 0)
         return cli_usage_error(c, "%s", err);
-    json_array_foreach(*roles, i, r) {
+    json_array_foreach(*roles, i, r)
+    {
         const char *s = json_string_value(r);
         if (s[0] == '#' || s[0] == '@' || strpbrk(s, " \t\r\n") != NULL) {
-            int rc = cli_usage_error(c, "role \"%s\" must be a plain name (no '#', '@' or spaces)",
-                                     s);
+            int rc =
+                cli_usage_error(c, "role \"%s\" must be a plain name (no '#', '@' or spaces)", s);
             json_decref(*roles);
             *roles = NULL;
             return rc;
@@ -104,7 +105,8 @@ int cli_write_token(cli_ctx *c, const json_t *resp, const char *what, const char
     int rc = CLI_ERR;
     if (token == NULL) {
         cli_fail("the controller returned no enrolment token for the new %s; check the "
-                 "controller's log", what);
+                 "controller's log",
+                 what);
         goto out;
     }
     size_t tlen = strlen(token);
@@ -116,8 +118,9 @@ int cli_write_token(cli_ctx *c, const json_t *resp, const char *what, const char
         int err = pr_write_file_secure(out_path, line, tlen + 1);
         if (err < 0) {
             cli_fail("created %s %s but cannot write the token to %s: %s; run 'weft %s delete "
-                     "%s' and try again with another --out", what, name ? name : "?", out_path,
-                     weft_strerror(err), what, name ? name : "?");
+                     "%s' and try again with another --out",
+                     what, name ? name : "?", out_path, weft_strerror(err), what,
+                     name ? name : "?");
             goto out;
         }
         if (!c->json)

@@ -117,7 +117,6 @@ static int identity_update(cli_ctx *c, const cli_args *a)
     return rc;
 }
 
-
 const cli_cmd cli_identity_cmds[] = {
     {"identity", "create",
      "NAME [--role R]... [--binding none|exact|iccid|imei] [--admin] [--token-ttl SECONDS] "
@@ -130,15 +129,16 @@ const cli_cmd cli_identity_cmds[] = {
      "  --token-ttl SECS   enrolment token lifetime (controller default)\n"
      "  --out TOKEN_FILE   write the token to TOKEN_FILE (mode 0600) instead of stdout\n",
      "role binding admin token-ttl out", 1, 1, identity_create},
-    {"identity", "list", "[--limit N] [--offset N] [--name FILTER] [--role R]",
-     "list identities", CLI_LIST_HELP "  --role R           only identities with role R\n",
-     "limit offset name role", 0, 0, identity_list},
+    {"identity", "list", "[--limit N] [--offset N] [--name FILTER] [--role R]", "list identities",
+     CLI_LIST_HELP "  --role R           only identities with role R\n", "limit offset name role",
+     0, 0, identity_list},
     {"identity", "show", CLI_REF_ARG, "show one identity", NULL, "", 1, 1, identity_show},
     {"identity", "update", CLI_REF_ARG " --role R...", "replace an identity's roles",
      "  --role R           the new roles (repeat, or R1,R2)\n", "role", 1, 1, identity_update},
-    {"identity", "disable", CLI_REF_ARG, "disable an identity: its sessions end within a second", NULL,
-     "", 1, 1, identity_disable},
-    {"identity", "enable", CLI_REF_ARG, "enable a disabled identity", NULL, "", 1, 1, identity_enable},
+    {"identity", "disable", CLI_REF_ARG, "disable an identity: its sessions end within a second",
+     NULL, "", 1, 1, identity_disable},
+    {"identity", "enable", CLI_REF_ARG, "enable a disabled identity", NULL, "", 1, 1,
+     identity_enable},
     {"identity", "delete", CLI_REF_ARG, "delete an identity", NULL, "", 1, 1, identity_delete},
     {0},
 };

@@ -22,11 +22,12 @@ static int ref_list(cli_ctx *c, const cli_args *a, const char *opt, json_t **out
     json_t *v;
     if (cli_opt_list(a, opt, out, err, sizeof(err)) < 0)
         return cli_usage_error(c, "%s", err);
-    json_array_foreach(*out, i, v) {
+    json_array_foreach(*out, i, v)
+    {
         const char *s = json_string_value(v);
         if (((s[0] == '#' || s[0] == '@') && s[1] == '\0') || strpbrk(s, " \t\r\n") != NULL) {
-            int rc = cli_usage_error(c, "--%s item \"%s\" must be ROLE, #ROLE, @NAME or #all",
-                                     opt, s);
+            int rc =
+                cli_usage_error(c, "--%s item \"%s\" must be ROLE, #ROLE, @NAME or #all", opt, s);
             json_decref(*out);
             *out = NULL;
             return rc;
@@ -61,9 +62,9 @@ static int build_body(cli_ctx *c, const cli_args *a, int create, json_t *body)
     if (cli_opt_has(a, "type"))
         json_object_set_new(body, "type", json_string(cli_opt_get(a, "type")));
     if (create || cli_opt_has(a, "semantic"))
-        json_object_set_new(body, "semantic",
-                            json_string(cli_opt_has(a, "semantic") ? cli_opt_get(a, "semantic")
-                                                                   : "AnyOf"));
+        json_object_set_new(
+            body, "semantic",
+            json_string(cli_opt_has(a, "semantic") ? cli_opt_get(a, "semantic") : "AnyOf"));
     if (cli_opt_has(a, "identities")) {
         if ((rc = ref_list(c, a, "identities", &ids)) != CLI_OK)
             return rc;
@@ -87,7 +88,8 @@ static int policy_write(cli_ctx *c, const cli_args *a, int create)
     if (rc == CLI_OK && !create && json_object_size(body) == 0)
         rc = cli_usage_error(c, "nothing to change: give --type, --semantic, --identities or "
                                 "--services");
-    if (rc == CLI_OK && !create && cli_ref_path("policies", a->pos[0], NULL, path, sizeof(path)) < 0)
+    if (rc == CLI_OK && !create &&
+        cli_ref_path("policies", a->pos[0], NULL, path, sizeof(path)) < 0)
         rc = cli_usage_error(c, "the id or name is too long");
     if (rc == CLI_OK)
         rc = cli_call(c, create ? "POST" : "PATCH", create ? "/v1/policies" : path, body, &resp);
@@ -128,23 +130,24 @@ static int policy_delete(cli_ctx *c, const cli_args *a)
     return cli_generic_delete(c, a, "policies", "policy");
 }
 
-#define POLICY_HELP                                                                          \
-    "  --type dial|bind   dial: use the services; bind: host them\n"                        \
-    "  --identities REFS  who: comma-separated ROLE, #ROLE, @NAME or #all\n"                      \
-    "  --services REFS    what: comma-separated ROLE, #ROLE, @NAME or #all\n"                     \
+#define POLICY_HELP                                                                                \
+    "  --type dial|bind   dial: use the services; bind: host them\n"                               \
+    "  --identities REFS  who: comma-separated ROLE, #ROLE, @NAME or #all\n"                       \
+    "  --services REFS    what: comma-separated ROLE, #ROLE, @NAME or #all\n"                      \
     "  --semantic S       AnyOf (default: any listed role matches) or AllOf (all must)\n"
 
 const cli_cmd cli_policy_cmds[] = {
-    {"policy", "create", "NAME --type dial|bind --identities ROLES --services ROLES "
-                         "[--semantic AnyOf|AllOf]",
+    {"policy", "create",
+     "NAME --type dial|bind --identities ROLES --services ROLES "
+     "[--semantic AnyOf|AllOf]",
      "create a policy", POLICY_HELP, "type identities services semantic", 1, 1, policy_create},
     {"policy", "list", "[--limit N] [--offset N] [--name FILTER]", "list policies", CLI_LIST_HELP,
      "limit offset name", 0, 0, policy_list},
     {"policy", "show", CLI_REF_ARG, "show one policy", NULL, "", 1, 1, policy_show},
     {"policy", "update",
      CLI_REF_ARG " [--type dial|bind] [--identities ROLES] [--services ROLES] [--semantic S]",
-     "change a policy (given fields only)", POLICY_HELP, "type identities services semantic", 1,
-     1, policy_update},
+     "change a policy (given fields only)", POLICY_HELP, "type identities services semantic", 1, 1,
+     policy_update},
     {"policy", "delete", CLI_REF_ARG, "delete a policy", NULL, "", 1, 1, policy_delete},
     {0},
 };

@@ -8,7 +8,8 @@
 #include "proto/addr.h"
 
 static const cli_col service_cols[] = {
-    {"ID", "id"}, {"NAME", "name"}, {"ROLES", "roles"}, {"INTERCEPT", "intercept"}, {"HOST", "host"},
+    {"ID", "id"},     {"NAME", "name"}, {"ROLES", "roles"}, {"INTERCEPT", "intercept"},
+    {"HOST", "host"},
 };
 
 /* Checks PROTO:HOST:PORT and writes it normalised ("tcp:..."). */
@@ -31,8 +32,10 @@ static int check_endpoint(cli_ctx *c, const char *opt, const char *s, char *out,
         goto bad;
     return CLI_OK;
 bad:
-    return cli_usage_error(c, "--%s wants PROTO:HOST:PORT with PROTO tcp or udp and PORT "
-                              "1-65535 (e.g. tcp:10.0.0.5:8080), not \"%s\"", opt, s);
+    return cli_usage_error(c,
+                           "--%s wants PROTO:HOST:PORT with PROTO tcp or udp and PORT "
+                           "1-65535 (e.g. tcp:10.0.0.5:8080), not \"%s\"",
+                           opt, s);
 }
 
 /* Adds the --intercept and --host options that were given to body. */
@@ -76,7 +79,8 @@ static int service_write(cli_ctx *c, const cli_args *a, int create)
     int rc = build_body(c, a, create, &body);
     if (rc == CLI_OK && !create && json_object_size(body) == 0)
         rc = cli_usage_error(c, "nothing to change: give --role, --intercept or --host");
-    if (rc == CLI_OK && !create && cli_ref_path("services", a->pos[0], NULL, path, sizeof(path)) < 0)
+    if (rc == CLI_OK && !create &&
+        cli_ref_path("services", a->pos[0], NULL, path, sizeof(path)) < 0)
         rc = cli_usage_error(c, "the id or name is too long");
     if (rc == CLI_OK)
         rc = cli_call(c, create ? "POST" : "PATCH", create ? "/v1/services" : path, body, &resp);
@@ -117,9 +121,9 @@ static int service_delete(cli_ctx *c, const cli_args *a)
     return cli_generic_delete(c, a, "services", "service");
 }
 
-#define ENDPOINT_HELP                                                                        \
-    "  --role R           give the service role R (repeat, or R1,R2)\n"                     \
-    "  --intercept P:H:P  address dialling edges capture, e.g. tcp:db.internal:5432\n"      \
+#define ENDPOINT_HELP                                                                              \
+    "  --role R           give the service role R (repeat, or R1,R2)\n"                            \
+    "  --intercept P:H:P  address dialling edges capture, e.g. tcp:db.internal:5432\n"             \
     "  --host P:H:P       address the hosting edge connects to, e.g. tcp:127.0.0.1:5432\n"
 
 const cli_cmd cli_service_cmds[] = {
@@ -127,8 +131,8 @@ const cli_cmd cli_service_cmds[] = {
      "NAME [--role R]... [--intercept PROTO:HOST:PORT] [--host PROTO:HOST:PORT]",
      "create a service", ENDPOINT_HELP, "role intercept host", 1, 1, service_create},
     {"service", "list", "[--limit N] [--offset N] [--name FILTER] [--role R]", "list services",
-     CLI_LIST_HELP "  --role R           only services with role R\n", "limit offset name role",
-     0, 0, service_list},
+     CLI_LIST_HELP "  --role R           only services with role R\n", "limit offset name role", 0,
+     0, service_list},
     {"service", "show", CLI_REF_ARG, "show one service", NULL, "", 1, 1, service_show},
     {"service", "update",
      CLI_REF_ARG " [--role R]... [--intercept PROTO:HOST:PORT] [--host PROTO:HOST:PORT]",

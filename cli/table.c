@@ -27,7 +27,8 @@ static char *array_text(const json_t *v)
     char *out = NULL;
     if (parts == NULL)
         return NULL;
-    json_array_foreach(v, i, it) {
+    json_array_foreach(v, i, it)
+    {
         parts[i] = cli_json_text(it);
         if (parts[i] == NULL)
             goto out;
@@ -37,7 +38,8 @@ static char *array_text(const json_t *v)
     if (out == NULL)
         goto out;
     out[0] = '\0';
-    json_array_foreach(v, i, it) {
+    json_array_foreach(v, i, it)
+    {
         if (i > 0)
             strcat(out, ",");
         strcat(out, parts[i]); /* total counted every part and separator */
@@ -142,7 +144,8 @@ static size_t key_width(const json_t *obj, size_t prefix)
     const char *key;
     json_t *v;
     size_t w = 0, k;
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         k = prefix + strlen(key);
         if (json_is_object(v) && json_object_size(v) > 0)
             k = key_width(v, k + 1);
@@ -157,7 +160,8 @@ static void print_fields(FILE *f, const json_t *obj, const char *prefix, size_t 
     const char *key;
     json_t *v;
     char full[256];
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         int n = snprintf(full, sizeof(full), "%s%s%s", prefix, prefix[0] ? "." : "", key);
         if (n < 0 || (size_t)n >= sizeof(full))
             continue; /* a key this long is not for humans; --json shows it */

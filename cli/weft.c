@@ -50,8 +50,7 @@ static void print_usage_line(FILE *f, const cli_cmd *cmd)
 void cli_print_cmd_help(FILE *f, const cli_cmd *cmd)
 {
     print_usage_line(f, cmd);
-    fprintf(f, "\n%c%s.\n", toupper((unsigned char)cmd->summary[0]),
-            cmd->summary + 1);
+    fprintf(f, "\n%c%s.\n", toupper((unsigned char)cmd->summary[0]), cmd->summary + 1);
     if (cmd->help != NULL)
         fprintf(f, "\nOptions:\n%s", cmd->help);
     fprintf(f, "\n%s", global_help);
@@ -90,7 +89,8 @@ int cli_usage_error(const cli_ctx *c, const char *fmt, ...)
                 c->cmd->group ? " " : "", c->cmd->verb);
     } else {
         fputs("usage: weft [--controller URL] [--identity FILE] [--json] COMMAND ...\n"
-              "Run 'weft --help' for the commands.\n", stderr);
+              "Run 'weft --help' for the commands.\n",
+              stderr);
     }
     return CLI_USAGE;
 }

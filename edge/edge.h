@@ -10,16 +10,17 @@ enum { EDGE_OK = 0, EDGE_ERR = 1, EDGE_USAGE = 2 };
 
 typedef struct edge_cmd {
     const char *name;
-    const char *usage;   /* after "weft-edge NAME " */
+    const char *usage; /* after "weft-edge NAME " */
     const char *summary;
-    const char *help;    /* option lines, or NULL */
+    const char *help; /* option lines, or NULL */
     int (*run)(const struct edge_cmd *cmd, int argc, char **argv);
 } edge_cmd;
 
 int edge_cmd_enroll(const edge_cmd *cmd, int argc, char **argv);
 
 /* "weft-edge: <msg>" then the command's usage on stderr; returns EDGE_USAGE. */
-int edge_usage_error(const edge_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int edge_usage_error(const edge_cmd *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* "weft-edge: <msg>" on stderr; returns EDGE_ERR. */
 int edge_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void edge_print_cmd_help(FILE *f, const edge_cmd *cmd);

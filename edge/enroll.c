@@ -38,7 +38,8 @@ static int read_stdin(char **out)
     if (ferror(stdin) || (len == TOKEN_FILE_MAX && fgetc(stdin) != EOF)) {
         free(buf);
         return edge_fail("cannot read the token from stdin (error, or more than %d bytes); "
-                         "pass the token file instead", TOKEN_FILE_MAX);
+                         "pass the token file instead",
+                         TOKEN_FILE_MAX);
     }
     buf[len] = '\0';
     *out = buf;
@@ -52,8 +53,8 @@ static int looks_like_jwt(const char *s)
     for (; *s; s++) {
         if (*s == '.')
             dots++;
-        else if (!(*s == '-' || *s == '_' || (*s >= '0' && *s <= '9') ||
-                   (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+        else if (!(*s == '-' || *s == '_' || (*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') ||
+                   (*s >= 'A' && *s <= 'Z')))
             return 0;
     }
     return dots == 2;
@@ -72,8 +73,8 @@ static int load_token(const char *arg, char **out)
     }
     if (stat(arg, &st) != 0)
         return edge_fail("TOKEN \"%.40s\" is neither a token nor a readable file (%s); pass the "
-                         "token text or the path of the file the administrator gave you", arg,
-                         strerror(errno));
+                         "token text or the path of the file the administrator gave you",
+                         arg, strerror(errno));
     int rc = pr_read_file(arg, TOKEN_FILE_MAX, out, &len);
     if (rc == WEFT_ETOOBIG)
         return edge_fail("token file %s is too large to hold a token; check the path", arg);
@@ -85,11 +86,13 @@ static int load_token(const char *arg, char **out)
 
 static int parse_opts(const edge_cmd *cmd, int argc, char **argv, enroll_opts *o)
 {
-    static const struct option opts[] = {
-        {"out", required_argument, NULL, 'o'},   {"imei", required_argument, NULL, 'I'},
-        {"iccid", required_argument, NULL, 'C'}, {"force", no_argument, NULL, 'f'},
-        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-        {0}};
+    static const struct option opts[] = {{"out", required_argument, NULL, 'o'},
+                                         {"imei", required_argument, NULL, 'I'},
+                                         {"iccid", required_argument, NULL, 'C'},
+                                         {"force", no_argument, NULL, 'f'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
     int ch;
     char *end;
     opterr = 0;
@@ -99,10 +102,18 @@ static int parse_opts(const edge_cmd *cmd, int argc, char **argv, enroll_opts *o
         case 'h':
             edge_print_cmd_help(stdout, cmd);
             return -1;
-        case 'o': o->out = optarg; break;
-        case 'I': o->imei = optarg; break;
-        case 'C': o->iccid = optarg; break;
-        case 'f': o->force = 1; break;
+        case 'o':
+            o->out = optarg;
+            break;
+        case 'I':
+            o->imei = optarg;
+            break;
+        case 'C':
+            o->iccid = optarg;
+            break;
+        case 'f':
+            o->force = 1;
+            break;
         case 't':
             o->timeout_ms = strtol(optarg, &end, 10);
             if (*end != '\0' || o->timeout_ms <= 0 || o->timeout_ms > 3600000)
@@ -136,8 +147,8 @@ static int do_enroll(const enroll_opts *o, char *token)
 {
     char err[768] = "";
     pr_idfile id;
-    pr_enroll_req req = {.token = token, .imei = o->imei, .iccid = o->iccid,
-                         .timeout_ms = (int)o->timeout_ms};
+    pr_enroll_req req = {
+        .token = token, .imei = o->imei, .iccid = o->iccid, .timeout_ms = (int)o->timeout_ms};
     int rc = pr_enroll(&req, &id, err, sizeof(err));
     if (rc < 0)
         return edge_fail("%s", err[0] ? err : weft_strerror(rc));
@@ -167,7 +178,8 @@ int edge_cmd_enroll(const edge_cmd *cmd, int argc, char **argv)
         return rc;
     if (!o.force && stat(o.out, &st) == 0)
         return edge_fail("%s already exists; choose another --out, or add --force to replace "
-                         "it", o.out);
+                         "it",
+                         o.out);
     if ((rc = load_token(o.token_arg, &token)) != EDGE_OK)
         return rc;
     rc = do_enroll(&o, token);

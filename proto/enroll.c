@@ -23,8 +23,8 @@
 #include "weft/errors.h"
 
 #define ENROLL_AUD "weft-enroll"
-#define PEM_BEGIN "-----BEGIN CERTIFICATE-----"
-#define PEM_END "-----END CERTIFICATE-----"
+#define PEM_BEGIN  "-----BEGIN CERTIFICATE-----"
+#define PEM_END    "-----END CERTIFICATE-----"
 
 /* What the token says, borrowed from its claims object. */
 typedef struct {
@@ -50,7 +50,8 @@ static int malformed(char *err, size_t cap, const char *what)
 {
     return fail(err, cap, WEFT_ETOKEN,
                 "the enrolment token is malformed (%s); copy it again in full or ask the "
-                "administrator for a new one", what);
+                "administrator for a new one",
+                what);
 }
 
 /* A copy of the token without surrounding white space. */
@@ -85,7 +86,8 @@ static int aud_ok(const json_t *aud)
     json_t *v;
     if (json_is_string(aud))
         return strcmp(json_string_value(aud), ENROLL_AUD) == 0;
-    json_array_foreach(aud, i, v) {
+    json_array_foreach(aud, i, v)
+    {
         if (json_is_string(v) && strcmp(json_string_value(v), ENROLL_AUD) == 0)
             return 1;
     }
@@ -111,8 +113,10 @@ static int check_expiry(const tok_info *t, char *err, size_t cap)
         struct tm tm;
         if (gmtime_r(&tt, &tm) != NULL)
             strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        return fail(err, cap, rc, "the enrolment token expired at %s; ask the administrator for "
-                                  "a new one", when);
+        return fail(err, cap, rc,
+                    "the enrolment token expired at %s; ask the administrator for "
+                    "a new one",
+                    when);
     }
     return rc < 0 ? malformed(err, cap, "no valid expiry") : 0;
 }
@@ -193,14 +197,18 @@ static int fetch_ca(const tok_info *t, int timeout_ms, char **ca_pem, char *err,
         goto out;
     }
     if (r.status != 200) {
-        rc = fail(err, cap, WEFT_EHTTP, "%s answered HTTP %d for the network CA; check that the "
-                  "token's controller URL points to a weft controller", t->base_url, r.status);
+        rc = fail(err, cap, WEFT_EHTTP,
+                  "%s answered HTTP %d for the network CA; check that the "
+                  "token's controller URL points to a weft controller",
+                  t->base_url, r.status);
         goto out;
     }
     rc = ca_from_body(&r, ca_pem);
     if (rc < 0)
-        fail(err, cap, rc, "%s sent no CA certificate; check that the token's controller URL "
-             "points to a weft controller", t->base_url);
+        fail(err, cap, rc,
+             "%s sent no CA certificate; check that the token's controller URL "
+             "points to a weft controller",
+             t->base_url);
 out:
     pr_http_resp_free(&r);
     return rc;
@@ -211,8 +219,10 @@ static int pin_ca(const tok_info *t, const char *ca_pem, char *err, size_t cap)
 {
     char got[65], want[65];
     if (pr_pki_fingerprint(ca_pem, got) < 0)
-        return fail(err, cap, WEFT_ECERT, "%s sent an unreadable CA certificate; refusing to "
-                    "enrol", t->base_url);
+        return fail(err, cap, WEFT_ECERT,
+                    "%s sent an unreadable CA certificate; refusing to "
+                    "enrol",
+                    t->base_url);
     for (size_t i = 0; i < 64; i++)
         want[i] = (char)tolower((unsigned char)t->ca_fp[i]);
     want[64] = '\0';
@@ -220,12 +230,12 @@ static int pin_ca(const tok_info *t, const char *ca_pem, char *err, size_t cap)
         return fail(err, cap, WEFT_EFINGERPRINT,
                     "the CA fingerprint of %s (%.16s...) does not match the pinned fingerprint "
                     "in the enrolment token (%.16s...): possible interception, or the wrong "
-                    "controller at that address; refusing to enrol", t->base_url, got, want);
+                    "controller at that address; refusing to enrol",
+                    t->base_url, got, want);
     return 0;
 }
 
-static int build_request(const pr_enroll_req *req, const char *token, const char *csr,
-                         char **out)
+static int build_request(const pr_enroll_req *req, const char *token, const char *csr, char **out)
 {
     json_t *body = json_pack("{s:s, s:s}", "token", token, "csr", csr);
     int rc = WEFT_ENOMEM;
@@ -280,8 +290,10 @@ static int map_error(const pr_http_resp *r, char *err, size_t cap)
         if (strcmp(codes[i].code, code) == 0)
             m = &codes[i];
     /* The controller's messages already say what to do; ours stand in when it sent none. */
-    int rc = fail(err, cap, m ? m->err : WEFT_EHTTP, "the controller refused the enrolment: %s (%s, "
-                  "HTTP %d)", msg ? msg : (m ? m->hint : "no reason given; see the controller's log"),
+    int rc = fail(err, cap, m ? m->err : WEFT_EHTTP,
+                  "the controller refused the enrolment: %s (%s, "
+                  "HTTP %d)",
+                  msg ? msg : (m ? m->hint : "no reason given; see the controller's log"),
                   code ? code : "error", r->status);
     json_decref(root);
     return rc;
@@ -307,8 +319,10 @@ static int post_csr(const tok_info *t, const pr_enroll_req *req, const char *ca_
     }
     *out = json_loadb(r.body, r.body_len, 0, NULL);
     if (*out == NULL)
-        rc = fail(err, cap, WEFT_EJSON, "%s answered the enrolment with malformed JSON; see the "
-                  "controller's log", t->base_url);
+        rc = fail(err, cap, WEFT_EJSON,
+                  "%s answered the enrolment with malformed JSON; see the "
+                  "controller's log",
+                  t->base_url);
 out:
     pr_http_resp_free(&r);
     return rc;
@@ -319,8 +333,10 @@ static int copy_field(char *dst, size_t cap, const char *src, const char *name, 
 {
     size_t len = src ? strlen(src) : 0;
     if (len == 0 || len >= cap)
-        return fail(err, errcap, WEFT_EPROTO, "the controller's enrolment answer has %s %s; see "
-                    "the controller's log", len ? "an overlong" : "no", name);
+        return fail(err, errcap, WEFT_EPROTO,
+                    "the controller's enrolment answer has %s %s; see "
+                    "the controller's log",
+                    len ? "an overlong" : "no", name);
     memcpy(dst, src, len + 1);
     return 0;
 }
@@ -351,15 +367,20 @@ static int fill_cert(const tok_info *t, const json_t *d, const char *ca_pem, con
 {
     const char *cert = claim_str(d, "cert") ? claim_str(d, "cert") : claim_str(d, "certificate");
     if (cert == NULL)
-        return fail(err, cap, WEFT_EPROTO, "the controller's enrolment answer has no "
+        return fail(err, cap, WEFT_EPROTO,
+                    "the controller's enrolment answer has no "
                     "certificate; see the controller's log");
     int rc = pr_pki_verify(cert, ca_pem);
     if (rc < 0)
-        return fail(err, cap, rc, "the certificate from %s does not verify against the pinned "
-                    "CA (%s); refusing it", t->base_url, weft_strerror(rc));
+        return fail(err, cap, rc,
+                    "the certificate from %s does not verify against the pinned "
+                    "CA (%s); refusing it",
+                    t->base_url, weft_strerror(rc));
     if (pr_pki_key_matches(cert, key_pem) != 1)
-        return fail(err, cap, WEFT_ECERT, "the certificate from %s is not for the key made "
-                    "here; refusing it", t->base_url);
+        return fail(err, cap, WEFT_ECERT,
+                    "the certificate from %s is not for the key made "
+                    "here; refusing it",
+                    t->base_url);
     out->cert_pem = strdup(cert);
     out->key_pem = strdup(key_pem);
     out->ca_pem = strdup(ca_pem);

@@ -55,8 +55,9 @@ static void reply_json(ctl_http_req *req, int status, json_t *obj)
 
 static void answer_ca(ctl_http_req *req, enum mode m)
 {
-    const char *pem = m == M_WRONG_CA ? ca_other.cert_pem
-                      : m == M_CA_EXTRA_SIGNS_OTHER ? ca_bundle : ca_net.cert_pem;
+    const char *pem = m == M_WRONG_CA               ? ca_other.cert_pem
+                      : m == M_CA_EXTRA_SIGNS_OTHER ? ca_bundle
+                                                    : ca_net.cert_pem;
     ctl_http_respond(req, 200, "application/x-pem-file", pem, strlen(pem));
 }
 
@@ -64,26 +65,29 @@ static char *make_cert(enum mode m, const char *csr, const char *sub)
 {
     char *cert = NULL, *key = NULL, serial[33], uri[128];
     snprintf(uri, sizeof(uri), "spiffe://net/identity/%s", sub);
-    pr_cert_req cr = {.cn = sub, .uri = uri, .usage = PR_CERT_CLIENT,
-                      .not_after = (int64_t)time(NULL) + 3600};
+    pr_cert_req cr = {
+        .cn = sub, .uri = uri, .usage = PR_CERT_CLIENT, .not_after = (int64_t)time(NULL) + 3600};
     if (m == M_OTHER_KEY) {
         assert_int_equal(pr_ca_issue(&ca_net, &cr, &cert, &key), 0);
         free(key);
         return cert;
     }
-    assert_int_equal(pr_ca_sign_csr(m == M_CA_EXTRA_SIGNS_OTHER ? &ca_other : &ca_net, csr, &cr,
-                                     &cert, serial), 0);
+    assert_int_equal(
+        pr_ca_sign_csr(m == M_CA_EXTRA_SIGNS_OTHER ? &ca_other : &ca_net, csr, &cr, &cert, serial),
+        0);
     return cert;
 }
 
 static void answer_enroll(ctl_http_req *req, enum mode m, json_t *body)
 {
     if (m == M_USED) {
-        ctl_http_respond_error(req, 401, "token_used", "this token was already used; ask for a new one");
+        ctl_http_respond_error(req, 401, "token_used",
+                               "this token was already used; ask for a new one");
         return;
     }
     if (m == M_DISABLED) {
-        ctl_http_respond_error(req, 403, "disabled", "this identity is disabled; ask the administrator");
+        ctl_http_respond_error(req, 403, "disabled",
+                               "this identity is disabled; ask the administrator");
         return;
     }
     if (m == M_GARBAGE) {
@@ -92,9 +96,10 @@ static void answer_enroll(ctl_http_req *req, enum mode m, json_t *body)
     }
     const char *csr = json_string_value(json_object_get(body, "csr"));
     char *cert = make_cert(m, csr ? csr : "", "dev1id");
-    reply_json(req, 200, json_pack("{s:{s:s, s:s, s:s, s:s, s:s, s:s}}", "data", "id", "dev1id",
-                                   "name", "dev1", "kind", "identity", "network", "net", "cert",
-                                   cert, "ca", ca_net.cert_pem));
+    reply_json(req, 200,
+               json_pack("{s:{s:s, s:s, s:s, s:s, s:s, s:s}}", "data", "id", "dev1id", "name",
+                         "dev1", "kind", "identity", "network", "net", "cert", cert, "ca",
+                         ca_net.cert_pem));
     free(cert);
 }
 
@@ -142,8 +147,12 @@ static int group_setup(void **state)
 {
     static const char *const dns[] = {"localhost", NULL};
     static const char *const ips[] = {"127.0.0.1", NULL};
-    pr_cert_req sr = {.cn = "controller", .uri = "spiffe://net/controller/main", .dns = dns,
-                      .ips = ips, .usage = PR_CERT_SERVER, .not_after = (int64_t)time(NULL) + 3600};
+    pr_cert_req sr = {.cn = "controller",
+                      .uri = "spiffe://net/controller/main",
+                      .dns = dns,
+                      .ips = ips,
+                      .usage = PR_CERT_SERVER,
+                      .not_after = (int64_t)time(NULL) + 3600};
     assert_int_equal(pr_ca_create("net", &ca_net), 0);
     assert_int_equal(pr_ca_create("other", &ca_other), 0);
     assert_int_equal(pr_ca_issue(&ca_net, &sr, &srv_cert, &srv_key), 0);
@@ -154,13 +163,14 @@ static int group_setup(void **state)
     strcat(ca_bundle, ca_other.cert_pem);
     crypto_sign_keypair(jwt_pk, jwt_sk);
 
-    pr_tls_cfg cfg = {.server = 1, .ca_pem = ca_net.cert_pem, .cert_pem = srv_cert,
-                      .key_pem = srv_key};
+    pr_tls_cfg cfg = {
+        .server = 1, .ca_pem = ca_net.cert_pem, .cert_pem = srv_cert, .key_pem = srv_key};
     assert_int_equal(pr_tls_ctx_new(&cfg, &S.tls), 0);
     assert_int_equal(pthread_mutex_init(&S.mu, NULL), 0);
     assert_int_equal(uv_loop_init(&S.loop), 0);
     assert_int_equal(uv_async_init(&S.loop, &S.stop, stop_cb), 0);
-    assert_int_equal(ctl_http_server_start(&S.loop, S.tls, "127.0.0.1:0", handler, NULL, &S.srv), 0);
+    assert_int_equal(ctl_http_server_start(&S.loop, S.tls, "127.0.0.1:0", handler, NULL, &S.srv),
+                     0);
     S.port = ctl_http_server_port(S.srv);
     assert_true(S.port > 0);
     assert_int_equal(pthread_create(&S.thread, NULL, server_main, NULL), 0);
@@ -214,10 +224,10 @@ static char *token(long long exp_in, const char *aud, const char *fp)
 {
     char iss[64], *tok = NULL;
     snprintf(iss, sizeof(iss), "https://127.0.0.1:%d", S.port);
-    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "iss", iss, "aud",
-                          aud ? aud : "weft-enroll", "sub", "dev1id", "kind", "identity", "net",
-                          "net", "ca", fp ? fp : ca_fp, "exp",
-                          (json_int_t)(time(NULL) + exp_in), "jti", "n1");
+    json_t *c =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "iss", iss, "aud",
+                  aud ? aud : "weft-enroll", "sub", "dev1id", "kind", "identity", "net", "net",
+                  "ca", fp ? fp : ca_fp, "exp", (json_int_t)(time(NULL) + exp_in), "jti", "n1");
     assert_non_null(c);
     assert_int_equal(pr_jwt_sign(c, jwt_sk, &tok), 0);
     json_decref(c);
@@ -226,8 +236,11 @@ static char *token(long long exp_in, const char *aud, const char *fp)
 
 static int enroll(const char *tok, json_t *extra, pr_idfile *id, char *err, size_t cap)
 {
-    pr_enroll_req req = {.token = tok, .imei = "490154203237518", .iccid = "8944500102198304826",
-                         .extra = extra, .timeout_ms = 5000};
+    pr_enroll_req req = {.token = tok,
+                         .imei = "490154203237518",
+                         .iccid = "8944500102198304826",
+                         .extra = extra,
+                         .timeout_ms = 5000};
     err[0] = '\0';
     return pr_enroll(&req, id, err, cap);
 }
@@ -252,10 +265,13 @@ static void test_ok(void **state)
     /* what the controller received: our token (extra cannot replace it), the CSR, the ids */
     pthread_mutex_lock(&S.mu);
     assert_string_equal(json_string_value(json_object_get(S.last_body, "token")), tok);
-    assert_non_null(strstr(json_string_value(json_object_get(S.last_body, "csr")), "CERTIFICATE REQUEST"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(S.last_body, "csr")), "CERTIFICATE REQUEST"));
     assert_string_equal(json_string_value(json_object_get(S.last_body, "imei")), "490154203237518");
-    assert_string_equal(json_string_value(json_object_get(S.last_body, "iccid")), "8944500102198304826");
-    assert_string_equal(json_string_value(json_object_get(S.last_body, "edge_listen")), "127.0.0.1:3022");
+    assert_string_equal(json_string_value(json_object_get(S.last_body, "iccid")),
+                        "8944500102198304826");
+    assert_string_equal(json_string_value(json_object_get(S.last_body, "edge_listen")),
+                        "127.0.0.1:3022");
     assert_null(json_object_get(S.last_body, "key"));
     pthread_mutex_unlock(&S.mu);
     pr_idfile_free(&id);
@@ -343,7 +359,8 @@ static void test_cert_for_other_key(void **state)
 
 static void test_server_refusals(void **state)
 {
-    expect_refused(M_USED, WEFT_ETOKENUSED, "already used; ask for a new one (token_used, HTTP 401)", 1);
+    expect_refused(M_USED, WEFT_ETOKENUSED,
+                   "already used; ask for a new one (token_used, HTTP 401)", 1);
     reset(state);
     expect_refused(M_DISABLED, WEFT_EDISABLED, "ask the administrator (disabled, HTTP 403)", 1);
     reset(state);
@@ -355,9 +372,9 @@ static void test_no_controller(void **state)
     pr_idfile id;
     char err[512];
     /* A live token whose controller is not listening: port 1 on loopback. */
-    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:I}", "iss", "https://127.0.0.1:1", "aud",
-                          "weft-enroll", "sub", "x", "ca", ca_fp, "exp",
-                          (json_int_t)time(NULL) + 600);
+    json_t *c =
+        json_pack("{s:s, s:s, s:s, s:s, s:I}", "iss", "https://127.0.0.1:1", "aud", "weft-enroll",
+                  "sub", "x", "ca", ca_fp, "exp", (json_int_t)time(NULL) + 600);
     char *tok = NULL;
     assert_int_equal(pr_jwt_sign(c, jwt_sk, &tok), 0);
     assert_true(enroll(tok, NULL, &id, err, sizeof(err)) < 0);
