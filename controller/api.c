@@ -81,7 +81,8 @@ void ctl_reply(ctl_call *call, int status, json_t *body)
     text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     if (text == NULL) {
-        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        static const char oom[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
         ctl_reply_raw(call, 500, "application/json", oom, sizeof(oom) - 1);
         return;
     }
@@ -115,8 +116,8 @@ void ctl_reply_store_error(ctl_call *call, int rc, const char *what, const char 
     case WEFT_EEXISTS:
     case WEFT_ECONFLICT:
         ctl_reply_error(call, 409, "conflict",
-                        "%s '%s' already exists; choose another name or update that one",
-                        what, key);
+                        "%s '%s' already exists; choose another name or update that one", what,
+                        key);
         break;
     default:
         pr_error("store_error", "what=%s err=%s hint=%s", what, weft_err_name(rc),
@@ -172,8 +173,8 @@ static int unknown_field(ctl_call *call, const char *key, const char *const *all
             break;
         used += (size_t)n;
     }
-    ctl_reply_error(call, 400, "unknown_field", "unknown field '%s'; allowed fields: %s",
-                    key, list);
+    ctl_reply_error(call, 400, "unknown_field", "unknown field '%s'; allowed fields: %s", key,
+                    list);
     return WEFT_EINVAL;
 }
 
@@ -201,7 +202,8 @@ int ctl_body(ctl_call *call, const char *const *allowed, json_t **out)
         ctl_reply_error(call, 400, "bad_request", "the request body must be a JSON object");
         return WEFT_EJSON;
     }
-    json_object_foreach(body, key, v) {
+    json_object_foreach(body, key, v)
+    {
         int ok = 0;
         for (int i = 0; allowed[i] && !ok; i++)
             ok = strcmp(key, allowed[i]) == 0;
@@ -286,7 +288,8 @@ int ctl_field_roles(ctl_call *call, json_t *body, const char *key, json_t **out)
         return 0;
     if (!json_is_array(v) || json_array_size(v) > CTL_ROLES_MAX)
         return bad_field(call, key, "must be an array of at most 64 role names");
-    json_array_foreach(v, i, item) {
+    json_array_foreach(v, i, item)
+    {
         if (!json_is_string(item) || !ctl_valid_role(json_string_value(item)))
             return bad_field(call, key,
                              "must hold role names of 1..64 characters from [A-Za-z0-9._-]");
@@ -294,7 +297,8 @@ int ctl_field_roles(ctl_call *call, json_t *body, const char *key, json_t **out)
     *out = json_array();
     if (*out == NULL)
         return WEFT_ENOMEM;
-    json_array_foreach(v, i, item) {
+    json_array_foreach(v, i, item)
+    {
         json_t *seen;
         size_t j;
         int dup = 0;
@@ -317,8 +321,8 @@ static int query_int(ctl_call *call, const char *key, long min, long max, int *o
     errno = 0;
     v = strtol(buf, &end, 10);
     if (buf[0] == '\0' || *end != '\0' || errno != 0 || v < min || v > max) {
-        ctl_reply_error(call, 400, "bad_request", "query parameter '%s' must be an integer in %ld..%ld",
-                        key, min, max);
+        ctl_reply_error(call, 400, "bad_request",
+                        "query parameter '%s' must be an integer in %ld..%ld", key, min, max);
         return WEFT_EINVAL;
     }
     *out = (int)v;
@@ -483,13 +487,14 @@ static int authenticate(ctl_call *call)
     int kind;
 
     if (uri == NULL) {
-        ctl_reply_error(call, 401, "unauthenticated",
-                        "this route needs an admin identity: pass --identity FILE or set "
-                        "WEFT_IDENTITY to an admin identity file (admin.json from weft-controller init)");
+        ctl_reply_error(
+            call, 401, "unauthenticated",
+            "this route needs an admin identity: pass --identity FILE or set "
+            "WEFT_IDENTITY to an admin identity file (admin.json from weft-controller init)");
         return WEFT_ENOCERT;
     }
-    if (pr_ident_parse(uri, &kind, td, sizeof(td), id, sizeof(id)) < 0 || kind != PR_IDENT_IDENTITY ||
-        strcmp(td, call->c->cfg.name) != 0 ||
+    if (pr_ident_parse(uri, &kind, td, sizeof(td), id, sizeof(id)) < 0 ||
+        kind != PR_IDENT_IDENTITY || strcmp(td, call->c->cfg.name) != 0 ||
         ctl_store_get(call->c->store, "identities", id, &rec) < 0 ||
         strcmp(json_string_value(json_object_get(rec, "id")) ?: "", id) != 0 ||
         !json_is_true(json_object_get(rec, "admin")) ||
@@ -498,7 +503,8 @@ static int authenticate(ctl_call *call)
         pr_warn("forbidden", "peer=%s uri=%s path=%s", call->req->peer_addr, pr_log_q(uri),
                 pr_log_q(call->req->path));
         ctl_reply_error(call, 403, "forbidden",
-                        "certificate %s is not that of an enabled admin of network '%s'; use an admin identity file",
+                        "certificate %s is not that of an enabled admin of network '%s'; use an "
+                        "admin identity file",
                         uri, call->c->cfg.name);
         return WEFT_EDENIED;
     }

@@ -105,9 +105,9 @@ static int is_self(ctl_call *call, json_t *rec, const char *action)
 
     if (id == NULL || me == NULL || strcmp(id, me) != 0)
         return 0;
-    ctl_reply_error(call, 409, "conflict",
-                    "refusing to %s the identity you are authenticated as; use another admin identity",
-                    action);
+    ctl_reply_error(
+        call, 409, "conflict",
+        "refusing to %s the identity you are authenticated as; use another admin identity", action);
     return 1;
 }
 

@@ -46,12 +46,14 @@ static int field_selectors(ctl_call *call, json_t *body, const char *key, json_t
         return 0;
     if (!json_is_array(v) || json_array_size(v) > CTL_ROLES_MAX)
         goto bad;
-    json_array_foreach(v, i, item) {
+    json_array_foreach(v, i, item)
+    {
         if (!json_is_string(item) || !valid_selector(json_string_value(item)))
             goto bad;
     }
     *out = json_array();
-    json_array_foreach(v, i, item) json_array_append_new(*out, normalize_selector(json_string_value(item)));
+    json_array_foreach(v, i, item)
+        json_array_append_new(*out, normalize_selector(json_string_value(item)));
     return 1;
 bad:
     ctl_reply_error(call, 400, "bad_request",

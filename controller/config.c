@@ -111,9 +111,10 @@ int ctl_config_set_addrs(ctl_config *cfg, const char *listen, const char *advert
         if (pr_addr_split(advertise, host, sizeof(host), &port) < 0 || port == 0 || port > 65535 ||
             is_any_addr(host)) {
             if (err)
-                ctl_errf(err, errcap,
-                         "invalid advertise address '%s': expected HOST:PORT that devices can reach",
-                         advertise);
+                ctl_errf(
+                    err, errcap,
+                    "invalid advertise address '%s': expected HOST:PORT that devices can reach",
+                    advertise);
             return WEFT_EADDR;
         }
         if (copy_str(cfg->advertise, sizeof(cfg->advertise), advertise) < 0)
@@ -214,7 +215,8 @@ int ctl_config_load(ctl_config *cfg, const char *dir, char *err, size_t errcap)
     int rc;
 
     if (realpath(dir, abs) == NULL) {
-        ctl_errf(err, errcap, "cannot open data directory %s; create it with 'weft-controller init --dir %s'",
+        ctl_errf(err, errcap,
+                 "cannot open data directory %s; create it with 'weft-controller init --dir %s'",
                  dir, dir);
         return WEFT_ENOTFOUND;
     }
@@ -226,8 +228,10 @@ int ctl_config_load(ctl_config *cfg, const char *dir, char *err, size_t errcap)
         goto out;
     }
     if ((rc = pr_read_file(path, CONFIG_MAX, &text, &len)) < 0) {
-        ctl_errf(err, errcap, "cannot read %s (%s); is %s a weft-controller data directory (weft-controller init)?",
-                 path, weft_strerror(rc), dir);
+        ctl_errf(
+            err, errcap,
+            "cannot read %s (%s); is %s a weft-controller data directory (weft-controller init)?",
+            path, weft_strerror(rc), dir);
         goto out;
     }
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);

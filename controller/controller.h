@@ -14,15 +14,15 @@
 #include "controller/store.h"
 #include "proto/pki.h"
 
-#define CTL_VERSION "0.1.0"
-#define CTL_API_VERSION 1
-#define CTL_NAME_MAX 128
-#define CTL_ROLE_MAX 64
-#define CTL_ROLES_MAX 64
-#define CTL_TOKEN_TTL_DEFAULT 86400
-#define CTL_TOKEN_TTL_MAX 2592000
+#define CTL_VERSION               "0.1.0"
+#define CTL_API_VERSION           1
+#define CTL_NAME_MAX              128
+#define CTL_ROLE_MAX              64
+#define CTL_ROLES_MAX             64
+#define CTL_TOKEN_TTL_DEFAULT     86400
+#define CTL_TOKEN_TTL_MAX         2592000
 #define CTL_CERT_VALIDITY_DEFAULT (30 * 86400)
-#define CTL_ENROLL_AUD "weft-enroll"
+#define CTL_ENROLL_AUD            "weft-enroll"
 
 /* Formats an error message (truncating quietly: messages are for people). */
 void ctl_errf(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -30,10 +30,10 @@ void ctl_errf(char *err, size_t cap, const char *fmt, ...) __attribute__((format
 /* ---- config.c: controller.json ---- */
 typedef struct {
     char dir[PATH_MAX];
-    char name[65];      /* network name = trust domain */
-    char listen[256];   /* HOST:PORT the API listens on */
-    char advertise[256];/* HOST:PORT others reach us at (put in tokens) */
-    char url[300];      /* https://<advertise> */
+    char name[65];       /* network name = trust domain */
+    char listen[256];    /* HOST:PORT the API listens on */
+    char advertise[256]; /* HOST:PORT others reach us at (put in tokens) */
+    char url[300];       /* https://<advertise> */
     char log_level[16];
     int64_t token_ttl;     /* default enrolment token lifetime, seconds */
     int64_t cert_validity; /* lifetime of certificates issued at enrolment, seconds */

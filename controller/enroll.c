@@ -21,7 +21,7 @@
 #include "proto/log.h"
 #include "weft/errors.h"
 
-#define IMEI_MAX 32
+#define IMEI_MAX  32
 #define ICCID_MAX 32
 
 int ctl_token_issue(ctl *c, const char *kind, const char *subject_id, int64_t ttl, json_t **out)
@@ -71,8 +71,8 @@ void ctl_create_enrollable(ctl_call *call, const char *coll, const char *kind, j
         (rc = ctl_store_get(call->c->store, coll, id, &stored)) < 0) {
         /* Without a token the record could never enrol: take it back. */
         ctl_store_delete(call->c->store, coll, id);
-        pr_error("token_issue_failed", "kind=%s id=%s err=%s hint=%s", kind, id,
-                 weft_err_name(rc), pr_log_q("check signing.key and weft.db"));
+        pr_error("token_issue_failed", "kind=%s id=%s err=%s hint=%s", kind, id, weft_err_name(rc),
+                 pr_log_q("check signing.key and weft.db"));
         ctl_reply_error(call, 500, "internal", "could not issue an enrolment token (%s); retry",
                         weft_strerror(rc));
         goto out;
@@ -140,8 +140,8 @@ static int field_listen(enrol *e, json_t *body, const char *key, const char **ou
     unsigned port;
     int rc = ctl_field_str(e->call, body, key, 0, out);
 
-    if (rc == 1 && (pr_addr_split(*out, host, sizeof(host), &port) < 0 || port == 0 ||
-                    port > 65535)) {
+    if (rc == 1 &&
+        (pr_addr_split(*out, host, sizeof(host), &port) < 0 || port == 0 || port > 65535)) {
         ctl_reply_error(e->call, 400, "bad_request", "field '%s' must be HOST:PORT", key);
         return WEFT_EINVAL;
     }
@@ -245,8 +245,9 @@ static int load_subject(enrol *e)
 
     id = json_string_value(json_object_get(e->subject, "id"));
     if (rc == WEFT_ENOTFOUND || (rc == 0 && (!id || strcmp(id, e->sub) != 0)))
-        return deny(e, 401, "invalid_token",
-                    "the token's subject no longer exists; ask the administrator to create it again");
+        return deny(
+            e, 401, "invalid_token",
+            "the token's subject no longer exists; ask the administrator to create it again");
     if (rc < 0) {
         ctl_reply_store_error(e->call, rc, e->kind, e->sub);
         return rc;
@@ -289,13 +290,16 @@ static int sign_csr(enrol *e)
 
     if (pr_ident_format(router ? PR_IDENT_ROUTER : PR_IDENT_IDENTITY, c->cfg.name, e->sub, uri,
                         sizeof(uri)) < 0)
-        return deny(e, 401, "invalid_token", "the token's subject id is invalid; ask for a new token");
+        return deny(e, 401, "invalid_token",
+                    "the token's subject id is invalid; ask for a new token");
     if (router) {
         listen_sans(e->edge_listen, h1, sizeof(h1), dns, &nd, ips, &ni);
         listen_sans(e->link_listen, h2, sizeof(h2), dns, &nd, ips, &ni);
     }
     req = (pr_cert_req){.cn = json_string_value(json_object_get(e->subject, "name")),
-                        .uri = uri, .dns = nd ? dns : NULL, .ips = ni ? ips : NULL,
+                        .uri = uri,
+                        .dns = nd ? dns : NULL,
+                        .ips = ni ? ips : NULL,
                         .usage = router ? PR_CERT_BOTH : PR_CERT_CLIENT,
                         .not_after = time(NULL) + c->cfg.cert_validity};
     rc = pr_ca_sign_csr(&c->ca, e->csr, &req, &e->cert, serial);
@@ -370,8 +374,8 @@ static void reply_enrolled(enrol *e)
 
 void ctl_api_enroll(ctl_call *call)
 {
-    static const char *const allowed[] = {"token", "csr", "imei", "iccid", "edge_listen",
-                                          "link_listen", NULL};
+    static const char *const allowed[] = {"token",       "csr",         "imei", "iccid",
+                                          "edge_listen", "link_listen", NULL};
     enrol e = {.call = call};
     json_t *body = NULL;
 

@@ -16,7 +16,7 @@
 #include "weft/errors.h"
 
 #define SERVER_CERT_DAYS (5 * 365)
-#define ADMIN_CERT_DAYS (2 * 365)
+#define ADMIN_CERT_DAYS  (2 * 365)
 
 typedef struct {
     ctl_config cfg;
@@ -85,8 +85,8 @@ static int mkdir_parents(const char *path)
 /* Refuses a directory that already holds any part of a network. */
 static int prepare_dir(init_state *st, const char *dir)
 {
-    static const char *const markers[] = {CTL_CONFIG_FILE, "weft.db", "ca.pem", "ca.key",
-                                          "admin.json", NULL};
+    static const char *const markers[] = {CTL_CONFIG_FILE, "weft.db",    "ca.pem",
+                                          "ca.key",        "admin.json", NULL};
     char abs[PATH_MAX], p[PATH_MAX + 32];
 
     if (mkdir_parents(dir) < 0) {
@@ -96,8 +96,9 @@ static int prepare_dir(init_state *st, const char *dir)
     if (mkdir(dir, 0700) == 0) {
         st->made_dir = 1;
     } else if (errno != EEXIST) {
-        ctl_errf(st->err, st->errcap, "cannot create %s: %s; check that its parent exists and is writable",
-                 dir, strerror(errno));
+        ctl_errf(st->err, st->errcap,
+                 "cannot create %s: %s; check that its parent exists and is writable", dir,
+                 strerror(errno));
         return WEFT_EIO;
     }
     if (realpath(dir, abs) == NULL) {
@@ -107,10 +108,11 @@ static int prepare_dir(init_state *st, const char *dir)
     for (int i = 0; !st->made_dir && markers[i]; i++) {
         snprintf(p, sizeof(p), "%s/%s", abs, markers[i]);
         if (access(p, F_OK) == 0) {
-            ctl_errf(st->err, st->errcap,
-                     "%s already holds a weft network (%s exists); refusing to overwrite it. "
-                     "Use another --dir, or remove the directory first if you really mean to start over",
-                     dir, markers[i]);
+            ctl_errf(
+                st->err, st->errcap,
+                "%s already holds a weft network (%s exists); refusing to overwrite it. "
+                "Use another --dir, or remove the directory first if you really mean to start over",
+                dir, markers[i]);
             return WEFT_EEXISTS;
         }
     }
@@ -165,10 +167,15 @@ static int make_server_cert(init_state *st)
         return fail(st, WEFT_EADDR, "listen address");
     add_san(lhost, dns, &nd, ips, &ni);
     add_san(ahost, dns, &nd, ips, &ni);
-    if ((rc = pr_ident_format(PR_IDENT_CONTROLLER, st->cfg.name, st->cfg.name, uri, sizeof(uri))) < 0)
+    if ((rc = pr_ident_format(PR_IDENT_CONTROLLER, st->cfg.name, st->cfg.name, uri, sizeof(uri))) <
+        0)
         return fail(st, rc, "controller identity");
     snprintf(cn, sizeof(cn), "%s controller", st->cfg.name);
-    req = (pr_cert_req){.cn = cn, .uri = uri, .dns = dns, .ips = ips, .usage = PR_CERT_BOTH,
+    req = (pr_cert_req){.cn = cn,
+                        .uri = uri,
+                        .dns = dns,
+                        .ips = ips,
+                        .usage = PR_CERT_BOTH,
                         .not_after = time(NULL) + SERVER_CERT_DAYS * 86400LL};
     if ((rc = pr_ca_issue(&st->ca, &req, &cert, &key)) < 0) {
         fail(st, rc, "issuing the server certificate");
@@ -214,9 +221,9 @@ static int record_admin(init_state *st, ctl_store *store, const char *id, const 
 
     if ((rc = pr_pki_fingerprint(cert, fp)) < 0)
         return fail(st, rc, "admin certificate fingerprint");
-    rec = json_pack("{s:s, s:s, s:[], s:s, s:b, s:b, s:b, s:s}", "id", id, "name", "admin",
-                    "roles", "binding", "none", "admin", 1, "disabled", 0, "enrolled", 1,
-                    "cert_fingerprint", fp);
+    rec = json_pack("{s:s, s:s, s:[], s:s, s:b, s:b, s:b, s:s}", "id", id, "name", "admin", "roles",
+                    "binding", "none", "admin", 1, "disabled", 0, "enrolled", 1, "cert_fingerprint",
+                    fp);
     if (rec == NULL)
         return fail(st, WEFT_ENOMEM, "admin record");
     rc = ctl_store_create(store, "identities", rec);
@@ -234,7 +241,9 @@ static int make_admin(init_state *st, ctl_store *store)
     pr_ident_new_id(id, sizeof(id));
     if ((rc = pr_ident_format(PR_IDENT_IDENTITY, st->cfg.name, id, uri, sizeof(uri))) < 0)
         return fail(st, rc, "admin identity");
-    req = (pr_cert_req){.cn = "admin", .uri = uri, .usage = PR_CERT_CLIENT,
+    req = (pr_cert_req){.cn = "admin",
+                        .uri = uri,
+                        .usage = PR_CERT_CLIENT,
                         .not_after = time(NULL) + ADMIN_CERT_DAYS * 86400LL};
     if ((rc = pr_ca_issue(&st->ca, &req, &idf.cert_pem, &idf.key_pem)) < 0) {
         fail(st, rc, "issuing the admin certificate");
@@ -288,7 +297,7 @@ out:
 /* Removes what a failed init wrote, so that it can simply be run again. */
 static void cleanup(init_state *st)
 {
-    const char *const paths[] = {st->cfg.ca_cert, st->cfg.ca_key, st->cfg.server_cert,
+    const char *const paths[] = {st->cfg.ca_cert,    st->cfg.ca_key,      st->cfg.server_cert,
                                  st->cfg.server_key, st->cfg.signing_key, st->cfg.admin};
     char p[PATH_MAX + 16];
 
@@ -344,8 +353,8 @@ int ctl_init(const ctl_init_opts *o, FILE *out, char *err, size_t errcap)
     if ((rc = prepare_dir(st, o->dir)) < 0)
         goto out;
     snprintf(st->cfg.name, sizeof(st->cfg.name), "%s", name);
-    if ((rc = ctl_config_set_addrs(&st->cfg, o->listen ? o->listen : "127.0.0.1:1280",
-                                   o->advertise, err, errcap)) < 0)
+    if ((rc = ctl_config_set_addrs(&st->cfg, o->listen ? o->listen : "127.0.0.1:1280", o->advertise,
+                                   err, errcap)) < 0)
         goto out;
     if ((rc = make_ca_and_keys(st)) < 0 || (rc = make_store(st)) < 0)
         goto undo;

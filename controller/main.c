@@ -27,7 +27,8 @@ static const char usage_main[] =
     "Run 'weft-controller COMMAND --help' for a command's options.\n";
 
 static const char usage_init[] =
-    "usage: weft-controller init --dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--name NAME]\n"
+    "usage: weft-controller init --dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--name "
+    "NAME]\n"
     "\n"
     "Creates a new weft network in DIR (created 0700; must not hold a network yet).\n"
     "  --dir DIR             data directory\n"
@@ -55,8 +56,9 @@ static int read_pem(const char *path, char **out, char *err, size_t errcap)
     int rc = pr_read_file(path, PEM_MAX, out, &len);
 
     if (rc < 0)
-        ctl_errf(err, errcap, "cannot read %s (%s); check the data directory or restore it from a backup",
-                 path, weft_strerror(rc));
+        ctl_errf(err, errcap,
+                 "cannot read %s (%s); check the data directory or restore it from a backup", path,
+                 weft_strerror(rc));
     return rc;
 }
 
@@ -70,7 +72,8 @@ int ctl_open(ctl *c, const ctl_config *cfg, char *err, size_t errcap)
         (rc = read_pem(cfg->ca_key, &c->ca.key_pem, err, errcap)) < 0)
         return rc;
     if ((rc = pr_pki_fingerprint(c->ca.cert_pem, c->ca_fp)) < 0) {
-        ctl_errf(err, errcap, "%s is not a PEM certificate; restore it from a backup", cfg->ca_cert);
+        ctl_errf(err, errcap, "%s is not a PEM certificate; restore it from a backup",
+                 cfg->ca_cert);
         return rc;
     }
     if ((rc = ctl_signing_key_load(cfg->signing_key, c->sk)) < 0) {
@@ -80,7 +83,8 @@ int ctl_open(ctl *c, const ctl_config *cfg, char *err, size_t errcap)
     }
     crypto_sign_ed25519_sk_to_pk(c->pk, c->sk);
     if ((rc = ctl_store_open(cfg->db, &c->store)) < 0) {
-        ctl_errf(err, errcap, "cannot open the store %s (%s); check its permissions and free disk space",
+        ctl_errf(err, errcap,
+                 "cannot open the store %s (%s); check its permissions and free disk space",
                  cfg->db, weft_strerror(rc));
         return rc;
     }
@@ -153,7 +157,8 @@ static int serve(ctl *c, pr_tls_ctx *tls, char *err, size_t errcap)
     uv_loop_init(&r.loop);
     rc = ctl_http_server_start(&r.loop, tls, c->cfg.listen, ctl_api_handle, c, &r.http);
     if (rc < 0) {
-        ctl_errf(err, errcap, "cannot listen on %s (%s); is another controller running, or is the "
+        ctl_errf(err, errcap,
+                 "cannot listen on %s (%s); is another controller running, or is the "
                  "port taken? Change 'listen' in %s/%s",
                  c->cfg.listen, weft_strerror(rc), c->cfg.dir, CTL_CONFIG_FILE);
         goto out;
@@ -209,27 +214,42 @@ fail:
 
 static int cmd_init(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"dir", required_argument, 0, 'd'},       {"listen", required_argument, 0, 'l'},
-        {"advertise", required_argument, 0, 'a'}, {"name", required_argument, 0, 'n'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+    static const struct option opts[] = {{"dir", required_argument, 0, 'd'},
+                                         {"listen", required_argument, 0, 'l'},
+                                         {"advertise", required_argument, 0, 'a'},
+                                         {"name", required_argument, 0, 'n'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     ctl_init_opts o = {0};
     char err[1024] = "";
     int ch;
 
     while ((ch = getopt_long(argc, argv, "d:l:a:n:h", opts, NULL)) != -1) {
         switch (ch) {
-        case 'd': o.dir = optarg; break;
-        case 'l': o.listen = optarg; break;
-        case 'a': o.advertise = optarg; break;
-        case 'n': o.name = optarg; break;
-        case 'h': fputs(usage_init, stdout); return 0;
-        default: fputs(usage_init, stderr); return 2;
+        case 'd':
+            o.dir = optarg;
+            break;
+        case 'l':
+            o.listen = optarg;
+            break;
+        case 'a':
+            o.advertise = optarg;
+            break;
+        case 'n':
+            o.name = optarg;
+            break;
+        case 'h':
+            fputs(usage_init, stdout);
+            return 0;
+        default:
+            fputs(usage_init, stderr);
+            return 2;
         }
     }
     if (o.dir == NULL || optind != argc) {
         fputs(o.dir ? "weft-controller init: unexpected argument\n"
-                    : "weft-controller init: --dir DIR is required\n", stderr);
+                    : "weft-controller init: --dir DIR is required\n",
+              stderr);
         fputs(usage_init, stderr);
         return 2;
     }
@@ -252,15 +272,24 @@ static int cmd_run(int argc, char **argv)
 
     while ((ch = getopt_long(argc, argv, "d:L:h", opts, NULL)) != -1) {
         switch (ch) {
-        case 'd': dir = optarg; break;
-        case 'L': level = optarg; break;
-        case 'h': fputs(usage_run, stdout); return 0;
-        default: fputs(usage_run, stderr); return 2;
+        case 'd':
+            dir = optarg;
+            break;
+        case 'L':
+            level = optarg;
+            break;
+        case 'h':
+            fputs(usage_run, stdout);
+            return 0;
+        default:
+            fputs(usage_run, stderr);
+            return 2;
         }
     }
     if (dir == NULL || optind != argc) {
         fputs(dir ? "weft-controller run: unexpected argument\n"
-                  : "weft-controller run: --dir DIR is required\n", stderr);
+                  : "weft-controller run: --dir DIR is required\n",
+              stderr);
         fputs(usage_run, stderr);
         return 2;
     }
