@@ -9,6 +9,7 @@
 
 #include "controller/controller.h"
 #include "proto/addr.h"
+#include "controller/store.h"
 #include "proto/idfile.h"
 #include "proto/ident.h"
 #include "proto/log.h"
@@ -288,4 +289,62 @@ out:
     json_decref(paths);
     json_decref(root);
     return rc;
+}
+
+/* ---- loading what the configuration names ---- */
+
+#define PEM_MAX (256 * 1024)
+
+int ctl_read_pem(const char *path, char **out, char *err, size_t errcap)
+{
+    size_t len;
+    int rc = pr_read_file(path, PEM_MAX, out, &len);
+
+    if (rc < 0)
+        ctl_errf(err, errcap,
+                 "cannot read %s (%s); check the data directory or restore it from a backup", path,
+                 weft_strerror(rc));
+    return rc;
+}
+
+int ctl_open(ctl *c, const ctl_config *cfg, char *err, size_t errcap)
+{
+    int rc;
+
+    memset(c, 0, sizeof(*c));
+    c->cfg = *cfg;
+    if ((rc = ctl_read_pem(cfg->ca_cert, &c->ca.cert_pem, err, errcap)) < 0 ||
+        (rc = ctl_read_pem(cfg->ca_key, &c->ca.key_pem, err, errcap)) < 0)
+        return rc;
+    if ((rc = pr_pki_fingerprint(c->ca.cert_pem, c->ca_fp)) < 0) {
+        ctl_errf(err, errcap, "%s is not a PEM certificate; restore it from a backup",
+                 cfg->ca_cert);
+        return rc;
+    }
+    if ((rc = ctl_signing_key_load(cfg->signing_key, c->sk)) < 0) {
+        ctl_errf(err, errcap, "cannot load the token signing key %s (%s); restore it from a backup",
+                 cfg->signing_key, weft_strerror(rc));
+        return rc;
+    }
+    crypto_sign_ed25519_sk_to_pk(c->pk, c->sk);
+    if ((rc = ctl_store_open(cfg->db, &c->store)) == WEFT_EVERSION) {
+        ctl_errf(err, errcap, "%s was written by a newer weft-controller; run that version",
+                 cfg->db);
+        return rc;
+    }
+    if (rc < 0) {
+        ctl_errf(err, errcap,
+                 "cannot open the store %s (%s); check its permissions and free disk space",
+                 cfg->db, weft_strerror(rc));
+        return rc;
+    }
+    return 0;
+}
+
+void ctl_close(ctl *c)
+{
+    ctl_store_close(c->store);
+    c->store = NULL;
+    pr_ca_free(&c->ca);
+    sodium_memzero(c->sk, sizeof(c->sk));
 }

@@ -80,7 +80,9 @@ typedef struct {
     unsigned char pk[crypto_sign_PUBLICKEYBYTES];
 } ctl;
 
-/* Loads keys, certificates and the store for cfg. */
+/* Reads a PEM file; err says what to do when it cannot. */
+int ctl_read_pem(const char *path, char **out, char *err, size_t errcap);
+/* Loads keys, certificates and the store for cfg (config.c). */
 int ctl_open(ctl *c, const ctl_config *cfg, char *err, size_t errcap);
 void ctl_close(ctl *c);
 

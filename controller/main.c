@@ -14,8 +14,6 @@
 #include "proto/tls.h"
 #include "weft/errors.h"
 
-#define PEM_MAX (256 * 1024)
-
 static const char usage_main[] =
     "usage: weft-controller COMMAND [OPTIONS]\n"
     "\n"
@@ -50,55 +48,6 @@ static const char usage_routes[] =
 
 /* ---- loading the controller ---- */
 
-static int read_pem(const char *path, char **out, char *err, size_t errcap)
-{
-    size_t len;
-    int rc = pr_read_file(path, PEM_MAX, out, &len);
-
-    if (rc < 0)
-        ctl_errf(err, errcap,
-                 "cannot read %s (%s); check the data directory or restore it from a backup", path,
-                 weft_strerror(rc));
-    return rc;
-}
-
-int ctl_open(ctl *c, const ctl_config *cfg, char *err, size_t errcap)
-{
-    int rc;
-
-    memset(c, 0, sizeof(*c));
-    c->cfg = *cfg;
-    if ((rc = read_pem(cfg->ca_cert, &c->ca.cert_pem, err, errcap)) < 0 ||
-        (rc = read_pem(cfg->ca_key, &c->ca.key_pem, err, errcap)) < 0)
-        return rc;
-    if ((rc = pr_pki_fingerprint(c->ca.cert_pem, c->ca_fp)) < 0) {
-        ctl_errf(err, errcap, "%s is not a PEM certificate; restore it from a backup",
-                 cfg->ca_cert);
-        return rc;
-    }
-    if ((rc = ctl_signing_key_load(cfg->signing_key, c->sk)) < 0) {
-        ctl_errf(err, errcap, "cannot load the token signing key %s (%s); restore it from a backup",
-                 cfg->signing_key, weft_strerror(rc));
-        return rc;
-    }
-    crypto_sign_ed25519_sk_to_pk(c->pk, c->sk);
-    if ((rc = ctl_store_open(cfg->db, &c->store)) < 0) {
-        ctl_errf(err, errcap,
-                 "cannot open the store %s (%s); check its permissions and free disk space",
-                 cfg->db, weft_strerror(rc));
-        return rc;
-    }
-    return 0;
-}
-
-void ctl_close(ctl *c)
-{
-    ctl_store_close(c->store);
-    c->store = NULL;
-    pr_ca_free(&c->ca);
-    sodium_memzero(c->sk, sizeof(c->sk));
-}
-
 /* ---- run ---- */
 
 typedef struct {
@@ -132,8 +81,8 @@ static int make_tls(const ctl_config *cfg, const ctl *c, pr_tls_ctx **out, char 
     char *cert = NULL, *key = NULL;
     int rc;
 
-    if ((rc = read_pem(cfg->server_cert, &cert, err, errcap)) < 0 ||
-        (rc = read_pem(cfg->server_key, &key, err, errcap)) < 0)
+    if ((rc = ctl_read_pem(cfg->server_cert, &cert, err, errcap)) < 0 ||
+        (rc = ctl_read_pem(cfg->server_key, &key, err, errcap)) < 0)
         goto out;
     /* Client certificates are asked for but optional: a device enrolling has none yet;
      * admin routes check for one themselves. */
