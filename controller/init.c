@@ -85,8 +85,10 @@ static int mkdir_parents(const char *path)
 /* Refuses a directory that already holds any part of a network. */
 static int prepare_dir(init_state *st, const char *dir)
 {
+    /* Every file init writes: a failed init removes them, so none may pre-exist. */
     static const char *const markers[] = {CTL_CONFIG_FILE, "weft.db",    "ca.pem",
-                                          "ca.key",        "admin.json", NULL};
+                                          "ca.key",        "server.pem", "server.key",
+                                          "signing.key",   "admin.json", NULL};
     char abs[PATH_MAX], p[PATH_MAX + 32];
 
     if (mkdir_parents(dir) < 0) {
@@ -355,7 +357,7 @@ int ctl_init(const ctl_init_opts *o, FILE *out, char *err, size_t errcap)
     snprintf(st->cfg.name, sizeof(st->cfg.name), "%s", name);
     if ((rc = ctl_config_set_addrs(&st->cfg, o->listen ? o->listen : "127.0.0.1:1280", o->advertise,
                                    err, errcap)) < 0)
-        goto out;
+        goto undo; /* removes the directory if this call made it */
     if ((rc = make_ca_and_keys(st)) < 0 || (rc = make_store(st)) < 0)
         goto undo;
     if ((rc = ctl_config_save(&st->cfg)) < 0) {
