@@ -343,8 +343,10 @@ t_cleanup() {
             tail -80 "$f" | sed 's/^/# /'
         done
     fi
-    echo "1..$T_N"
-    echo "# $T_PASS passed, $T_FAIL failed"
+    if [ "$T_N" -gt 0 ] || [ "$T_FAIL" -gt 0 ]; then
+        echo "1..$T_N"
+        echo "# $T_PASS passed, $T_FAIL failed"
+    fi
     if [ -n "${WEFT_KEEP_TMP:-}" ]; then echo "# kept $T_TMP"; else rm -rf "$T_TMP"; fi
     [ "$T_FAIL" -eq 0 ] && [ "$rc" -eq 0 ] && exit 0
     exit 1
