@@ -307,6 +307,25 @@ int ctl_read_pem(const char *path, char **out, char *err, size_t errcap)
     return rc;
 }
 
+/* A configuration pointing at another network's store would hand out tokens
+ * nobody can use: refuse to start. */
+static int check_network(ctl *c, char *err, size_t errcap)
+{
+    char *net = NULL;
+    int rc = ctl_store_setting_get(c->store, "network", &net);
+
+    if (rc == WEFT_ENOTFOUND)
+        return 0;
+    if (rc == 0 && strcmp(net, c->cfg.name) != 0) {
+        ctl_errf(err, errcap,
+                 "%s belongs to network '%s' but %s names '%s'; fix 'name' or 'paths.db'",
+                 c->cfg.db, net, CTL_CONFIG_FILE, c->cfg.name);
+        rc = WEFT_ECONFLICT;
+    }
+    free(net);
+    return rc;
+}
+
 int ctl_open(ctl *c, const ctl_config *cfg, char *err, size_t errcap)
 {
     int rc;
@@ -338,7 +357,7 @@ int ctl_open(ctl *c, const ctl_config *cfg, char *err, size_t errcap)
                  cfg->db, weft_strerror(rc));
         return rc;
     }
-    return 0;
+    return check_network(c, err, errcap);
 }
 
 void ctl_close(ctl *c)
