@@ -1,0 +1,354 @@
+/* The control channel: a persistent TLS connection to the controller with the
+ * router certificate. CTL_HELLO, then CTL_MAP_FULL and CTL_MAP_DELTA into the
+ * router's map; terminators reported with CTL_TERM_ADD / CTL_TERM_REMOVE;
+ * CTL_PING every 5 s. It reconnects with jittered exponential backoff and the
+ * data plane never waits for it. */
+#include <jansson.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/addr.h"
+#include "proto/httpc.h"
+#include "proto/ident.h"
+#include "proto/log.h"
+#include "proto/msg.h"
+#include "router/router.h"
+#include "weft/errors.h"
+
+#define PING_MS 5000
+#define DEAD_MS 15000 /* three missed heartbeats */
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define CTL_TX_CAP (PR_FRAME_FIXED + PR_FRAME_MAX_HDR_LEN + 16384)
+
+enum ctl_state { CTL_IDLE = 1, CTL_CONNECTING, CTL_OPEN, CTL_STOPPED };
+
+struct rt_control {
+    rt_router *r;
+    pr_tls_ctx *ctx;
+    pr_conn *conn;
+    pr_reader rd;
+    uv_timer_t timer;
+    int timer_closed;
+    int state;
+    unsigned backoff_ms;
+    uint64_t last_rx;
+    char addr[128];
+    char edge_listen[128];
+    char link_listen[128];
+    uint8_t tx[CTL_TX_CAP];
+};
+
+static void ctl_on_open(pr_conn *c, int status);
+static void ctl_on_read(pr_conn *c, const uint8_t *data, size_t len);
+static void ctl_on_close(pr_conn *c, int status);
+static const pr_conn_cbs ctl_cbs = {ctl_on_open, ctl_on_read, NULL, ctl_on_close};
+
+static void change_state(rt_control *ctl, int s)
+{
+    static const char *const names[] = {"?", "idle", "connecting", "open", "stopped"};
+
+    if (ctl->state != s)
+        pr_debug("control_state", "from=%s to=%s", names[ctl->state], names[s]);
+    ctl->state = s;
+}
+
+static void maybe_free(rt_control *ctl)
+{
+    if (ctl->state == CTL_STOPPED && ctl->conn == NULL && ctl->timer_closed) {
+        pr_tls_ctx_free(ctl->ctx);
+        pr_reader_free(&ctl->rd);
+        free(ctl);
+    }
+}
+
+static int send_json(rt_control *ctl, uint16_t type, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    size_t n;
+    pr_enc e;
+    int rc = WEFT_ENOMEM;
+
+    json_decref(body);
+    if (text == NULL || ctl->conn == NULL || ctl->state != CTL_OPEN) {
+        free(text);
+        return text ? WEFT_ECLOSED : rc;
+    }
+    pr_enc_init(&e, ctl->tx, sizeof(ctl->tx), type, 0);
+    if ((rc = pr_enc_finish(&e, text, strlen(text), &n)) == 0)
+        rc = pr_conn_write(ctl->conn, ctl->tx, n);
+    free(text);
+    return rc;
+}
+
+static json_t *term_json(const rt_router *r, const rt_term *t)
+{
+    return json_pack("{s:s, s:s, s:s, s:s}", "id", t->id, "service", t->service_id, "router",
+                     r->id->id, "identity", t->sess->identity);
+}
+
+void rt_control_term_add(rt_router *r, const rt_term *t)
+{
+    if (r->ctl)
+        send_json(r->ctl, PR_CTL_TERM_ADD, term_json(r, t));
+}
+
+void rt_control_term_remove(rt_router *r, const rt_term *t)
+{
+    if (r->ctl)
+        send_json(r->ctl, PR_CTL_TERM_REMOVE, term_json(r, t));
+}
+
+/* ---- connection ---- */
+
+static void timer_cb(uv_timer_t *t);
+
+static void schedule_reconnect(rt_control *ctl)
+{
+    /* Full jitter in the upper half: thousands of routers restarting together spread out. */
+    unsigned delay = ctl->backoff_ms / 2 + randombytes_uniform(ctl->backoff_ms / 2 + 1);
+
+    ctl->backoff_ms = ctl->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ctl->backoff_ms * 2;
+    change_state(ctl, CTL_IDLE);
+    uv_timer_start(&ctl->timer, timer_cb, delay, 0);
+}
+
+static void connect_now(rt_control *ctl)
+{
+    struct sockaddr_storage ss;
+
+    change_state(ctl, CTL_CONNECTING);
+    pr_reader_free(&ctl->rd);
+    if (pr_reader_init(&ctl->rd) < 0 || pr_addr_resolve(ctl->addr, &ss) < 0 ||
+        pr_conn_connect(ctl->ctx, ctl->r->loop, (struct sockaddr *)&ss, NULL, &ctl_cbs, ctl,
+                        &ctl->conn) < 0) {
+        ctl->conn = NULL;
+        pr_warn("control_connect_failed", "addr=%s hint=%s", ctl->addr,
+                pr_log_q("check the controller's control_listen address"));
+        schedule_reconnect(ctl);
+    }
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    rt_control *ctl = t->data;
+
+    if (ctl->state == CTL_IDLE) {
+        connect_now(ctl);
+        return;
+    }
+    if (ctl->state != CTL_OPEN)
+        return;
+    if (uv_now(ctl->r->loop) - ctl->last_rx > DEAD_MS) {
+        pr_warn("control_dead", "addr=%s hint=%s", ctl->addr,
+                pr_log_q("no answer from the controller for 15 s; reconnecting"));
+        pr_conn_close(ctl->conn, WEFT_ETIMEDOUT);
+        return;
+    }
+    send_json(ctl, PR_CTL_PING, json_object());
+}
+
+static json_t *hello_json(rt_control *ctl)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", ctl->r->id->id, "version", RT_VERSION,
+                     "edge_listen", ctl->edge_listen, "link_listen", ctl->link_listen,
+                     "map_version", (json_int_t)ctl->r->map.version);
+}
+
+static int peer_is_controller(pr_conn *c)
+{
+    const char *uri = pr_conn_peer_uri(c);
+    char td[PR_TRUST_DOMAIN_MAX + 1], id[PR_ID_MAX + 1];
+    int kind;
+
+    return uri && pr_ident_parse(uri, &kind, td, sizeof(td), id, sizeof(id)) == 0 &&
+           kind == PR_IDENT_CONTROLLER;
+}
+
+static void ctl_on_open(pr_conn *c, int status)
+{
+    rt_control *ctl = pr_conn_data(c);
+
+    if (status < 0) {
+        pr_warn("control_connect_failed", "addr=%s err=%s hint=%s", ctl->addr,
+                weft_err_name(status), pr_log_q("is the controller running? retrying"));
+        return;
+    }
+    if (!peer_is_controller(c)) {
+        pr_error("control_refused", "addr=%s hint=%s", ctl->addr,
+                 pr_log_q("the peer is not a controller of this network; check the address"));
+        pr_conn_close(c, WEFT_EDENIED);
+        return;
+    }
+    change_state(ctl, CTL_OPEN);
+    ctl->last_rx = uv_now(ctl->r->loop);
+    pr_info("control_open", "addr=%s map_version=%llu", ctl->addr,
+            (unsigned long long)ctl->r->map.version);
+    send_json(ctl, PR_CTL_HELLO, hello_json(ctl));
+    for (rt_term *t = ctl->r->terms; t; t = t->next)
+        rt_control_term_add(ctl->r, t);
+    uv_timer_start(&ctl->timer, timer_cb, PING_MS, PING_MS);
+}
+
+static void ctl_on_close(pr_conn *c, int status)
+{
+    rt_control *ctl = pr_conn_data(c);
+
+    ctl->conn = NULL;
+    uv_timer_stop(&ctl->timer);
+    if (ctl->state == CTL_STOPPED) {
+        maybe_free(ctl);
+        return;
+    }
+    if (ctl->state == CTL_OPEN)
+        pr_warn("control_closed", "addr=%s status=%s hint=%s", ctl->addr, weft_err_name(status),
+                pr_log_q("forwarding continues; reconnecting to the controller"));
+    schedule_reconnect(ctl);
+}
+
+/* ---- map updates ---- */
+
+static int apply_map(rt_control *ctl, const pr_frame *f)
+{
+    rt_router *r = ctl->r;
+    char err[256] = "";
+    int full = f->type == PR_CTL_MAP_FULL, rc;
+
+    if (full)
+        rc = rt_map_apply_full(&r->map, (const char *)f->body, f->body_len, err, sizeof(err));
+    else
+        rc = rt_map_apply_delta(&r->map, (const char *)f->body, f->body_len, err, sizeof(err));
+    if (rc == WEFT_ECONFLICT) {
+        pr_warn("map_gap", "reason=%s hint=%s", pr_log_q(err),
+                pr_log_q("asking the controller for a full map"));
+        return rc;
+    }
+    if (rc < 0) {
+        pr_error("map_rejected", "kind=%s err=%s reason=%s hint=%s", full ? "full" : "delta",
+                 weft_err_name(rc), pr_log_q(err),
+                 pr_log_q("the controller sent a map this router cannot read; upgrade both"));
+        return rc;
+    }
+    if (full)
+        ctl->backoff_ms = BACKOFF_MIN_MS;
+    pr_info("map_applied", "kind=%s version=%llu services=%zu revoked=%zu",
+            full ? "full" : "delta", (unsigned long long)r->map.version,
+            rt_map_count(&r->map.services), rt_map_count(&r->map.revoked));
+    rt_router_map_changed(r);
+    return 0;
+}
+
+static int ctl_frame(void *arg, const pr_frame *f)
+{
+    rt_control *ctl = arg;
+
+    ctl->last_rx = uv_now(ctl->r->loop);
+    switch (f->type) {
+    case PR_CTL_MAP_FULL:
+    case PR_CTL_MAP_DELTA:
+        return apply_map(ctl, f);
+    case PR_CTL_PING:
+        send_json(ctl, PR_CTL_PONG, json_object());
+        return 0;
+    default:
+        return 0; /* PONG, and types from newer controllers */
+    }
+}
+
+static void ctl_on_read(pr_conn *c, const uint8_t *data, size_t len)
+{
+    rt_control *ctl = pr_conn_data(c);
+    int rc;
+
+    if (ctl->state != CTL_OPEN)
+        return;
+    if ((rc = pr_reader_feed(&ctl->rd, data, len, ctl_frame, ctl)) < 0)
+        pr_conn_close(c, rc);
+}
+
+/* ---- start and stop ---- */
+
+int rt_control_start(rt_router *r, const rt_control_cfg *cfg)
+{
+    pr_tls_cfg tc = {.ca_pem = r->id->ca_pem, .cert_pem = r->id->cert_pem,
+                     .key_pem = r->id->key_pem};
+    rt_control *ctl = calloc(1, sizeof(*ctl));
+    int rc;
+
+    if (ctl == NULL)
+        return WEFT_ENOMEM;
+    if ((rc = pr_tls_ctx_new(&tc, &ctl->ctx)) < 0) {
+        free(ctl);
+        return rc;
+    }
+    ctl->r = r;
+    ctl->state = CTL_IDLE;
+    ctl->backoff_ms = BACKOFF_MIN_MS;
+    snprintf(ctl->addr, sizeof(ctl->addr), "%s", cfg->control_addr);
+    snprintf(ctl->edge_listen, sizeof(ctl->edge_listen), "%s", cfg->edge_listen ? cfg->edge_listen : "");
+    snprintf(ctl->link_listen, sizeof(ctl->link_listen), "%s", cfg->link_listen ? cfg->link_listen : "");
+    uv_timer_init(r->loop, &ctl->timer);
+    ctl->timer.data = ctl;
+    r->ctl = ctl;
+    connect_now(ctl);
+    return 0;
+}
+
+static void timer_close_cb(uv_handle_t *h)
+{
+    rt_control *ctl = h->data;
+
+    ctl->timer_closed = 1;
+    maybe_free(ctl);
+}
+
+void rt_control_stop(rt_router *r)
+{
+    rt_control *ctl = r->ctl;
+
+    if (ctl == NULL)
+        return;
+    r->ctl = NULL;
+    change_state(ctl, CTL_STOPPED);
+    uv_close((uv_handle_t *)&ctl->timer, timer_close_cb);
+    if (ctl->conn)
+        pr_conn_close(ctl->conn, WEFT_ECANCELED);
+}
+
+static int read_control(const char *body, char *out, size_t cap)
+{
+    json_t *root = json_loads(body, 0, NULL), *data;
+    const char *s;
+    int rc = WEFT_ENOTFOUND;
+
+    data = json_object_get(root, "data");
+    s = json_string_value(json_object_get(json_is_object(data) ? data : root, "control"));
+    if (s && strlen(s) < cap) {
+        snprintf(out, cap, "%s", s);
+        rc = 0;
+    }
+    json_decref(root);
+    return rc;
+}
+
+int rt_control_discover(const pr_idfile *id, char *out, size_t cap, char *err, size_t errcap)
+{
+    pr_httpc_cfg cfg = {.ca_pem = id->ca_pem, .cert_pem = id->cert_pem, .key_pem = id->key_pem,
+                        .timeout_ms = 3000};
+    pr_http_resp resp;
+    int rc;
+
+    memset(&resp, 0, sizeof(resp));
+    rc = pr_https_request(id->controller, &cfg, "GET", "/v1/version", NULL, 0, NULL, &resp, err,
+                          errcap);
+    if (rc < 0)
+        return rc;
+    if (resp.status != 200 || read_control(resp.body, out, cap) < 0) {
+        snprintf(err, errcap, "GET /v1/version at %s gave no control address (status %d); "
+                 "upgrade the controller", id->controller, resp.status);
+        rc = WEFT_ENOTFOUND;
+    }
+    pr_http_resp_free(&resp);
+    return rc;
+}

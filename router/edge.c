@@ -1,0 +1,684 @@
+/* Edge sessions: TLS 1.3 with identity certificates, EDGE_HELLO, bind, dial,
+ * the relay of dial answers and closes, and byte-for-byte forwarding of
+ * payload and acknowledgement frames through the circuit table. Anything
+ * malformed from an edge closes that session, never the router. */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto/e2e.h"
+#include "proto/ident.h"
+#include "proto/jwt.h"
+#include "proto/log.h"
+#include "proto/msg.h"
+#include "router/router.h"
+#include "router/token.h"
+#include "weft/errors.h"
+
+#define STOP WEFT_ECANCELED /* a frame handler closed the session: stop feeding */
+
+static void sess_on_open(pr_conn *c, int status);
+static void sess_on_read(pr_conn *c, const uint8_t *data, size_t len);
+static void sess_on_drain(pr_conn *c);
+static void sess_on_close(pr_conn *c, int status);
+
+static const pr_conn_cbs sess_cbs = {sess_on_open, sess_on_read, sess_on_drain, sess_on_close};
+
+/* ---- sending ---- */
+
+static void enc_start(rt_router *r, pr_enc *e, uint16_t type)
+{
+    pr_enc_init(e, r->txbuf, PR_FRAME_MAX, type, 0);
+}
+
+static int enc_send(rt_sess *s, pr_enc *e)
+{
+    size_t n;
+    int rc;
+
+    if (s->state == RT_SESS_CLOSING)
+        return WEFT_ECLOSED;
+    if ((rc = pr_enc_finish(e, NULL, 0, &n)) < 0)
+        return rc;
+    return pr_conn_write(s->conn, s->r->txbuf, n);
+}
+
+static void send_error(rt_sess *s, uint16_t type, uint32_t req_id, uint64_t circuit, int err,
+                       const char *msg)
+{
+    pr_enc e;
+
+    enc_start(s->r, &e, type);
+    if (req_id)
+        pr_enc_u32(&e, PR_H_REQ_ID, req_id);
+    if (circuit)
+        pr_enc_u64(&e, PR_H_CIRCUIT, circuit);
+    pr_enc_u32(&e, PR_H_ERR, (uint32_t)-err);
+    if (msg)
+        pr_enc_str(&e, PR_H_ERR_MSG, msg);
+    enc_send(s, &e);
+}
+
+static void remember_closed(rt_sess *s, uint64_t id)
+{
+    s->recent[s->recent_pos++ % RT_RECENT_CLOSED] = id;
+}
+
+static int recently_closed(const rt_sess *s, uint64_t id)
+{
+    for (unsigned i = 0; i < RT_RECENT_CLOSED; i++)
+        if (s->recent[i] == id)
+            return 1;
+    return 0;
+}
+
+/* ---- circuits ---- */
+
+static void notify_end(rt_router *r, rt_circuit *c, int side, int err, const char *msg)
+{
+    rt_end *e = &c->end[side];
+    rt_sess *s = e->peer;
+
+    if (e->kind == RT_END_HOSTED) {
+        rt_hosted_abort(e->peer);
+        return;
+    }
+    if (e->kind != RT_END_EDGE)
+        return;
+    remember_closed(s, c->id);
+    if (side == 0 && c->state == RT_CIRC_DIALING)
+        send_error(s, PR_EDGE_DIAL_FAIL, c->req_id, c->id, err ? err : WEFT_ECLOSED, msg);
+    else
+        send_error(s, PR_EDGE_CLOSE, 0, c->id, err, msg);
+}
+
+void rt_circuit_end(rt_router *r, rt_circuit *c, int closer_side, int err, const char *msg)
+{
+    for (int i = 0; i < 2; i++) {
+        if (i == closer_side) {
+            if (c->end[i].kind == RT_END_EDGE)
+                remember_closed(c->end[i].peer, c->id);
+            continue;
+        }
+        notify_end(r, c, i, err, msg);
+    }
+    pr_info("circuit_close", "circuit=%016llx service=%s dialler=%s host=%s by=%s err=%s",
+            (unsigned long long)c->id, pr_log_q(c->service), c->dialler, c->host,
+            closer_side == 0 ? "dialler" : closer_side == 1 ? "host" : "router",
+            err ? weft_err_name(err) : "none");
+    rt_circuits_del(&r->circuits, c);
+}
+
+int rt_edge_write_end(rt_router *r, rt_circuit *c, int side, const uint8_t *raw, size_t len)
+{
+    rt_sess *s = c->end[side].peer;
+    int rc;
+
+    if (c->end[side].kind != RT_END_EDGE || s->state == RT_SESS_CLOSING)
+        return WEFT_ECLOSED;
+    if ((rc = pr_conn_write(s->conn, raw, len)) < 0)
+        return rc;
+    return pr_conn_writable(s->conn) ? 0 : 1;
+}
+
+void rt_resume_paused(rt_router *r)
+{
+    for (rt_sess *s = r->sessions; s; s = s->next) {
+        if (s->paused && s->state != RT_SESS_CLOSING) {
+            s->paused = 0;
+            pr_conn_read_start(s->conn);
+        }
+    }
+    rt_hosted_resume_all(r);
+}
+
+/* ---- session lifecycle ---- */
+
+static void drop_terms(rt_sess *s)
+{
+    rt_term **p = &s->r->terms;
+
+    while (*p) {
+        rt_term *t = *p;
+        if (t->sess != s) {
+            p = &t->next;
+            continue;
+        }
+        *p = t->next;
+        pr_info("unbind", "terminator=%s service=%s identity=%s", t->id, pr_log_q(t->service),
+                s->identity);
+        rt_control_term_remove(s->r, t);
+        free(t);
+    }
+}
+
+/* Circuits go first, so the far ends hear of it at once, not after the close handshake. */
+static void sess_drop(rt_sess *s)
+{
+    s->state = RT_SESS_CLOSING;
+    while (s->ends.head) {
+        rt_end *e = s->ends.head;
+        rt_circuit_end(s->r, e->circ, e == &e->circ->end[0] ? 0 : 1, WEFT_ECLOSED,
+                       "the far edge's session closed");
+    }
+    drop_terms(s);
+}
+
+void rt_sess_kill(rt_sess *s, int err, const char *msg)
+{
+    if (s->state == RT_SESS_CLOSING)
+        return;
+    if (msg)
+        send_error(s, PR_EDGE_ERROR, 0, 0, err, msg);
+    sess_drop(s);
+    pr_conn_close(s->conn, err);
+    rt_resume_paused(s->r);
+}
+
+void rt_edge_on_connection(uv_stream_t *server, int status)
+{
+    rt_router *r = server->data;
+    rt_sess *s;
+
+    if (status < 0 || (s = calloc(1, sizeof(*s))) == NULL)
+        return;
+    s->r = r;
+    s->state = RT_SESS_HELLO;
+    s->num = ++r->next_sess;
+    if (pr_reader_init(&s->rd) < 0 || pr_conn_accept(r->edge_ctx, server, &sess_cbs, s,
+                                                     &s->conn) < 0) {
+        pr_reader_free(&s->rd);
+        free(s);
+        return;
+    }
+    s->next = r->sessions;
+    if (r->sessions)
+        r->sessions->prev = s;
+    r->sessions = s;
+}
+
+static int peer_identity(rt_sess *s, char *why, size_t cap)
+{
+    const char *uri = pr_conn_peer_uri(s->conn);
+    char td[PR_TRUST_DOMAIN_MAX + 1];
+    int kind;
+
+    if (uri == NULL || pr_ident_parse(uri, &kind, td, sizeof(td), s->identity,
+                                      sizeof(s->identity)) < 0) {
+        snprintf(why, cap, "certificate has no weft identity URI; enrol with weft-edge enroll");
+        return WEFT_ECERT;
+    }
+    if (kind != PR_IDENT_IDENTITY || strcmp(td, s->r->id->network) != 0) {
+        snprintf(why, cap, "certificate is not an identity of network %s", s->r->id->network);
+        return WEFT_EDENIED;
+    }
+    if (rt_map_is_revoked(&s->r->map, s->identity)) {
+        snprintf(why, cap, "identity revoked; ask the administrator");
+        return WEFT_EDISABLED;
+    }
+    return 0;
+}
+
+static void sess_on_open(pr_conn *c, int status)
+{
+    rt_sess *s = pr_conn_data(c);
+    char why[160];
+    int rc;
+
+    if (status < 0) {
+        pr_debug("handshake_failed", "peer=%s err=%s", pr_conn_peer_addr(c),
+                 weft_err_name(status));
+        return;
+    }
+    if ((rc = peer_identity(s, why, sizeof(why))) < 0) {
+        pr_warn("session_refused", "peer=%s identity=%s err=%s reason=%s",
+                pr_conn_peer_addr(c), s->identity[0] ? s->identity : "-", weft_err_name(rc),
+                pr_log_q(why));
+        rt_sess_kill(s, rc, why);
+        return;
+    }
+    pr_info("session_open", "sess=%llu identity=%s peer=%s", (unsigned long long)s->num,
+            s->identity, pr_conn_peer_addr(c));
+}
+
+static void sess_on_drain(pr_conn *c)
+{
+    rt_sess *s = pr_conn_data(c);
+    rt_resume_paused(s->r);
+}
+
+static void sess_on_close(pr_conn *c, int status)
+{
+    rt_sess *s = pr_conn_data(c);
+    rt_router *r = s->r;
+
+    if (s->state != RT_SESS_CLOSING)
+        sess_drop(s);
+    if (s->identity[0])
+        pr_info("session_close", "sess=%llu identity=%s status=%s", (unsigned long long)s->num,
+                s->identity, status ? weft_err_name(status) : "ok");
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        r->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    pr_reader_free(&s->rd);
+    free(s);
+    rt_resume_paused(r);
+}
+
+/* ---- frame handlers ---- */
+
+static int handle_hello(rt_sess *s, const pr_frame *f)
+{
+    char imei[65] = "", iccid[65] = "";
+    pr_enc e;
+
+    if (s->state != RT_SESS_HELLO)
+        return WEFT_EPROTO;
+    if (pr_frame_str(f, PR_H_HW_IMEI, imei, sizeof(imei)) == WEFT_EPROTO ||
+        pr_frame_str(f, PR_H_HW_ICCID, iccid, sizeof(iccid)) == WEFT_EPROTO)
+        return WEFT_EPROTO;
+    s->state = RT_SESS_OPEN;
+    enc_start(s->r, &e, PR_EDGE_HELLO_OK);
+    pr_enc_str(&e, PR_H_VERSION, RT_VERSION);
+    pr_debug("hello", "sess=%llu identity=%s", (unsigned long long)s->num, s->identity);
+    enc_send(s, &e); /* a failed write closes the connection; on_close cleans up */
+    return 0;
+}
+
+/* Request fields shared by bind and dial; a missing one is refused, not fatal. */
+typedef struct {
+    uint32_t req;
+    char token[PR_JWT_MAX + 1];
+    char service[RT_NAME_CAP];
+} req_common;
+
+static int read_common(rt_sess *s, const pr_frame *f, const char *act, req_common *q,
+                       rt_token_info *info)
+{
+    char err[256];
+    int rc;
+
+    if (pr_frame_u32(f, PR_H_REQ_ID, &q->req) < 0 || q->req == 0)
+        return WEFT_EPROTO;
+    if (pr_frame_str(f, PR_H_SERVICE, q->service, sizeof(q->service)) < 0 ||
+        pr_frame_str(f, PR_H_TOKEN, q->token, sizeof(q->token)) < 0) {
+        send_error(s, PR_EDGE_ERROR, q->req, 0, WEFT_EINVAL,
+                   "request lacks a service name or token");
+        return 1;
+    }
+    rc = rt_token_check(&s->r->map, s->r->id->network, q->token, s->identity, act, q->service,
+                        (long long)time(NULL), info, err, sizeof(err));
+    sodium_memzero(q->token, sizeof(q->token));
+    if (rc < 0) {
+        pr_warn("token_refused", "sess=%llu identity=%s service=%s act=%s err=%s reason=%s",
+                (unsigned long long)s->num, s->identity, pr_log_q(q->service), act,
+                weft_err_name(rc), pr_log_q(err));
+        send_error(s, PR_EDGE_ERROR, q->req, 0, rc, err);
+        return 1;
+    }
+    return 0;
+}
+
+static int handle_bind(rt_sess *s, const pr_frame *f)
+{
+    req_common q;
+    rt_token_info info;
+    rt_term *t;
+    pr_enc e;
+    int rc = read_common(s, f, "bind", &q, &info);
+
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if ((t = calloc(1, sizeof(*t))) == NULL) {
+        send_error(s, PR_EDGE_ERROR, q.req, 0, WEFT_ENOMEM, "router out of memory; retry");
+        return 0;
+    }
+    pr_ident_new_id(t->id, sizeof(t->id));
+    snprintf(t->service_id, sizeof(t->service_id), "%s", info.service_id);
+    snprintf(t->service, sizeof(t->service), "%s", info.service_name);
+    t->sess = s;
+    t->next = s->r->terms;
+    s->r->terms = t;
+    rt_control_term_add(s->r, t);
+    pr_info("bind", "sess=%llu identity=%s service=%s terminator=%s", (unsigned long long)s->num,
+            s->identity, pr_log_q(t->service), t->id);
+    enc_start(s->r, &e, PR_EDGE_BIND_OK);
+    pr_enc_u32(&e, PR_H_REQ_ID, q.req);
+    pr_enc_str(&e, PR_H_TERMINATOR, t->id);
+    enc_send(s, &e);
+    return 0;
+}
+
+static int handle_unbind(rt_sess *s, const pr_frame *f)
+{
+    char service[RT_NAME_CAP];
+    rt_term **p = &s->r->terms;
+
+    if (pr_frame_str(f, PR_H_SERVICE, service, sizeof(service)) < 0)
+        return WEFT_EPROTO;
+    while (*p) {
+        rt_term *t = *p;
+        if (t->sess != s || strcmp(t->service, service) != 0) {
+            p = &t->next;
+            continue;
+        }
+        *p = t->next;
+        pr_info("unbind", "terminator=%s service=%s identity=%s", t->id, pr_log_q(service),
+                s->identity);
+        rt_control_term_remove(s->r, t);
+        free(t);
+    }
+    return 0;
+}
+
+/* A local terminator for the service, chosen at random among equals. */
+static rt_term *pick_term(rt_router *r, const char *service_id)
+{
+    uint32_t n = 0, k;
+    rt_term *t;
+
+    for (t = r->terms; t; t = t->next)
+        if (strcmp(t->service_id, service_id) == 0 && t->sess->state == RT_SESS_OPEN)
+            n++;
+    if (n == 0)
+        return NULL;
+    k = randombytes_uniform(n);
+    for (t = r->terms; t; t = t->next)
+        if (strcmp(t->service_id, service_id) == 0 && t->sess->state == RT_SESS_OPEN && k-- == 0)
+            return t;
+    return NULL;
+}
+
+static void no_route(rt_sess *s, uint32_t req, const rt_map_service *svc)
+{
+    const rt_map_term *mt = rt_map_term_of(&s->r->map, svc->id, 0);
+    char msg[384];
+
+    if (svc->hosted_by[0])
+        snprintf(msg, sizeof(msg), "service %s is hosted by router %s; links between routers "
+                 "are not supported yet: use that router", svc->name, svc->hosted_by);
+    else if (mt)
+        snprintf(msg, sizeof(msg), "service %s is bound only at router %s; links between "
+                 "routers are not supported yet: use that router", svc->name, mt->router);
+    else
+        snprintf(msg, sizeof(msg), "service %s has no terminator: no edge is bound to it; is "
+                 "the hosting edge running?", svc->name);
+    pr_warn("dial_refused", "sess=%llu identity=%s service=%s reason=%s",
+            (unsigned long long)s->num, s->identity, pr_log_q(svc->name), pr_log_q(msg));
+    send_error(s, PR_EDGE_ERROR, req, 0, WEFT_ENOTFOUND, msg);
+}
+
+static int relay_dial(rt_sess *host, rt_circuit *c, const pr_frame *f, const char *cert)
+{
+    const uint8_t *kx, *sig;
+    size_t kx_len, sig_len;
+    pr_enc e;
+
+    pr_frame_bytes(f, PR_H_KX_PK, &kx, &kx_len);
+    pr_frame_bytes(f, PR_H_KX_SIG, &sig, &sig_len);
+    enc_start(host->r, &e, PR_EDGE_DIAL);
+    pr_enc_u64(&e, PR_H_CIRCUIT, c->id);
+    pr_enc_str(&e, PR_H_SERVICE, c->service);
+    pr_enc_bytes(&e, PR_H_KX_PK, kx, kx_len);
+    pr_enc_bytes(&e, PR_H_KX_SIG, sig, sig_len);
+    pr_enc_str(&e, PR_H_PEER_CERT, cert);
+    return enc_send(host, &e);
+}
+
+static int dial_fields(const pr_frame *f, char *cert, size_t cap)
+{
+    const uint8_t *v;
+    size_t n;
+
+    if (pr_frame_bytes(f, PR_H_KX_PK, &v, &n) < 0 || n != PR_E2E_KX_BYTES)
+        return WEFT_EINVAL;
+    if (pr_frame_bytes(f, PR_H_KX_SIG, &v, &n) < 0 || n == 0 || n > PR_E2E_SIG_MAX)
+        return WEFT_EINVAL;
+    return pr_frame_str(f, PR_H_PEER_CERT, cert, cap) < 0 ? WEFT_EINVAL : 0;
+}
+
+static void dial_hosted(rt_sess *s, rt_circuit *c, const rt_map_service *svc, const pr_frame *f)
+{
+    char err[384];
+
+    snprintf(c->host, sizeof(c->host), "router:%s", s->r->id->id);
+    if (rt_hosted_dial(s->r, c, svc, s, f, err, sizeof(err)) < 0) {
+        pr_warn("dial_failed", "circuit=%016llx service=%s identity=%s reason=%s",
+                (unsigned long long)c->id, pr_log_q(svc->name), s->identity, pr_log_q(err));
+        rt_circuit_end(s->r, c, 1, WEFT_EREFUSED, err);
+    }
+}
+
+static int handle_dial(rt_sess *s, const pr_frame *f)
+{
+    static char cert[PR_FRAME_MAX_HDR_LEN + 1];
+    req_common q;
+    rt_token_info info;
+    const rt_map_service *svc;
+    rt_term *t = NULL;
+    rt_circuit *c;
+    int rc = read_common(s, f, "dial", &q, &info);
+
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if (dial_fields(f, cert, sizeof(cert)) < 0) {
+        send_error(s, PR_EDGE_ERROR, q.req, 0, WEFT_EINVAL,
+                   "dial lacks the kx key, its signature or the certificate");
+        return 0;
+    }
+    if ((svc = rt_map_service_by_name(&s->r->map, info.service_name)) == NULL)
+        return 0; /* checked with the token; the map cannot change in between */
+    if (!rt_router_is_me(s->r, svc->hosted_by) && (t = pick_term(s->r, svc->id)) == NULL) {
+        no_route(s, q.req, svc);
+        return 0;
+    }
+    if (rt_circuits_new(&s->r->circuits, &c) < 0) {
+        send_error(s, PR_EDGE_ERROR, q.req, 0, WEFT_ENOMEM, "router out of memory; retry");
+        return 0;
+    }
+    c->state = RT_CIRC_DIALING;
+    c->req_id = q.req;
+    snprintf(c->service, sizeof(c->service), "%s", svc->name);
+    snprintf(c->dialler, sizeof(c->dialler), "%s", s->identity);
+    rt_circuit_attach(c, 0, RT_END_EDGE, s, &s->ends);
+    pr_info("dial", "circuit=%016llx service=%s dialler=%s terminator=%s",
+            (unsigned long long)c->id, pr_log_q(svc->name), s->identity, t ? t->id : "hosted");
+    if (t == NULL) {
+        dial_hosted(s, c, svc, f);
+        return 0;
+    }
+    snprintf(c->host, sizeof(c->host), "%s", t->sess->identity);
+    rt_circuit_attach(c, 1, RT_END_EDGE, t->sess, &t->sess->ends);
+    if (relay_dial(t->sess, c, f, cert) < 0)
+        rt_circuit_end(s->r, c, 1, WEFT_ECLOSED, "the hosting edge's session is closing; retry");
+    return 0;
+}
+
+/* The circuit a frame names, from this session's point of view. 1: drop the
+ * frame quietly (a circuit that just closed); negative: protocol violation. */
+static int frame_circuit(rt_sess *s, const pr_frame *f, rt_circuit **c, int *side)
+{
+    uint64_t id;
+
+    if (pr_frame_u64(f, PR_H_CIRCUIT, &id) < 0)
+        return WEFT_EPROTO;
+    *c = rt_circuits_get(&s->r->circuits, id);
+    if (*c == NULL || (*side = rt_circuit_side(*c, s)) < 0) {
+        if (recently_closed(s, id))
+            return 1;
+        pr_warn("unknown_circuit", "sess=%llu identity=%s circuit=%016llx",
+                (unsigned long long)s->num, s->identity, (unsigned long long)id);
+        return WEFT_ENOTFOUND;
+    }
+    return 0;
+}
+
+static void send_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx, size_t kx_len,
+                         const uint8_t *sig, size_t sig_len, const char *cert)
+{
+    rt_sess *d = c->end[0].peer;
+    pr_enc e;
+
+    c->state = RT_CIRC_OPEN;
+    enc_start(r, &e, PR_EDGE_DIAL_OK);
+    pr_enc_u32(&e, PR_H_REQ_ID, c->req_id);
+    pr_enc_u64(&e, PR_H_CIRCUIT, c->id);
+    pr_enc_bytes(&e, PR_H_KX_PK, kx, kx_len);
+    pr_enc_bytes(&e, PR_H_KX_SIG, sig, sig_len);
+    pr_enc_str(&e, PR_H_PEER_CERT, cert);
+    pr_info("circuit_open", "circuit=%016llx service=%s dialler=%s host=%s",
+            (unsigned long long)c->id, pr_log_q(c->service), c->dialler, c->host);
+    if (enc_send(d, &e) < 0)
+        rt_circuit_end(r, c, 0, WEFT_ECLOSED, "the dialling edge's session is closing");
+}
+
+void rt_edge_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx_pk, const uint8_t *sig,
+                     size_t sig_len)
+{
+    send_dial_ok(r, c, kx_pk, PR_E2E_KX_BYTES, sig, sig_len, r->id->cert_pem);
+}
+
+static int handle_dial_answer(rt_sess *s, const pr_frame *f)
+{
+    static char cert[PR_FRAME_MAX_HDR_LEN + 1];
+    char msg[256] = "the hosting edge refused the dial";
+    const uint8_t *kx, *sig;
+    size_t kx_len, sig_len;
+    uint32_t err = (uint32_t)-WEFT_EREFUSED;
+    rt_circuit *c;
+    int side, rc = frame_circuit(s, f, &c, &side);
+
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if (side != 1 || c->state != RT_CIRC_DIALING)
+        return WEFT_EPROTO;
+    if (f->type == PR_EDGE_DIAL_FAIL) {
+        pr_frame_u32(f, PR_H_ERR, &err);
+        pr_frame_str(f, PR_H_ERR_MSG, msg, sizeof(msg));
+        pr_warn("dial_failed", "circuit=%016llx service=%s host=%s reason=%s",
+                (unsigned long long)c->id, pr_log_q(c->service), c->host, pr_log_q(msg));
+        rt_circuit_end(s->r, c, 1, -(int)(err & 0x7fffffff), msg);
+        return 0;
+    }
+    if (dial_fields(f, cert, sizeof(cert)) < 0)
+        return WEFT_EPROTO;
+    pr_frame_bytes(f, PR_H_KX_PK, &kx, &kx_len);
+    pr_frame_bytes(f, PR_H_KX_SIG, &sig, &sig_len);
+    send_dial_ok(s->r, c, kx, kx_len, sig, sig_len, cert);
+    return 0;
+}
+
+static int handle_close(rt_sess *s, const pr_frame *f)
+{
+    char msg[256] = "";
+    uint32_t err = 0;
+    rt_circuit *c;
+    int side, rc = frame_circuit(s, f, &c, &side);
+
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    pr_frame_u32(f, PR_H_ERR, &err);
+    pr_frame_str(f, PR_H_ERR_MSG, msg, sizeof(msg));
+    rt_circuit_end(s->r, c, side, -(int)(err & 0x7fffffff), msg[0] ? msg : NULL);
+    return 0;
+}
+
+static int handle_data(rt_sess *s, const pr_frame *f)
+{
+    const uint8_t *raw;
+    size_t len;
+    rt_circuit *c;
+    int side, rc = frame_circuit(s, f, &c, &side);
+
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if (c->state != RT_CIRC_OPEN)
+        return WEFT_EPROTO; /* no keys can exist before the host answered */
+    rt_frame_raw(f, &raw, &len);
+    s->r->frames_fwd++;
+    s->r->bytes_fwd += len;
+    if (s->r->on_forward)
+        s->r->on_forward(s->r->forward_arg, c, f, raw, len);
+    if (c->end[!side].kind == RT_END_HOSTED) {
+        rt_hosted_on_frame(c->end[!side].peer, f);
+        return 0;
+    }
+    rc = rt_edge_write_end(s->r, c, !side, raw, len);
+    if (rc < 0) {
+        rt_circuit_end(s->r, c, -1, rc, "the far edge is not reading; circuit closed");
+    } else if (rc == 1) {
+        pr_conn_read_stop(s->conn);
+        s->paused = 1;
+    }
+    return 0;
+}
+
+static int handle_ping(rt_sess *s, const pr_frame *f)
+{
+    uint32_t req = 0;
+    pr_enc e;
+
+    enc_start(s->r, &e, PR_EDGE_PONG);
+    if (pr_frame_u32(f, PR_H_REQ_ID, &req) == 0)
+        pr_enc_u32(&e, PR_H_REQ_ID, req);
+    enc_send(s, &e);
+    return 0;
+}
+
+static int dispatch(rt_sess *s, const pr_frame *f)
+{
+    if (s->state == RT_SESS_HELLO && f->type != PR_EDGE_HELLO)
+        return WEFT_EPROTO;
+    switch (f->type) {
+    case PR_EDGE_HELLO: return handle_hello(s, f);
+    case PR_EDGE_BIND: return handle_bind(s, f);
+    case PR_EDGE_UNBIND: return handle_unbind(s, f);
+    case PR_EDGE_DIAL: return handle_dial(s, f);
+    case PR_EDGE_DIAL_OK:
+    case PR_EDGE_DIAL_FAIL: return handle_dial_answer(s, f);
+    case PR_EDGE_CLOSE: return handle_close(s, f);
+    case PR_EDGE_PING: return handle_ping(s, f);
+    case PR_EDGE_PONG: return 0;
+    case PR_PAYLOAD_DATA:
+    case PR_ACK_WINDOW: return handle_data(s, f);
+    default: return WEFT_EPROTO;
+    }
+}
+
+static int on_frame(void *arg, const pr_frame *f)
+{
+    rt_sess *s = arg;
+    char msg[128];
+    int rc;
+
+    if (s->state == RT_SESS_CLOSING)
+        return STOP;
+    if ((rc = dispatch(s, f)) < 0) {
+        snprintf(msg, sizeof(msg), "protocol error on frame type 0x%04x (%s); session closed",
+                 f->type, weft_err_name(rc));
+        pr_warn("session_protocol_error", "sess=%llu identity=%s type=0x%04x err=%s",
+                (unsigned long long)s->num, s->identity, f->type, weft_err_name(rc));
+        rt_sess_kill(s, rc, msg);
+        return STOP;
+    }
+    return s->state == RT_SESS_CLOSING ? STOP : 0;
+}
+
+static void sess_on_read(pr_conn *c, const uint8_t *data, size_t len)
+{
+    rt_sess *s = pr_conn_data(c);
+    int rc;
+
+    if (s->state == RT_SESS_CLOSING)
+        return;
+    rc = pr_reader_feed(&s->rd, data, len, on_frame, s);
+    if (rc < 0 && rc != STOP && s->state != RT_SESS_CLOSING) {
+        pr_warn("session_malformed", "sess=%llu identity=%s err=%s", (unsigned long long)s->num,
+                s->identity, weft_err_name(rc));
+        rt_sess_kill(s, rc, "malformed frame; session closed");
+    }
+}

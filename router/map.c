@@ -1,0 +1,449 @@
+/* The network map: JSON (jansson) into small arrays keyed by id. Look-ups are
+ * linear: maps are hundreds of entries today; an index joins them when a
+ * network grows to need one (the interface does not change). */
+#include "router/map.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weft/errors.h"
+
+typedef int (*parse_fn)(const json_t *o, void *out, int del, char *err, size_t errcap);
+
+typedef struct {
+    const char *name;  /* "kind" in deltas */
+    const char *array; /* key in full maps */
+    size_t vec_off;    /* offset of the rt_vec in rt_map */
+    size_t esz;
+    parse_fn parse;
+} kind_desc;
+
+typedef union {
+    rt_map_router r;
+    rt_map_service s;
+    rt_map_term t;
+    rt_map_revoked x;
+} any_elem;
+
+typedef struct {
+    int del;
+    const kind_desc *kind;
+    any_elem e;
+} delta_op;
+
+static int fail(char *err, size_t errcap, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(char *err, size_t errcap, int rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err && errcap) {
+        va_start(ap, fmt);
+        vsnprintf(err, errcap, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* ---- element vectors ---- */
+
+static void vec_init(rt_vec *v, size_t esz)
+{
+    v->v = NULL;
+    v->n = v->cap = 0;
+    v->esz = esz;
+}
+
+static long vec_find(const rt_vec *v, const char *id)
+{
+    for (size_t i = 0; i < v->n; i++)
+        if (strcmp((const char *)v->v + i * v->esz, id) == 0)
+            return (long)i;
+    return -1;
+}
+
+static int vec_put(rt_vec *v, const void *elem)
+{
+    long i = vec_find(v, (const char *)elem);
+
+    if (i >= 0) {
+        memcpy((char *)v->v + (size_t)i * v->esz, elem, v->esz);
+        return 0;
+    }
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        void *nv = realloc(v->v, cap * v->esz);
+        if (nv == NULL)
+            return WEFT_ENOMEM;
+        v->v = nv;
+        v->cap = cap;
+    }
+    memcpy((char *)v->v + v->n * v->esz, elem, v->esz);
+    v->n++;
+    return 0;
+}
+
+static void vec_del(rt_vec *v, const char *id)
+{
+    long i = vec_find(v, id);
+
+    if (i < 0)
+        return;
+    v->n--;
+    if ((size_t)i != v->n)
+        memcpy((char *)v->v + (size_t)i * v->esz, (char *)v->v + v->n * v->esz, v->esz);
+}
+
+/* ---- element parsers ---- */
+
+static int get_str(const json_t *o, const char *key, char *out, size_t cap, int required,
+                   char *err, size_t errcap)
+{
+    const json_t *j = json_object_get(o, key);
+    const char *s;
+
+    out[0] = '\0';
+    if (j == NULL || json_is_null(j)) {
+        if (required)
+            return fail(err, errcap, WEFT_EPROTO, "map object lacks \"%s\"", key);
+        return 0;
+    }
+    if (!json_is_string(j))
+        return fail(err, errcap, WEFT_EPROTO, "map field \"%s\" is not a string", key);
+    s = json_string_value(j);
+    if (json_string_length(j) >= cap || strlen(s) != json_string_length(j))
+        return fail(err, errcap, WEFT_EPROTO, "map field \"%s\" is too long", key);
+    memcpy(out, s, json_string_length(j) + 1);
+    return 0;
+}
+
+#define STR(o, k, field, req) get_str(o, k, field, sizeof(field), (req), err, errcap)
+
+static int parse_router(const json_t *o, void *out, int del, char *err, size_t errcap)
+{
+    rt_map_router *r = out;
+    int rc = STR(o, "id", r->id, 1);
+
+    if (rc < 0 || del)
+        return rc;
+    if ((rc = STR(o, "name", r->name, 0)) < 0 || (rc = STR(o, "edge_listen", r->edge_listen, 0)) < 0 ||
+        (rc = STR(o, "link_listen", r->link_listen, 0)) < 0)
+        return rc;
+    r->online = json_is_true(json_object_get(o, "online"));
+    return 0;
+}
+
+static int parse_service(const json_t *o, void *out, int del, char *err, size_t errcap)
+{
+    rt_map_service *s = out;
+    int rc = STR(o, "id", s->id, 1);
+
+    if (rc < 0 || del)
+        return rc;
+    if ((rc = STR(o, "name", s->name, 1)) < 0 || (rc = STR(o, "intercept", s->intercept, 0)) < 0 ||
+        (rc = STR(o, "host", s->host, 0)) < 0 || (rc = STR(o, "hosted_by", s->hosted_by, 0)) < 0)
+        return rc;
+    return 0;
+}
+
+static int parse_term(const json_t *o, void *out, int del, char *err, size_t errcap)
+{
+    rt_map_term *t = out;
+    int rc = STR(o, "id", t->id, 1);
+
+    if (rc < 0 || del)
+        return rc;
+    if ((rc = STR(o, "service", t->service, 1)) < 0 || (rc = STR(o, "router", t->router, 1)) < 0 ||
+        (rc = STR(o, "identity", t->identity, 0)) < 0)
+        return rc;
+    return 0;
+}
+
+/* Revocations are bare strings in full maps and {"id": ...} objects in deltas. */
+static int parse_revoked(const json_t *o, void *out, int del, char *err, size_t errcap)
+{
+    rt_map_revoked *x = out;
+
+    if (json_is_string(o)) {
+        json_t *tmp = json_pack("{s:O}", "id", (json_t *)o);
+        int rc = tmp ? STR(tmp, "id", x->id, 1) : WEFT_ENOMEM;
+        json_decref(tmp);
+        return rc;
+    }
+    return STR(o, "id", x->id, 1);
+}
+
+static const kind_desc kinds[] = {
+    {"router", "routers", offsetof(rt_map, routers), sizeof(rt_map_router), parse_router},
+    {"service", "services", offsetof(rt_map, services), sizeof(rt_map_service), parse_service},
+    {"terminator", "terminators", offsetof(rt_map, terms), sizeof(rt_map_term), parse_term},
+    {"revoked", "revoked", offsetof(rt_map, revoked), sizeof(rt_map_revoked), parse_revoked},
+};
+#define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
+
+static rt_vec *vec_of(rt_map *m, const kind_desc *k)
+{
+    return (rt_vec *)((char *)m + k->vec_off);
+}
+
+/* ---- map ---- */
+
+void rt_map_init(rt_map *m)
+{
+    memset(m, 0, sizeof(*m));
+    for (size_t i = 0; i < NKINDS; i++)
+        vec_init(vec_of(m, &kinds[i]), kinds[i].esz);
+}
+
+void rt_map_free(rt_map *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < NKINDS; i++)
+        free(vec_of(m, &kinds[i])->v);
+    rt_map_init(m);
+}
+
+static int parse_key(const json_t *root, rt_map *m, char *err, size_t errcap)
+{
+    const json_t *j = json_object_get(root, "signing_key");
+    size_t n = 0;
+    const char *s;
+
+    if (j == NULL)
+        return 0;
+    if (!json_is_string(j))
+        return fail(err, errcap, WEFT_EPROTO, "map signing_key is not a string");
+    s = json_string_value(j);
+    if (sodium_base642bin(m->signing_key, sizeof(m->signing_key), s, strlen(s), NULL, &n, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        n != sizeof(m->signing_key))
+        return fail(err, errcap, WEFT_EPROTO, "map signing_key is not a base64 Ed25519 public key");
+    m->have_key = 1;
+    return 0;
+}
+
+static int parse_version(const json_t *root, const char *key, uint64_t *out, char *err,
+                         size_t errcap)
+{
+    const json_t *j = json_object_get(root, key);
+
+    if (!json_is_integer(j) || json_integer_value(j) < 0)
+        return fail(err, errcap, WEFT_EPROTO, "map lacks a non-negative integer \"%s\"", key);
+    *out = (uint64_t)json_integer_value(j);
+    return 0;
+}
+
+static int load_root(const char *json, size_t len, json_t **root, char *err, size_t errcap)
+{
+    json_error_t je;
+
+    *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    if (*root == NULL)
+        return fail(err, errcap, WEFT_EJSON, "map is not JSON: %s", je.text);
+    if (!json_is_object(*root)) {
+        json_decref(*root);
+        return fail(err, errcap, WEFT_EJSON, "map is not a JSON object");
+    }
+    return 0;
+}
+
+static int parse_array(const json_t *root, const kind_desc *k, rt_map *m, char *err,
+                       size_t errcap)
+{
+    const json_t *arr = json_object_get(root, k->array), *o;
+    size_t i;
+    any_elem e;
+    int rc;
+
+    if (arr == NULL)
+        return 0;
+    if (!json_is_array(arr))
+        return fail(err, errcap, WEFT_EPROTO, "map \"%s\" is not an array", k->array);
+    json_array_foreach(arr, i, o) {
+        memset(&e, 0, sizeof(e));
+        if ((rc = k->parse(o, &e, 0, err, errcap)) < 0 || (rc = vec_put(vec_of(m, k), &e)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int rt_map_apply_full(rt_map *m, const char *json, size_t len, char *err, size_t errcap)
+{
+    json_t *root;
+    rt_map nm;
+    int ret;
+
+    if ((ret = load_root(json, len, &root, err, errcap)) < 0)
+        return ret;
+    rt_map_init(&nm);
+    if ((ret = parse_version(root, "version", &nm.version, err, errcap)) < 0 ||
+        (ret = parse_key(root, &nm, err, errcap)) < 0)
+        goto out;
+    for (size_t i = 0; i < NKINDS; i++)
+        if ((ret = parse_array(root, &kinds[i], &nm, err, errcap)) < 0)
+            goto out;
+    rt_map_free(m);
+    *m = nm;
+    rt_map_init(&nm);
+out:
+    rt_map_free(&nm);
+    json_decref(root);
+    return ret;
+}
+
+static const kind_desc *kind_by_name(const char *name)
+{
+    for (size_t i = 0; name && i < NKINDS; i++)
+        if (strcmp(kinds[i].name, name) == 0)
+            return &kinds[i];
+    return NULL;
+}
+
+static int parse_op(const json_t *o, delta_op *op, char *err, size_t errcap)
+{
+    const char *what = json_string_value(json_object_get(o, "op"));
+    const json_t *obj = json_object_get(o, "obj");
+
+    if (what == NULL || (strcmp(what, "put") != 0 && strcmp(what, "del") != 0))
+        return fail(err, errcap, WEFT_EPROTO, "delta op is neither \"put\" nor \"del\"");
+    op->del = what[0] == 'd';
+    op->kind = kind_by_name(json_string_value(json_object_get(o, "kind")));
+    if (op->kind == NULL)
+        return fail(err, errcap, WEFT_EPROTO, "delta op has an unknown kind");
+    if (obj == NULL)
+        return fail(err, errcap, WEFT_EPROTO, "delta op lacks \"obj\"");
+    memset(&op->e, 0, sizeof(op->e));
+    return op->kind->parse(obj, &op->e, op->del, err, errcap);
+}
+
+/* Every op is parsed before any applies, so a bad delta changes nothing. */
+static int parse_ops(const json_t *arr, delta_op **ops, size_t *n, char *err, size_t errcap)
+{
+    const json_t *o;
+    size_t i;
+    int rc;
+
+    if (!json_is_array(arr))
+        return fail(err, errcap, WEFT_EPROTO, "delta lacks an \"ops\" array");
+    *n = json_array_size(arr);
+    if ((*ops = calloc(*n ? *n : 1, sizeof(**ops))) == NULL)
+        return WEFT_ENOMEM;
+    json_array_foreach(arr, i, o)
+        if ((rc = parse_op(o, &(*ops)[i], err, errcap)) < 0)
+            return rc;
+    return 0;
+}
+
+static int apply_ops(rt_map *m, const delta_op *ops, size_t n)
+{
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        rt_vec *v = vec_of(m, ops[i].kind);
+        if (ops[i].del)
+            vec_del(v, ops[i].e.x.id);
+        else if ((rc = vec_put(v, &ops[i].e)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int rt_map_apply_delta(rt_map *m, const char *json, size_t len, char *err, size_t errcap)
+{
+    delta_op *ops = NULL;
+    uint64_t version, base;
+    json_t *root;
+    size_t n = 0;
+    rt_map tmpkey;
+    int ret;
+
+    if ((ret = load_root(json, len, &root, err, errcap)) < 0)
+        return ret;
+    if ((ret = parse_version(root, "version", &version, err, errcap)) < 0 ||
+        (ret = parse_version(root, "base", &base, err, errcap)) < 0)
+        goto out;
+    if (m->version == 0 || base != m->version || version <= base) {
+        ret = fail(err, errcap, WEFT_ECONFLICT,
+                   "delta %llu..%llu does not follow our map version %llu",
+                   (unsigned long long)base, (unsigned long long)version,
+                   (unsigned long long)m->version);
+        goto out;
+    }
+    memset(&tmpkey, 0, sizeof(tmpkey));
+    if ((ret = parse_key(root, &tmpkey, err, errcap)) < 0 ||
+        (ret = parse_ops(json_object_get(root, "ops"), &ops, &n, err, errcap)) < 0 ||
+        (ret = apply_ops(m, ops, n)) < 0)
+        goto out;
+    if (tmpkey.have_key) {
+        memcpy(m->signing_key, tmpkey.signing_key, sizeof(m->signing_key));
+        m->have_key = 1;
+    }
+    m->version = version;
+out:
+    free(ops);
+    json_decref(root);
+    return ret;
+}
+
+/* ---- look-ups ---- */
+
+size_t rt_map_count(const rt_vec *v)
+{
+    return v->n;
+}
+
+const void *rt_map_at(const rt_vec *v, size_t i)
+{
+    return i < v->n ? (const char *)v->v + i * v->esz : NULL;
+}
+
+static const void *get(const rt_vec *v, const char *id)
+{
+    long i = id ? vec_find(v, id) : -1;
+    return i < 0 ? NULL : rt_map_at(v, (size_t)i);
+}
+
+const rt_map_router *rt_map_router_get(const rt_map *m, const char *id)
+{
+    return get(&m->routers, id);
+}
+
+const rt_map_service *rt_map_service_get(const rt_map *m, const char *id)
+{
+    return get(&m->services, id);
+}
+
+const rt_map_term *rt_map_term_get(const rt_map *m, const char *id)
+{
+    return get(&m->terms, id);
+}
+
+int rt_map_is_revoked(const rt_map *m, const char *identity_id)
+{
+    return get(&m->revoked, identity_id) != NULL;
+}
+
+const rt_map_service *rt_map_service_by_name(const rt_map *m, const char *name)
+{
+    for (size_t i = 0; name && i < m->services.n; i++) {
+        const rt_map_service *s = rt_map_at(&m->services, i);
+        if (strcmp(s->name, name) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+const rt_map_term *rt_map_term_of(const rt_map *m, const char *service_id, size_t i)
+{
+    for (size_t k = 0; k < m->terms.n; k++) {
+        const rt_map_term *t = rt_map_at(&m->terms, k);
+        if (strcmp(t->service, service_id) == 0 && i-- == 0)
+            return t;
+    }
+    return NULL;
+}

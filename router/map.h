@@ -1,0 +1,78 @@
+/* The router's copy of the network map (docs/dataplane.md "Control channel
+ * and the network map"): routers, services, terminators, revoked identities
+ * and the controller's token-signing key, at a version. Full maps replace the
+ * copy; deltas apply only on top of their base version, all or nothing. */
+#ifndef RT_MAP_H
+#define RT_MAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sodium.h>
+
+#define RT_ID_CAP 65
+#define RT_NAME_CAP 129
+#define RT_ADDR_CAP 272 /* "tcp:" + host + port */
+
+/* Every element starts with its id so that one look-up serves all kinds. */
+typedef struct {
+    char id[RT_ID_CAP];
+    char name[RT_NAME_CAP];
+    char edge_listen[RT_ADDR_CAP];
+    char link_listen[RT_ADDR_CAP];
+    int online;
+} rt_map_router;
+
+typedef struct {
+    char id[RT_ID_CAP];
+    char name[RT_NAME_CAP];
+    char intercept[RT_ADDR_CAP];
+    char host[RT_ADDR_CAP];
+    char hosted_by[RT_NAME_CAP]; /* router id or name, or "" */
+} rt_map_service;
+
+typedef struct {
+    char id[RT_ID_CAP];
+    char service[RT_ID_CAP];
+    char router[RT_ID_CAP];
+    char identity[RT_ID_CAP];
+} rt_map_term;
+
+typedef struct {
+    char id[RT_ID_CAP];
+} rt_map_revoked;
+
+typedef struct {
+    void *v;
+    size_t n, cap, esz;
+} rt_vec;
+
+typedef struct {
+    uint64_t version; /* 0: no map yet */
+    int have_key;
+    uint8_t signing_key[crypto_sign_PUBLICKEYBYTES];
+    rt_vec routers, services, terms, revoked;
+} rt_map;
+
+void rt_map_init(rt_map *m);
+void rt_map_free(rt_map *m);
+
+/* Replaces the map with a CTL_MAP_FULL body. On error the map is unchanged
+ * and err says what was wrong. */
+int rt_map_apply_full(rt_map *m, const char *json, size_t len, char *err, size_t errcap);
+/* Applies a CTL_MAP_DELTA body. WEFT_ECONFLICT when base is not our version
+ * (the caller asks for a full map again); WEFT_EPROTO / WEFT_EJSON for a bad
+ * delta. Either all ops apply or none. */
+int rt_map_apply_delta(rt_map *m, const char *json, size_t len, char *err, size_t errcap);
+
+const rt_map_router *rt_map_router_get(const rt_map *m, const char *id);
+const rt_map_service *rt_map_service_get(const rt_map *m, const char *id);
+const rt_map_service *rt_map_service_by_name(const rt_map *m, const char *name);
+const rt_map_term *rt_map_term_get(const rt_map *m, const char *id);
+int rt_map_is_revoked(const rt_map *m, const char *identity_id);
+/* The i-th terminator of service_id (0, 1, ...), or NULL past the last. */
+const rt_map_term *rt_map_term_of(const rt_map *m, const char *service_id, size_t i);
+size_t rt_map_count(const rt_vec *v);
+const void *rt_map_at(const rt_vec *v, size_t i);
+
+#endif

@@ -1,0 +1,115 @@
+/* The router object: its map, circuit table, edge listener and lifecycle. */
+#include "router/router.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/addr.h"
+#include "proto/log.h"
+#include "proto/e2e.h"
+#include "weft/errors.h"
+
+void rt_frame_raw(const pr_frame *f, const uint8_t **raw, size_t *len)
+{
+    /* The decoder accepts a header map only when its entries fill it exactly,
+     * so the map's length is the sum of the entries. */
+    size_t hdr_len = 0;
+
+    for (unsigned i = 0; i < f->nheaders; i++)
+        hdr_len += 5 + (size_t)f->headers[i].len;
+    *raw = f->body - hdr_len - PR_FRAME_FIXED;
+    *len = PR_FRAME_FIXED + hdr_len + f->body_len;
+}
+
+int rt_router_init(rt_router *r, uv_loop_t *loop, const pr_idfile *id)
+{
+    pr_tls_cfg cfg = {.server = 1, .ca_pem = id->ca_pem, .cert_pem = id->cert_pem,
+                      .key_pem = id->key_pem, .require_peer_cert = 1};
+    int ret;
+
+    memset(r, 0, sizeof(*r));
+    r->loop = loop;
+    r->id = id;
+    rt_map_init(&r->map);
+    if ((ret = rt_circuits_init(&r->circuits)) < 0)
+        goto out;
+    ret = WEFT_ENOMEM;
+    if ((r->txbuf = malloc(PR_FRAME_MAX)) == NULL ||
+        (r->cbuf = malloc(PR_E2E_MAX_MSG + PR_E2E_ABYTES)) == NULL)
+        goto out;
+    if ((ret = pr_tls_ctx_new(&cfg, &r->edge_ctx)) < 0)
+        goto out;
+    return 0;
+out:
+    rt_router_free(r);
+    return ret;
+}
+
+int rt_router_listen_edge(rt_router *r, const char *addr)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss), rc;
+
+    if ((rc = pr_addr_resolve(addr, &ss)) < 0)
+        return rc;
+    uv_tcp_init(r->loop, &r->edge_tcp);
+    r->edge_tcp.data = r;
+    r->edge_open = 1;
+    if (uv_tcp_bind(&r->edge_tcp, (struct sockaddr *)&ss, 0) < 0 ||
+        uv_listen((uv_stream_t *)&r->edge_tcp, 512, rt_edge_on_connection) < 0) {
+        pr_error("edge_listen_failed", "addr=%s hint=%s", addr,
+                 pr_log_q("the address is in use or not local; change edge_listen in router.json"));
+        return WEFT_EADDR;
+    }
+    uv_tcp_getsockname(&r->edge_tcp, (struct sockaddr *)&ss, &len);
+    pr_addr_format((struct sockaddr *)&ss, r->edge_addr, sizeof(r->edge_addr));
+    pr_info("edge_listening", "addr=%s", r->edge_addr);
+    return 0;
+}
+
+void rt_router_close(rt_router *r)
+{
+    rt_control_stop(r);
+    if (r->edge_open && !uv_is_closing((uv_handle_t *)&r->edge_tcp))
+        uv_close((uv_handle_t *)&r->edge_tcp, NULL);
+    for (rt_sess *s = r->sessions; s; s = s->next)
+        if (s->state != RT_SESS_CLOSING)
+            rt_sess_kill(s, WEFT_ECANCELED, NULL);
+}
+
+void rt_router_free(rt_router *r)
+{
+    rt_term *t, *n;
+
+    for (t = r->terms; t; t = n) {
+        n = t->next;
+        free(t);
+    }
+    r->terms = NULL;
+    rt_circuits_free(&r->circuits);
+    rt_map_free(&r->map);
+    pr_tls_ctx_free(r->edge_ctx);
+    r->edge_ctx = NULL;
+    free(r->txbuf);
+    free(r->cbuf);
+    r->txbuf = r->cbuf = NULL;
+}
+
+int rt_router_is_me(const rt_router *r, const char *s)
+{
+    return s && s[0] && (strcmp(s, r->id->id) == 0 || strcmp(s, r->id->name) == 0);
+}
+
+void rt_router_map_changed(rt_router *r)
+{
+    rt_sess *s, *n;
+
+    for (s = r->sessions; s; s = n) {
+        n = s->next;
+        if (s->state != RT_SESS_CLOSING && rt_map_is_revoked(&r->map, s->identity)) {
+            pr_warn("session_revoked", "sess=%llu identity=%s", (unsigned long long)s->num,
+                    s->identity);
+            rt_sess_kill(s, WEFT_EDISABLED, "identity revoked; ask the administrator");
+        }
+    }
+}

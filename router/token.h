@@ -1,0 +1,22 @@
+/* Service-token checks (docs/dataplane.md "Service tokens"): offline, with
+ * the controller's key from the network map. */
+#ifndef RT_TOKEN_H
+#define RT_TOKEN_H
+
+#include "router/map.h"
+
+typedef struct {
+    char service_id[RT_ID_CAP];
+    char service_name[RT_NAME_CAP];
+    long long exp;
+} rt_token_info;
+
+/* Checks token for identity_id (from the session's certificate) doing act
+ * ("dial" or "bind") on service (a name) in network. Returns 0 and fills info,
+ * or WEFT_ETOKEN, WEFT_ETOKENEXPIRED, WEFT_EDENIED, WEFT_EDISABLED or
+ * WEFT_ENOTFOUND with a sentence in err that says what is wrong. */
+int rt_token_check(const rt_map *m, const char *network, const char *token,
+                   const char *identity_id, const char *act, const char *service, long long now,
+                   rt_token_info *info, char *err, size_t errcap);
+
+#endif
