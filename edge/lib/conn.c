@@ -1,0 +1,758 @@
+/* Circuits: dial and accept (end-to-end key exchange), the data path with
+ * end-to-end flow control, half-close and close. The data path allocates
+ * nothing: messages are sealed straight into the ctx's frame buffer, which
+ * pr_conn_write copies into the TLS queue; what the window holds back waits
+ * in the conn's send ring, allocated with the conn. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "edge/lib/weft_int.h"
+#include "proto/log.h"
+
+static const char *const state_names[] = {
+#define XX(s) #s,
+    CONN_STATES(XX)
+#undef XX
+};
+
+static void change_state(weft_conn *c, int st)
+{
+    pr_debug("edge_circuit_state", "circuit=%016llx service=%s from=%s to=%s",
+             (unsigned long long)c->circuit, c->service, state_names[c->state], state_names[st]);
+    c->state = st;
+}
+
+/* ---- lookup ---- */
+
+static unsigned bucket(uint64_t circuit)
+{
+    return (unsigned)((circuit ^ (circuit >> 29)) * 0x9E3779B97F4A7C15ull >> 56) % WEFT_HASH_BUCKETS;
+}
+
+static void hash_add(weft_conn *c)
+{
+    weft_conn **b = &c->ctx->hash[bucket(c->circuit)];
+
+    c->hnext = *b;
+    *b = c;
+    c->hashed = 1;
+}
+
+static void hash_del(weft_conn *c)
+{
+    weft_conn **p;
+
+    if (!c->hashed)
+        return;
+    for (p = &c->ctx->hash[bucket(c->circuit)]; *p; p = &(*p)->hnext)
+        if (*p == c) {
+            *p = c->hnext;
+            break;
+        }
+    c->hashed = 0;
+}
+
+weft_conn *weft__conn_by_circuit(weft_ctx *ctx, uint64_t circuit)
+{
+    weft_conn *c;
+
+    for (c = ctx->hash[bucket(circuit)]; c; c = c->hnext)
+        if (c->circuit == circuit)
+            return c;
+    return NULL;
+}
+
+weft_conn *weft__conn_by_req(weft_ctx *ctx, uint32_t req)
+{
+    weft_conn *c;
+
+    for (c = ctx->conns; c; c = c->next)
+        if (c->state == CS_DIALING && c->req_id == req)
+            return c;
+    return NULL;
+}
+
+/* ---- life ---- */
+
+static weft_conn *conn_new(weft_ctx *ctx, const char *service, int role)
+{
+    weft_conn *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    if (weft__ring_init(&c->sendq, ctx->window) < 0 || weft__ring_init(&c->recvq, ctx->window) < 0) {
+        weft__ring_free(&c->sendq);
+        free(c);
+        return NULL;
+    }
+    c->ctx = ctx;
+    snprintf(c->service, sizeof(c->service), "%s", service);
+    weft__txflow_init(&c->tx, ctx->window);
+    weft__rxflow_init(&c->rx, ctx->window);
+    weft__e2e_init(&c->e2e, role);
+    c->next = ctx->conns;
+    ctx->conns = c;
+    return c;
+}
+
+static void conn_free(weft_conn *c)
+{
+    weft_conn **p;
+
+    hash_del(c);
+    for (p = &c->ctx->conns; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    for (p = &c->ctx->dirty; c->dirty && *p; p = &(*p)->dnext)
+        if (*p == c) {
+            *p = c->dnext;
+            break;
+        }
+    weft__ring_free(&c->sendq);
+    weft__ring_free(&c->recvq);
+    weft__e2e_wipe(&c->e2e);
+    free(c);
+}
+
+/* ---- frames of a circuit ---- */
+
+static int send_close(weft_conn *c, int err)
+{
+    size_t len;
+
+    if (weft__msg_close(c->ctx->fbuf, PR_FRAME_MAX, c->circuit, err, &len) < 0)
+        return WEFT_EPROTO;
+    return weft__send(c->ctx, len);
+}
+
+static int send_ack(weft_conn *c)
+{
+    size_t len;
+
+    if (weft__msg_ack(c->ctx->fbuf, PR_FRAME_MAX, c->circuit, weft__rxflow_grant(&c->rx), &len) < 0)
+        return WEFT_EPROTO;
+    return weft__send(c->ctx, len);
+}
+
+/* Marks the first n queued bytes as handed to the transport; write requests
+ * whose last byte went complete (their callbacks run from the idle pass). */
+static void account_sent(weft_conn *c, size_t n)
+{
+    weft_wreq *w;
+
+    while (c->wr_done < c->wr_n) {
+        w = &c->wr[(c->wr_head + c->wr_done) % WEFT_WRITES_MAX];
+        if (w->left > n) {
+            w->left -= n;
+            return;
+        }
+        n -= w->left;
+        w->left = 0;
+        c->wr_done++;
+        weft__mark_dirty(c);
+    }
+}
+
+static int send_msg(weft_conn *c, const uint8_t *p, size_t n, uint16_t flags)
+{
+    static const uint8_t empty[1];
+    weft_ctx *ctx = c->ctx;
+    size_t off, clen;
+    int r;
+
+    if ((r = weft__msg_payload_begin(ctx->fbuf, PR_FRAME_MAX, c->circuit, c->tx_seq, flags, &off)) < 0)
+        return r;
+    if (off + n + WEFT_E2E_ABYTES > PR_FRAME_MAX)
+        return WEFT_ETOOBIG;
+    if ((r = weft__e2e_seal(&c->e2e, n ? p : empty, n, flags & PR_PF_FIN, ctx->fbuf + off, &clen)) < 0)
+        return r;
+    if ((r = weft__send(ctx, weft__msg_payload_end(ctx->fbuf, off, clen))) < 0)
+        return r;
+    c->tx_seq++;
+    c->tx.sent += n;
+    account_sent(c, n);
+    return 0;
+}
+
+/* The seq 0 frame: our stream header, no message. */
+static int send_header(weft_conn *c)
+{
+    weft_ctx *ctx = c->ctx;
+    size_t off;
+    int r;
+
+    if ((r = weft__msg_payload_begin(ctx->fbuf, PR_FRAME_MAX, c->circuit, c->tx_seq, 0, &off)) < 0)
+        return r;
+    memcpy(ctx->fbuf + off, c->tx_hdr, sizeof(c->tx_hdr));
+    if ((r = weft__send(ctx, weft__msg_payload_end(ctx->fbuf, off, sizeof(c->tx_hdr)))) < 0)
+        return r;
+    c->tx_seq++;
+    return 0;
+}
+
+static void cancel_writes(weft_conn *c)
+{
+    unsigned i;
+
+    for (i = c->wr_done; i < c->wr_n; i++) {
+        c->wr[(c->wr_head + i) % WEFT_WRITES_MAX].status = WEFT_ECANCELED;
+        c->wr[(c->wr_head + i) % WEFT_WRITES_MAX].left = 0;
+    }
+    if (c->wr_done < c->wr_n)
+        weft__mark_dirty(c);
+    c->wr_done = c->wr_n;
+    weft__ring_consume(&c->sendq, c->sendq.len);
+}
+
+/* The circuit is gone at the router: err 0 after the peer's FIN is a
+ * graceful end, anything else reaches the reader as an error. */
+static void circuit_gone(weft_conn *c, int err)
+{
+    hash_del(c);
+    if (c->state == CS_CLOSING || c->state == CS_DONE)
+        return;
+    if (err != 0 || !c->fin_rcvd)
+        c->err = err ? err : WEFT_ERESET;
+    cancel_writes(c);
+    change_state(c, CS_DONE);
+    weft__mark_dirty(c);
+}
+
+/* A local protocol failure: tell the far end, then end like a reset. */
+static void conn_abort(weft_conn *c, int err, const char *why)
+{
+    pr_warn("edge_circuit_abort", "circuit=%016llx service=%s err=%s why=%s",
+            (unsigned long long)c->circuit, c->service, weft_err_name(err), pr_log_q(why));
+    if (c->hashed)
+        send_close(c, err);
+    circuit_gone(c, err);
+}
+
+/* Both directions ended: release the circuit at the router. */
+static void maybe_done(weft_conn *c)
+{
+    if (c->state != CS_OPEN || !c->fin_sent || !c->fin_rcvd)
+        return;
+    send_close(c, 0);
+    hash_del(c);
+    change_state(c, CS_DONE);
+}
+
+/* ---- send side ---- */
+
+static void pump(weft_conn *c)
+{
+    const uint8_t *p;
+    size_t n;
+
+    if (c->state != CS_OPEN)
+        return;
+    while (c->sendq.len > 0 && weft__sess_writable(c->ctx)) {
+        n = weft__chunk_len(weft__ring_peek(&c->sendq, &p), weft__txflow_credit(&c->tx));
+        if (n == 0 || send_msg(c, p, n, 0) < 0)
+            return;
+        weft__ring_consume(&c->sendq, n);
+    }
+    if (c->shut_req && !c->fin_sent && c->sendq.len == 0 && weft__sess_writable(c->ctx) &&
+        send_msg(c, NULL, 0, PR_PF_FIN) == 0) {
+        c->fin_sent = 1;
+        maybe_done(c);
+    }
+}
+
+void weft__conns_pump(weft_ctx *ctx)
+{
+    weft_conn *c;
+
+    for (c = ctx->conns; c && weft__sess_writable(ctx); c = c->next)
+        pump(c);
+}
+
+static int write_check(const weft_conn *c, const void *buf, size_t len)
+{
+    if (c == NULL || (buf == NULL && len > 0))
+        return WEFT_EINVAL;
+    if (c->state == CS_CLOSING || c->shut_req)
+        return WEFT_ECLOSED;
+    if (c->state == CS_DONE)
+        return c->err ? c->err : WEFT_ECLOSED;
+    if (c->wr_n == WEFT_WRITES_MAX)
+        return WEFT_ENOBUFS;
+    return 0;
+}
+
+int weft_write(weft_conn *c, const void *buf, size_t len, weft_write_cb cb, void *data)
+{
+    const uint8_t *p = buf;
+    size_t direct = 0, off = 0, n;
+    weft_wreq *w;
+    int r;
+
+    if ((r = write_check(c, buf, len)) < 0)
+        return r;
+    /* Straight to the transport what the window allows when nothing waits. */
+    if (c->state == CS_OPEN && c->sendq.len == 0 && weft__sess_writable(c->ctx))
+        direct = weft__txflow_credit(&c->tx) < len ? (size_t)weft__txflow_credit(&c->tx) : len;
+    if (len - direct > c->sendq.cap - c->sendq.len)
+        return WEFT_ENOBUFS;
+    w = &c->wr[(c->wr_head + c->wr_n++) % WEFT_WRITES_MAX];
+    *w = (weft_wreq){cb, data, len, 0};
+    if (len == 0 && c->wr_done == c->wr_n - 1)
+        account_sent(c, 0);
+    while (off < direct) {
+        n = direct - off < WEFT_CHUNK_MAX ? direct - off : WEFT_CHUNK_MAX;
+        if (send_msg(c, p + off, n, 0) < 0)
+            break; /* the session is failing: the rest queues and is cancelled with it */
+        off += n;
+    }
+    if (off < len)
+        weft__ring_push(&c->sendq, p + off, len - off);
+    return 0;
+}
+
+size_t weft_write_queue_size(const weft_conn *c)
+{
+    return c ? c->sendq.len : 0;
+}
+
+int weft_shutdown(weft_conn *c)
+{
+    if (c == NULL)
+        return WEFT_EINVAL;
+    if (c->state != CS_OPEN && c->state != CS_ACCEPTING)
+        return c->err ? c->err : WEFT_ECLOSED;
+    c->shut_req = 1;
+    pump(c);
+    return 0;
+}
+
+/* ---- receive side ---- */
+
+static void consumed(weft_conn *c, size_t n)
+{
+    if (weft__rxflow_consume(&c->rx, n) && c->state == CS_OPEN && c->hashed)
+        send_ack(c);
+}
+
+static void deliver(weft_conn *c, const uint8_t *p, size_t n)
+{
+    if (c->reading && c->recvq.len == 0) {
+        c->read_cb(c, p, (ssize_t)n);
+        consumed(c, n);
+        return;
+    }
+    /* Cannot overflow: the ring holds a window and rxflow refused overruns. */
+    if (weft__ring_push(&c->recvq, p, n) < 0)
+        conn_abort(c, WEFT_EPROTO, "receive buffer overrun");
+    else if (c->reading)
+        weft__mark_dirty(c);
+}
+
+static int open_msg(weft_conn *c, const weft_msg *m, size_t *n, int *final)
+{
+    int r;
+
+    if (m->body_len > PR_FRAME_MAX_BODY)
+        return WEFT_ETOOBIG;
+    if ((r = weft__e2e_open(&c->e2e, m->body, m->body_len, c->ctx->pbuf, n, final)) < 0)
+        return r;
+    /* The FIN flag is the router's to see; the FINAL tag is what proves it. */
+    if (*final != !!(m->flags & PR_PF_FIN))
+        return WEFT_ECRYPTO;
+    return 0;
+}
+
+static void on_payload(weft_conn *c, const weft_msg *m)
+{
+    size_t n;
+    int final, r;
+
+    if (m->seq != c->rx_seq++ || c->fin_rcvd)
+        return conn_abort(c, WEFT_EPROTO, "payload out of sequence or after FIN");
+    if (!c->e2e.rx_ready) {
+        if ((r = weft__e2e_rx_start(&c->e2e, m->body, m->body_len)) < 0)
+            conn_abort(c, r, "bad stream header");
+        return;
+    }
+    if ((r = open_msg(c, m, &n, &final)) < 0)
+        return conn_abort(c, r, "payload failed authentication: forged, reordered or truncated");
+    if (n > 0 && weft__rxflow_recv(&c->rx, n) < 0)
+        return conn_abort(c, WEFT_EPROTO, "peer overran the window");
+    if (n > 0)
+        deliver(c, c->ctx->pbuf, n);
+    if (final && c->state == CS_OPEN) {
+        c->fin_rcvd = 1;
+        weft__mark_dirty(c);
+        maybe_done(c);
+    }
+}
+
+void weft__conn_frame(weft_conn *c, const weft_msg *m)
+{
+    switch (m->type) {
+    case PR_PAYLOAD_DATA:
+        if (c->state == CS_OPEN)
+            on_payload(c, m);
+        break;
+    case PR_ACK_WINDOW:
+        if (weft__txflow_grant(&c->tx, m->window) < 0)
+            conn_abort(c, WEFT_EPROTO, "credit for bytes never sent");
+        else
+            pump(c);
+        break;
+    case PR_EDGE_CLOSE:
+    case PR_EDGE_DIAL_FAIL:
+        pr_debug("edge_circuit_closed", "circuit=%016llx err=%s", (unsigned long long)c->circuit,
+                 m->err ? weft_err_name(m->err) : "none");
+        circuit_gone(c, m->err);
+        break;
+    }
+}
+
+int weft_read_start(weft_conn *c, weft_read_cb cb)
+{
+    if (c == NULL || cb == NULL)
+        return WEFT_EINVAL;
+    if (c->state == CS_CLOSING)
+        return WEFT_ECLOSED;
+    c->read_cb = cb;
+    c->reading = 1;
+    if (c->recvq.len > 0 || (c->fin_rcvd && !c->eof_given) || (c->err && !c->err_given))
+        weft__mark_dirty(c);
+    return 0;
+}
+
+int weft_read_stop(weft_conn *c)
+{
+    if (c == NULL)
+        return WEFT_EINVAL;
+    c->reading = 0; /* no consumption, so no credit: the sender stalls */
+    return 0;
+}
+
+/* ---- deferred callbacks (the idle pass) ---- */
+
+static int flush_writes(weft_conn *c)
+{
+    weft_wreq w;
+
+    if (c->wr_done == 0)
+        return 0;
+    w = c->wr[c->wr_head];
+    c->wr_head = (c->wr_head + 1) % WEFT_WRITES_MAX;
+    c->wr_n--;
+    c->wr_done--;
+    if (w.cb)
+        w.cb(c, w.status, w.data);
+    return 1;
+}
+
+static int flush_reads(weft_conn *c)
+{
+    const uint8_t *p;
+    size_t n;
+
+    if (!c->reading || c->state == CS_CLOSING)
+        return 0;
+    if (c->recvq.len > 0) {
+        n = weft__ring_peek(&c->recvq, &p);
+        c->read_cb(c, p, (ssize_t)n);
+        weft__ring_consume(&c->recvq, n);
+        consumed(c, n);
+        return 1;
+    }
+    if (c->fin_rcvd && !c->eof_given) {
+        c->eof_given = 1;
+        c->read_cb(c, NULL, WEFT_ECLOSED);
+        return 1;
+    }
+    if (c->err && !c->err_given) {
+        c->err_given = 1;
+        c->read_cb(c, NULL, c->err);
+        return 1;
+    }
+    return 0;
+}
+
+void weft__conn_flush(weft_conn *c)
+{
+    weft_close_cb cb;
+
+    while (flush_writes(c) || flush_reads(c))
+        ;
+    if (c->state != CS_CLOSING)
+        return;
+    cb = c->close_cb;
+    if (cb)
+        cb(c);
+    conn_free(c);
+}
+
+/* ---- dial ---- */
+
+static void dial_fail(weft_conn *c, int err)
+{
+    weft_dial_cb cb = c->dial_cb;
+    void *data = c->dial_data;
+
+    conn_free(c);
+    cb(NULL, err, data);
+}
+
+static int dial_send(weft_conn *c)
+{
+    weft_ctx *ctx = c->ctx;
+    const weft_svc *svc = weft__sessdata_find(&ctx->sd, c->service);
+    uint8_t sig[WEFT_E2E_SIG_MAX];
+    weft_dial_msg d = {0};
+    size_t len;
+    int r;
+
+    if (svc == NULL || svc->dial_token == NULL)
+        return svc ? WEFT_ENOPOLICY : WEFT_ENOTFOUND;
+    if ((r = weft__e2e_sign(ctx->id.key_pem, WEFT_E2E_CLIENT, c->e2e.pk, c->service, sig, &d.sig_len)) < 0)
+        return r;
+    d = (weft_dial_msg){weft__req_id(ctx), 0, svc->dial_token, c->service, c->e2e.pk, sig, d.sig_len,
+                        ctx->id.cert_pem};
+    if ((r = weft__msg_dial(ctx->fbuf, PR_FRAME_MAX, &d, &len)) < 0)
+        return r;
+    c->req_id = d.req_id;
+    change_state(c, CS_DIALING);
+    weft__send(ctx, len);
+    return 0;
+}
+
+void weft__dials_send(weft_ctx *ctx)
+{
+    weft_conn *c, *next;
+    int r;
+
+    for (c = ctx->conns; c && weft__rsess_ready(ctx) && ctx->have_sd; c = next) {
+        next = c->next;
+        if (c->state == CS_DIAL_WAIT && (r = dial_send(c)) < 0) {
+            pr_warn("edge_dial_failed", "service=%s err=%s", c->service, weft_err_name(r));
+            dial_fail(c, r);
+        }
+    }
+}
+
+int weft_dial(weft_ctx *ctx, const char *service, weft_dial_cb cb, void *data)
+{
+    const weft_svc *svc;
+    weft_conn *c;
+
+    if (ctx == NULL || service == NULL || cb == NULL || strlen(service) >= WEFT_NAME_MAX)
+        return WEFT_EINVAL;
+    if (ctx->freeing)
+        return WEFT_ECANCELED;
+    if (ctx->have_sd && (svc = weft__sessdata_find(&ctx->sd, service)) == NULL)
+        return WEFT_ENOTFOUND;
+    if (ctx->have_sd && svc->dial_token == NULL)
+        return WEFT_ENOPOLICY;
+    if ((c = conn_new(ctx, service, WEFT_E2E_CLIENT)) == NULL)
+        return WEFT_ENOMEM;
+    c->dial_cb = cb;
+    c->dial_data = data;
+    c->deadline = weft__now(ctx) + WEFT_REQ_TIMEOUT_MS;
+    weft__dials_send(ctx);
+    return 0;
+}
+
+/* Our end is keyed: start our stream and tell the peer its header. */
+static int keys_up(weft_conn *c, const uint8_t *peer_pk)
+{
+    int r;
+
+    if ((r = weft__e2e_derive(&c->e2e, peer_pk, c->tx_hdr)) < 0)
+        return r;
+    hash_add(c);
+    return 0;
+}
+
+void weft__dial_answer(weft_conn *c, const weft_msg *m)
+{
+    weft_ctx *ctx = c->ctx;
+    int r;
+
+    if (m->type != PR_EDGE_DIAL_OK) {
+        r = m->err ? m->err : WEFT_EREFUSED;
+        pr_warn("edge_dial_refused", "service=%s err=%s msg=%s", c->service, weft_err_name(r),
+                pr_log_q(m->err_msg));
+        return dial_fail(c, r);
+    }
+    c->circuit = m->circuit;
+    r = weft__e2e_verify_peer(ctx->id.ca_pem, ctx->id.network, m->cert, WEFT_E2E_SERVER, m->kx_pk,
+                             c->service, m->sig, m->sig_len, c->peer, sizeof(c->peer));
+    if (r == 0 && weft__conn_by_circuit(ctx, m->circuit) != NULL)
+        r = WEFT_EEXISTS;
+    if (r < 0 || (r = keys_up(c, m->kx_pk)) < 0) {
+        pr_error("edge_host_rejected", "service=%s circuit=%016llx err=%s hint=%s", c->service,
+                 (unsigned long long)m->circuit, weft_err_name(r),
+                 pr_log_q("the host's certificate or key signature did not verify"));
+        send_close(c, r);
+        return dial_fail(c, r);
+    }
+    change_state(c, CS_OPEN);
+    send_header(c);
+    pr_info("edge_dialled", "service=%s circuit=%016llx peer=%s", c->service,
+            (unsigned long long)c->circuit, c->peer);
+    c->dial_cb(c, 0, c->dial_data);
+}
+
+/* ---- accept ---- */
+
+static void refuse(weft_ctx *ctx, uint64_t circuit, int err, const char *why)
+{
+    size_t len;
+
+    pr_warn("edge_dial_refused_here", "circuit=%016llx err=%s why=%s", (unsigned long long)circuit,
+            weft_err_name(err), pr_log_q(why));
+    if (weft__msg_dial_fail(ctx->fbuf, PR_FRAME_MAX, circuit, err, why, &len) == 0)
+        weft__send(ctx, len);
+}
+
+static int answer_ok(weft_conn *c)
+{
+    weft_ctx *ctx = c->ctx;
+    uint8_t sig[WEFT_E2E_SIG_MAX];
+    weft_dial_msg d = {0};
+    size_t len;
+    int r;
+
+    if ((r = weft__e2e_sign(ctx->id.key_pem, WEFT_E2E_SERVER, c->e2e.pk, c->service, sig, &d.sig_len)) < 0)
+        return r;
+    d = (weft_dial_msg){0, c->circuit, NULL, c->service, c->e2e.pk, sig, d.sig_len, ctx->id.cert_pem};
+    if ((r = weft__msg_dial_ok(ctx->fbuf, PR_FRAME_MAX, &d, &len)) < 0)
+        return r;
+    return weft__send(ctx, len);
+}
+
+static weft_conn *accept_new(weft_ctx *ctx, const weft_msg *m)
+{
+    weft_conn *c = conn_new(ctx, m->service, WEFT_E2E_SERVER);
+    int r;
+
+    if (c == NULL) {
+        refuse(ctx, m->circuit, WEFT_ENOMEM, "host out of memory");
+        return NULL;
+    }
+    c->circuit = m->circuit;
+    r = weft__e2e_verify_peer(ctx->id.ca_pem, ctx->id.network, m->cert, WEFT_E2E_CLIENT, m->kx_pk,
+                             m->service, m->sig, m->sig_len, c->peer, sizeof(c->peer));
+    if (r < 0 || (r = keys_up(c, m->kx_pk)) < 0) {
+        refuse(ctx, m->circuit, r, "dialler certificate or key signature did not verify");
+        conn_free(c);
+        return NULL;
+    }
+    change_state(c, CS_ACCEPTING);
+    return c;
+}
+
+void weft__incoming_dial(weft_ctx *ctx, const weft_msg *m)
+{
+    weft_listener *l = weft__listener_by_service(ctx, m->service);
+    weft_conn *c;
+
+    if (l == NULL || !l->bound)
+        return refuse(ctx, m->circuit, WEFT_ENOTFOUND, "not hosting this service");
+    if (weft__conn_by_circuit(ctx, m->circuit) != NULL)
+        return refuse(ctx, m->circuit, WEFT_EEXISTS, "circuit id already in use");
+    if ((c = accept_new(ctx, m)) == NULL)
+        return;
+    l->accept_cb(c, l->data);
+    if (c->state == CS_CLOSING) /* the application refused it */
+        return refuse(ctx, c->circuit, WEFT_EREFUSED, "refused by the hosting application");
+    if (answer_ok(c) < 0)
+        return;
+    change_state(c, CS_OPEN);
+    send_header(c);
+    pr_info("edge_accepted", "service=%s circuit=%016llx peer=%s", c->service,
+            (unsigned long long)c->circuit, c->peer);
+    pump(c);
+}
+
+/* ---- close ---- */
+
+void weft_close(weft_conn *c, weft_close_cb cb)
+{
+    if (c == NULL || c->state == CS_CLOSING)
+        return;
+    c->close_cb = cb;
+    if (c->hashed && c->state == CS_OPEN)
+        send_close(c, 0);
+    hash_del(c);
+    cancel_writes(c);
+    change_state(c, CS_CLOSING);
+    weft__mark_dirty(c);
+}
+
+void weft__conns_session_lost(weft_ctx *ctx)
+{
+    weft_conn *c;
+
+    for (c = ctx->conns; c; c = c->next) {
+        if (c->state == CS_DIALING)
+            change_state(c, CS_DIAL_WAIT); /* sent again on the next session */
+        else if (c->state == CS_OPEN || c->state == CS_ACCEPTING)
+            circuit_gone(c, WEFT_ERESET);
+    }
+}
+
+void weft__conns_tick(weft_ctx *ctx, uint64_t now)
+{
+    weft_conn *c, *next;
+
+    for (c = ctx->conns; c; c = next) {
+        next = c->next;
+        if ((c->state == CS_DIAL_WAIT || c->state == CS_DIALING) && c->deadline <= now) {
+            pr_warn("edge_dial_timeout", "service=%s hint=%s", c->service,
+                    pr_log_q("no answer from the router; check it and the service's host"));
+            dial_fail(c, WEFT_ETIMEDOUT);
+        }
+    }
+}
+
+void weft__conns_cancel_all(weft_ctx *ctx)
+{
+    weft_conn *c, *next;
+
+    for (c = ctx->conns; c; c = next) {
+        next = c->next;
+        if (c->state == CS_DIAL_WAIT || c->state == CS_DIALING)
+            dial_fail(c, WEFT_ECANCELED);
+        else if (c->state != CS_CLOSING)
+            weft_close(c, NULL);
+    }
+}
+
+/* A DIAL_OK whose dial already gave up: release the circuit it made. */
+void weft__late_dial_ok(weft_ctx *ctx, const weft_msg *m)
+{
+    size_t len;
+
+    if (m->type == PR_EDGE_DIAL_OK && weft__msg_close(ctx->fbuf, PR_FRAME_MAX, m->circuit, WEFT_ETIMEDOUT, &len) == 0)
+        weft__send(ctx, len);
+}
+
+void *weft_conn_data(const weft_conn *c)
+{
+    return c ? c->data : NULL;
+}
+
+void weft_conn_set_data(weft_conn *c, void *data)
+{
+    if (c)
+        c->data = data;
+}
+
+const char *weft_conn_service(const weft_conn *c)
+{
+    return c ? c->service : NULL;
+}
+
+const char *weft_conn_peer_identity(const weft_conn *c)
+{
+    return c ? c->peer : NULL;
+}

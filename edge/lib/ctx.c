@@ -1,0 +1,505 @@
+/* The weft_ctx: identity, session data from the controller (fetched on a
+ * worker thread, refreshed before tokens expire), listeners, request
+ * timeouts, deferred callbacks and teardown. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "edge/lib/weft_int.h"
+#include "proto/httpc.h"
+#include "proto/log.h"
+
+#define FETCH_RETRY_MAX_MS 60000
+
+typedef struct {
+    weft_ctx *ctx;
+    pr_httpc_cfg cfg;
+    pr_http_resp resp;
+    int rc;
+    char err[256];
+} fetch_job;
+
+uint64_t weft__now(const weft_ctx *ctx)
+{
+    return uv_now(ctx->loop);
+}
+
+uint32_t weft__req_id(weft_ctx *ctx)
+{
+    if (++ctx->next_req == 0)
+        ctx->next_req = 1;
+    return ctx->next_req;
+}
+
+/* ---- listeners ---- */
+
+weft_listener *weft__listener_by_req(weft_ctx *ctx, uint32_t req)
+{
+    weft_listener *l;
+
+    for (l = ctx->listeners; l; l = l->next)
+        if (l->req_id == req)
+            return l;
+    return NULL;
+}
+
+weft_listener *weft__listener_by_service(weft_ctx *ctx, const char *service)
+{
+    weft_listener *l;
+
+    for (l = ctx->listeners; l; l = l->next)
+        if (strcmp(l->service, service) == 0)
+            return l;
+    return NULL;
+}
+
+static void listener_unlink(weft_ctx *ctx, weft_listener *l)
+{
+    weft_listener **p;
+
+    for (p = &ctx->listeners; *p; p = &(*p)->next)
+        if (*p == l) {
+            *p = l->next;
+            return;
+        }
+}
+
+/* A listener that cannot be bound: the application hears it once. */
+static void listener_lost(weft_ctx *ctx, weft_listener *l, int err)
+{
+    listener_unlink(ctx, l);
+    if (l->cb)
+        l->cb(ctx, l->service, err, l->data);
+    free(l);
+}
+
+static int bind_send(weft_ctx *ctx, weft_listener *l)
+{
+    const weft_svc *svc = weft__sessdata_find(&ctx->sd, l->service);
+    size_t len;
+    int r;
+
+    if (svc == NULL || svc->bind_token == NULL)
+        return svc ? WEFT_ENOPOLICY : WEFT_ENOTFOUND;
+    l->req_id = weft__req_id(ctx);
+    l->deadline = weft__now(ctx) + WEFT_REQ_TIMEOUT_MS;
+    if ((r = weft__msg_bind(ctx->fbuf, PR_FRAME_MAX, l->req_id, svc->bind_token, l->service, &len)) < 0)
+        return r;
+    weft__send(ctx, len);
+    return 0;
+}
+
+static void binds_send(weft_ctx *ctx)
+{
+    weft_listener *l, *next;
+    int r;
+
+    for (l = ctx->listeners; l && weft__rsess_ready(ctx) && ctx->have_sd; l = next) {
+        next = l->next;
+        if (!l->bound && l->req_id == 0 && (r = bind_send(ctx, l)) < 0) {
+            pr_warn("edge_bind_failed", "service=%s err=%s", l->service, weft_err_name(r));
+            listener_lost(ctx, l, r);
+        }
+    }
+}
+
+void weft__bind_answer(weft_ctx *ctx, weft_listener *l, const weft_msg *m)
+{
+    int r = m->err ? m->err : WEFT_EREFUSED;
+
+    l->req_id = 0;
+    if (m->type != PR_EDGE_BIND_OK) {
+        pr_error("edge_bind_refused", "service=%s err=%s msg=%s hint=%s", l->service,
+                 weft_err_name(r), pr_log_q(m->err_msg),
+                 pr_log_q("check the identity's bind policy for this service"));
+        return listener_lost(ctx, l, r);
+    }
+    l->bound = 1;
+    snprintf(l->terminator, sizeof(l->terminator), "%s", m->terminator);
+    pr_info("edge_bound", "service=%s terminator=%s", l->service, l->terminator);
+    if (!l->ever_bound) {
+        l->ever_bound = 1;
+        if (l->cb)
+            l->cb(ctx, l->service, 0, l->data);
+    }
+}
+
+int weft_listen(weft_ctx *ctx, const char *service, weft_listen_cb cb, weft_accept_cb accept_cb,
+                void *data)
+{
+    const weft_svc *svc;
+    weft_listener *l;
+
+    if (ctx == NULL || service == NULL || accept_cb == NULL || strlen(service) >= WEFT_NAME_MAX)
+        return WEFT_EINVAL;
+    if (ctx->freeing)
+        return WEFT_ECANCELED;
+    if (weft__listener_by_service(ctx, service))
+        return WEFT_EEXISTS;
+    if (ctx->have_sd && (svc = weft__sessdata_find(&ctx->sd, service)) == NULL)
+        return WEFT_ENOTFOUND;
+    if (ctx->have_sd && svc->bind_token == NULL)
+        return WEFT_ENOPOLICY;
+    if ((l = calloc(1, sizeof(*l))) == NULL)
+        return WEFT_ENOMEM;
+    snprintf(l->service, sizeof(l->service), "%s", service);
+    l->cb = cb;
+    l->accept_cb = accept_cb;
+    l->data = data;
+    l->deadline = weft__now(ctx) + WEFT_REQ_TIMEOUT_MS;
+    l->next = ctx->listeners;
+    ctx->listeners = l;
+    binds_send(ctx);
+    return 0;
+}
+
+int weft_unlisten(weft_ctx *ctx, const char *service)
+{
+    weft_listener *l;
+    size_t len;
+
+    if (ctx == NULL || service == NULL)
+        return WEFT_EINVAL;
+    if ((l = weft__listener_by_service(ctx, service)) == NULL)
+        return WEFT_ENOTFOUND;
+    if (l->bound && weft__rsess_ready(ctx) &&
+        weft__msg_unbind(ctx->fbuf, PR_FRAME_MAX, weft__req_id(ctx), service, &len) == 0)
+        weft__send(ctx, len);
+    listener_unlink(ctx, l);
+    free(l);
+    return 0;
+}
+
+static void listeners_tick(weft_ctx *ctx, uint64_t now)
+{
+    weft_listener *l, *next;
+
+    for (l = ctx->listeners; l; l = next) {
+        next = l->next;
+        if (l->ever_bound || l->deadline > now)
+            continue;
+        pr_warn("edge_bind_timeout", "service=%s hint=%s", l->service,
+                pr_log_q("no answer from the router; is the router reachable?"));
+        listener_lost(ctx, l, WEFT_ETIMEDOUT);
+    }
+}
+
+/* ---- the router session going up and down ---- */
+
+void weft__session_up(weft_ctx *ctx)
+{
+    binds_send(ctx);
+    weft__dials_send(ctx);
+    weft__conns_pump(ctx);
+}
+
+void weft__session_down(weft_ctx *ctx)
+{
+    weft_listener *l;
+
+    for (l = ctx->listeners; l; l = l->next) {
+        l->bound = 0;
+        l->req_id = 0;
+    }
+    weft__conns_session_lost(ctx);
+}
+
+/* ---- session data ---- */
+
+static void start_fetch(weft_ctx *ctx);
+
+static void on_refresh(uv_timer_t *t)
+{
+    start_fetch(t->data);
+}
+
+static void fetch_retry(weft_ctx *ctx)
+{
+    unsigned d = ctx->fetch_backoff_ms;
+
+    ctx->fetch_backoff_ms = d * 2 > FETCH_RETRY_MAX_MS ? FETCH_RETRY_MAX_MS : d * 2;
+    uv_timer_start(&ctx->refresh, on_refresh, d / 2 + (unsigned)(random() % (d / 2 + 1)), 0);
+}
+
+static void sessdata_use(weft_ctx *ctx, weft_sessdata *sd)
+{
+    unsigned next;
+
+    weft__sessdata_free(&ctx->sd);
+    ctx->sd = *sd;
+    ctx->have_sd = 1;
+    next = weft__sessdata_next_refresh(&ctx->sd, (int64_t)time(NULL), ctx->refresh_s);
+    pr_info("edge_session_data", "services=%zu routers=%zu next_refresh_s=%u", ctx->sd.nsvcs,
+            ctx->sd.nrouters, next);
+    if (!ctx->offline)
+        uv_timer_start(&ctx->refresh, on_refresh, (uint64_t)next * 1000, 0);
+    if (ctx->sess.state == RS_IDLE)
+        weft__rsess_event(&ctx->sess, RE_START, 0);
+    weft__session_up(ctx); /* dials and binds that waited for tokens */
+}
+
+static int fetch_result(weft_ctx *ctx, fetch_job *j)
+{
+    weft_sessdata sd;
+    char err[256];
+    int r;
+
+    if (j->rc < 0) {
+        pr_warn("edge_session_fetch_failed", "err=%s why=%s", weft_err_name(j->rc), pr_log_q(j->err));
+        return j->rc;
+    }
+    if (j->resp.status != 200) {
+        r = j->resp.status == 403 ? WEFT_EDISABLED : WEFT_EHTTP;
+        pr_error("edge_session_refused", "status=%d hint=%s", j->resp.status,
+                 pr_log_q(r == WEFT_EDISABLED ? "the identity is disabled; ask an administrator"
+                                              : "the controller refused the session request"));
+        return r;
+    }
+    if ((r = weft__sessdata_parse(j->resp.body, j->resp.body_len, &sd, err, sizeof(err))) < 0) {
+        pr_error("edge_session_bad", "err=%s why=%s", weft_err_name(r), pr_log_q(err));
+        return r;
+    }
+    ctx->fetch_backoff_ms = WEFT_BACKOFF_MIN_MS;
+    sessdata_use(ctx, &sd);
+    return 0;
+}
+
+static void fetch_work(uv_work_t *w)
+{
+    fetch_job *j = w->data;
+    char url[300];
+
+    snprintf(url, sizeof(url), "%s", j->ctx->id.controller);
+    j->rc = pr_https_request(url, &j->cfg, "GET", "/v1/edge/session", NULL, 0, NULL, &j->resp,
+                             j->err, sizeof(j->err));
+}
+
+static void fetch_done(uv_work_t *w, int status)
+{
+    fetch_job *j = w->data;
+    weft_ctx *ctx = j->ctx;
+
+    ctx->job = NULL;
+    if (status == 0 && !ctx->freeing && fetch_result(ctx, j) < 0)
+        fetch_retry(ctx);
+    pr_http_resp_free(&j->resp);
+    free(j);
+    weft__maybe_finish(ctx);
+}
+
+static void start_fetch(weft_ctx *ctx)
+{
+    fetch_job *j;
+
+    if (ctx->job || ctx->freeing || ctx->offline)
+        return;
+    if ((j = calloc(1, sizeof(*j))) == NULL) {
+        fetch_retry(ctx);
+        return;
+    }
+    j->ctx = ctx;
+    j->cfg = (pr_httpc_cfg){.ca_pem = ctx->id.ca_pem, .cert_pem = ctx->id.cert_pem,
+                            .key_pem = ctx->id.key_pem};
+    ctx->work.data = j;
+    if (uv_queue_work(ctx->loop, &ctx->work, fetch_work, fetch_done) < 0) {
+        free(j);
+        fetch_retry(ctx);
+        return;
+    }
+    ctx->job = j;
+}
+
+/* ---- timers and deferred callbacks ---- */
+
+static void on_tick(uv_timer_t *t)
+{
+    weft_ctx *ctx = t->data;
+
+    weft__conns_tick(ctx, weft__now(ctx));
+    listeners_tick(ctx, weft__now(ctx));
+}
+
+static void on_idle(uv_idle_t *h);
+
+void weft__mark_dirty(weft_conn *c)
+{
+    weft_ctx *ctx = c->ctx;
+
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    c->dnext = ctx->dirty;
+    ctx->dirty = c;
+    uv_idle_start(&ctx->idle, on_idle);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    weft_ctx *ctx = h->data;
+    weft_conn *c;
+
+    while ((c = ctx->dirty) != NULL) {
+        ctx->dirty = c->dnext;
+        c->dirty = 0;
+        weft__conn_flush(c);
+    }
+    uv_idle_stop(&ctx->idle);
+    weft__maybe_finish(ctx);
+}
+
+/* ---- init and teardown ---- */
+
+static int ctx_alloc(const char *identity_file, const weft_options *opt, weft_ctx **out)
+{
+    weft_ctx *ctx = calloc(1, sizeof(*ctx));
+    char err[256];
+    int r = WEFT_ENOMEM;
+
+    if (ctx == NULL)
+        return WEFT_ENOMEM;
+    if ((r = pr_idfile_load(identity_file, &ctx->id, err, sizeof(err))) < 0) {
+        pr_error("edge_identity", "file=%s err=%s why=%s hint=%s", pr_log_q(identity_file),
+                 weft_err_name(r), pr_log_q(err), pr_log_q("enrol with weft-edge enroll first"));
+        free(ctx);
+        return r;
+    }
+    if (opt) {
+        snprintf(ctx->imei, sizeof(ctx->imei), "%s", opt->imei ? opt->imei : "");
+        snprintf(ctx->iccid, sizeof(ctx->iccid), "%s", opt->iccid ? opt->iccid : "");
+    }
+    ctx->refresh_s = opt && opt->refresh_s ? opt->refresh_s : 60;
+    ctx->window = opt && opt->window ? opt->window : WEFT_WINDOW_DEFAULT;
+    if (ctx->window < WEFT_WINDOW_MIN)
+        ctx->window = WEFT_WINDOW_MIN;
+    if (ctx->window > WEFT_WINDOW_MAX)
+        ctx->window = WEFT_WINDOW_MAX;
+    *out = ctx;
+    return 0;
+}
+
+static int ctx_buffers(weft_ctx *ctx)
+{
+    pr_tls_cfg cfg = {.ca_pem = ctx->id.ca_pem, .cert_pem = ctx->id.cert_pem,
+                      .key_pem = ctx->id.key_pem};
+    int r;
+
+    if ((r = pr_tls_ctx_new(&cfg, &ctx->tls)) < 0)
+        return r;
+    if ((ctx->fbuf = malloc(PR_FRAME_MAX)) == NULL || (ctx->pbuf = malloc(PR_FRAME_MAX_BODY)) == NULL)
+        return WEFT_ENOMEM;
+    return pr_reader_init(&ctx->sess.rd);
+}
+
+static void ctx_release(weft_ctx *ctx)
+{
+    weft__sessdata_free(&ctx->sd);
+    pr_reader_free(&ctx->sess.rd);
+    pr_tls_ctx_free(ctx->tls);
+    pr_idfile_free(&ctx->id);
+    free(ctx->fbuf);
+    free(ctx->pbuf);
+    sodium_memzero(ctx, sizeof(*ctx));
+    free(ctx);
+}
+
+static void handles_init(uv_loop_t *loop, weft_ctx *ctx)
+{
+    ctx->loop = loop;
+    uv_timer_init(loop, &ctx->refresh);
+    uv_timer_init(loop, &ctx->tick);
+    uv_idle_init(loop, &ctx->idle);
+    ctx->refresh.data = ctx->tick.data = ctx->idle.data = ctx;
+    weft__rsess_init(ctx);
+    ctx->handles = 4;
+    ctx->fetch_backoff_ms = WEFT_BACKOFF_MIN_MS;
+    uv_timer_start(&ctx->tick, on_tick, WEFT_TICK_MS, WEFT_TICK_MS);
+}
+
+static int init_common(uv_loop_t *loop, const char *identity_file, const weft_options *opt,
+                       weft_ctx **out)
+{
+    weft_ctx *ctx = NULL;
+    int r;
+
+    if (loop == NULL || identity_file == NULL || out == NULL)
+        return WEFT_EINVAL;
+    if (sodium_init() < 0)
+        return WEFT_ECRYPTO;
+    if ((r = ctx_alloc(identity_file, opt, &ctx)) < 0)
+        return r;
+    if ((r = ctx_buffers(ctx)) < 0) {
+        ctx_release(ctx);
+        return r;
+    }
+    handles_init(loop, ctx);
+    *out = ctx;
+    return 0;
+}
+
+int weft_init(uv_loop_t *loop, const char *identity_file, const weft_options *opt, weft_ctx **out)
+{
+    int r = init_common(loop, identity_file, opt, out);
+
+    if (r == 0)
+        start_fetch(*out);
+    return r;
+}
+
+int weft__init_offline(uv_loop_t *loop, const char *identity_file, const weft_options *opt,
+                       const char *session_json, weft_ctx **out)
+{
+    weft_sessdata sd;
+    char err[256];
+    int r;
+
+    if (session_json == NULL)
+        return WEFT_EINVAL;
+    if ((r = weft__sessdata_parse(session_json, strlen(session_json), &sd, err, sizeof(err))) < 0)
+        return r;
+    if ((r = init_common(loop, identity_file, opt, out)) < 0) {
+        weft__sessdata_free(&sd);
+        return r;
+    }
+    (*out)->offline = 1;
+    sessdata_use(*out, &sd);
+    return 0;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    weft_ctx *ctx = h->data;
+
+    if (--ctx->handles == 0)
+        ctx_release(ctx);
+}
+
+void weft__maybe_finish(weft_ctx *ctx)
+{
+    if (!ctx->freeing || ctx->conns || ctx->dirty || ctx->job || !weft__rsess_done(ctx) ||
+        uv_is_closing((uv_handle_t *)&ctx->idle))
+        return;
+    uv_close((uv_handle_t *)&ctx->idle, on_handle_closed);
+}
+
+void weft_free(weft_ctx *ctx)
+{
+    weft_listener *l;
+
+    if (ctx == NULL || ctx->freeing)
+        return;
+    ctx->freeing = 1;
+    weft__conns_cancel_all(ctx);
+    while ((l = ctx->listeners) != NULL) {
+        ctx->listeners = l->next;
+        free(l);
+    }
+    weft__rsess_event(&ctx->sess, RE_STOP, 0);
+    ctx->sess.timer.data = ctx; /* its close callback counts ctx handles */
+    if (ctx->job)
+        uv_cancel((uv_req_t *)&ctx->work);
+    uv_close((uv_handle_t *)&ctx->refresh, on_handle_closed);
+    uv_close((uv_handle_t *)&ctx->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&ctx->sess.timer, on_handle_closed);
+    weft__maybe_finish(ctx);
+}

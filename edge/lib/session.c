@@ -1,0 +1,390 @@
+/* The edge session to a router: resolve, TLS, EDGE_HELLO, then frames in
+ * both directions; reconnects with jittered exponential backoff. One state
+ * machine (rsess_event) with one place that changes state. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edge/lib/weft_int.h"
+#include "proto/addr.h"
+#include "proto/log.h"
+
+#define HELLO_TIMEOUT_MS 10000
+
+static const char *const state_names[] = {
+#define XX(s) #s,
+    RSESS_STATES(XX)
+#undef XX
+};
+
+static void change_state(weft_rsess *s, int st)
+{
+    pr_info("edge_session_state", "router=%s from=%s to=%s", s->addr[0] ? s->addr : "-",
+            state_names[s->state], state_names[st]);
+    s->state = st;
+}
+
+int weft__rsess_ready(const weft_ctx *ctx)
+{
+    return ctx->sess.state == RS_READY && ctx->sess.tls != NULL;
+}
+
+int weft__sess_writable(const weft_ctx *ctx)
+{
+    return weft__rsess_ready(ctx) && pr_conn_writable(ctx->sess.tls);
+}
+
+int weft__rsess_done(const weft_ctx *ctx)
+{
+    return ctx->sess.state == RS_STOPPED && ctx->sess.tls == NULL && !ctx->sess.gai_busy;
+}
+
+int weft__send(weft_ctx *ctx, size_t len)
+{
+    weft_rsess *s = &ctx->sess;
+    int r;
+
+    if (s->tls == NULL || (s->state != RS_READY && s->state != RS_HELLO))
+        return WEFT_ECLOSED;
+    if ((r = pr_conn_write(s->tls, ctx->fbuf, len)) < 0) {
+        pr_warn("edge_send_failed", "router=%s err=%s hint=%s", s->addr, weft_err_name(r),
+                pr_log_q("the router is not reading; reconnecting"));
+        pr_conn_close(s->tls, r);
+    }
+    return r;
+}
+
+/* ---- backoff ---- */
+
+static void on_timer(uv_timer_t *t)
+{
+    weft__rsess_event(t->data, RE_TIMER, 0);
+}
+
+static void start_backoff(weft_rsess *s)
+{
+    unsigned d = s->backoff_ms, jittered = d / 2 + (unsigned)(random() % (d / 2 + 1));
+
+    s->backoff_ms = d * 2 > WEFT_BACKOFF_MAX_MS ? WEFT_BACKOFF_MAX_MS : d * 2;
+    s->router_idx++; /* the next attempt tries the next router */
+    change_state(s, RS_BACKOFF);
+    uv_timer_start(&s->timer, on_timer, jittered, 0);
+}
+
+/* ---- connect ---- */
+
+static void on_open(pr_conn *c, int status);
+static void on_read(pr_conn *c, const uint8_t *data, size_t len);
+static void on_drain(pr_conn *c);
+static void on_close(pr_conn *c, int status);
+static const pr_conn_cbs conn_cbs = {on_open, on_read, on_drain, on_close};
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    weft_rsess *s = req->data;
+    int r;
+
+    s->gai_busy = 0;
+    if (s->state != RS_RESOLVING) { /* stopped meanwhile */
+        uv_freeaddrinfo(res);
+        weft__maybe_finish(s->ctx);
+        return;
+    }
+    if (status < 0) {
+        pr_warn("edge_resolve_failed", "router=%s err=%s hint=%s", s->addr, uv_err_name(status),
+                pr_log_q("check the router's edge_listen address"));
+        weft__rsess_event(s, RE_FAILED, WEFT_EADDR);
+    } else if ((r = pr_conn_connect(s->ctx->tls, s->ctx->loop, res->ai_addr, NULL, &conn_cbs, s,
+                                    &s->tls)) < 0) {
+        weft__rsess_event(s, RE_FAILED, r);
+    } else {
+        weft__rsess_event(s, RE_RESOLVED, 0);
+    }
+    uv_freeaddrinfo(res);
+}
+
+static int start_resolve(weft_rsess *s)
+{
+    const weft_sessdata *sd = &s->ctx->sd;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+    char host[256], port[16];
+    unsigned p;
+
+    if (sd->nrouters == 0) {
+        pr_warn("edge_no_router", "hint=%s", pr_log_q("no router is online for this identity; "
+                                                    "check weft router list"));
+        return WEFT_ENOTFOUND;
+    }
+    snprintf(s->addr, sizeof(s->addr), "%s", sd->routers[s->router_idx % sd->nrouters].edge_listen);
+    if (pr_addr_split(s->addr, host, sizeof(host), &p) < 0 || p == 0)
+        return WEFT_EADDR;
+    snprintf(port, sizeof(port), "%u", p);
+    s->gai.data = s;
+    if (uv_getaddrinfo(s->ctx->loop, &s->gai, on_resolved, host, port, &hints) < 0)
+        return WEFT_EADDR;
+    s->gai_busy = 1;
+    change_state(s, RS_RESOLVING);
+    return 0;
+}
+
+static void attempt(weft_rsess *s)
+{
+    if (start_resolve(s) < 0)
+        start_backoff(s);
+}
+
+/* The far end must be a router of our network: TLS checked the CA, this
+ * checks the kind and trust domain of its URI. */
+static int check_router(weft_rsess *s)
+{
+    const char *uri = pr_conn_peer_uri(s->tls);
+    char td[PR_TRUST_DOMAIN_MAX + 1], id[PR_ID_MAX + 1];
+    int kind;
+
+    if (uri == NULL || pr_ident_parse(uri, &kind, td, sizeof(td), id, sizeof(id)) < 0 ||
+        kind != PR_IDENT_ROUTER || strcmp(td, s->ctx->id.network) != 0) {
+        pr_error("edge_not_router", "router=%s uri=%s hint=%s", s->addr, uri ? uri : "-",
+                 pr_log_q("the address in the session data is not a router of this network"));
+        return WEFT_EUNTRUSTED;
+    }
+    return 0;
+}
+
+static int send_hello(weft_rsess *s)
+{
+    weft_ctx *ctx = s->ctx;
+    size_t len;
+    int r;
+
+    if ((r = weft__msg_hello(ctx->fbuf, PR_FRAME_MAX, ctx->imei, ctx->iccid, &len)) < 0)
+        return r;
+    change_state(s, RS_HELLO);
+    uv_timer_start(&s->timer, on_timer, HELLO_TIMEOUT_MS, 0);
+    return weft__send(ctx, len);
+}
+
+/* ---- the state machine ---- */
+
+static void stop(weft_rsess *s)
+{
+    uv_timer_stop(&s->timer);
+    if (s->gai_busy)
+        uv_cancel((uv_req_t *)&s->gai);
+    if (s->tls)
+        pr_conn_close(s->tls, WEFT_ECANCELED);
+    if (s->state == RS_READY)
+        weft__session_down(s->ctx);
+    change_state(s, RS_STOPPED);
+}
+
+static void on_ready(weft_rsess *s)
+{
+    uv_timer_stop(&s->timer);
+    s->backoff_ms = WEFT_BACKOFF_MIN_MS;
+    change_state(s, RS_READY);
+    weft__session_up(s->ctx);
+}
+
+static void live_event(weft_rsess *s, int ev, int status)
+{
+    switch (ev) {
+    case RE_OPEN:
+        if (s->state == RS_CONNECTING && (status = check_router(s)) == 0 && send_hello(s) == 0)
+            break;
+        /* A failed open is a failure like any other. */
+        __attribute__((fallthrough));
+    case RE_FAILED:
+    case RE_TIMER:
+        if (s->tls)
+            pr_conn_close(s->tls, status < 0 ? status : WEFT_ETIMEDOUT);
+        break;
+    case RE_HELLO_OK:
+        if (s->state == RS_HELLO)
+            on_ready(s);
+        break;
+    case RE_CLOSED:
+        uv_timer_stop(&s->timer);
+        if (s->state == RS_READY)
+            weft__session_down(s->ctx);
+        start_backoff(s);
+        break;
+    }
+}
+
+void weft__rsess_event(weft_rsess *s, int ev, int status)
+{
+    if (ev == RE_STOP) {
+        if (s->state != RS_STOPPED)
+            stop(s);
+        return;
+    }
+    switch (s->state) {
+    case RS_IDLE:
+        if (ev == RE_START)
+            attempt(s);
+        break;
+    case RS_RESOLVING:
+        if (ev == RE_RESOLVED)
+            change_state(s, RS_CONNECTING);
+        else if (ev == RE_FAILED)
+            start_backoff(s);
+        break;
+    case RS_CONNECTING:
+    case RS_HELLO:
+    case RS_READY:
+        live_event(s, ev, status);
+        break;
+    case RS_BACKOFF:
+        if (ev == RE_TIMER)
+            attempt(s);
+        break;
+    case RS_STOPPED:
+        break; /* late events of a stopped session do nothing */
+    }
+}
+
+/* ---- frames from the router ---- */
+
+static int hello_refused(weft_rsess *s, const weft_msg *m)
+{
+    pr_error("edge_hello_refused", "router=%s err=%s msg=%s hint=%s", s->addr,
+             weft_err_name(m->err ? m->err : WEFT_EDENIED), pr_log_q(m->err_msg),
+             pr_log_q("the router refused this identity; check it is enabled and its device ids"));
+    return m->err ? m->err : WEFT_EDENIED;
+}
+
+static int reply_frame(weft_ctx *ctx, const weft_msg *m)
+{
+    weft_listener *l;
+    weft_conn *c;
+
+    if (m->has_req && (c = weft__conn_by_req(ctx, m->req_id)) != NULL)
+        weft__dial_answer(c, m);
+    else if (m->has_req && (l = weft__listener_by_req(ctx, m->req_id)) != NULL)
+        weft__bind_answer(ctx, l, m);
+    else if (m->type == PR_EDGE_DIAL_OK)
+        weft__late_dial_ok(ctx, m);
+    else
+        pr_debug("edge_stale_reply", "type=0x%04x req=%u", m->type, m->req_id);
+    return 0;
+}
+
+static int circuit_frame(weft_ctx *ctx, const weft_msg *m)
+{
+    weft_conn *c = weft__conn_by_circuit(ctx, m->circuit);
+
+    if (c == NULL) {
+        pr_debug("edge_unknown_circuit", "type=0x%04x circuit=%016llx", m->type,
+                 (unsigned long long)m->circuit);
+        return 0;
+    }
+    weft__conn_frame(c, m);
+    return 0;
+}
+
+static int ready_frame(weft_rsess *s, const weft_msg *m)
+{
+    weft_ctx *ctx = s->ctx;
+    size_t len;
+
+    switch (m->type) {
+    case PR_EDGE_BIND_OK:
+    case PR_EDGE_DIAL_OK:
+    case PR_EDGE_ERROR:
+        return reply_frame(ctx, m);
+    case PR_EDGE_DIAL_FAIL:
+        return m->has_req ? reply_frame(ctx, m) : circuit_frame(ctx, m);
+    case PR_EDGE_DIAL:
+        weft__incoming_dial(ctx, m);
+        return 0;
+    case PR_EDGE_CLOSE:
+    case PR_PAYLOAD_DATA:
+    case PR_ACK_WINDOW:
+        return circuit_frame(ctx, m);
+    case PR_EDGE_PING:
+        if (weft__msg_pong(ctx->fbuf, PR_FRAME_MAX, m, &len) == 0)
+            weft__send(ctx, len);
+        return 0;
+    default:
+        pr_debug("edge_ignored_frame", "type=0x%04x", m->type);
+        return 0;
+    }
+}
+
+static int on_frame(void *arg, const pr_frame *f)
+{
+    weft_rsess *s = arg;
+    weft_msg *m = &s->ctx->msg;
+    int r;
+
+    if (s->ctx->freeing || s->state == RS_STOPPED)
+        return WEFT_ECANCELED;
+    if ((r = weft__msg_decode(f, m)) < 0) {
+        pr_warn("edge_bad_frame", "router=%s type=0x%04x err=%s", s->addr, f->type, weft_err_name(r));
+        return r;
+    }
+    if (s->state == RS_HELLO) {
+        if (m->type == PR_EDGE_HELLO_OK) {
+            weft__rsess_event(s, RE_HELLO_OK, 0);
+            return 0;
+        }
+        return m->type == PR_EDGE_ERROR ? hello_refused(s, m) : WEFT_EPROTO;
+    }
+    return s->state == RS_READY ? ready_frame(s, m) : WEFT_EPROTO;
+}
+
+/* ---- pr_conn callbacks ---- */
+
+static void on_open(pr_conn *c, int status)
+{
+    weft_rsess *s = pr_conn_data(c);
+
+    if (status < 0) {
+        pr_warn("edge_connect_failed", "router=%s err=%s hint=%s", s->addr, weft_err_name(status),
+                pr_log_q("is the router running and does it trust this network's CA?"));
+        return; /* on_close follows */
+    }
+    weft__rsess_event(s, RE_OPEN, 0);
+}
+
+static void on_read(pr_conn *c, const uint8_t *data, size_t len)
+{
+    weft_rsess *s = pr_conn_data(c);
+    int r = pr_reader_feed(&s->rd, data, len, on_frame, s);
+
+    if (r < 0 && s->tls == c && !s->ctx->freeing)
+        weft__rsess_event(s, RE_FAILED, r);
+}
+
+static void on_drain(pr_conn *c)
+{
+    weft_rsess *s = pr_conn_data(c);
+
+    if (s->state == RS_READY)
+        weft__conns_pump(s->ctx);
+}
+
+static void on_close(pr_conn *c, int status)
+{
+    weft_rsess *s = pr_conn_data(c);
+
+    if (s->tls == c)
+        s->tls = NULL;
+    s->rd.len = 0;
+    s->rd.err = 0;
+    pr_info("edge_session_closed", "router=%s status=%s", s->addr, status ? weft_err_name(status) : "ok");
+    weft__rsess_event(s, RE_CLOSED, status);
+    weft__maybe_finish(s->ctx);
+}
+
+void weft__rsess_init(weft_ctx *ctx)
+{
+    weft_rsess *s = &ctx->sess;
+
+    s->ctx = ctx;
+    s->state = RS_IDLE;
+    s->backoff_ms = WEFT_BACKOFF_MIN_MS;
+    s->router_idx = (size_t)random();
+    uv_timer_init(ctx->loop, &s->timer);
+    s->timer.data = s;
+}

@@ -1,0 +1,200 @@
+/* libweft internals shared by its files: the context, the router session,
+ * circuits (weft_conn) and listeners. Not installed. */
+#ifndef WEFT_LIB_INT_H
+#define WEFT_LIB_INT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "edge/lib/e2e.h"
+#include "edge/lib/flow.h"
+#include "edge/lib/msg.h"
+#include "edge/lib/sessdata.h"
+#include "proto/frame.h"
+#include "proto/ident.h"
+#include "proto/idfile.h"
+#include "proto/tls.h"
+#include "weft/weft.h"
+
+#define WEFT_REQ_TIMEOUT_MS 10000
+#define WEFT_BACKOFF_MIN_MS 500
+#define WEFT_BACKOFF_MAX_MS 30000
+#define WEFT_TICK_MS 250
+#define WEFT_HASH_BUCKETS 256
+#define WEFT_WINDOW_MAX (2 * 1024 * 1024) /* keeps one grant well below the TLS hard limit */
+
+/* Router session states; rsess_change_state() is the only place that moves. */
+#define RSESS_STATES(XX) \
+    XX(IDLE)             \
+    XX(RESOLVING)        \
+    XX(CONNECTING)       \
+    XX(HELLO)            \
+    XX(READY)            \
+    XX(BACKOFF)          \
+    XX(STOPPED)
+
+enum rsess_state {
+#define XX(s) RS_##s,
+    RSESS_STATES(XX)
+#undef XX
+};
+
+enum rsess_event {
+    RE_START,      /* session data is there: go */
+    RE_RESOLVED,   /* the router's address is known */
+    RE_OPEN,       /* TLS is up */
+    RE_HELLO_OK,   /* the router took our hello */
+    RE_FAILED,     /* any failure of the current attempt */
+    RE_CLOSED,     /* the TLS connection is gone */
+    RE_TIMER,      /* backoff over or hello timed out */
+    RE_STOP,       /* weft_free */
+};
+
+typedef struct {
+    weft_ctx *ctx;
+    int state;
+    pr_conn *tls;
+    pr_reader rd;
+    uv_getaddrinfo_t gai;
+    int gai_busy;
+    uv_timer_t timer;
+    unsigned backoff_ms;
+    size_t router_idx;
+    char addr[256];
+} weft_rsess;
+
+/* Circuit states; conn_change_state() is the only place that moves. */
+#define CONN_STATES(XX) \
+    XX(DIAL_WAIT)       \
+    XX(DIALING)         \
+    XX(ACCEPTING)       \
+    XX(OPEN)            \
+    XX(DONE)            \
+    XX(CLOSING)
+
+enum conn_state {
+#define XX(s) CS_##s,
+    CONN_STATES(XX)
+#undef XX
+};
+
+typedef struct {
+    weft_write_cb cb;
+    void *data;
+    size_t left;  /* bytes not yet handed to the transport */
+    int status;
+} weft_wreq;
+
+struct weft_conn {
+    weft_ctx *ctx;
+    weft_conn *next;  /* every conn of the ctx */
+    weft_conn *hnext; /* circuit hash chain */
+    weft_conn *dnext; /* deferred-callback list */
+    int dirty;
+    int state;
+    int hashed;
+    uint64_t circuit;
+    uint32_t req_id;
+    uint64_t deadline;
+    char service[WEFT_NAME_MAX];
+    char peer[PR_URI_MAX];
+    void *data;
+    weft_dial_cb dial_cb;
+    void *dial_data;
+    weft_e2e e2e;
+    uint8_t tx_hdr[WEFT_E2E_HDR_LEN];
+    uint64_t tx_seq, rx_seq;
+    weft_txflow tx;
+    weft_rxflow rx;
+    weft_ring sendq, recvq;
+    weft_wreq wr[WEFT_WRITES_MAX];
+    unsigned wr_head, wr_n, wr_done;
+    weft_read_cb read_cb;
+    int reading;
+    int shut_req, fin_sent, fin_rcvd, eof_given;
+    int err, err_given;
+    weft_close_cb close_cb;
+};
+
+typedef struct weft_listener {
+    struct weft_listener *next;
+    char service[WEFT_NAME_MAX];
+    char terminator[WEFT_NAME_MAX];
+    weft_listen_cb cb;
+    weft_accept_cb accept_cb;
+    void *data;
+    uint32_t req_id; /* bind in flight, 0 when none */
+    uint64_t deadline;
+    int bound, ever_bound;
+} weft_listener;
+
+struct weft_ctx {
+    uv_loop_t *loop;
+    pr_idfile id;
+    char imei[64], iccid[64];
+    uint64_t window;
+    unsigned refresh_s;
+    int offline; /* session data given, never fetched (tests) */
+    pr_tls_ctx *tls;
+    weft_sessdata sd;
+    int have_sd;
+    uv_work_t work;
+    void *job;
+    unsigned fetch_backoff_ms;
+    uv_timer_t refresh;
+    uv_timer_t tick;
+    uv_idle_t idle;
+    int handles;
+    weft_rsess sess;
+    weft_conn *hash[WEFT_HASH_BUCKETS];
+    weft_conn *conns;
+    weft_conn *dirty;
+    weft_listener *listeners;
+    uint32_t next_req;
+    uint8_t *fbuf; /* one frame being built */
+    uint8_t *pbuf; /* one message being decrypted */
+    weft_msg msg;
+    int freeing;
+};
+
+uint64_t weft__now(const weft_ctx *ctx);
+uint32_t weft__req_id(weft_ctx *ctx);
+
+/* session.c */
+void weft__rsess_init(weft_ctx *ctx);
+void weft__rsess_event(weft_rsess *s, int ev, int status);
+int weft__rsess_ready(const weft_ctx *ctx);
+/* Sends ctx->fbuf[0..len) on the router session. */
+int weft__send(weft_ctx *ctx, size_t len);
+int weft__sess_writable(const weft_ctx *ctx);
+int weft__rsess_done(const weft_ctx *ctx);
+
+/* ctx.c */
+void weft__session_up(weft_ctx *ctx);
+void weft__session_down(weft_ctx *ctx);
+void weft__mark_dirty(weft_conn *c);
+void weft__maybe_finish(weft_ctx *ctx);
+weft_listener *weft__listener_by_req(weft_ctx *ctx, uint32_t req);
+weft_listener *weft__listener_by_service(weft_ctx *ctx, const char *service);
+void weft__bind_answer(weft_ctx *ctx, weft_listener *l, const weft_msg *m);
+
+/* conn.c */
+weft_conn *weft__conn_by_circuit(weft_ctx *ctx, uint64_t circuit);
+weft_conn *weft__conn_by_req(weft_ctx *ctx, uint32_t req);
+void weft__conn_frame(weft_conn *c, const weft_msg *m);
+void weft__dial_answer(weft_conn *c, const weft_msg *m);
+void weft__incoming_dial(weft_ctx *ctx, const weft_msg *m);
+void weft__conn_flush(weft_conn *c);
+void weft__conns_pump(weft_ctx *ctx);
+void weft__conns_session_lost(weft_ctx *ctx);
+void weft__dials_send(weft_ctx *ctx);
+void weft__conns_tick(weft_ctx *ctx, uint64_t now);
+void weft__conns_cancel_all(weft_ctx *ctx);
+void weft__late_dial_ok(weft_ctx *ctx, const weft_msg *m);
+
+/* Tests and embedders with their own session source: a ctx that never asks
+ * the controller and uses session_json (the body of GET /v1/edge/session). */
+int weft__init_offline(uv_loop_t *loop, const char *identity_file, const weft_options *opt,
+                       const char *session_json, weft_ctx **out);
+
+#endif
