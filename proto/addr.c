@@ -7,6 +7,7 @@
 #include "proto/addr.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -64,7 +65,8 @@ static int valid_v6(const char *s, size_t n)
     tmp[alen] = '\0';
     if (inet_pton(AF_INET6, tmp, &a) != 1)
         return 0;
-    if (pct != NULL && !valid_name(pct + 1, n - alen - 1))
+    /* A zone is an interface name: at most IF_NAMESIZE - 1 characters. */
+    if (pct != NULL && (n - alen - 1 >= IF_NAMESIZE || !valid_name(pct + 1, n - alen - 1)))
         return 0;
     return 1;
 }
