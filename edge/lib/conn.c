@@ -80,7 +80,7 @@ static weft_conn *conn_new(weft_ctx *ctx, const char *service, int role)
 
     if (c == NULL)
         return NULL;
-    if (weft__ring_init(&c->sendq, ctx->window) < 0 || weft__ring_init(&c->recvq, ctx->window) < 0) {
+    if (weft__ring_init(&c->sendq, ctx->window) < 0 || weft__ring_init(&c->recvq, ctx->window + WEFT_CHUNK_MAX) < 0) {
         weft__ring_free(&c->sendq);
         free(c);
         return NULL;
@@ -89,7 +89,12 @@ static weft_conn *conn_new(weft_ctx *ctx, const char *service, int role)
     snprintf(c->service, sizeof(c->service), "%s", service);
     weft__txflow_init(&c->tx, ctx->window);
     weft__rxflow_init(&c->rx, ctx->window);
-    weft__e2e_init(&c->e2e, role);
+    if (weft__e2e_init(&c->e2e, role) < 0) {
+        weft__ring_free(&c->sendq);
+        weft__ring_free(&c->recvq);
+        free(c);
+        return NULL;
+    }
     c->next = ctx->conns;
     ctx->conns = c;
     return c;
@@ -166,7 +171,8 @@ static int send_msg(weft_conn *c, const uint8_t *p, size_t n, uint16_t flags)
         return r;
     if (off + n + WEFT_E2E_ABYTES > PR_FRAME_MAX)
         return WEFT_ETOOBIG;
-    if ((r = weft__e2e_seal(&c->e2e, n ? p : empty, n, flags & PR_PF_FIN, ctx->fbuf + off, &clen)) < 0)
+    if ((r = weft__e2e_seal(&c->e2e, n ? p : empty, n, flags & PR_PF_FIN, ctx->fbuf + off,
+                            PR_FRAME_MAX - off, &clen)) < 0)
         return r;
     if ((r = weft__send(ctx, weft__msg_payload_end(ctx->fbuf, off, clen))) < 0)
         return r;
@@ -343,7 +349,8 @@ static void deliver(weft_conn *c, const uint8_t *p, size_t n)
         consumed(c, n);
         return;
     }
-    /* Cannot overflow: the ring holds a window and rxflow refused overruns. */
+    /* Cannot overflow: the ring holds a window and a message, and rxflow
+     * refused anything more. */
     if (weft__ring_push(&c->recvq, p, n) < 0)
         conn_abort(c, WEFT_EPROTO, "receive buffer overrun");
     else if (c->reading)
@@ -356,7 +363,7 @@ static int open_msg(weft_conn *c, const weft_msg *m, size_t *n, int *final)
 
     if (m->body_len > PR_FRAME_MAX_BODY)
         return WEFT_ETOOBIG;
-    if ((r = weft__e2e_open(&c->e2e, m->body, m->body_len, c->ctx->pbuf, n, final)) < 0)
+    if ((r = weft__e2e_open(&c->e2e, m->body, m->body_len, c->ctx->pbuf, PR_FRAME_MAX_BODY, n, final)) < 0)
         return r;
     /* The FIN flag is the router's to see; the FINAL tag is what proves it. */
     if (*final != !!(m->flags & PR_PF_FIN))
@@ -371,7 +378,7 @@ static void on_payload(weft_conn *c, const weft_msg *m)
 
     if (m->seq != c->rx_seq++ || c->fin_rcvd)
         return conn_abort(c, WEFT_EPROTO, "payload out of sequence or after FIN");
-    if (!c->e2e.rx_ready) {
+    if (!weft__e2e_rx_ready(&c->e2e)) {
         if ((r = weft__e2e_rx_start(&c->e2e, m->body, m->body_len)) < 0)
             conn_abort(c, r, "bad stream header");
         return;
@@ -512,9 +519,9 @@ static int dial_send(weft_conn *c)
 
     if (svc == NULL || svc->dial_token == NULL)
         return svc ? WEFT_ENOPOLICY : WEFT_ENOTFOUND;
-    if ((r = weft__e2e_sign(ctx->id.key_pem, WEFT_E2E_CLIENT, c->e2e.pk, c->service, sig, &d.sig_len)) < 0)
+    if ((r = weft__e2e_sign(&c->e2e, ctx->id.key_pem, c->service, sig, &d.sig_len)) < 0)
         return r;
-    d = (weft_dial_msg){weft__req_id(ctx), 0, svc->dial_token, c->service, c->e2e.pk, sig, d.sig_len,
+    d = (weft_dial_msg){weft__req_id(ctx), 0, svc->dial_token, c->service, weft__e2e_pk(&c->e2e), sig, d.sig_len,
                         ctx->id.cert_pem};
     if ((r = weft__msg_dial(ctx->fbuf, PR_FRAME_MAX, &d, &len)) < 0)
         return r;
@@ -621,9 +628,9 @@ static int answer_ok(weft_conn *c)
     size_t len;
     int r;
 
-    if ((r = weft__e2e_sign(ctx->id.key_pem, WEFT_E2E_SERVER, c->e2e.pk, c->service, sig, &d.sig_len)) < 0)
+    if ((r = weft__e2e_sign(&c->e2e, ctx->id.key_pem, c->service, sig, &d.sig_len)) < 0)
         return r;
-    d = (weft_dial_msg){0, c->circuit, NULL, c->service, c->e2e.pk, sig, d.sig_len, ctx->id.cert_pem};
+    d = (weft_dial_msg){0, c->circuit, NULL, c->service, weft__e2e_pk(&c->e2e), sig, d.sig_len, ctx->id.cert_pem};
     if ((r = weft__msg_dial_ok(ctx->fbuf, PR_FRAME_MAX, &d, &len)) < 0)
         return r;
     return weft__send(ctx, len);

@@ -39,7 +39,8 @@ int weft__txflow_grant(weft_txflow *f, uint64_t consumed);
 size_t weft__chunk_len(size_t avail, uint64_t credit);
 
 void weft__rxflow_init(weft_rxflow *f, uint64_t window);
-/* Accounts n arriving bytes; WEFT_EPROTO if the sender overran its window. */
+/* Accounts n arriving bytes; WEFT_EPROTO if the sender overran its window by
+ * more than one message. */
 int weft__rxflow_recv(weft_rxflow *f, size_t n);
 /* Accounts n bytes handed to the application; returns 1 when a grant is due
  * (consumed >= window/2 since the last one). */
