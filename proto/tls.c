@@ -240,7 +240,16 @@ static int setup_ctx(pr_tls_ctx *ctx, const pr_tls_cfg *cfg)
         return WEFT_ETLS;
     SSL_CTX_set_mode(s, SSL_MODE_RELEASE_BUFFERS);
     if (cfg->server) {
+        static const unsigned char sid_ctx[] = "weft";
+
         SSL_CTX_set_num_tickets(s, 1); /* the client waits for it, see on_new_session */
+        /* Servers that verify clients must name a session id context, or OpenSSL
+         * fails every resumption attempt (curl resumes by default). */
+        if (SSL_CTX_set_session_id_context(s, sid_ctx, sizeof(sid_ctx) - 1) != 1)
+            return WEFT_ETLS;
+        /* A resumed session skips certificate checks: keep the window short so an
+         * expired certificate cannot ride on an old ticket for long. */
+        SSL_CTX_set_timeout(s, 300);
     } else {
         SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_CLIENT |
                                               SSL_SESS_CACHE_NO_INTERNAL_STORE);

@@ -512,7 +512,7 @@ static void keep_alive_reuses_the_connection(void **state)
     assert_non_null(strstr(out, "\"/one\""));
     assert_non_null(strstr(out, "\"/two\""));
     /* Connection: close is honoured: the second URL needs a new connection. */
-    snprintf(args, sizeof(args), "--no-sessionid -H 'Connection: close' https://127.0.0.1:%d/three "
+    snprintf(args, sizeof(args), "-H 'Connection: close' https://127.0.0.1:%d/three "
              "https://127.0.0.1:%d/four", f->port, f->port);
     curl(f, 1, args, out, sizeof(out));
     pthread_mutex_lock(&f->seen.mu);
