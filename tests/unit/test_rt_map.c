@@ -1,0 +1,170 @@
+/* The router's network map: full maps, deltas applied all or nothing, and
+ * version gaps refused so that the router asks for a full map again. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "router/map.h"
+#include "weft/errors.h"
+
+#define KEY_B64 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+static const char full_map[] =
+    "{\"version\": 7, \"signing_key\": \"" KEY_B64 "\","
+    " \"routers\": [{\"id\": \"r1\", \"name\": \"one\", \"edge_listen\": \"127.0.0.1:3022\","
+    " \"link_listen\": \"127.0.0.1:4022\", \"online\": true}],"
+    " \"services\": [{\"id\": \"s1\", \"name\": \"web\", \"intercept\": \"tcp:127.0.0.1:8080\","
+    " \"host\": \"tcp:127.0.0.1:80\", \"hosted_by\": \"\"},"
+    " {\"id\": \"s2\", \"name\": \"db\", \"host\": \"tcp:127.0.0.1:5432\", \"hosted_by\": \"r1\"}],"
+    " \"terminators\": [{\"id\": \"t1\", \"service\": \"s1\", \"router\": \"r1\", \"identity\": \"i1\"}],"
+    " \"revoked\": [\"bad1\"]}";
+
+static void load(rt_map *m)
+{
+    char err[256] = "";
+
+    rt_map_init(m);
+    assert_int_equal(rt_map_apply_full(m, full_map, strlen(full_map), err, sizeof(err)), 0);
+}
+
+static int delta(rt_map *m, const char *json)
+{
+    char err[256] = "";
+    return rt_map_apply_delta(m, json, strlen(json), err, sizeof(err));
+}
+
+static void test_full(void **state)
+{
+    rt_map m;
+
+    load(&m);
+    assert_int_equal(m.version, 7);
+    assert_true(m.have_key);
+    assert_int_equal(m.signing_key[31], 31);
+    assert_string_equal(rt_map_router_get(&m, "r1")->edge_listen, "127.0.0.1:3022");
+    assert_true(rt_map_router_get(&m, "r1")->online);
+    assert_string_equal(rt_map_service_by_name(&m, "db")->hosted_by, "r1");
+    assert_string_equal(rt_map_service_get(&m, "s1")->name, "web");
+    assert_string_equal(rt_map_term_of(&m, "s1", 0)->identity, "i1");
+    assert_null(rt_map_term_of(&m, "s1", 1));
+    assert_true(rt_map_is_revoked(&m, "bad1"));
+    assert_false(rt_map_is_revoked(&m, "i1"));
+    assert_null(rt_map_service_by_name(&m, "nope"));
+    rt_map_free(&m);
+}
+
+static void test_full_replaces(void **state)
+{
+    rt_map m;
+    char err[256];
+    const char *small = "{\"version\": 9, \"services\": [{\"id\": \"s9\", \"name\": \"x\"}]}";
+
+    load(&m);
+    assert_int_equal(rt_map_apply_full(&m, small, strlen(small), err, sizeof(err)), 0);
+    assert_int_equal(m.version, 9);
+    assert_null(rt_map_service_get(&m, "s1"));
+    assert_non_null(rt_map_service_get(&m, "s9"));
+    assert_false(rt_map_is_revoked(&m, "bad1"));
+    rt_map_free(&m);
+}
+
+static void test_bad_full_keeps_old(void **state)
+{
+    static const char *bad[] = {
+        "not json", "[]", "{\"routers\": []}", "{\"version\": -1}",
+        "{\"version\": 3, \"services\": [{\"id\": \"s\"}]}",
+        "{\"version\": 3, \"services\": {}}",
+        "{\"version\": 3, \"signing_key\": \"short\"}",
+        "{\"version\": 3, \"revoked\": [5]}",
+        "{\"version\": 3, \"services\": [{\"id\": \"x\", \"name\": \"a\", \"host\": 7}]}",
+    };
+    rt_map m;
+    char err[256];
+
+    load(&m);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_true(rt_map_apply_full(&m, bad[i], strlen(bad[i]), err, sizeof(err)) < 0);
+        assert_true(err[0] != '\0');
+        assert_int_equal(m.version, 7);
+        assert_non_null(rt_map_service_get(&m, "s1"));
+    }
+    rt_map_free(&m);
+}
+
+static void test_delta(void **state)
+{
+    rt_map m;
+
+    load(&m);
+    assert_int_equal(delta(&m, "{\"version\": 8, \"base\": 7, \"ops\": ["
+                               "{\"op\": \"put\", \"kind\": \"revoked\", \"obj\": {\"id\": \"i1\"}},"
+                               "{\"op\": \"del\", \"kind\": \"revoked\", \"obj\": {\"id\": \"bad1\"}},"
+                               "{\"op\": \"put\", \"kind\": \"service\", \"obj\": {\"id\": \"s1\","
+                               " \"name\": \"web2\"}},"
+                               "{\"op\": \"del\", \"kind\": \"terminator\", \"obj\": {\"id\": \"t1\"}},"
+                               "{\"op\": \"put\", \"kind\": \"router\", \"obj\": {\"id\": \"r2\"}}]}"),
+                     0);
+    assert_int_equal(m.version, 8);
+    assert_true(rt_map_is_revoked(&m, "i1"));
+    assert_false(rt_map_is_revoked(&m, "bad1"));
+    assert_string_equal(rt_map_service_get(&m, "s1")->name, "web2");
+    assert_null(rt_map_term_get(&m, "t1"));
+    assert_non_null(rt_map_router_get(&m, "r2"));
+    rt_map_free(&m);
+}
+
+static void test_delta_gap(void **state)
+{
+    rt_map m;
+    rt_map empty;
+
+    load(&m);
+    /* A delta from the future, one from the past, and one that goes nowhere. */
+    assert_int_equal(delta(&m, "{\"version\": 10, \"base\": 9, \"ops\": []}"), WEFT_ECONFLICT);
+    assert_int_equal(delta(&m, "{\"version\": 7, \"base\": 6, \"ops\": []}"), WEFT_ECONFLICT);
+    assert_int_equal(delta(&m, "{\"version\": 7, \"base\": 7, \"ops\": []}"), WEFT_ECONFLICT);
+    assert_int_equal(m.version, 7);
+    /* Without a full map no delta applies. */
+    rt_map_init(&empty);
+    assert_int_equal(delta(&empty, "{\"version\": 1, \"base\": 0, \"ops\": []}"), WEFT_ECONFLICT);
+    rt_map_free(&empty);
+    rt_map_free(&m);
+}
+
+static void test_delta_all_or_nothing(void **state)
+{
+    rt_map m;
+
+    load(&m);
+    assert_true(delta(&m, "{\"version\": 8, \"base\": 7, \"ops\": ["
+                          "{\"op\": \"put\", \"kind\": \"revoked\", \"obj\": {\"id\": \"i1\"}},"
+                          "{\"op\": \"put\", \"kind\": \"bogus\", \"obj\": {\"id\": \"x\"}}]}") < 0);
+    assert_true(delta(&m, "{\"version\": 8, \"base\": 7, \"ops\": ["
+                          "{\"op\": \"put\", \"kind\": \"revoked\", \"obj\": {\"id\": \"i1\"}},"
+                          "{\"op\": \"zap\", \"kind\": \"revoked\", \"obj\": {\"id\": \"x\"}}]}") < 0);
+    assert_true(delta(&m, "{\"version\": 8, \"base\": 7, \"ops\": ["
+                          "{\"op\": \"put\", \"kind\": \"service\", \"obj\": {\"id\": \"q\"}}]}") < 0);
+    assert_true(delta(&m, "{\"version\": 8, \"base\": 7}") < 0);
+    assert_false(rt_map_is_revoked(&m, "i1"));
+    assert_int_equal(m.version, 7);
+    rt_map_free(&m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full),
+        cmocka_unit_test(test_full_replaces),
+        cmocka_unit_test(test_bad_full_keeps_old),
+        cmocka_unit_test(test_delta),
+        cmocka_unit_test(test_delta_gap),
+        cmocka_unit_test(test_delta_all_or_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
