@@ -48,6 +48,10 @@ for i in $(seq 1 "$n_enroll"); do
 done
 e=$(elapsed "$t")
 report "weft-edge enroll sequential, per s" "$(rate "$n_enroll" "$e") ($n_enroll in ${e}s)"
+# The server's share of each enrolment, from its own request log.
+report "POST /v1/enroll server time p50/max (ms, from log)" "$(grep -h 'method=POST path=/v1/enroll ' "$T_TMP"/logs/ctl-*.log |
+    sed -nE 's/.*duration_ms=([0-9]+).*/\1/p' | sort -n |
+    awk '{a[NR] = $1} END {if (NR) print a[int((NR + 1) / 2)] " / " a[NR]; else print "n/a"}')"
 report "controller RSS after $n_enroll enrolments (kB)" "$(rss_kb "$pid")"
 
 # ---- requests per second on a list call, 4 keep-alive mTLS clients
