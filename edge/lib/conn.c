@@ -547,7 +547,7 @@ void weft__dials_send(weft_ctx *ctx)
 
 int weft_dial(weft_ctx *ctx, const char *service, weft_dial_cb cb, void *data)
 {
-    const weft_svc *svc;
+    const weft_svc *svc = NULL;
     weft_conn *c;
 
     if (ctx == NULL || service == NULL || cb == NULL || strlen(service) >= WEFT_NAME_MAX)

@@ -128,7 +128,7 @@ void weft__bind_answer(weft_ctx *ctx, weft_listener *l, const weft_msg *m)
 int weft_listen(weft_ctx *ctx, const char *service, weft_listen_cb cb, weft_accept_cb accept_cb,
                 void *data)
 {
-    const weft_svc *svc;
+    const weft_svc *svc = NULL;
     weft_listener *l;
 
     if (ctx == NULL || service == NULL || accept_cb == NULL || strlen(service) >= WEFT_NAME_MAX)
