@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -389,10 +390,69 @@ static void relay_stop(relay *rl)
 
 /* ---- the fabric under test: relay or real router ---- */
 
+/* ---- a stand-in controller for GET /v1/edge/session ---- */
+
+typedef struct {
+    uv_tcp_t tcp;
+    pr_tls_ctx *tls;
+    const char *router_addr;
+    int port, requests;
+} ctl_stub;
+
+static void ctl_read(pr_conn *c, const uint8_t *data, size_t len)
+{
+    ctl_stub *cs = pr_conn_data(c);
+    char id[PR_ID_MAX + 1], td[PR_TRUST_DOMAIN_MAX + 1], head[256], *body;
+    int kind, n;
+
+    /* One small request per connection: its first bytes name it. */
+    if (len < 4 || memcmp(data, "GET /v1/edge/session ", 21 < len ? 21 : len) != 0)
+        return pr_conn_close(c, WEFT_EPROTO);
+    assert_int_equal(pr_ident_parse(pr_conn_peer_uri(c), &kind, td, sizeof(td), id, sizeof(id)), 0);
+    body = session_json(id, cs->router_addr);
+    n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n", strlen(body));
+    assert_int_equal(pr_conn_write(c, head, (size_t)n), 0);
+    assert_int_equal(pr_conn_write(c, body, strlen(body)), 0);
+    free(body);
+    cs->requests++;
+    pr_conn_close(c, 0);
+}
+
+static void ctl_accept(uv_stream_t *server, int status)
+{
+    static const pr_conn_cbs cbs = {NULL, ctl_read, NULL, NULL};
+    ctl_stub *cs = server->data;
+    pr_conn *c;
+
+    assert_int_equal(pr_conn_accept(cs->tls, server, &cbs, cs, &c), 0);
+}
+
+static void ctl_start(ctl_stub *cs, uv_loop_t *loop, const char *router_addr)
+{
+    pr_tls_cfg cfg = {.server = 1, .ca_pem = router_id.ca_pem, .cert_pem = router_id.cert_pem,
+                      .key_pem = router_id.key_pem, .require_peer_cert = 1};
+    struct sockaddr_in sin;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+
+    memset(cs, 0, sizeof(*cs));
+    cs->router_addr = router_addr;
+    assert_int_equal(pr_tls_ctx_new(&cfg, &cs->tls), 0);
+    uv_ip4_addr("127.0.0.1", 0, &sin);
+    assert_int_equal(uv_tcp_init(loop, &cs->tcp), 0);
+    cs->tcp.data = cs;
+    assert_int_equal(uv_tcp_bind(&cs->tcp, (struct sockaddr *)&sin, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&cs->tcp, 16, ctl_accept), 0);
+    assert_int_equal(uv_tcp_getsockname(&cs->tcp, (struct sockaddr *)&ss, &len), 0);
+    cs->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
 typedef struct {
     uv_loop_t loop;
     uv_timer_t guard;
-    int via_router;
+    int via_router, online;
+    ctl_stub ctl;
     relay rl;
     rt_router rt;
     const char *addr;
@@ -424,13 +484,38 @@ static void router_start(fabric *fb)
         fail_msg("map refused: %s", err);
 }
 
-static void fabric_start(fabric *fb, int via_router, size_t window)
+static void start_online(fabric *fb, const weft_options *opt)
 {
-    weft_options opt = {.imei = "356938035643809", .iccid = "8944500102198304826", .window = window};
+    char url[64], hf[160], df[160];
+
+    ctl_start(&fb->ctl, &fb->loop, fb->addr);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d", fb->ctl.port);
+    snprintf(hf, sizeof(hf), "%s/host-online.json", dir);
+    snprintf(df, sizeof(df), "%s/dial-online.json", dir);
+    make_identity("identity", "host1", hf, NULL);
+    make_identity("identity", "dev1", df, NULL);
+    for (int i = 0; i < 2; i++) { /* point them at the stand-in controller */
+        pr_idfile f;
+        char err[128];
+        assert_int_equal(pr_idfile_load(i ? df : hf, &f, err, sizeof(err)), 0);
+        snprintf(f.controller, sizeof(f.controller), "%s", url);
+        assert_int_equal(pr_idfile_save(i ? df : hf, &f), 0);
+        pr_idfile_free(&f);
+    }
+    assert_int_equal(weft_init(&fb->loop, hf, opt, &fb->host), 0);
+    assert_int_equal(weft_init(&fb->loop, df, opt, &fb->dial), 0);
+    unlink(hf);
+    unlink(df);
+}
+
+static void fabric_start(fabric *fb, int via_router, int online)
+{
+    weft_options opt = {.imei = "356938035643809", .iccid = "8944500102198304826"};
     char *js;
 
     memset(fb, 0, sizeof(*fb));
     fb->via_router = via_router;
+    fb->online = online;
     assert_int_equal(uv_loop_init(&fb->loop), 0);
     uv_timer_init(&fb->loop, &fb->guard);
     uv_timer_start(&fb->guard, on_guard, GUARD_MS, 0);
@@ -441,6 +526,8 @@ static void fabric_start(fabric *fb, int via_router, size_t window)
         relay_start(&fb->rl, &fb->loop);
         fb->addr = fb->rl.addr;
     }
+    if (online)
+        return start_online(fb, &opt);
     js = session_json("host1", fb->addr);
     assert_int_equal(weft__init_offline(&fb->loop, host_file, &opt, js, &fb->host), 0);
     free(js);
@@ -458,6 +545,10 @@ static void fabric_stop(fabric *fb)
         rt_router_close(&fb->rt);
     else
         relay_stop(&fb->rl);
+    if (fb->online) {
+        uv_close((uv_handle_t *)&fb->ctl.tcp, NULL);
+        pr_tls_ctx_free(fb->ctl.tls);
+    }
     uv_close((uv_handle_t *)&fb->guard, NULL);
 }
 
@@ -629,7 +720,7 @@ static void on_listening(weft_ctx *ctx, const char *service, int status, void *d
 
 static void run_pairs(fabric *fb, int ncircuits, uint64_t bytes)
 {
-    uv_timer_t tick;
+    static uv_timer_t tick; /* closed here, freed by the caller's last uv_run */
 
     ends_closed = naccepted = ndialled = 0;
     npairs = 2 * ncircuits;
@@ -667,6 +758,19 @@ static void bulk(int via_router)
     run_pairs(&fb, 1, BULK);
     fabric_finish(&fb);
     assert_int_equal(host_end[0].rcvd, BULK);
+    check_pair(0);
+}
+
+/* weft_init proper: the session data comes from the controller's HTTPS API,
+ * fetched off the loop, then the ctx connects to the router it names. */
+static void online_session_then_dial(void **state)
+{
+    fabric fb;
+
+    fabric_start(&fb, 1, 1);
+    run_pairs(&fb, 1, 100000);
+    fabric_finish(&fb);
+    assert_int_equal(fb.ctl.requests, 2);
     check_pair(0);
 }
 
@@ -931,6 +1035,7 @@ int main(void)
         cmocka_unit_test(router_bulk_both_ways),
         cmocka_unit_test(router_read_stop_stalls_one_circuit),
         cmocka_unit_test(router_refusals),
+        cmocka_unit_test(online_session_then_dial),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
