@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "controller/controller.h"
+#include "controller/netmap.h"
 #include "proto/ident.h"
 #include "proto/log.h"
 #include "weft/errors.h"
@@ -50,6 +51,7 @@ static const route routes[] = {
     {"POST", "/v1/routers", ctl_api_routers_create, 1},
     {"GET", "/v1/routers/{id}", ctl_api_routers_get, 1},
     {"DELETE", "/v1/routers/{id}", ctl_api_routers_delete, 1},
+    {"GET", "/v1/edge/session", ctl_api_edge_session, 0},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -350,6 +352,11 @@ void ctl_list(ctl_call *call, const char *coll)
         ctl_reply_store_error(call, rc, coll, "");
         return;
     }
+    if (strcmp(coll, "routers") == 0) {
+        json_t *r;
+        size_t i;
+        json_array_foreach(items, i, r) ctl_router_status_attach(call->c, r);
+    }
     ctl_reply(call, 200,
               json_pack("{s:o, s:{s:I, s:i, s:i}}", "data", items, "meta", "total",
                         (json_int_t)total, "limit", o.limit, "offset", o.offset));
@@ -397,6 +404,7 @@ void ctl_create_reply(ctl_call *call, const char *coll, const char *what, json_t
     } else {
         pr_info("created", "kind=%s id=%s name=%s", what, id,
                 pr_log_q(json_string_value(json_object_get(rec, "name"))));
+        ctl_map_touch(call->c, coll, id);
         reply_stored(call, 201, coll, what, id);
     }
     json_decref(rec);
@@ -419,6 +427,7 @@ void ctl_update_reply(ctl_call *call, const char *coll, const char *what, json_t
         return;
     }
     pr_info("updated", "kind=%s id=%s", what, id);
+    ctl_map_touch(call->c, coll, id);
     reply_stored(call, 200, coll, what, id);
 }
 
@@ -436,6 +445,7 @@ void ctl_delete(ctl_call *call, const char *coll, const char *what)
         pr_info("deleted", "kind=%s id=%s name=%s", what,
                 json_string_value(json_object_get(rec, "id")),
                 pr_log_q(json_string_value(json_object_get(rec, "name"))));
+        ctl_map_touch(call->c, coll, json_string_value(json_object_get(rec, "id")));
         ctl_reply(call, 204, NULL);
     }
     json_decref(rec);
@@ -450,13 +460,59 @@ void ctl_rfc3339(int64_t t, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+int ctl_list_all(ctl_store *s, const char *coll, json_t **items)
+{
+    ctl_list_opts o = {.limit = 1000};
+    json_t *page = NULL;
+    int64_t total = 0;
+    int rc;
+
+    if ((*items = json_array()) == NULL)
+        return WEFT_ENOMEM;
+    /* Bounded by the total the store reports: a store growing meanwhile cannot loop us. */
+    do {
+        if ((rc = ctl_store_list(s, coll, &o, &page, &total)) < 0) {
+            json_decref(*items);
+            *items = NULL;
+            return rc;
+        }
+        json_array_extend(*items, page);
+        o.offset += o.limit;
+        rc = json_array_size(page) == (size_t)o.limit;
+        json_decref(page);
+    } while (rc && o.offset < total);
+    return 0;
+}
+
+void ctl_router_status_attach(ctl *c, json_t *rec)
+{
+    if (c->map != NULL)
+        json_object_set_new(
+            rec, "online",
+            json_boolean(ctl_netmap_router_is_online(
+                c->map, json_string_value(json_object_get(rec, "id")))));
+}
+
+void ctl_map_touch(ctl *c, const char *coll, const char *id)
+{
+    int rc;
+
+    if (c->map == NULL || id == NULL)
+        return;
+    if ((rc = ctl_netmap_touch(c->map, coll, id)) < 0)
+        pr_error("map_update_failed", "coll=%s id=%s err=%s hint=%s", coll, id,
+                 weft_err_name(rc),
+                 pr_log_q("routers may hold a stale map; restart the controller"));
+}
+
 /* ---- routing ---- */
 
 static void api_version(ctl_call *call)
 {
     ctl_reply(call, 200,
-              json_pack("{s:s, s:s, s:i}", "version", CTL_VERSION, "network", call->c->cfg.name,
-                        "api", CTL_API_VERSION));
+              json_pack("{s:s, s:s, s:i, s:s}", "version", CTL_VERSION, "network",
+                        call->c->cfg.name, "api", CTL_API_VERSION, "control",
+                        call->c->cfg.control));
 }
 
 /* Matches path against a template; the {id} segment is copied into param. */

@@ -54,6 +54,7 @@ void ctl_api_routers_get(ctl_call *call)
     if (ctl_load(call, "routers", "router", &rec) < 0)
         return;
     ctl_token_pending_attach(call->c, rec);
+    ctl_router_status_attach(call->c, rec);
     ctl_reply_data(call, 200, rec);
 }
 

@@ -8,7 +8,7 @@
 #include "proto/ident.h"
 #include "weft/errors.h"
 
-static const char *const allowed[] = {"name", "roles", "intercept", "host", NULL};
+static const char *const allowed[] = {"name", "roles", "intercept", "host", "hosted_by", NULL};
 
 /* "tcp:HOST:PORT" or "udp:HOST:PORT", HOST non-empty, PORT 1..65535. */
 static int valid_target(const char *s)
@@ -36,6 +36,36 @@ static int field_target(ctl_call *call, json_t *body, const char *key, const cha
     return rc;
 }
 
+/* hosted_by names the router that reaches the service's host itself (id or
+ * name); it is stored as the router's id so that renaming the router changes
+ * nothing. null or "" clears it. */
+static int field_hosted_by(ctl_call *call, json_t *body, json_t *fields)
+{
+    json_t *v = json_object_get(body, "hosted_by"), *rec = NULL;
+
+    if (v == NULL)
+        return 0;
+    if (json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0)) {
+        json_object_set_new(fields, "hosted_by", json_null());
+        return 0;
+    }
+    if (!json_is_string(v) || !ctl_valid_name(json_string_value(v))) {
+        ctl_reply_error(call, 400, "bad_request",
+                        "field 'hosted_by' must be a router id or name, or null");
+        return WEFT_EINVAL;
+    }
+    if (ctl_store_get(call->c->store, "routers", json_string_value(v), &rec) < 0) {
+        ctl_reply_error(call, 400, "bad_request",
+                        "field 'hosted_by': no router with id or name '%s'; list them with "
+                        "'weft router list'",
+                        json_string_value(v));
+        return WEFT_EINVAL;
+    }
+    json_object_set(fields, "hosted_by", json_object_get(rec, "id"));
+    json_decref(rec);
+    return 0;
+}
+
 /* Validates body into fields (only what is present). */
 static int parse(ctl_call *call, json_t *body, int creating, json_t *fields)
 {
@@ -50,7 +80,7 @@ static int parse(ctl_call *call, json_t *body, int creating, json_t *fields)
     else if (creating)
         json_object_set_new(fields, "roles", json_array());
     if (field_target(call, body, "intercept", &intercept) < 0 ||
-        field_target(call, body, "host", &host) < 0)
+        field_target(call, body, "host", &host) < 0 || field_hosted_by(call, body, fields) < 0)
         return WEFT_EINVAL;
     if (name)
         json_object_set_new(fields, "name", json_string(name));

@@ -77,10 +77,13 @@ int ctl_config_defaults(ctl_config *cfg, const char *dir)
     strcpy(cfg->log_level, "info");
     cfg->token_ttl = CTL_TOKEN_TTL_DEFAULT;
     cfg->cert_validity = CTL_CERT_VALIDITY_DEFAULT;
+    cfg->service_token_ttl = CTL_SVC_TOKEN_TTL_DEFAULT;
     for (size_t i = 0; i < NFILES; i++)
         if (set_path(cfg, i, files[i].file) < 0)
             return WEFT_EINVAL;
-    return ctl_config_set_addrs(cfg, "127.0.0.1:1280", NULL, NULL, 0);
+    if (ctl_config_set_addrs(cfg, "127.0.0.1:1280", NULL, NULL, 0) < 0)
+        return WEFT_EINVAL;
+    return ctl_config_set_control(cfg, CTL_CONTROL_LISTEN, NULL, 0);
 }
 
 static int is_any_addr(const char *host)
@@ -122,7 +125,33 @@ int ctl_config_set_addrs(ctl_config *cfg, const char *listen, const char *advert
             return WEFT_EINVAL;
     }
     snprintf(cfg->url, sizeof(cfg->url), "https://%s", cfg->advertise);
-    return 0;
+    /* The control address follows the advertised host when it listens on a wildcard. */
+    return cfg->control_listen[0] ? ctl_config_set_control(cfg, cfg->control_listen, err, errcap)
+                                  : 0;
+}
+
+int ctl_config_set_control(ctl_config *cfg, const char *control_listen, char *err, size_t errcap)
+{
+    char host[256], ahost[200];
+    unsigned port, aport;
+    int n;
+
+    if (pr_addr_split(control_listen, host, sizeof(host), &port) < 0 || port == 0 ||
+        port > 65535 || pr_addr_split(cfg->advertise, ahost, sizeof(ahost), &aport) < 0) {
+        if (err)
+            ctl_errf(err, errcap, "invalid control listen address '%s': expected HOST:PORT",
+                     control_listen);
+        return WEFT_EADDR;
+    }
+    if (control_listen != cfg->control_listen &&
+        copy_str(cfg->control_listen, sizeof(cfg->control_listen), control_listen) < 0)
+        return WEFT_EINVAL;
+    if (!is_any_addr(host))
+        n = snprintf(cfg->control, sizeof(cfg->control), "%s", control_listen);
+    else
+        n = snprintf(cfg->control, sizeof(cfg->control), strchr(ahost, ':') ? "[%s]:%u" : "%s:%u",
+                     ahost, port);
+    return n > 0 && (size_t)n < sizeof(cfg->control) ? 0 : WEFT_EINVAL;
 }
 
 static int get_str(json_t *o, const char *key, char *dst, size_t cap, char *err, size_t errcap)
@@ -177,15 +206,19 @@ static int load_paths(ctl_config *cfg, json_t *paths, char *err, size_t errcap)
 
 static int load_fields(ctl_config *cfg, json_t *root, char *err, size_t errcap)
 {
-    char listen[256], advertise[256] = "";
+    char listen[256], advertise[256] = "", control[256];
     json_t *enr = json_object_get(root, "enrollment");
     int rc;
 
     strcpy(listen, cfg->listen);
+    strcpy(control, cfg->control_listen);
     if ((rc = get_str(root, "name", cfg->name, sizeof(cfg->name), err, errcap)) < 0 ||
         (rc = get_str(root, "listen", listen, sizeof(listen), err, errcap)) < 0 ||
         (rc = get_str(root, "advertise", advertise, sizeof(advertise), err, errcap)) < 0 ||
-        (rc = get_str(root, "log_level", cfg->log_level, sizeof(cfg->log_level), err, errcap)) < 0)
+        (rc = get_str(root, "log_level", cfg->log_level, sizeof(cfg->log_level), err, errcap)) < 0 ||
+        (rc = get_str(root, "control_listen", control, sizeof(control), err, errcap)) < 0 ||
+        (rc = get_int(root, "service_token_ttl", 60, CTL_SVC_TOKEN_TTL_MAX,
+                      &cfg->service_token_ttl, err, errcap)) < 0)
         return rc;
     if (!pr_ident_valid_id(cfg->name)) {
         ctl_errf(err, errcap, "%s: name '%s' is not a valid network name ([a-z0-9-], 1..64)",
@@ -196,7 +229,8 @@ static int load_fields(ctl_config *cfg, json_t *root, char *err, size_t errcap)
         ctl_errf(err, errcap, "%s: log_level must be debug, info, warn or error", CTL_CONFIG_FILE);
         return WEFT_EINVAL;
     }
-    if ((rc = ctl_config_set_addrs(cfg, listen, advertise[0] ? advertise : NULL, err, errcap)) < 0)
+    if ((rc = ctl_config_set_addrs(cfg, listen, advertise[0] ? advertise : NULL, err, errcap)) < 0 ||
+        (rc = ctl_config_set_control(cfg, control, err, errcap)) < 0)
         return rc;
     if (json_is_object(enr) &&
         ((rc = get_int(enr, "token_ttl", 1, CTL_TOKEN_TTL_MAX, &cfg->token_ttl, err, errcap)) < 0 ||
@@ -265,10 +299,12 @@ int ctl_config_save(const ctl_config *cfg)
     char *text = NULL;
     int rc = WEFT_ENOMEM;
 
-    root = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:I, s:I}}", "name", cfg->name, "listen",
-                     cfg->listen, "advertise", cfg->advertise, "url", cfg->url, "log_level",
-                     cfg->log_level, "enrollment", "token_ttl", (json_int_t)cfg->token_ttl,
-                     "cert_validity", (json_int_t)cfg->cert_validity);
+    root = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:{s:I, s:I}}", "name", cfg->name,
+                     "listen", cfg->listen, "advertise", cfg->advertise, "url", cfg->url,
+                     "log_level", cfg->log_level, "control_listen", cfg->control_listen,
+                     "service_token_ttl", (json_int_t)cfg->service_token_ttl, "enrollment",
+                     "token_ttl", (json_int_t)cfg->token_ttl, "cert_validity",
+                     (json_int_t)cfg->cert_validity);
     paths = json_object();
     if (root == NULL || paths == NULL)
         goto out;

@@ -23,6 +23,11 @@
 #define CTL_TOKEN_TTL_MAX         2592000
 #define CTL_CERT_VALIDITY_DEFAULT (30 * 86400)
 #define CTL_ENROLL_AUD            "weft-enroll"
+#define CTL_SVC_TOKEN_AUD         "weft-service"
+#define CTL_SVC_TOKEN_TTL_DEFAULT (15 * 60)
+#define CTL_SVC_TOKEN_TTL_MAX     86400
+#define CTL_CONTROL_LISTEN        "127.0.0.1:1281"
+#define CTL_EDGE_REFRESH_S        60
 
 /* Formats an error message (truncating quietly: messages are for people). */
 void ctl_errf(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -34,6 +39,9 @@ typedef struct {
     char listen[256];    /* HOST:PORT the API listens on */
     char advertise[256]; /* HOST:PORT others reach us at (put in tokens) */
     char url[300];       /* https://<advertise> */
+    char control_listen[256]; /* HOST:PORT the control channel listens on */
+    char control[256];        /* HOST:PORT routers dial (advertise-aware) */
+    int64_t service_token_ttl; /* lifetime of service tokens, seconds */
     char log_level[16];
     int64_t token_ttl;     /* default enrolment token lifetime, seconds */
     int64_t cert_validity; /* lifetime of certificates issued at enrolment, seconds */
@@ -54,6 +62,9 @@ int ctl_config_defaults(ctl_config *cfg, const char *dir);
 /* Sets listen/advertise/url; an unspecified advertise derives from listen. */
 int ctl_config_set_addrs(ctl_config *cfg, const char *listen, const char *advertise, char *err,
                          size_t errcap);
+/* Sets control_listen and the control address routers dial: a wildcard host
+ * is replaced by the advertised host. Call after ctl_config_set_addrs. */
+int ctl_config_set_control(ctl_config *cfg, const char *control_listen, char *err, size_t errcap);
 int ctl_config_load(ctl_config *cfg, const char *dir, char *err, size_t errcap);
 int ctl_config_save(const ctl_config *cfg);
 
@@ -71,6 +82,9 @@ int ctl_signing_key_load(const char *path, unsigned char sk[crypto_sign_SECRETKE
 int ctl_signing_key_save(const char *path, const unsigned char sk[crypto_sign_SECRETKEYBYTES]);
 
 /* ---- the running controller ---- */
+struct ctl_netmap;
+struct ctl_control;
+
 typedef struct {
     ctl_config cfg;
     ctl_store *store;
@@ -78,6 +92,8 @@ typedef struct {
     char ca_fp[65];
     unsigned char sk[crypto_sign_SECRETKEYBYTES];
     unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+    struct ctl_netmap *map;         /* NULL when no control channel runs */
+    struct ctl_control *control;    /* the control channel server, or NULL */
 } ctl;
 
 /* Reads a PEM file; err says what to do when it cannot. */
@@ -139,6 +155,18 @@ void ctl_update_reply(ctl_call *call, const char *coll, const char *what, json_t
                       json_t *fields);
 
 void ctl_rfc3339(int64_t t, char out[32]);
+/* Every record of coll, paging through the store; *items is a new array. */
+int ctl_list_all(ctl_store *s, const char *coll, json_t **items);
+/* Tells the network map that record id of coll changed (no-op without a map). */
+void ctl_map_touch(ctl *c, const char *coll, const char *id);
+/* Adds "online" (control channel up) to a router record when a map runs. */
+void ctl_router_status_attach(ctl *c, json_t *rec);
+
+/* ---- svctoken.c: service tokens (docs/dataplane.md) ---- */
+/* Signs a token letting identity_id act ("dial"|"bind") on service (a service
+ * record); *tok is malloc'd, *exp (may be NULL) its expiry in Unix seconds. */
+int ctl_svctoken_issue(const ctl *c, const char *identity_id, const json_t *service,
+                       const char *act, int64_t now, char **tok, int64_t *exp);
 
 /* ---- handlers ---- */
 void ctl_api_identities_list(ctl_call *call);
@@ -165,6 +193,9 @@ void ctl_api_routers_list(ctl_call *call);
 void ctl_api_routers_create(ctl_call *call);
 void ctl_api_routers_get(ctl_call *call);
 void ctl_api_routers_delete(ctl_call *call);
+
+/* ---- api_edge.c ---- */
+void ctl_api_edge_session(ctl_call *call);
 
 /* ---- enroll.c ---- */
 void ctl_api_enroll_ca(ctl_call *call);

@@ -366,6 +366,9 @@ static void reply_enrolled(enrol *e)
 
     pr_info("enrolled", "kind=%s id=%s name=%s fingerprint=%s peer=%s", e->kind, e->sub,
             pr_log_q(name), e->fp, e->call->req->peer_addr);
+    /* An enrolled router joins the network map. */
+    if (strcmp(e->kind, "router") == 0)
+        ctl_map_touch(c, "routers", e->sub);
     ctl_reply_data(e->call, 200,
                    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", e->sub, "name", name,
                              "kind", e->kind, "network", c->cfg.name, "controller", c->cfg.url,

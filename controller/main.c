@@ -8,7 +8,9 @@
 #include <string.h>
 #include <uv.h>
 
+#include "controller/control.h"
 #include "controller/controller.h"
+#include "controller/netmap.h"
 #include "proto/idfile.h"
 #include "proto/log.h"
 #include "proto/tls.h"
@@ -27,6 +29,7 @@ static const char usage_main[] =
 static const char usage_init[] =
     "usage: weft-controller init --dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--name "
     "NAME]\n"
+    "                            [--control-listen HOST:PORT]\n"
     "\n"
     "Creates a new weft network in DIR (created 0700; must not hold a network yet).\n"
     "  --dir DIR             data directory\n"
@@ -34,12 +37,16 @@ static const char usage_init[] =
     "  --advertise HOST:PORT address devices and the CLI use to reach the controller,\n"
     "                        put in enrolment tokens (default: the listen address;\n"
     "                        needed when listening on 0.0.0.0 or ::)\n"
-    "  --name NAME           network name and trust domain, [a-z0-9-] (default weft)\n";
+    "  --name NAME           network name and trust domain, [a-z0-9-] (default weft)\n"
+    "  --control-listen HOST:PORT\n"
+    "                        address routers' control channel connects to\n"
+    "                        (default 127.0.0.1:1281)\n";
 
 static const char usage_run[] =
     "usage: weft-controller run --dir DIR [--log-level debug|info|warn|error]\n"
     "\n"
-    "Serves the REST API of the network in DIR until SIGINT or SIGTERM.\n";
+    "Serves the REST API and the routers' control channel of the network in DIR\n"
+    "until SIGINT or SIGTERM.\n";
 
 static const char usage_routes[] =
     "usage: weft-controller routes\n"
@@ -54,13 +61,17 @@ typedef struct {
     uv_loop_t loop;
     uv_signal_t sigint, sigterm;
     ctl_http_server *http;
+    ctl_control *control;
     int stopping;
+    int pending; /* servers still stopping */
 } runner;
 
-static void on_http_stopped(void *arg)
+static void on_server_stopped(void *arg)
 {
     runner *r = arg;
 
+    if (--r->pending > 0)
+        return;
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
 }
@@ -73,7 +84,9 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     r->stopping = 1;
     pr_info("shutdown", "signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    ctl_http_server_stop(r->http, on_http_stopped, r);
+    r->pending = 2;
+    ctl_control_stop(r->control, on_server_stopped, r);
+    ctl_http_server_stop(r->http, on_server_stopped, r);
 }
 
 static int make_tls(const ctl_config *cfg, const ctl *c, pr_tls_ctx **out, char *err, size_t errcap)
@@ -104,8 +117,22 @@ static int serve(ctl *c, pr_tls_ctx *tls, char *err, size_t errcap)
     int rc;
 
     uv_loop_init(&r.loop);
+    if ((rc = ctl_netmap_new(c->store, c->pk, &c->map)) < 0) {
+        ctl_errf(err, errcap, "cannot build the network map from %s (%s); check the store",
+                 c->cfg.db, weft_strerror(rc));
+        goto out;
+    }
+    rc = ctl_control_start(&r.loop, c, c->cfg.control_listen, &r.control);
+    if (rc < 0) {
+        ctl_errf(err, errcap,
+                 "cannot listen for routers on %s (%s); is another controller running, or is "
+                 "the port taken? Change 'control_listen' in %s/%s",
+                 c->cfg.control_listen, weft_strerror(rc), c->cfg.dir, CTL_CONFIG_FILE);
+        goto out;
+    }
     rc = ctl_http_server_start(&r.loop, tls, c->cfg.listen, ctl_api_handle, c, &r.http);
     if (rc < 0) {
+        ctl_control_stop(r.control, NULL, NULL);
         ctl_errf(err, errcap,
                  "cannot listen on %s (%s); is another controller running, or is the "
                  "port taken? Change 'listen' in %s/%s",
@@ -117,14 +144,16 @@ static int serve(ctl *c, pr_tls_ctx *tls, char *err, size_t errcap)
     uv_signal_init(&r.loop, &r.sigterm);
     uv_signal_start(&r.sigint, on_signal, SIGINT);
     uv_signal_start(&r.sigterm, on_signal, SIGTERM);
-    pr_info("listening", "addr=%s url=%s network=%s version=%s", c->cfg.listen, c->cfg.url,
-            c->cfg.name, CTL_VERSION);
+    pr_info("listening", "addr=%s url=%s control=%s network=%s version=%s", c->cfg.listen,
+            c->cfg.url, c->cfg.control, c->cfg.name, CTL_VERSION);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     pr_info("stopped", "network=%s", c->cfg.name);
 out:
     uv_run(&r.loop, UV_RUN_NOWAIT); /* let pending close callbacks run */
     if (uv_loop_close(&r.loop) != 0)
         pr_warn("loop_busy", "hint=%s", pr_log_q("handles left open at exit"));
+    ctl_netmap_free(c->map);
+    c->map = NULL;
     return rc;
 }
 
@@ -161,15 +190,42 @@ fail:
 
 /* ---- command line ---- */
 
+/* Checked before init writes anything, so a typo leaves no half-made network. */
+static int check_control(const char *control, char *err, size_t errcap)
+{
+    ctl_config cfg;
+
+    if (ctl_config_defaults(&cfg, "/") < 0)
+        return WEFT_EINVAL;
+    return ctl_config_set_control(&cfg, control, err, errcap);
+}
+
+/* init writes the default control address; --control-listen replaces it. */
+static int save_control(const char *dir, const char *control, char *err, size_t errcap)
+{
+    ctl_config cfg;
+    int rc;
+
+    if ((rc = ctl_config_load(&cfg, dir, err, errcap)) < 0 ||
+        (rc = ctl_config_set_control(&cfg, control, err, errcap)) < 0)
+        return rc;
+    if ((rc = ctl_config_save(&cfg)) < 0)
+        ctl_errf(err, errcap, "cannot write %s/%s (%s)", dir, CTL_CONFIG_FILE,
+                 weft_strerror(rc));
+    return rc;
+}
+
 static int cmd_init(int argc, char **argv)
 {
     static const struct option opts[] = {{"dir", required_argument, 0, 'd'},
                                          {"listen", required_argument, 0, 'l'},
                                          {"advertise", required_argument, 0, 'a'},
                                          {"name", required_argument, 0, 'n'},
+                                         {"control-listen", required_argument, 0, 'c'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     ctl_init_opts o = {0};
+    const char *control = NULL;
     char err[1024] = "";
     int ch;
 
@@ -187,6 +243,9 @@ static int cmd_init(int argc, char **argv)
         case 'n':
             o.name = optarg;
             break;
+        case 'c':
+            control = optarg;
+            break;
         case 'h':
             fputs(usage_init, stdout);
             return 0;
@@ -203,7 +262,12 @@ static int cmd_init(int argc, char **argv)
         return 2;
     }
     pr_log_init("controller", PR_LOG_WARN);
-    if (ctl_init(&o, stdout, err, sizeof(err)) < 0) {
+    if (control && check_control(control, err, sizeof(err)) < 0) {
+        fprintf(stderr, "weft-controller init: %s\n", err);
+        return 2;
+    }
+    if (ctl_init(&o, stdout, err, sizeof(err)) < 0 ||
+        (control && save_control(o.dir, control, err, sizeof(err)) < 0)) {
         fprintf(stderr, "weft-controller init: %s\n", err);
         return 1;
     }

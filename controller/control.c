@@ -1,0 +1,502 @@
+/* The control channel server (control.h). One state machine per router
+ * connection: HANDSHAKE -> HELLO (certificate checked, waiting for
+ * CTL_HELLO) -> OPEN (map sent, deltas flow) -> CLOSING. One sweep timer
+ * drops connections that stayed silent too long. */
+#include "controller/control.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "controller/netmap.h"
+#include "proto/addr.h"
+#include "proto/frame.h"
+#include "proto/ident.h"
+#include "proto/log.h"
+#include "proto/msg.h"
+#include "proto/tls.h"
+#include "weft/errors.h"
+
+#define LISTEN_BACKLOG 128
+#define MAX_CONNS 4096
+
+enum cstate { CS_HANDSHAKE = 1, CS_HELLO, CS_OPEN, CS_CLOSING };
+
+typedef struct cconn {
+    ctl_control *srv;
+    pr_conn *conn;
+    pr_reader rd;
+    enum cstate state;
+    uint64_t last_rx;
+    char router_id[PR_ID_MAX + 1];
+    struct cconn *prev, *next;
+} cconn;
+
+struct ctl_control {
+    ctl *c;
+    uv_loop_t *loop;
+    uv_tcp_t tcp;
+    uv_timer_t sweep;
+    pr_tls_ctx *tls;
+    cconn *conns;
+    unsigned nconns, nopen;
+    int handles; /* open uv handles of the server itself */
+    int stopping;
+    void (*stop_cb)(void *arg);
+    void *stop_arg;
+    uint8_t tx[PR_FRAME_MAX];
+};
+
+static void on_open(pr_conn *pc, int status);
+static void on_read(pr_conn *pc, const uint8_t *data, size_t len);
+static void on_close(pr_conn *pc, int status);
+static const pr_conn_cbs cbs = {on_open, on_read, NULL, on_close};
+
+static void change_state(cconn *k, enum cstate s)
+{
+    static const char *const names[] = {"?", "handshake", "hello", "open", "closing"};
+
+    if (k->state != s)
+        pr_debug("control_state", "peer=%s router=%s from=%s to=%s",
+                 pr_conn_peer_addr(k->conn), k->router_id[0] ? k->router_id : "-",
+                 names[k->state], names[s]);
+    if (k->state == CS_OPEN && s != CS_OPEN)
+        k->srv->nopen--;
+    if (s == CS_OPEN && k->state != CS_OPEN)
+        k->srv->nopen++;
+    k->state = s;
+}
+
+static void drop(cconn *k, int status)
+{
+    if (k->state == CS_CLOSING)
+        return;
+    change_state(k, CS_CLOSING);
+    pr_conn_close(k->conn, status);
+}
+
+static void maybe_done(ctl_control *s)
+{
+    if (!s->stopping || s->handles > 0 || s->conns != NULL)
+        return;
+    pr_tls_ctx_free(s->tls);
+    if (s->stop_cb)
+        s->stop_cb(s->stop_arg);
+    free(s);
+}
+
+/* ---- sending ---- */
+
+static int send_frame(cconn *k, uint16_t type, const char *body, size_t len)
+{
+    ctl_control *s = k->srv;
+    size_t n;
+    pr_enc e;
+    int rc;
+
+    pr_enc_init(&e, s->tx, sizeof(s->tx), type, 0);
+    if ((rc = pr_enc_finish(&e, body, len, &n)) < 0) {
+        pr_error("control_frame_too_large", "router=%s type=0x%04x bytes=%zu hint=%s",
+                 k->router_id, type, len,
+                 pr_log_q("the network map outgrew one frame; split the network"));
+        return rc;
+    }
+    if ((rc = pr_conn_write(k->conn, s->tx, n)) < 0) {
+        /* A router that does not read its map falls behind for good: let it reconnect. */
+        pr_warn("control_write_failed", "router=%s err=%s hint=%s", k->router_id,
+                weft_err_name(rc), pr_log_q("the router will reconnect for a full map"));
+        drop(k, rc);
+    }
+    return rc;
+}
+
+static void on_delta(void *arg, const char *json, size_t len)
+{
+    ctl_control *s = arg;
+
+    for (cconn *k = s->conns; k; k = k->next)
+        if (k->state == CS_OPEN)
+            send_frame(k, PR_CTL_MAP_DELTA, json, len);
+}
+
+/* ---- admission ---- */
+
+/* Only enrolled routers of this network; says why not in *why. */
+static int admit(cconn *k, const char **why)
+{
+    char td[PR_TRUST_DOMAIN_MAX + 1], id[PR_ID_MAX + 1];
+    const char *uri = pr_conn_peer_uri(k->conn);
+    ctl *c = k->srv->c;
+    json_t *rec = NULL;
+    int kind, ok = 0;
+
+    if (uri == NULL)
+        *why = "no certificate URI";
+    else if (pr_ident_parse(uri, &kind, td, sizeof(td), id, sizeof(id)) < 0)
+        *why = "certificate URI is not a weft identity";
+    else if (strcmp(td, c->cfg.name) != 0)
+        *why = "certificate is of another network";
+    else if (kind != PR_IDENT_ROUTER)
+        *why = "certificate is not a router's";
+    else if (ctl_store_get(c->store, "routers", id, &rec) < 0 ||
+             strcmp(json_string_value(json_object_get(rec, "id")) ?: "", id) != 0)
+        *why = "no such router (deleted?)";
+    else if (!json_is_true(json_object_get(rec, "enrolled")))
+        *why = "router is not enrolled";
+    else
+        ok = 1;
+    if (ok)
+        snprintf(k->router_id, sizeof(k->router_id), "%s", id);
+    json_decref(rec);
+    return ok;
+}
+
+static void on_open(pr_conn *pc, int status)
+{
+    cconn *k = pr_conn_data(pc);
+    const char *why = "";
+
+    if (status < 0)
+        return; /* proto/tls logged the handshake failure; on_close follows */
+    if (!admit(k, &why)) {
+        pr_warn("control_refused", "peer=%s uri=%s reason=%s hint=%s", pr_conn_peer_addr(pc),
+                pr_log_q(pr_conn_peer_uri(pc) ?: "-"), pr_log_q(why),
+                pr_log_q("only enrolled routers may use the control channel"));
+        drop(k, WEFT_EDENIED);
+        return;
+    }
+    k->last_rx = uv_now(k->srv->loop);
+    change_state(k, CS_HELLO);
+}
+
+/* ---- messages ---- */
+
+static json_t *body_json(const pr_frame *f)
+{
+    json_t *j = json_loadb((const char *)f->body, f->body_len, JSON_REJECT_DUPLICATES, NULL);
+
+    if (j != NULL && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+/* The router reports where it listens; the store keeps what it last said. */
+static void record_listen(cconn *k, json_t *hello)
+{
+    ctl *c = k->srv->c;
+    json_t *rec = NULL, *fields = json_object();
+    static const char *const keys[] = {"edge_listen", "link_listen"};
+
+    if (fields == NULL || ctl_store_get(c->store, "routers", k->router_id, &rec) < 0)
+        goto out;
+    for (size_t i = 0; i < 2; i++) {
+        json_t *v = json_object_get(hello, keys[i]);
+        if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 256 &&
+            !json_equal(v, json_object_get(rec, keys[i])))
+            json_object_set(fields, keys[i], v);
+    }
+    if (json_object_size(fields) > 0 &&
+        ctl_store_update(c->store, "routers", k->router_id, fields) < 0)
+        pr_warn("router_listen_not_saved", "router=%s hint=%s", k->router_id,
+                pr_log_q("check disk space; the map keeps the enrolled addresses"));
+out:
+    json_decref(rec);
+    json_decref(fields);
+}
+
+/* A router connecting again replaces its older connection. */
+static void replace_older(cconn *k)
+{
+    for (cconn *o = k->srv->conns; o; o = o->next)
+        if (o != k && o->state == CS_OPEN && strcmp(o->router_id, k->router_id) == 0) {
+            pr_info("control_replaced", "router=%s old_peer=%s", k->router_id,
+                    pr_conn_peer_addr(o->conn));
+            drop(o, WEFT_ECONFLICT);
+        }
+}
+
+static int handle_hello(cconn *k, const pr_frame *f)
+{
+    ctl_control *s = k->srv;
+    json_t *h = body_json(f);
+    const char *id = json_string_value(json_object_get(h, "id"));
+    char *full = NULL;
+    size_t len;
+    int rc = WEFT_EPROTO;
+
+    if (h == NULL || id == NULL || strcmp(id, k->router_id) != 0) {
+        pr_warn("control_refused", "router=%s reason=%s hint=%s", k->router_id,
+                pr_log_q(h ? "hello names another router" : "hello is not a JSON object"),
+                pr_log_q("upgrade the router"));
+        goto out;
+    }
+    record_listen(k, h);
+    change_state(k, CS_OPEN);
+    replace_older(k);
+    ctl_netmap_router_online(s->c->map, k->router_id, 1);
+    if ((rc = ctl_netmap_full(s->c->map, &full, &len)) < 0 ||
+        (rc = send_frame(k, PR_CTL_MAP_FULL, full, len)) < 0)
+        goto out;
+    pr_info("router_online", "router=%s peer=%s version=%s map_version=%llu", k->router_id,
+            pr_conn_peer_addr(k->conn), pr_log_q(json_string_value(json_object_get(h, "version")) ?: "-"),
+            (unsigned long long)ctl_netmap_version(s->c->map));
+out:
+    free(full);
+    json_decref(h);
+    return rc;
+}
+
+static void handle_term(cconn *k, const pr_frame *f)
+{
+    int add = f->type == PR_CTL_TERM_ADD, rc;
+    json_t *t = body_json(f);
+
+    if (t == NULL) {
+        rc = WEFT_EJSON;
+    } else if (add) {
+        /* A router speaks for its own terminators only. */
+        json_object_set_new(t, "router", json_string(k->router_id));
+        rc = ctl_netmap_term_put(k->srv->c->map, k, t);
+    } else {
+        rc = ctl_netmap_term_del(k->srv->c->map, k,
+                                 json_string_value(json_object_get(t, "id")));
+    }
+    if (rc < 0)
+        pr_warn("terminator_rejected", "router=%s op=%s err=%s hint=%s", k->router_id,
+                add ? "add" : "remove", weft_err_name(rc),
+                pr_log_q("the router reported a terminator for an unknown service or id"));
+    else
+        pr_debug("terminator", "router=%s op=%s id=%s", k->router_id, add ? "add" : "remove",
+                 pr_log_q(json_string_value(json_object_get(t, "id")) ?: "-"));
+    json_decref(t);
+}
+
+static int on_frame(void *arg, const pr_frame *f)
+{
+    cconn *k = arg;
+
+    if (k->state == CS_CLOSING)
+        return WEFT_ECLOSED;
+    k->last_rx = uv_now(k->srv->loop);
+    if (k->state == CS_HELLO)
+        return f->type == PR_CTL_HELLO ? handle_hello(k, f) : WEFT_EPROTO;
+    switch (f->type) {
+    case PR_CTL_TERM_ADD:
+    case PR_CTL_TERM_REMOVE:
+        handle_term(k, f);
+        return 0;
+    case PR_CTL_PING:
+        send_frame(k, PR_CTL_PONG, "{}", 2);
+        return 0;
+    default:
+        return 0; /* PONG, and messages of newer routers */
+    }
+}
+
+static void on_read(pr_conn *pc, const uint8_t *data, size_t len)
+{
+    cconn *k = pr_conn_data(pc);
+    int rc;
+
+    if (k->state != CS_HELLO && k->state != CS_OPEN)
+        return;
+    if ((rc = pr_reader_feed(&k->rd, data, len, on_frame, k)) < 0 && k->state != CS_CLOSING) {
+        pr_warn("control_protocol_error", "router=%s err=%s hint=%s",
+                k->router_id[0] ? k->router_id : "-", weft_err_name(rc),
+                pr_log_q("the router sent something out of order; it will reconnect"));
+        drop(k, rc);
+    }
+}
+
+static int router_still_open(ctl_control *s, const char *id)
+{
+    for (cconn *o = s->conns; o; o = o->next)
+        if (o->state == CS_OPEN && strcmp(o->router_id, id) == 0)
+            return 1;
+    return 0;
+}
+
+static void on_close(pr_conn *pc, int status)
+{
+    cconn *k = pr_conn_data(pc);
+    ctl_control *s = k->srv;
+    int was_open = k->state == CS_OPEN || (k->state == CS_CLOSING && k->router_id[0]);
+
+    change_state(k, CS_CLOSING);
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        s->conns = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    s->nconns--;
+    if (was_open && s->c->map) {
+        ctl_netmap_terms_drop(s->c->map, k);
+        if (!router_still_open(s, k->router_id)) {
+            ctl_netmap_router_online(s->c->map, k->router_id, 0);
+            pr_info("router_offline", "router=%s status=%s", k->router_id, weft_err_name(status));
+        }
+    }
+    pr_reader_free(&k->rd);
+    free(k);
+    maybe_done(s);
+}
+
+/* ---- listener and sweep ---- */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    ctl_control *s = server->data;
+    cconn *k;
+    int rc;
+
+    if (status < 0 || s->stopping)
+        return;
+    if (s->nconns >= MAX_CONNS || (k = calloc(1, sizeof(*k))) == NULL) {
+        pr_warn("control_accept_refused", "conns=%u hint=%s", s->nconns,
+                pr_log_q("too many control connections or out of memory"));
+        return;
+    }
+    k->srv = s;
+    k->state = CS_HANDSHAKE;
+    if (pr_reader_init(&k->rd) < 0 ||
+        (rc = pr_conn_accept(s->tls, server, &cbs, k, &k->conn)) < 0) {
+        pr_reader_free(&k->rd);
+        free(k);
+        return;
+    }
+    k->last_rx = uv_now(s->loop);
+    k->next = s->conns;
+    if (s->conns)
+        s->conns->prev = k;
+    s->conns = k;
+    s->nconns++;
+}
+
+static void sweep_cb(uv_timer_t *t)
+{
+    ctl_control *s = t->data;
+    uint64_t now = uv_now(s->loop);
+
+    for (cconn *k = s->conns; k; k = k->next) {
+        if ((k->state == CS_HELLO || k->state == CS_OPEN) &&
+            now - k->last_rx > CTL_CONTROL_DEAD_MS) {
+            pr_warn("router_silent", "router=%s peer=%s hint=%s",
+                    k->router_id[0] ? k->router_id : "-", pr_conn_peer_addr(k->conn),
+                    pr_log_q("nothing heard for 15 s; dropped, the router will reconnect"));
+            drop(k, WEFT_ETIMEDOUT);
+        }
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    ctl_control *s = h->data;
+
+    s->handles--;
+    maybe_done(s);
+}
+
+static int make_tls(ctl *c, pr_tls_ctx **out)
+{
+    char *cert = NULL, *key = NULL, err[512];
+    int rc;
+
+    if ((rc = ctl_read_pem(c->cfg.server_cert, &cert, err, sizeof(err))) < 0 ||
+        (rc = ctl_read_pem(c->cfg.server_key, &key, err, sizeof(err))) < 0) {
+        pr_error("control_tls_failed", "reason=%s", pr_log_q(err));
+        goto out;
+    }
+    pr_tls_cfg tc = {.server = 1, .ca_pem = c->ca.cert_pem, .cert_pem = cert, .key_pem = key,
+                     .require_peer_cert = 1};
+    rc = pr_tls_ctx_new(&tc, out);
+out:
+    if (key)
+        sodium_memzero(key, strlen(key));
+    free(key);
+    free(cert);
+    return rc;
+}
+
+static int listen_on(ctl_control *s, const char *addr)
+{
+    struct sockaddr_storage ss;
+    int rc;
+
+    if ((rc = pr_addr_resolve(addr, &ss)) < 0)
+        return rc;
+    if ((rc = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&ss, 0)) == 0)
+        rc = uv_listen((uv_stream_t *)&s->tcp, LISTEN_BACKLOG, on_connection);
+    if (rc < 0) {
+        pr_error("control_listen_failed", "addr=%s err=%s hint=%s", pr_log_q(addr),
+                 uv_err_name(rc), pr_log_q("is another controller using the port?"));
+        return WEFT_EIO;
+    }
+    pr_info("control_listening", "addr=%s port=%d", pr_log_q(addr), ctl_control_port(s));
+    return 0;
+}
+
+int ctl_control_start(uv_loop_t *loop, ctl *c, const char *addr, ctl_control **out)
+{
+    ctl_control *s;
+    int rc;
+
+    *out = NULL;
+    if (c->map == NULL)
+        return WEFT_EINVAL;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return WEFT_ENOMEM;
+    s->c = c;
+    s->loop = loop;
+    if ((rc = make_tls(c, &s->tls)) < 0) {
+        free(s);
+        return rc;
+    }
+    uv_tcp_init(loop, &s->tcp);
+    uv_timer_init(loop, &s->sweep);
+    s->tcp.data = s->sweep.data = s;
+    s->handles = 2;
+    if ((rc = listen_on(s, addr)) < 0) {
+        ctl_control_stop(s, NULL, NULL); /* freed once the loop runs the close callbacks */
+        return rc;
+    }
+    uv_timer_start(&s->sweep, sweep_cb, CTL_CONTROL_SWEEP_MS, CTL_CONTROL_SWEEP_MS);
+    ctl_netmap_set_delta_cb(c->map, on_delta, s);
+    *out = s;
+    return 0;
+}
+
+int ctl_control_port(const ctl_control *s)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+
+    if (!s || uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+unsigned ctl_control_count(const ctl_control *s)
+{
+    return s ? s->nopen : 0;
+}
+
+void ctl_control_stop(ctl_control *s, void (*cb)(void *arg), void *arg)
+{
+    if (s == NULL || s->stopping)
+        return;
+    s->stopping = 1;
+    s->stop_cb = cb;
+    s->stop_arg = arg;
+    if (s->c->map)
+        ctl_netmap_set_delta_cb(s->c->map, NULL, NULL);
+    uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
+    for (cconn *k = s->conns; k; k = k->next)
+        drop(k, WEFT_ECANCELED);
+}

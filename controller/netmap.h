@@ -1,0 +1,51 @@
+/* The network map routers forward by (docs/dataplane.md "Control channel and
+ * the network map"): routers, services, live terminators and revoked
+ * identities, at a version. Built from the store at start, then kept current
+ * record by record: every change bumps the version by one and is handed to
+ * the delta callback as a CTL_MAP_DELTA body whose base is the version before.
+ * Terminators are in memory only, each owned by the control connection of the
+ * router that reported it. */
+#ifndef CTL_NETMAP_H
+#define CTL_NETMAP_H
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "controller/store.h"
+
+typedef struct ctl_netmap ctl_netmap;
+
+/* Called with each delta (JSON text, len bytes), synchronously, in order. */
+typedef void (*ctl_netmap_delta_cb)(void *arg, const char *json, size_t len);
+
+/* Builds the map from the store at version 1; pk is the token-signing key. */
+int ctl_netmap_new(ctl_store *s, const unsigned char pk[crypto_sign_PUBLICKEYBYTES],
+                   ctl_netmap **out);
+void ctl_netmap_free(ctl_netmap *m); /* NULL is a no-op */
+void ctl_netmap_set_delta_cb(ctl_netmap *m, ctl_netmap_delta_cb cb, void *arg);
+uint64_t ctl_netmap_version(const ctl_netmap *m);
+
+/* The CTL_MAP_FULL body; *json is malloc'd. */
+int ctl_netmap_full(ctl_netmap *m, char **json, size_t *len);
+
+/* Re-reads one record of coll ("identities", "services" or "routers") by id
+ * and emits a delta when the map changed (a deleted record is removed).
+ * Other collections are ignored. */
+int ctl_netmap_touch(ctl_netmap *m, const char *coll, const char *id);
+
+/* A router's control connection came up or went down. */
+int ctl_netmap_router_online(ctl_netmap *m, const char *router_id, int online);
+int ctl_netmap_router_is_online(const ctl_netmap *m, const char *router_id);
+
+/* Terminators reported by a router (CTL_TERM_ADD / CTL_TERM_REMOVE bodies:
+ * id, service, identity, router). owner is the connection that reported it;
+ * WEFT_EINVAL for a malformed body, WEFT_ENOTFOUND for an unknown service,
+ * WEFT_EDENIED for a terminator id another owner holds. */
+int ctl_netmap_term_put(ctl_netmap *m, const void *owner, const json_t *term);
+int ctl_netmap_term_del(ctl_netmap *m, const void *owner, const char *id);
+/* Removes every terminator of owner in one delta (its connection closed). */
+void ctl_netmap_terms_drop(ctl_netmap *m, const void *owner);
+
+#endif
