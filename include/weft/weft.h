@@ -13,7 +13,8 @@
  *   weft_write(conn, buf, len, on_written, app);
  *   weft_shutdown(conn);                                     // half-close: peer reads EOF
  *   weft_close(conn, on_closed);
- */
+ *
+ * docs/libweft.md is the embedder's guide; docs/examples/ has two programs. */
 #ifndef WEFT_WEFT_H
 #define WEFT_WEFT_H
 
@@ -39,6 +40,8 @@ typedef struct {
     size_t window;         /* per-circuit receive window in bytes; 0 = 512 KiB */
 } weft_options;
 
+/* status 0: conn is open. status < 0: conn is NULL (nothing to close); the
+ * router's reason is logged. WEFT_ETIMEDOUT after 10 s without an answer. */
 typedef void (*weft_dial_cb)(weft_conn *conn, int status, void *data);
 typedef void (*weft_accept_cb)(weft_conn *conn, void *data); /* a new incoming circuit */
 typedef void (*weft_listen_cb)(weft_ctx *ctx, const char *service, int status, void *data);
@@ -48,24 +51,41 @@ typedef void (*weft_read_cb)(weft_conn *conn, const uint8_t *buf, ssize_t n);
 typedef void (*weft_write_cb)(weft_conn *conn, int status, void *data);
 typedef void (*weft_close_cb)(weft_conn *conn);
 
+/* Loads the identity file (written by weft-edge enroll) and starts: session
+ * data from the controller, then an edge session to a router. Dials and
+ * listens made before that is done wait for it (within their timeouts). */
 int weft_init(uv_loop_t *loop, const char *identity_file, const weft_options *opt, weft_ctx **out);
-/* Closes every conn (their close callbacks run) and frees the ctx when done. */
+/* Closes every conn (close callbacks already asked for run; conns the
+ * application never closed are closed without one, their pending writes
+ * complete with WEFT_ECANCELED), fails pending dials with WEFT_ECANCELED and
+ * frees the ctx once its handles are closed: run the loop afterwards. */
 void weft_free(weft_ctx *ctx);
 
 int weft_dial(weft_ctx *ctx, const char *service, weft_dial_cb cb, void *data);
 /* Hosts a service: status reaches cb once the router accepted the bind (and
- * again with an error if the binding is lost for good); accept_cb per circuit. */
+ * again with an error if the binding is lost for good: refused or never
+ * answered; the listener is then gone). After a reconnect the service is
+ * bound again without a callback. accept_cb runs per circuit; closing the
+ * conn inside accept_cb refuses the dial (the dialler gets WEFT_EREFUSED). */
 int weft_listen(weft_ctx *ctx, const char *service, weft_listen_cb cb, weft_accept_cb accept_cb,
                 void *data);
 int weft_unlisten(weft_ctx *ctx, const char *service);
 
 int weft_read_start(weft_conn *conn, weft_read_cb cb);
+/* Stops delivery and, with it, window credit: the peer's writes on this
+ * circuit stall after one window; other circuits keep flowing. */
 int weft_read_stop(weft_conn *conn);
-/* Copies buf; cb runs once the peer's window took it (backpressure), or with an error. */
+/* Copies buf; cb runs once the peer's window took it (backpressure), or with
+ * WEFT_ECANCELED when the conn is closed or reset first. WEFT_ENOBUFS when
+ * more than a window of bytes would wait, or 64 writes are pending: wait for
+ * write callbacks (weft_write_queue_size says how much waits). */
 int weft_write(weft_conn *conn, const void *buf, size_t len, weft_write_cb cb, void *data);
 /* Bytes written but not yet granted by the peer's window. */
 size_t weft_write_queue_size(const weft_conn *conn);
+/* Half-close after the queued bytes: the peer reads WEFT_ECLOSED. */
 int weft_shutdown(weft_conn *conn);
+/* Ends the circuit at once (the peer reads WEFT_ERESET unless both sides had
+ * half-closed); cb runs on a later loop iteration, then conn is freed. */
 void weft_close(weft_conn *conn, weft_close_cb cb);
 
 void *weft_conn_data(const weft_conn *conn);
