@@ -26,7 +26,8 @@ static void change_state(weft_conn *c, int st)
 
 static unsigned bucket(uint64_t circuit)
 {
-    return (unsigned)((circuit ^ (circuit >> 29)) * 0x9E3779B97F4A7C15ull >> 56) % WEFT_HASH_BUCKETS;
+    return (unsigned)((circuit ^ (circuit >> 29)) * 0x9E3779B97F4A7C15ull >> 56) %
+           WEFT_HASH_BUCKETS;
 }
 
 static void hash_add(weft_conn *c)
@@ -80,7 +81,8 @@ static weft_conn *conn_new(weft_ctx *ctx, const char *service, int role)
 
     if (c == NULL)
         return NULL;
-    if (weft__ring_init(&c->sendq, ctx->window) < 0 || weft__ring_init(&c->recvq, ctx->window + WEFT_CHUNK_MAX) < 0) {
+    if (weft__ring_init(&c->sendq, ctx->window) < 0 ||
+        weft__ring_init(&c->recvq, ctx->window + WEFT_CHUNK_MAX) < 0) {
         weft__ring_free(&c->sendq);
         free(c);
         return NULL;
@@ -167,7 +169,8 @@ static int send_msg(weft_conn *c, const uint8_t *p, size_t n, uint16_t flags)
     size_t off, clen;
     int r;
 
-    if ((r = weft__msg_payload_begin(ctx->fbuf, PR_FRAME_MAX, c->circuit, c->tx_seq, flags, &off)) < 0)
+    if ((r = weft__msg_payload_begin(ctx->fbuf, PR_FRAME_MAX, c->circuit, c->tx_seq, flags, &off)) <
+        0)
         return r;
     if (off + n + WEFT_E2E_ABYTES > PR_FRAME_MAX)
         return WEFT_ETOOBIG;
@@ -363,7 +366,8 @@ static int open_msg(weft_conn *c, const weft_msg *m, size_t *n, int *final)
 
     if (m->body_len > PR_FRAME_MAX_BODY)
         return WEFT_ETOOBIG;
-    if ((r = weft__e2e_open(&c->e2e, m->body, m->body_len, c->ctx->pbuf, PR_FRAME_MAX_BODY, n, final)) < 0)
+    if ((r = weft__e2e_open(&c->e2e, m->body, m->body_len, c->ctx->pbuf, PR_FRAME_MAX_BODY, n,
+                            final)) < 0)
         return r;
     /* The FIN flag is the router's to see; the FINAL tag is what proves it. */
     if (*final != !!(m->flags & PR_PF_FIN))
@@ -521,8 +525,8 @@ static int dial_send(weft_conn *c)
         return svc ? WEFT_ENOPOLICY : WEFT_ENOTFOUND;
     if ((r = weft__e2e_sign(&c->e2e, ctx->id.key_pem, c->service, sig, &d.sig_len)) < 0)
         return r;
-    d = (weft_dial_msg){weft__req_id(ctx), 0, svc->dial_token, c->service, weft__e2e_pk(&c->e2e), sig, d.sig_len,
-                        ctx->id.cert_pem};
+    d = (weft_dial_msg){weft__req_id(ctx),     0,   svc->dial_token, c->service,
+                        weft__e2e_pk(&c->e2e), sig, d.sig_len,       ctx->id.cert_pem};
     if ((r = weft__msg_dial(ctx->fbuf, PR_FRAME_MAX, &d, &len)) < 0)
         return r;
     c->req_id = d.req_id;
@@ -591,7 +595,7 @@ void weft__dial_answer(weft_conn *c, const weft_msg *m)
     }
     c->circuit = m->circuit;
     r = weft__e2e_verify_peer(ctx->id.ca_pem, ctx->id.network, m->cert, WEFT_E2E_SERVER, m->kx_pk,
-                             c->service, m->sig, m->sig_len, c->peer, sizeof(c->peer));
+                              c->service, m->sig, m->sig_len, c->peer, sizeof(c->peer));
     if (r == 0 && weft__conn_by_circuit(ctx, m->circuit) != NULL)
         r = WEFT_EEXISTS;
     if (r < 0 || (r = keys_up(c, m->kx_pk)) < 0) {
@@ -630,7 +634,8 @@ static int answer_ok(weft_conn *c)
 
     if ((r = weft__e2e_sign(&c->e2e, ctx->id.key_pem, c->service, sig, &d.sig_len)) < 0)
         return r;
-    d = (weft_dial_msg){0, c->circuit, NULL, c->service, weft__e2e_pk(&c->e2e), sig, d.sig_len, ctx->id.cert_pem};
+    d = (weft_dial_msg){0,         c->circuit,      NULL, c->service, weft__e2e_pk(&c->e2e), sig,
+                        d.sig_len, ctx->id.cert_pem};
     if ((r = weft__msg_dial_ok(ctx->fbuf, PR_FRAME_MAX, &d, &len)) < 0)
         return r;
     return weft__send(ctx, len);
@@ -647,7 +652,7 @@ static weft_conn *accept_new(weft_ctx *ctx, const weft_msg *m)
     }
     c->circuit = m->circuit;
     r = weft__e2e_verify_peer(ctx->id.ca_pem, ctx->id.network, m->cert, WEFT_E2E_CLIENT, m->kx_pk,
-                             m->service, m->sig, m->sig_len, c->peer, sizeof(c->peer));
+                              m->service, m->sig, m->sig_len, c->peer, sizeof(c->peer));
     if (r < 0 || (r = keys_up(c, m->kx_pk)) < 0) {
         refuse(ctx, m->circuit, r, "dialler certificate or key signature did not verify");
         conn_free(c);
@@ -739,7 +744,8 @@ void weft__late_dial_ok(weft_ctx *ctx, const weft_msg *m)
 {
     size_t len;
 
-    if (m->type == PR_EDGE_DIAL_OK && weft__msg_close(ctx->fbuf, PR_FRAME_MAX, m->circuit, WEFT_ETIMEDOUT, &len) == 0)
+    if (m->type == PR_EDGE_DIAL_OK &&
+        weft__msg_close(ctx->fbuf, PR_FRAME_MAX, m->circuit, WEFT_ETIMEDOUT, &len) == 0)
         weft__send(ctx, len);
 }
 

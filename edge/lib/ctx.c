@@ -84,7 +84,8 @@ static int bind_send(weft_ctx *ctx, weft_listener *l)
         return svc ? WEFT_ENOPOLICY : WEFT_ENOTFOUND;
     l->req_id = weft__req_id(ctx);
     l->deadline = weft__now(ctx) + WEFT_REQ_TIMEOUT_MS;
-    if ((r = weft__msg_bind(ctx->fbuf, PR_FRAME_MAX, l->req_id, svc->bind_token, l->service, &len)) < 0)
+    if ((r = weft__msg_bind(ctx->fbuf, PR_FRAME_MAX, l->req_id, svc->bind_token, l->service,
+                            &len)) < 0)
         return r;
     weft__send(ctx, len);
     return 0;
@@ -246,7 +247,8 @@ static int fetch_result(weft_ctx *ctx, fetch_job *j)
     int r;
 
     if (j->rc < 0) {
-        pr_warn("edge_session_fetch_failed", "err=%s why=%s", weft_err_name(j->rc), pr_log_q(j->err));
+        pr_warn("edge_session_fetch_failed", "err=%s why=%s", weft_err_name(j->rc),
+                pr_log_q(j->err));
         return j->rc;
     }
     if (j->resp.status != 200) {
@@ -299,8 +301,8 @@ static void start_fetch(weft_ctx *ctx)
         return;
     }
     j->ctx = ctx;
-    j->cfg = (pr_httpc_cfg){.ca_pem = ctx->id.ca_pem, .cert_pem = ctx->id.cert_pem,
-                            .key_pem = ctx->id.key_pem};
+    j->cfg = (pr_httpc_cfg){
+        .ca_pem = ctx->id.ca_pem, .cert_pem = ctx->id.cert_pem, .key_pem = ctx->id.key_pem};
     ctx->work.data = j;
     if (uv_queue_work(ctx->loop, &ctx->work, fetch_work, fetch_done) < 0) {
         free(j);
@@ -380,13 +382,14 @@ static int ctx_alloc(const char *identity_file, const weft_options *opt, weft_ct
 
 static int ctx_buffers(weft_ctx *ctx)
 {
-    pr_tls_cfg cfg = {.ca_pem = ctx->id.ca_pem, .cert_pem = ctx->id.cert_pem,
-                      .key_pem = ctx->id.key_pem};
+    pr_tls_cfg cfg = {
+        .ca_pem = ctx->id.ca_pem, .cert_pem = ctx->id.cert_pem, .key_pem = ctx->id.key_pem};
     int r;
 
     if ((r = pr_tls_ctx_new(&cfg, &ctx->tls)) < 0)
         return r;
-    if ((ctx->fbuf = malloc(PR_FRAME_MAX)) == NULL || (ctx->pbuf = malloc(PR_FRAME_MAX_BODY)) == NULL)
+    if ((ctx->fbuf = malloc(PR_FRAME_MAX)) == NULL ||
+        (ctx->pbuf = malloc(PR_FRAME_MAX_BODY)) == NULL)
         return WEFT_ENOMEM;
     return pr_reader_init(&ctx->sess.rd);
 }

@@ -66,8 +66,8 @@ int weft__e2e_rx_start(weft_e2e *e, const uint8_t *hdr, size_t len)
     return pr_e2e_pull_start(&e->rx, e->keys.rx, hdr, len);
 }
 
-int weft__e2e_seal(weft_e2e *e, const uint8_t *in, size_t len, int final, uint8_t *out,
-                   size_t cap, size_t *out_len)
+int weft__e2e_seal(weft_e2e *e, const uint8_t *in, size_t len, int final, uint8_t *out, size_t cap,
+                   size_t *out_len)
 {
     return pr_e2e_push(&e->tx, in, len, final, out, cap, out_len);
 }

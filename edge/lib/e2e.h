@@ -10,9 +10,9 @@
 
 #include "proto/e2e.h"
 
-#define WEFT_E2E_PK_LEN PR_E2E_KX_BYTES
+#define WEFT_E2E_PK_LEN  PR_E2E_KX_BYTES
 #define WEFT_E2E_HDR_LEN PR_E2E_HEADER_BYTES
-#define WEFT_E2E_ABYTES PR_E2E_ABYTES
+#define WEFT_E2E_ABYTES  PR_E2E_ABYTES
 #define WEFT_E2E_SIG_MAX PR_E2E_SIG_MAX
 
 /* The dialler is the kx client, the host the kx server. */
@@ -56,8 +56,8 @@ static inline int weft__e2e_rx_ready(const weft_e2e *e)
 }
 
 /* out needs len + WEFT_E2E_ABYTES bytes; final tags the message FINAL. */
-int weft__e2e_seal(weft_e2e *e, const uint8_t *in, size_t len, int final, uint8_t *out,
-                   size_t cap, size_t *out_len);
+int weft__e2e_seal(weft_e2e *e, const uint8_t *in, size_t len, int final, uint8_t *out, size_t cap,
+                   size_t *out_len);
 /* WEFT_ECRYPTO for anything forged, reordered or replayed. */
 int weft__e2e_open(weft_e2e *e, const uint8_t *in, size_t len, uint8_t *out, size_t cap,
                    size_t *out_len, int *final);

@@ -10,10 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WEFT_CHUNK_MAX (64 * 1024) /* plaintext per secretstream message */
+#define WEFT_CHUNK_MAX      (64 * 1024) /* plaintext per secretstream message */
 #define WEFT_WINDOW_DEFAULT (512 * 1024)
-#define WEFT_WINDOW_MIN (2 * WEFT_CHUNK_MAX)
-#define WEFT_WRITES_MAX 64 /* pending write requests per circuit */
+#define WEFT_WINDOW_MIN     (2 * WEFT_CHUNK_MAX)
+#define WEFT_WRITES_MAX     64 /* pending write requests per circuit */
 
 typedef struct {
     uint64_t sent;    /* plaintext bytes handed to the transport */

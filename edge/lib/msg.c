@@ -125,7 +125,7 @@ int weft__msg_hello(uint8_t *buf, size_t cap, const char *imei, const char *icci
 }
 
 int weft__msg_bind(uint8_t *buf, size_t cap, uint32_t req, const char *token, const char *service,
-                  size_t *len)
+                   size_t *len)
 {
     pr_enc e;
 
@@ -182,7 +182,7 @@ int weft__msg_dial_ok(uint8_t *buf, size_t cap, const weft_dial_msg *d, size_t *
 }
 
 int weft__msg_dial_fail(uint8_t *buf, size_t cap, uint64_t circuit, int err, const char *why,
-                       size_t *len)
+                        size_t *len)
 {
     pr_enc e;
 
@@ -225,7 +225,7 @@ int weft__msg_pong(uint8_t *buf, size_t cap, const weft_msg *ping, size_t *len)
 }
 
 int weft__msg_payload_begin(uint8_t *buf, size_t cap, uint64_t circuit, uint64_t seq,
-                           uint16_t flags, size_t *body_off)
+                            uint16_t flags, size_t *body_off)
 {
     pr_enc e;
 

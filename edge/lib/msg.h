@@ -10,8 +10,8 @@
 #include "edge/lib/e2e.h"
 #include "proto/msg.h"
 
-#define WEFT_NAME_MAX 128
-#define WEFT_CERT_MAX 4096
+#define WEFT_NAME_MAX   128
+#define WEFT_CERT_MAX   4096
 #define WEFT_ERRMSG_MAX 256
 
 /* A decoded edge, payload or ack frame; pointers point into the frame. */
@@ -41,7 +41,7 @@ int weft__msg_decode(const pr_frame *f, weft_msg *m);
 
 int weft__msg_hello(uint8_t *buf, size_t cap, const char *imei, const char *iccid, size_t *len);
 int weft__msg_bind(uint8_t *buf, size_t cap, uint32_t req, const char *token, const char *service,
-                  size_t *len);
+                   size_t *len);
 int weft__msg_unbind(uint8_t *buf, size_t cap, uint32_t req, const char *service, size_t *len);
 /* The dialler's request; circuit 0 and a token, or the router's forward to
  * the host with a circuit and no token. */
@@ -59,7 +59,7 @@ int weft__msg_dial(uint8_t *buf, size_t cap, const weft_dial_msg *d, size_t *len
 /* The host's answer (type PR_EDGE_DIAL_OK). */
 int weft__msg_dial_ok(uint8_t *buf, size_t cap, const weft_dial_msg *d, size_t *len);
 int weft__msg_dial_fail(uint8_t *buf, size_t cap, uint64_t circuit, int err, const char *why,
-                       size_t *len);
+                        size_t *len);
 int weft__msg_close(uint8_t *buf, size_t cap, uint64_t circuit, int err, size_t *len);
 int weft__msg_ack(uint8_t *buf, size_t cap, uint64_t circuit, uint64_t window, size_t *len);
 int weft__msg_pong(uint8_t *buf, size_t cap, const weft_msg *ping, size_t *len);
@@ -68,7 +68,7 @@ int weft__msg_pong(uint8_t *buf, size_t cap, const weft_msg *ping, size_t *len);
  * the frame: begin writes the headers and returns where the body goes, end
  * sets the body length and returns the frame's size. */
 int weft__msg_payload_begin(uint8_t *buf, size_t cap, uint64_t circuit, uint64_t seq,
-                           uint16_t flags, size_t *body_off);
+                            uint16_t flags, size_t *body_off);
 size_t weft__msg_payload_end(uint8_t *buf, size_t body_off, size_t body_len);
 
 #endif

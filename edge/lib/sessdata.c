@@ -68,8 +68,10 @@ static int parse_svc(json_t *o, weft_svc *s)
 
 static int parse_router(json_t *o, weft_router *r)
 {
-    if (!json_is_object(o) || copy_str(o, "edge_listen", r->edge_listen, sizeof(r->edge_listen), 1) < 0 ||
-        copy_str(o, "id", r->id, sizeof(r->id), 0) < 0 || copy_str(o, "name", r->name, sizeof(r->name), 0) < 0)
+    if (!json_is_object(o) ||
+        copy_str(o, "edge_listen", r->edge_listen, sizeof(r->edge_listen), 1) < 0 ||
+        copy_str(o, "id", r->id, sizeof(r->id), 0) < 0 ||
+        copy_str(o, "name", r->name, sizeof(r->name), 0) < 0)
         return WEFT_EJSON;
     return 0;
 }

@@ -33,7 +33,8 @@ typedef struct {
 } weft_sessdata;
 
 /* Parses the JSON body (len bytes); the "data" envelope is optional. */
-int weft__sessdata_parse(const char *json, size_t len, weft_sessdata *out, char *err, size_t errcap);
+int weft__sessdata_parse(const char *json, size_t len, weft_sessdata *out, char *err,
+                         size_t errcap);
 void weft__sessdata_free(weft_sessdata *sd);
 const weft_svc *weft__sessdata_find(const weft_sessdata *sd, const char *name);
 /* Seconds until the next refresh: refresh_s (the smaller of ours and the

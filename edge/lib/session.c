@@ -111,8 +111,9 @@ static int start_resolve(weft_rsess *s)
     unsigned p;
 
     if (sd->nrouters == 0) {
-        pr_warn("edge_no_router", "hint=%s", pr_log_q("no router is online for this identity; "
-                                                    "check weft router list"));
+        pr_warn("edge_no_router", "hint=%s",
+                pr_log_q("no router is online for this identity; "
+                         "check weft router list"));
         return WEFT_ENOTFOUND;
     }
     snprintf(s->addr, sizeof(s->addr), "%s", sd->routers[s->router_idx % sd->nrouters].edge_listen);
@@ -320,7 +321,8 @@ static int on_frame(void *arg, const pr_frame *f)
     if (s->ctx->freeing || s->state == RS_STOPPED)
         return WEFT_ECANCELED;
     if ((r = weft__msg_decode(f, m)) < 0) {
-        pr_warn("edge_bad_frame", "router=%s type=0x%04x err=%s", s->addr, f->type, weft_err_name(r));
+        pr_warn("edge_bad_frame", "router=%s type=0x%04x err=%s", s->addr, f->type,
+                weft_err_name(r));
         return r;
     }
     if (s->state == RS_HELLO) {
@@ -372,7 +374,8 @@ static void on_close(pr_conn *c, int status)
         s->tls = NULL;
     s->rd.len = 0;
     s->rd.err = 0;
-    pr_info("edge_session_closed", "router=%s status=%s", s->addr, status ? weft_err_name(status) : "ok");
+    pr_info("edge_session_closed", "router=%s status=%s", s->addr,
+            status ? weft_err_name(status) : "ok");
     weft__rsess_event(s, RE_CLOSED, status);
     weft__maybe_finish(s->ctx);
 }

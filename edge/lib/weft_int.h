@@ -19,18 +19,18 @@
 #define WEFT_REQ_TIMEOUT_MS 10000
 #define WEFT_BACKOFF_MIN_MS 500
 #define WEFT_BACKOFF_MAX_MS 30000
-#define WEFT_TICK_MS 250
-#define WEFT_HASH_BUCKETS 256
-#define WEFT_WINDOW_MAX (2 * 1024 * 1024) /* keeps one grant well below the TLS hard limit */
+#define WEFT_TICK_MS        250
+#define WEFT_HASH_BUCKETS   256
+#define WEFT_WINDOW_MAX     (2 * 1024 * 1024) /* keeps one grant well below the TLS hard limit */
 
 /* Router session states; rsess_change_state() is the only place that moves. */
-#define RSESS_STATES(XX) \
-    XX(IDLE)             \
-    XX(RESOLVING)        \
-    XX(CONNECTING)       \
-    XX(HELLO)            \
-    XX(READY)            \
-    XX(BACKOFF)          \
+#define RSESS_STATES(XX)                                                                           \
+    XX(IDLE)                                                                                       \
+    XX(RESOLVING)                                                                                  \
+    XX(CONNECTING)                                                                                 \
+    XX(HELLO)                                                                                      \
+    XX(READY)                                                                                      \
+    XX(BACKOFF)                                                                                    \
     XX(STOPPED)
 
 enum rsess_state {
@@ -40,14 +40,14 @@ enum rsess_state {
 };
 
 enum rsess_event {
-    RE_START,      /* session data is there: go */
-    RE_RESOLVED,   /* the router's address is known */
-    RE_OPEN,       /* TLS is up */
-    RE_HELLO_OK,   /* the router took our hello */
-    RE_FAILED,     /* any failure of the current attempt */
-    RE_CLOSED,     /* the TLS connection is gone */
-    RE_TIMER,      /* backoff over or hello timed out */
-    RE_STOP,       /* weft_free */
+    RE_START,    /* session data is there: go */
+    RE_RESOLVED, /* the router's address is known */
+    RE_OPEN,     /* TLS is up */
+    RE_HELLO_OK, /* the router took our hello */
+    RE_FAILED,   /* any failure of the current attempt */
+    RE_CLOSED,   /* the TLS connection is gone */
+    RE_TIMER,    /* backoff over or hello timed out */
+    RE_STOP,     /* weft_free */
 };
 
 typedef struct {
@@ -64,12 +64,12 @@ typedef struct {
 } weft_rsess;
 
 /* Circuit states; conn_change_state() is the only place that moves. */
-#define CONN_STATES(XX) \
-    XX(DIAL_WAIT)       \
-    XX(DIALING)         \
-    XX(ACCEPTING)       \
-    XX(OPEN)            \
-    XX(DONE)            \
+#define CONN_STATES(XX)                                                                            \
+    XX(DIAL_WAIT)                                                                                  \
+    XX(DIALING)                                                                                    \
+    XX(ACCEPTING)                                                                                  \
+    XX(OPEN)                                                                                       \
+    XX(DONE)                                                                                       \
     XX(CLOSING)
 
 enum conn_state {
@@ -81,7 +81,7 @@ enum conn_state {
 typedef struct {
     weft_write_cb cb;
     void *data;
-    size_t left;  /* bytes not yet handed to the transport */
+    size_t left; /* bytes not yet handed to the transport */
     int status;
 } weft_wreq;
 

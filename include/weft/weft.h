@@ -34,10 +34,10 @@ typedef struct weft_ctx weft_ctx;
 typedef struct weft_conn weft_conn;
 
 typedef struct {
-    const char *imei;      /* hardware ids reported for device binding; NULL if none */
+    const char *imei; /* hardware ids reported for device binding; NULL if none */
     const char *iccid;
-    unsigned refresh_s;    /* how often to refresh services and tokens; 0 = 60 */
-    size_t window;         /* per-circuit receive window in bytes; 0 = 512 KiB */
+    unsigned refresh_s; /* how often to refresh services and tokens; 0 = 60 */
+    size_t window;      /* per-circuit receive window in bytes; 0 = 512 KiB */
 } weft_options;
 
 /* status 0: conn is open. status < 0: conn is NULL (nothing to close); the

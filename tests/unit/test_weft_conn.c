@@ -29,9 +29,9 @@
 #include "proto/pki.h"
 #include "router/router.h"
 
-#define NET "acme"
-#define BULK (8u << 20)
-#define PIECE (192 * 1024)
+#define NET      "acme"
+#define BULK     (8u << 20)
+#define PIECE    (192 * 1024)
 #define GUARD_MS 60000
 
 /* ---- credentials ---- */
@@ -46,12 +46,14 @@ static void make_identity(const char *kind, const char *id, const char *path, pr
 {
     char uri[PR_URI_MAX];
     const char *ips[] = {"127.0.0.1", NULL};
-    pr_cert_req req = {.cn = id, .uri = uri, .ips = ips, .usage = PR_CERT_BOTH,
-                       .not_after = time(NULL) + 3600};
+    pr_cert_req req = {
+        .cn = id, .uri = uri, .ips = ips, .usage = PR_CERT_BOTH, .not_after = time(NULL) + 3600};
     pr_idfile f = {0};
 
-    assert_int_equal(pr_ident_format(strcmp(kind, "router") == 0 ? PR_IDENT_ROUTER : PR_IDENT_IDENTITY,
-                                     NET, id, uri, sizeof(uri)), 0);
+    assert_int_equal(
+        pr_ident_format(strcmp(kind, "router") == 0 ? PR_IDENT_ROUTER : PR_IDENT_IDENTITY, NET, id,
+                        uri, sizeof(uri)),
+        0);
     assert_int_equal(pr_ca_issue(&ca, &req, &f.cert_pem, &f.key_pem), 0);
     f.ca_pem = strdup(ca.cert_pem);
     snprintf(f.kind, sizeof(f.kind), "%s", kind);
@@ -119,10 +121,10 @@ static char *session_json(const char *sub, const char *addr)
     for (size_t i = 0; i < 2; i++) {
         dt = token(sub, names[i], "dial");
         bt = token(sub, names[i], "bind");
-        json_array_append_new(svcs, json_pack("{s:s, s:s, s:b, s:b, s:{s:s, s:s}, s:s}", "id",
-                                              names[i], "name", names[i], "dial", 1, "bind", 1,
-                                              "tokens", "dial", dt, "bind", bt, "expires_at",
-                                              "2099-01-01T00:00:00Z"));
+        json_array_append_new(svcs,
+                              json_pack("{s:s, s:s, s:b, s:b, s:{s:s, s:s}, s:s}", "id", names[i],
+                                        "name", names[i], "dial", 1, "bind", 1, "tokens", "dial",
+                                        dt, "bind", bt, "expires_at", "2099-01-01T00:00:00Z"));
         free(dt);
         free(bt);
     }
@@ -356,8 +358,11 @@ static void relay_accept(uv_stream_t *server, int status)
 
 static void relay_start(relay *rl, uv_loop_t *loop)
 {
-    pr_tls_cfg cfg = {.server = 1, .ca_pem = router_id.ca_pem, .cert_pem = router_id.cert_pem,
-                      .key_pem = router_id.key_pem, .require_peer_cert = 1};
+    pr_tls_cfg cfg = {.server = 1,
+                      .ca_pem = router_id.ca_pem,
+                      .cert_pem = router_id.cert_pem,
+                      .key_pem = router_id.key_pem,
+                      .require_peer_cert = 1};
     struct sockaddr_in sin;
     struct sockaddr_storage ss;
     int len = sizeof(ss);
@@ -410,8 +415,10 @@ static void ctl_read(pr_conn *c, const uint8_t *data, size_t len)
         return pr_conn_close(c, WEFT_EPROTO);
     assert_int_equal(pr_ident_parse(pr_conn_peer_uri(c), &kind, td, sizeof(td), id, sizeof(id)), 0);
     body = session_json(id, cs->router_addr);
-    n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                 "Content-Length: %zu\r\nConnection: close\r\n\r\n", strlen(body));
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                 strlen(body));
     assert_int_equal(pr_conn_write(c, head, (size_t)n), 0);
     assert_int_equal(pr_conn_write(c, body, strlen(body)), 0);
     free(body);
@@ -430,8 +437,11 @@ static void ctl_accept(uv_stream_t *server, int status)
 
 static void ctl_start(ctl_stub *cs, uv_loop_t *loop, const char *router_addr)
 {
-    pr_tls_cfg cfg = {.server = 1, .ca_pem = router_id.ca_pem, .cert_pem = router_id.cert_pem,
-                      .key_pem = router_id.key_pem, .require_peer_cert = 1};
+    pr_tls_cfg cfg = {.server = 1,
+                      .ca_pem = router_id.ca_pem,
+                      .cert_pem = router_id.cert_pem,
+                      .key_pem = router_id.key_pem,
+                      .require_peer_cert = 1};
     struct sockaddr_in sin;
     struct sockaddr_storage ss;
     int len = sizeof(ss);

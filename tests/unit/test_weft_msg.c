@@ -33,7 +33,8 @@ static void hello_carries_hardware_ids(void **state)
     size_t len;
     pr_frame f;
 
-    assert_int_equal(weft__msg_hello(buf, sizeof(buf), "356938035643809", "8944500102198304826", &len), 0);
+    assert_int_equal(
+        weft__msg_hello(buf, sizeof(buf), "356938035643809", "8944500102198304826", &len), 0);
     assert_int_equal(pr_frame_decode(buf, len, &f, &len), 0);
     assert_int_equal(f.type, PR_EDGE_HELLO);
     char s[64];
@@ -51,8 +52,11 @@ static void hello_carries_hardware_ids(void **state)
 static void dial_round_trip(void **state)
 {
     uint8_t pk[WEFT_E2E_PK_LEN], sig[70];
-    weft_dial_msg d = {7, 0x1122334455667788ull, NULL, "telemetry", pk, sig, sizeof(sig),
-                       "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"};
+    weft_dial_msg d = {
+        7,           0x1122334455667788ull,
+        NULL,        "telemetry",
+        pk,          sig,
+        sizeof(sig), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"};
     size_t len;
 
     memset(pk, 0xab, sizeof(pk));
@@ -114,7 +118,8 @@ static void errors_cross_as_codes(void **state)
     size_t len;
     pr_enc e;
 
-    assert_int_equal(weft__msg_dial_fail(buf, sizeof(buf), 5, WEFT_ENOPOLICY, "no policy", &len), 0);
+    assert_int_equal(weft__msg_dial_fail(buf, sizeof(buf), 5, WEFT_ENOPOLICY, "no policy", &len),
+                     0);
     assert_int_equal(decode(len), 0);
     assert_int_equal(m.err, WEFT_ENOPOLICY);
     assert_string_equal(m.err_msg, "no policy");
