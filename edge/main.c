@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "edge/agent.h"
 #include "edge/edge.h"
+#include "proto/log.h"
 
 #define WEFT_EDGE_VERSION "0.1.0"
 
@@ -22,8 +24,13 @@ static const edge_cmd cmds[] = {
      "  --force            replace ID_FILE if it exists\n"
      "  --timeout MS       give up on the controller after MS milliseconds (default 15000)\n",
      edge_cmd_enroll},
-    {"run", "--identity ID_FILE", "connect to the network and serve (not implemented yet)",
-     "  --identity ID_FILE the identity file written by enroll\n", cmd_run},
+    {"run", "--identity ID_FILE [--log-level L] [--imei IMEI] [--iccid ICCID]",
+     "connect to the network: intercept the services it may dial, host those it may bind",
+     "  --identity ID_FILE the identity file written by enroll\n"
+     "  --log-level L      debug, info, warn or error (default info)\n"
+     "  --imei IMEI        the modem's IMEI, when the identity is bound to hardware\n"
+     "  --iccid ICCID      the SIM's ICCID, when the identity is bound to hardware\n",
+     cmd_run},
     {"version", "", "print the version", NULL, cmd_version},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -97,12 +104,27 @@ static int cmd_version(const edge_cmd *cmd, int argc, char **argv)
     return EDGE_OK;
 }
 
+/* Runs until SIGINT or SIGTERM; logs go to stderr. */
+static int run_agent(const edge_agent_cfg *cfg, int level)
+{
+    int r;
+
+    pr_log_init("edge", level);
+    if ((r = edge_agent_run(cfg)) < 0)
+        return edge_fail("cannot start: %s", weft_strerror(r));
+    return EDGE_OK;
+}
+
 static int cmd_run(const edge_cmd *cmd, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"identity", required_argument, NULL, 'i'}, {"help", no_argument, NULL, 'h'}, {0}};
-    const char *identity = NULL;
-    int ch;
+    static const struct option opts[] = {{"identity", required_argument, NULL, 'i'},
+                                         {"log-level", required_argument, NULL, 'l'},
+                                         {"imei", required_argument, NULL, 'm'},
+                                         {"iccid", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
+    edge_agent_cfg cfg = {0};
+    int ch, level = PR_LOG_INFO;
     opterr = 0;
     optind = 1;
     while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -110,17 +132,23 @@ static int cmd_run(const edge_cmd *cmd, int argc, char **argv)
             edge_print_cmd_help(stdout, cmd);
             return EDGE_OK;
         } else if (ch == 'i') {
-            identity = optarg;
+            cfg.identity = optarg;
+        } else if (ch == 'm') {
+            cfg.imei = optarg;
+        } else if (ch == 'c') {
+            cfg.iccid = optarg;
+        } else if (ch == 'l') {
+            if ((level = pr_log_level_parse(optarg)) < 0)
+                return edge_usage_error(cmd, "--log-level must be debug, info, warn or error");
         } else {
             return edge_usage_error(cmd, "unknown option or missing value: %s", argv[optind - 1]);
         }
     }
     if (optind < argc)
         return edge_usage_error(cmd, "unexpected argument \"%s\"", argv[optind]);
-    if (identity == NULL)
+    if (cfg.identity == NULL)
         return edge_usage_error(cmd, "missing --identity ID_FILE");
-    return edge_fail("run is not implemented yet: the data plane comes in a later release; "
-                     "use enroll for now");
+    return run_agent(&cfg, level);
 }
 
 int main(int argc, char **argv)

@@ -1,0 +1,219 @@
+/* The agent's loop: libweft, the services coming and going with each refresh
+ * of the session data, the UDP idle sweep and an orderly stop on SIGINT or
+ * SIGTERM (listeners first, then every connection, then libweft). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "edge/agent.h"
+#include "proto/log.h"
+
+/* ---- services ---- */
+
+static int svc_same(const edge_svc *x, const edge_svc *y)
+{
+    return x->dial == y->dial && x->bind == y->bind && strcmp(x->intercept, y->intercept) == 0 &&
+           strcmp(x->host, y->host) == 0;
+}
+
+/* Starts what this identity may do with s; what fails is retried on the tick. */
+static void service_start(edge_service *s)
+{
+    int r;
+
+    if (s->cfg.dial && !s->lh_open && s->cfg.intercept[0] != '\0') {
+        r = s->cfg.icpt_ep.proto == EDGE_UDP ? edge_intercept_udp_start(s)
+                                             : edge_intercept_tcp_start(s);
+        if (r < 0 && r != s->icpt_err)
+            pr_error("edge_intercept_failed", "service=%s intercept=%s err=%s hint=%s",
+                     s->cfg.name, pr_log_q(s->cfg.intercept), weft_err_name(r),
+                     pr_log_q("the intercept address must be a local address this device can "
+                              "listen on and not in use; retried every few seconds"));
+        s->icpt_err = r;
+    }
+    if (s->cfg.bind && !s->hosting && s->cfg.host[0] != '\0') {
+        r = edge_host_start(s);
+        if (r < 0 && r != s->host_err)
+            pr_warn("edge_host_failed", "service=%s host=%s err=%s hint=%s", s->cfg.name,
+                    pr_log_q(s->cfg.host), weft_err_name(r),
+                    pr_log_q("retried every few seconds; check the service's host address "
+                             "and bind policy"));
+        s->host_err = r;
+    }
+}
+
+static void service_remove(edge_service *s)
+{
+    if (s->removed)
+        return;
+    pr_info("edge_service_stop", "service=%s", s->cfg.name);
+    s->removed = 1;
+    edge_host_stop(s);
+    edge_flows_stop_service(s);
+    edge_intercept_stop(s);
+    edge_service_unref(s);
+}
+
+void edge_service_unref(edge_service *s)
+{
+    edge_service **p;
+
+    if (--s->refs > 0)
+        return;
+    for (p = &s->a->services; *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    free(s);
+}
+
+static edge_service *service_find(edge_agent *a, const char *name)
+{
+    edge_service *s;
+
+    for (s = a->services; s; s = s->next)
+        if (!s->removed && strcmp(s->cfg.name, name) == 0)
+            return s;
+    return NULL;
+}
+
+static void service_add(edge_agent *a, const edge_svc *cfg)
+{
+    edge_service *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return;
+    s->a = a;
+    s->cfg = *cfg;
+    s->refs = 1; /* the agent's own, dropped by service_remove */
+    s->next = a->services;
+    a->services = s;
+    pr_info("edge_service_start", "service=%s dial=%d bind=%d intercept=%s host=%s", cfg->name,
+            cfg->dial, cfg->bind, pr_log_q(cfg->intercept), pr_log_q(cfg->host));
+    service_start(s);
+}
+
+static int svc_listed(const edge_svc *svcs, size_t n, const edge_service *s)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (strcmp(svcs[i].name, s->cfg.name) == 0 && svc_same(&svcs[i], &s->cfg))
+            return 1;
+    return 0;
+}
+
+void edge_services_update(edge_agent *a, edge_svc *svcs, size_t n, unsigned refresh_s)
+{
+    edge_service *s, *next;
+    size_t i;
+
+    pr_debug("edge_services", "count=%zu refresh_s=%u", n, refresh_s);
+    for (s = a->services; s; s = next) {
+        next = s->next;
+        if (!s->removed && !svc_listed(svcs, n, s))
+            service_remove(s);
+    }
+    for (i = 0; i < n; i++)
+        if ((svcs[i].dial || svcs[i].bind) && service_find(a, svcs[i].name) == NULL)
+            service_add(a, &svcs[i]);
+    free(svcs);
+}
+
+/* ---- timers and signals ---- */
+
+static void on_tick(uv_timer_t *t)
+{
+    edge_agent *a = t->data;
+    edge_service *s;
+
+    edge_flows_sweep(a, uv_now(a->loop));
+    for (s = a->services; s; s = s->next)
+        if (!s->removed)
+            service_start(s);
+}
+
+static void agent_stop(edge_agent *a)
+{
+    edge_service *s, *next;
+
+    a->stopping = 1;
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->refresh, NULL);
+    uv_close((uv_handle_t *)&a->tick, NULL);
+    if (a->job != NULL)
+        uv_cancel((uv_req_t *)&a->work);
+    for (s = a->services; s; s = next) {
+        next = s->next;
+        service_remove(s);
+    }
+    while (a->pipes != NULL)
+        edge_pipe_stop(a->pipes);
+    while (a->flows != NULL)
+        edge_flow_stop(a->flows, "stopped");
+    weft_free(a->ctx);
+    a->ctx = NULL;
+}
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+    edge_agent *a = h->data;
+
+    if (a->stopping)
+        return;
+    pr_info("edge_stopping", "signal=%d", sig);
+    agent_stop(a);
+}
+
+static void handles_start(edge_agent *a)
+{
+    uv_signal_init(a->loop, &a->sigint);
+    uv_signal_init(a->loop, &a->sigterm);
+    uv_timer_init(a->loop, &a->refresh);
+    uv_timer_init(a->loop, &a->tick);
+    a->sigint.data = a->sigterm.data = a->refresh.data = a->tick.data = a;
+    uv_signal_start(&a->sigint, on_signal, SIGINT);
+    uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+    uv_timer_start(&a->tick, on_tick, EDGE_TICK_MS, EDGE_TICK_MS);
+}
+
+static int agent_init(edge_agent *a, uv_loop_t *loop, const edge_agent_cfg *cfg)
+{
+    weft_options opt = {.imei = cfg->imei, .iccid = cfg->iccid};
+    int r;
+
+    a->loop = loop;
+    a->identity = cfg->identity;
+    a->backoff_ms = 1000;
+    if ((r = weft_init(loop, cfg->identity, &opt, &a->ctx)) < 0)
+        return r;
+    handles_start(a);
+    edge_svcs_fetch(a);
+    return 0;
+}
+
+int edge_agent_run(const edge_agent_cfg *cfg)
+{
+    uv_loop_t loop;
+    edge_agent *a;
+    int r;
+
+    signal(SIGPIPE, SIG_IGN);
+    if ((a = calloc(1, sizeof(*a))) == NULL)
+        return WEFT_ENOMEM;
+    if ((r = uv_loop_init(&loop)) < 0) {
+        free(a);
+        return WEFT_EIO;
+    }
+    if ((r = agent_init(a, &loop, cfg)) == 0) {
+        pr_info("edge_running", "identity=%s", pr_log_q(cfg->identity));
+        uv_run(&loop, UV_RUN_DEFAULT);
+        pr_info("edge_stopped", "%s", "");
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0)
+        pr_warn("edge_loop_busy", "%s", "handles left open at exit");
+    free(a);
+    return r;
+}

@@ -1,0 +1,140 @@
+/* weft-edge run: the device agent. It learns the identity's services from the
+ * controller and, on one libuv loop with libweft:
+ *   - for a service it may dial, listens on the service's intercept address
+ *     and carries every local TCP connection / UDP flow over a circuit;
+ *   - for a service it may bind, hosts it and connects every incoming circuit
+ *     to the service's host address.
+ * Files: agent.c (loop, signals, services coming and going), services.c
+ * (session data), pipe_tcp.c (a TCP connection spliced to a circuit),
+ * intercept_tcp.c / host_tcp.c (where those come from), udp_frame.c,
+ * flow_udp.c (a UDP flow over a circuit), intercept_udp.c / host_udp.c. */
+#ifndef WEFT_EDGE_AGENT_H
+#define WEFT_EDGE_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "weft/weft.h"
+
+#define EDGE_NAME_MAX 128
+#define EDGE_ADDR_MAX 300
+/* Backpressure: a local socket stops being read while its circuit holds this
+ * much unsent data (half the default 512 KiB window, so that one more read of
+ * EDGE_READ_MAX always fits libweft's send ring), and a circuit stops being
+ * read while the local socket's write queue holds this much. */
+#define EDGE_HIGH_WATER (256 * 1024)
+#define EDGE_LOW_WATER (64 * 1024)
+#define EDGE_READ_MAX (64 * 1024)
+/* libweft holds at most 64 write requests per circuit; keep a margin. */
+#define EDGE_WRITES_MAX 48
+#define EDGE_UDP_IDLE_MS 60000
+#define EDGE_UDP_FLOWS_MAX 1024
+#define EDGE_TICK_MS 5000
+
+enum edge_proto { EDGE_TCP = 1, EDGE_UDP };
+
+/* "tcp:HOST:PORT" / "udp:HOST:PORT", resolved. */
+typedef struct {
+    int proto;
+    char text[EDGE_ADDR_MAX]; /* as configured, for logs */
+    struct sockaddr_storage sa;
+    int resolved;
+} edge_ep;
+
+/* One service of the session data, as far as this agent cares. */
+typedef struct {
+    char name[EDGE_NAME_MAX];
+    char intercept[EDGE_ADDR_MAX];
+    char host[EDGE_ADDR_MAX];
+    int dial, bind;
+    edge_ep icpt_ep, host_ep; /* resolved on the worker thread */
+} edge_svc;
+
+typedef struct edge_agent edge_agent;
+typedef struct edge_service edge_service;
+typedef struct edge_pipe edge_pipe;
+typedef struct edge_flow edge_flow;
+
+/* A service running here: its intercept listener and/or its binding. */
+struct edge_service {
+    edge_service *next;
+    edge_agent *a;
+    edge_svc cfg;
+    union {
+        uv_tcp_t tcp;
+        uv_udp_t udp;
+    } lh;
+    int lh_open;   /* lh initialised and not yet closed */
+    int listening; /* intercept listener accepting */
+    int hosting;   /* weft_listen in place */
+    int removed;
+    int icpt_err, host_err; /* last start failure, logged once */
+    int refs;      /* lh and UDP flows on it: freed at 0 once removed */
+    size_t nflows;
+};
+
+struct edge_agent {
+    uv_loop_t *loop;
+    weft_ctx *ctx;
+    const char *identity;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t refresh, tick;
+    uv_work_t work;
+    void *job; /* fetch in flight */
+    unsigned backoff_ms;
+    edge_service *services;
+    edge_pipe *pipes;
+    edge_flow *flows;
+    int stopping;
+    uint8_t rbuf[EDGE_READ_MAX]; /* every local read lands here; weft_write copies */
+};
+
+typedef struct {
+    const char *identity;
+    const char *imei, *iccid;
+} edge_agent_cfg;
+
+/* Runs until SIGINT/SIGTERM: 0 then, a negative WEFT_E* code if it cannot start. */
+int edge_agent_run(const edge_agent_cfg *cfg);
+
+/* services.c */
+/* Parses "tcp:HOST:PORT" / "udp:HOST:PORT" (no prefix means tcp) without resolving. */
+int edge_ep_parse(const char *s, edge_ep *ep);
+/* Resolves ep->text (blocking: worker thread only). */
+int edge_ep_resolve(edge_ep *ep);
+/* The services array of GET /v1/edge/session (len bytes of JSON). */
+int edge_svcs_parse(const char *json, size_t len, edge_svc **out, size_t *n, unsigned *refresh_s,
+                    char *err, size_t errcap);
+void edge_svcs_fetch(edge_agent *a);
+/* agent.c: new session data (takes svcs). */
+void edge_services_update(edge_agent *a, edge_svc *svcs, size_t n, unsigned refresh_s);
+void edge_service_unref(edge_service *s);
+
+/* pipe_tcp.c: a local TCP connection spliced to a circuit. */
+enum edge_side { EDGE_SIDE_INTERCEPT = 1, EDGE_SIDE_HOST };
+/* An accepted local connection on an intercept: dials svc->cfg.name. */
+int edge_pipe_intercept(edge_service *svc, uv_stream_t *server);
+/* An incoming circuit for a hosted service: connects to svc->cfg.host_ep. */
+void edge_pipe_host(edge_service *svc, weft_conn *conn);
+void edge_pipe_stop(edge_pipe *p);
+
+/* intercept_tcp.c / intercept_udp.c / host_tcp.c (listen side) */
+int edge_intercept_tcp_start(edge_service *s);
+int edge_intercept_udp_start(edge_service *s);
+void edge_intercept_stop(edge_service *s);
+int edge_host_start(edge_service *s);
+void edge_host_stop(edge_service *s);
+
+/* flow_udp.c: a UDP flow over a circuit. */
+/* A datagram from src on the intercept socket of s. */
+void edge_flow_intercept_recv(edge_service *s, const struct sockaddr *src, const uint8_t *p,
+                              size_t n);
+/* An incoming circuit for a hosted UDP service. */
+void edge_flow_host(edge_service *svc, weft_conn *conn);
+void edge_flow_stop(edge_flow *f, const char *result);
+void edge_flows_sweep(edge_agent *a, uint64_t now);
+void edge_flows_stop_service(edge_service *s);
+
+#endif

@@ -1,0 +1,52 @@
+/* Hosting a service: weft_listen, then every incoming circuit goes to the
+ * service's host address, as a TCP pipe or a UDP flow. */
+#include "edge/agent.h"
+#include "proto/log.h"
+
+static void on_accept(weft_conn *conn, void *data)
+{
+    edge_service *s = data;
+
+    if (s->removed || s->a->stopping)
+        return weft_close(conn, NULL); /* refused: the dialler hears so */
+    if (s->cfg.host_ep.proto == EDGE_UDP)
+        edge_flow_host(s, conn);
+    else
+        edge_pipe_host(s, conn);
+}
+
+static void on_listen(weft_ctx *ctx, const char *service, int status, void *data)
+{
+    edge_service *s = data;
+
+    (void)ctx;
+    if (status == 0) {
+        pr_info("edge_hosting", "service=%s host=%s", service, s->cfg.host_ep.text);
+        return;
+    }
+    /* libweft dropped the listener; the tick tries again. */
+    pr_warn("edge_host_lost", "service=%s err=%s hint=%s", service, weft_err_name(status),
+            pr_log_q("retried shortly; check the router and the identity's bind policy"));
+    s->hosting = 0;
+}
+
+int edge_host_start(edge_service *s)
+{
+    int r;
+
+    if (s->cfg.host_ep.proto == 0 || !s->cfg.host_ep.resolved)
+        return WEFT_EADDR;
+    if ((r = weft_listen(s->a->ctx, s->cfg.name, on_listen, on_accept, s)) < 0)
+        return r;
+    s->hosting = 1;
+    return 0;
+}
+
+void edge_host_stop(edge_service *s)
+{
+    if (!s->hosting)
+        return;
+    s->hosting = 0;
+    if (s->a->ctx != NULL)
+        weft_unlisten(s->a->ctx, s->cfg.name);
+}
