@@ -21,7 +21,7 @@ static const optdef optdefs[] = {
     {"timeout", 1, 1},    {"role", 1, 0},      {"binding", 1, 0},  {"out", 1, 0},
     {"admin", 0, 0},      {"token-ttl", 1, 0}, {"limit", 1, 0},    {"offset", 1, 0},
     {"name", 1, 0},       {"intercept", 1, 0}, {"host", 1, 0},     {"type", 1, 0},
-    {"identities", 1, 0}, {"services", 1, 0},  {"semantic", 1, 0},
+    {"identities", 1, 0}, {"services", 1, 0},  {"semantic", 1, 0}, {"hosted-by", 1, 0},
 };
 
 static const optdef *optdef_find(const char *name, size_t len)

@@ -232,9 +232,10 @@ static int handle_hello(cconn *k, const pr_frame *f)
         goto out;
     }
     record_listen(k, h);
-    change_state(k, CS_OPEN);
+    /* Others learn that it is online from a delta; it learns from its full map. */
     replace_older(k);
     ctl_netmap_router_online(s->c->map, k->router_id, 1);
+    change_state(k, CS_OPEN);
     if ((rc = ctl_netmap_full(s->c->map, &full, &len)) < 0 ||
         (rc = send_frame(k, PR_CTL_MAP_FULL, full, len)) < 0)
         goto out;

@@ -228,13 +228,19 @@ stop_pid() {
 # ---------------------------------------------------------------- controller
 
 # ctl_init DIR PORT NAME: creates a network in DIR listening on 127.0.0.1:PORT.
+# The control channel gets a private port too (CTL_CPORT[DIR]): the default
+# 127.0.0.1:1281 would collide between tests running side by side.
+declare -A CTL_CPORT
 ctl_init() {
-    local dir=$1 port=$2 name=$3
-    t_run "$WEFT_CONTROLLER_BIN" init --dir "$dir" --listen "127.0.0.1:$port" --name "$name"
+    local dir=$1 port=$2 name=$3 cport
+    cport=$(free_port) || t_bail "no free port"
+    t_run "$WEFT_CONTROLLER_BIN" init --dir "$dir" --listen "127.0.0.1:$port" --name "$name" \
+        --control-listen "127.0.0.1:$cport"
     if [ "$T_RC" != 0 ]; then
         t_bail "weft-controller init --dir $dir failed ($T_RC): $T_ERR $T_OUT"
     fi
     CTL_PORT[$dir]=$port
+    CTL_CPORT[$dir]=$cport
 }
 
 # ctl_start DIR: runs the controller and waits (bounded) until /v1/version answers.
