@@ -10,6 +10,10 @@
 #include "proto/log.h"
 
 #define HELLO_TIMEOUT_MS 10000
+/* A ready session pings when quiet and is dropped after three silent periods:
+ * a NAT that forgot the mapping would otherwise leave it hanging for hours. */
+#define PING_MS          15000
+#define DEAD_MS          (3 * PING_MS)
 
 static const char *const state_names[] = {
 #define XX(s) #s,
@@ -178,9 +182,28 @@ static void stop(weft_rsess *s)
     change_state(s, RS_STOPPED);
 }
 
+static void keepalive(weft_rsess *s)
+{
+    uint64_t quiet = uv_now(s->ctx->loop) - s->last_rx;
+    size_t len;
+    pr_enc e;
+
+    if (quiet >= DEAD_MS) {
+        pr_warn("edge_session_dead", "router=%s quiet_ms=%llu hint=%s", s->addr,
+                (unsigned long long)quiet, pr_log_q("no answer to pings; reconnecting"));
+        pr_conn_close(s->tls, WEFT_ETIMEDOUT);
+        return;
+    }
+    pr_enc_init(&e, s->ctx->fbuf, PR_FRAME_MAX, PR_EDGE_PING, 0);
+    pr_enc_u32(&e, PR_H_REQ_ID, weft__req_id(s->ctx));
+    if (quiet >= PING_MS && pr_enc_finish(&e, NULL, 0, &len) == 0)
+        weft__send(s->ctx, len);
+}
+
 static void on_ready(weft_rsess *s)
 {
     uv_timer_stop(&s->timer);
+    uv_timer_start(&s->timer, on_timer, PING_MS, PING_MS);
     s->backoff_ms = WEFT_BACKOFF_MIN_MS;
     change_state(s, RS_READY);
     weft__session_up(s->ctx);
@@ -194,8 +217,13 @@ static void live_event(weft_rsess *s, int ev, int status)
             break;
         /* A failed open is a failure like any other. */
         __attribute__((fallthrough));
-    case RE_FAILED:
     case RE_TIMER:
+        if (s->state == RS_READY && s->tls) {
+            keepalive(s);
+            break;
+        }
+        __attribute__((fallthrough));
+    case RE_FAILED:
         if (s->tls)
             pr_conn_close(s->tls, status < 0 ? status : WEFT_ETIMEDOUT);
         break;
@@ -352,7 +380,10 @@ static void on_open(pr_conn *c, int status)
 static void on_read(pr_conn *c, const uint8_t *data, size_t len)
 {
     weft_rsess *s = pr_conn_data(c);
-    int r = pr_reader_feed(&s->rd, data, len, on_frame, s);
+    int r;
+
+    s->last_rx = uv_now(s->ctx->loop);
+    r = pr_reader_feed(&s->rd, data, len, on_frame, s);
 
     if (r < 0 && s->tls == c && !s->ctx->freeing)
         weft__rsess_event(s, RE_FAILED, r);

@@ -60,6 +60,7 @@ typedef struct {
     uv_timer_t timer;
     unsigned backoff_ms;
     size_t router_idx;
+    uint64_t last_rx; /* loop time of the last bytes from the router */
     char addr[256];
 } weft_rsess;
 
