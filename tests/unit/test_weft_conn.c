@@ -161,6 +161,7 @@ struct relay {
     } c[RELAY_CIRC];
     uint64_t next_circ;
     int binds, live;
+    int tamper_kx, tamper_data; /* a relay that tries to read or alter a circuit */
     uint8_t out[PR_FRAME_MAX];
 };
 
@@ -238,6 +239,12 @@ static void relay_dial(relay_sess *s, const pr_frame *f)
     rl->c[i].req = req;
     d.circuit = rl->c[i].id;
     d.service = service;
+    if (rl->tamper_kx) { /* substitute the dialler's key, as a man in the middle would */
+        static uint8_t kx[WEFT_E2E_PK_LEN];
+        memcpy(kx, d.kx_pk, sizeof(kx));
+        kx[0] ^= 1;
+        d.kx_pk = kx;
+    }
     d.cert = cert;
     assert_int_equal(weft__msg_dial(rl->out, PR_FRAME_MAX, &d, &n), 0);
     relay_send(host, rl->out, n);
@@ -282,7 +289,16 @@ static void relay_forward(relay_sess *s, const pr_frame *f)
     assert_int_equal(pr_frame_u64(f, PR_H_CIRCUIT, &id), 0);
     if ((i = circ_of(rl, id)) < 0)
         return;
+    uint64_t seq = 0;
+
     raw = frame_raw(f, &n);
+    pr_frame_u64(f, PR_H_SEQ, &seq);
+    /* Seq 0 is the stream header, the only frame without a message. */
+    if (rl->tamper_data && f->type == PR_PAYLOAD_DATA && seq > 0) {
+        memcpy(rl->out, raw, n); /* flip one ciphertext bit */
+        rl->out[n - 1] ^= 0x80;
+        raw = rl->out;
+    }
     relay_send(rl->c[i].end[rl->c[i].end[0] == s], raw, n);
     if (f->type == PR_EDGE_CLOSE)
         rl->c[i].id = 0;
@@ -1035,6 +1051,81 @@ static void relay_session_loss(void **state)
     assert_int_equal(fb.rl.binds, 2); /* bound again after the reconnect, unasked */
 }
 
+/* ---- a relay cannot substitute keys or alter data undetected ---- */
+
+static struct {
+    fabric *fb;
+    int host_err, dial_err, closed, dial_status;
+} tam;
+
+static void tamper_closed(weft_conn *c)
+{
+    if (++tam.closed == 2)
+        fabric_stop(tam.fb);
+}
+
+static void tamper_read(weft_conn *c, const uint8_t *buf, ssize_t n)
+{
+    if (n >= 0)
+        fail_msg("altered data reached the application");
+    if (weft_conn_data(c))
+        tam.host_err = (int)n;
+    else
+        tam.dial_err = (int)n;
+    weft_close(c, tamper_closed);
+}
+
+static void tamper_accept(weft_conn *c, void *data)
+{
+    weft_conn_set_data(c, &tam);
+    assert_int_equal(weft_read_start(c, tamper_read), 0);
+}
+
+static void tamper_dialled(weft_conn *c, int status, void *data)
+{
+    tam.dial_status = status;
+    if (status < 0) { /* the key substitution was caught by the host */
+        fabric_stop(tam.fb);
+        return;
+    }
+    assert_int_equal(weft_read_start(c, tamper_read), 0);
+    assert_int_equal(weft_write(c, "hello", 5, NULL, NULL), 0);
+}
+
+static void tamper_listening(weft_ctx *ctx, const char *service, int status, void *data)
+{
+    assert_int_equal(weft_dial(tam.fb->dial, "echo", tamper_dialled, NULL), 0);
+}
+
+static void tamper(int kx)
+{
+    fabric fb;
+
+    fabric_start(&fb, 0, 0);
+    memset(&tam, 0, sizeof(tam));
+    tam.fb = &fb;
+    fb.rl.tamper_kx = kx;
+    fb.rl.tamper_data = !kx;
+    assert_int_equal(weft_listen(fb.host, "echo", tamper_listening, tamper_accept, NULL), 0);
+    uv_run(&fb.loop, UV_RUN_DEFAULT);
+    fabric_finish(&fb);
+}
+
+static void relay_cannot_substitute_keys(void **state)
+{
+    tamper(1);
+    assert_int_equal(tam.dial_status, WEFT_ECRYPTO);
+}
+
+static void relay_cannot_alter_data(void **state)
+{
+    tamper(0);
+    assert_int_equal(tam.dial_status, 0);
+    /* The host caught it, and told the dialler why. */
+    assert_int_equal(tam.host_err, WEFT_ECRYPTO);
+    assert_int_equal(tam.dial_err, WEFT_ECRYPTO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1042,6 +1133,8 @@ int main(void)
         cmocka_unit_test(relay_read_stop_stalls_one_circuit),
         cmocka_unit_test(relay_refusals),
         cmocka_unit_test(relay_session_loss),
+        cmocka_unit_test(relay_cannot_substitute_keys),
+        cmocka_unit_test(relay_cannot_alter_data),
         cmocka_unit_test(router_bulk_both_ways),
         cmocka_unit_test(router_read_stop_stalls_one_circuit),
         cmocka_unit_test(router_refusals),
