@@ -144,14 +144,14 @@ static void agent_stop(edge_agent *a)
     uv_close((uv_handle_t *)&a->tick, NULL);
     if (a->job != NULL)
         uv_cancel((uv_req_t *)&a->work);
-    for (s = a->services; s; s = next) {
-        next = s->next;
-        service_remove(s);
-    }
     while (a->pipes != NULL)
         edge_pipe_stop(a->pipes);
     while (a->flows != NULL)
         edge_flow_stop(a->flows, "stopped");
+    for (s = a->services; s; s = next) {
+        next = s->next;
+        service_remove(s);
+    }
     weft_free(a->ctx);
     a->ctx = NULL;
 }
@@ -209,7 +209,7 @@ int edge_agent_run(const edge_agent_cfg *cfg)
     if ((r = agent_init(a, &loop, cfg)) == 0) {
         pr_info("edge_running", "identity=%s", pr_log_q(cfg->identity));
         uv_run(&loop, UV_RUN_DEFAULT);
-        pr_info("edge_stopped", "%s", "");
+        pr_info("edge_stopped", "identity=%s", pr_log_q(cfg->identity));
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
