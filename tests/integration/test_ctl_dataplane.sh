@@ -5,7 +5,7 @@
 # refused).
 . "$(dirname "$0")/lib.sh"
 CTLPROBE=${WEFT_CTLPROBE:-$WEFT_BUILD/controller/ctlprobe}
-need_bins "$WEFT_CONTROLLER_BIN" "$WEFT" "$WEFT_EDGE" "$WEFT_ROUTER" "$CTLPROBE"
+need_bins "$WEFT_CONTROLLER_BIN" "$WEFT" "$WEFT_EDGE" "$CTLPROBE"
 
 ctl_new dpnet
 cport=${CTL_CPORT[$T_DIR]}
@@ -85,24 +85,24 @@ assert_status 401 "no certificate: 401"
 api GET /v1/edge/session
 assert_status 200 "the admin is an identity too"
 
-# ---- a router: enrolled, it shows up in session data and on the control channel
+# ---- a router (enrolled with weft-edge's client, as the router does) says
+# where it listens in its hello; then it is in session data and the map
 weft router create r1 --out "$T_TMP/r1.jwt"
-t_run "$WEFT_ROUTER" enroll "$T_TMP/r1.jwt" --dir "$T_TMP/r1" --edge-listen 127.0.0.1:3022 \
-    --link-listen 127.0.0.1:4022
+t_run "$WEFT_EDGE" enroll "$T_TMP/r1.jwt" --out "$T_TMP/r1.json"
 assert_rc 0 "router r1 enrolled"
 api_as "$T_TMP/creds-alice" GET /v1/edge/session
-assert_eq "127.0.0.1:3022" "$(jget "$T_BODY" .data.routers.0.edge_listen)" "session lists the router"
+assert_eq 0 "$(jlen "$T_BODY" .data.routers)" "a router that never said where it listens is not offered"
 
 weft service create hosted --role web --host tcp:127.0.0.1:9000 --hosted-by r1
 assert_rc 0 "service hosted by a router (by name)"
-r1_id=$(jget "$(cat "$T_TMP/r1/identity.json")" .id)
+r1_id=$(jget "$(cat "$T_TMP/r1.json")" .id)
 api GET /v1/services/hosted
 assert_eq "$r1_id" "$(jget "$T_BODY" .data.hosted_by)" "hosted_by stored as the router id"
 weft service create bad --hosted-by nosuch
 assert_rc 1 "hosted_by an unknown router refused"
 
-bg probe "$CTLPROBE" --identity "$T_TMP/r1/identity.json" --control "127.0.0.1:$cport" \
-    --deltas 1 --timeout 20
+bg probe "$CTLPROBE" --identity "$T_TMP/r1.json" --control "127.0.0.1:$cport" \
+    --deltas 1 --timeout 20 --edge-listen 127.0.0.1:3022 --link-listen 127.0.0.1:4022
 probe_pid=$BG_PID
 plog="$T_TMP/logs/probe.log"
 for ((i = 0; i < 100; i++)); do
@@ -111,12 +111,16 @@ for ((i = 0; i < 100; i++)); do
 done
 full=$(grep '^full ' "$plog" | head -1 | cut -d' ' -f2-)
 assert_cond "router got the full map" test -n "$full"
-assert_eq "hosted:$r1_id r1:True" "$(printf '%s' "$full" | python3 -c '
+assert_eq "hosted:$r1_id r1:True:127.0.0.1:3022" "$(printf '%s' "$full" | python3 -c '
 import json, sys
 m = json.load(sys.stdin)
 s = [x for x in m["services"] if x["name"] == "hosted"][0]
 r = m["routers"][0]
-print("hosted:%s %s:%s" % (s["hosted_by"], r["name"], r["online"]))')" "full map: hosted service and online router"
+print("hosted:%s %s:%s:%s" % (s["hosted_by"], r["name"], r["online"], r["edge_listen"]))')" \
+    "full map: hosted service and online router"
+api_as "$T_TMP/creds-alice" GET /v1/edge/session
+assert_eq "r1 127.0.0.1:3022" "$(jget "$T_BODY" .data.routers.0.name) $(jget "$T_BODY" .data.routers.0.edge_listen)" \
+    "session lists the router at the address of its hello"
 weft router list --json
 assert_eq "true" "$(jget "$T_OUT" .0.online 2>/dev/null || jget "$T_OUT" .data.0.online)" "router list shows it online"
 
@@ -142,15 +146,14 @@ assert_status 403 "disabled identity: 403"
 assert_error_code disabled "disabled identity: code disabled"
 
 # ---- terminators: a router reports one, it is in the map until it leaves
-svc_id=$(jget "$(cat "$T_TMP/r1/identity.json")" .id)
 api GET /v1/services/db
 db_id=$(jget "$T_BODY" .data.id)
-t_run "$CTLPROBE" --identity "$T_TMP/r1/identity.json" --control "127.0.0.1:$cport" \
+t_run "$CTLPROBE" --identity "$T_TMP/r1.json" --control "127.0.0.1:$cport" \
     --deltas 1 --timeout 10 --term "$db_id"
 assert_rc 0 "terminator reported"
 assert_match "\"kind\":\"terminator\".*\"service\":\"$db_id\"" "$(grep '^delta' <<<"$T_OUT")" \
     "terminator put in a delta"
-t_run "$CTLPROBE" --identity "$T_TMP/r1/identity.json" --control "127.0.0.1:$cport" --timeout 10
+t_run "$CTLPROBE" --identity "$T_TMP/r1.json" --control "127.0.0.1:$cport" --timeout 10
 assert_rc 0 "router reconnects"
 assert_eq 0 "$(grep '^full' <<<"$T_OUT" | cut -d' ' -f2- | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["terminators"]))')" \
     "terminators left the map with the router's connection"

@@ -2,7 +2,8 @@
  * connects to a controller's control_listen with an identity file, sends
  * CTL_HELLO, prints the CTL_MAP_FULL body as "full JSON" and each
  * CTL_MAP_DELTA body as "delta JSON" (one line each, flushed), optionally
- * reports a terminator, and exits after --deltas deltas.
+ * reports a terminator, and exits after --deltas deltas. The hello carries
+ * the listen addresses given (--edge-listen, --link-listen), as a router's.
  * Exit: 0 done, 1 usage or setup error, 2 closed by the controller before the
  * full map, 3 TLS handshake failed, 4 timed out. */
 #include <getopt.h>
@@ -27,6 +28,7 @@ typedef struct {
     pr_reader rd;
     pr_idfile id;
     const char *term_service;
+    const char *edge_listen, *link_listen;
     int want_deltas, deltas, got_full, code;
     uint8_t tx[PR_FRAME_MAX];
 } probe;
@@ -91,7 +93,8 @@ static void on_open(pr_conn *c, int status)
     }
     send_json(p, PR_CTL_HELLO,
               json_pack("{s:s, s:s, s:s, s:s, s:i}", "id", p->id.id, "version", "ctlprobe",
-                        "edge_listen", "", "link_listen", "", "map_version", 0));
+                        "edge_listen", p->edge_listen ? p->edge_listen : "", "link_listen",
+                        p->link_listen ? p->link_listen : "", "map_version", 0));
 }
 
 static void on_read(pr_conn *c, const uint8_t *data, size_t len)
@@ -149,6 +152,8 @@ int main(int argc, char **argv)
                                          {"deltas", required_argument, 0, 'n'},
                                          {"timeout", required_argument, 0, 't'},
                                          {"term", required_argument, 0, 's'},
+                                         {"edge-listen", required_argument, 0, 'e'},
+                                         {"link-listen", required_argument, 0, 'l'},
                                          {0, 0, 0, 0}};
     const char *idpath = NULL, *addr = NULL;
     char err[512] = "";
@@ -158,13 +163,15 @@ int main(int argc, char **argv)
     if (p == NULL)
         return 1;
     p->code = -1;
-    while ((ch = getopt_long(argc, argv, "i:c:n:t:s:", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "i:c:n:t:s:e:l:", opts, NULL)) != -1) {
         switch (ch) {
         case 'i': idpath = optarg; break;
         case 'c': addr = optarg; break;
         case 'n': p->want_deltas = atoi(optarg); break;
         case 't': timeout_s = atoi(optarg); break;
         case 's': p->term_service = optarg; break;
+        case 'e': p->edge_listen = optarg; break;
+        case 'l': p->link_listen = optarg; break;
         default: goto usage;
         }
     }
@@ -194,7 +201,7 @@ int main(int argc, char **argv)
     return rc;
 usage:
     fputs("usage: ctlprobe --identity FILE --control HOST:PORT [--deltas N] [--timeout S] "
-          "[--term SERVICE_ID]\n",
+          "[--term SERVICE_ID] [--edge-listen A] [--link-listen A]\n",
           stderr);
     free(p);
     return 1;

@@ -47,6 +47,14 @@ static void create(fx *f, const char *coll, const char *fmt, ...)
     json_decref(o);
 }
 
+static int update(fx *f, const char *coll, const char *id, json_t *fields)
+{
+    int rc = ctl_store_update(f->s, coll, id, fields);
+
+    json_decref(fields);
+    return rc;
+}
+
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof(*f));
@@ -144,7 +152,7 @@ static void test_identity_changes(void **state)
     fx *f = *state;
     char b[128];
 
-    assert_int_equal(ctl_store_update(f->s, "identities", "i1", json_pack("{s:b}", "disabled", 1)),
+    assert_int_equal(update(f, "identities", "i1", json_pack("{s:b}", "disabled", 1)),
                      0);
     assert_int_equal(ctl_netmap_touch(f->m, "identities", "i1"), 0);
     assert_string_equal(op_of(f, 0, b, sizeof(b)), "put revoked i1");
@@ -152,7 +160,7 @@ static void test_identity_changes(void **state)
     /* Touching without a change emits nothing. */
     assert_int_equal(ctl_netmap_touch(f->m, "identities", "i1"), 0);
     assert_int_equal(json_array_size(f->deltas), 1);
-    assert_int_equal(ctl_store_update(f->s, "identities", "i1", json_pack("{s:b}", "disabled", 0)),
+    assert_int_equal(update(f, "identities", "i1", json_pack("{s:b}", "disabled", 0)),
                      0);
     assert_int_equal(ctl_netmap_touch(f->m, "identities", "i1"), 0);
     assert_string_equal(op_of(f, 1, b, sizeof(b)), "del revoked i1");
@@ -185,7 +193,7 @@ static void test_services_routers(void **state)
     assert_int_equal(ctl_netmap_touch(f->m, "services", "s2"), 0);
     assert_string_equal(op_of(f, 1, b, sizeof(b)), "del service s2");
     /* A router enters the map when it enrols, and goes online with its channel. */
-    assert_int_equal(ctl_store_update(f->s, "routers", "r2",
+    assert_int_equal(update(f, "routers", "r2",
                                       json_pack("{s:b, s:s}", "enrolled", 1, "edge_listen", "e:1")),
                      0);
     assert_int_equal(ctl_netmap_touch(f->m, "routers", "r2"), 0);
