@@ -198,8 +198,16 @@ int pr_frame_decode(const uint8_t *buf, size_t len, pr_frame *f, size_t *consume
         return WEFT_EAGAIN;
     f->body = buf + PR_FRAME_FIXED + hdr_len;
     f->body_len = get32(buf + 12);
+    f->raw = buf;
+    f->raw_len = frame_len;
     *consumed = frame_len;
     return 0;
+}
+
+void pr_frame_raw(const pr_frame *f, const uint8_t **raw, size_t *len)
+{
+    *raw = f->raw;
+    *len = f->raw_len;
 }
 
 const pr_header *pr_frame_header(const pr_frame *f, uint16_t key)

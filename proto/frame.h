@@ -58,6 +58,8 @@ typedef struct {
     pr_header headers[PR_FRAME_MAX_HEADERS];
     const uint8_t *body; /* points into the decoded buffer */
     uint32_t body_len;
+    const uint8_t *raw; /* the whole frame as decoded (set by pr_frame_decode) */
+    size_t raw_len;
 } pr_frame;
 
 /* Validate the fixed header in buf and report the whole frame's length.
@@ -69,6 +71,10 @@ int pr_frame_peek(const uint8_t *buf, size_t len, size_t *frame_len);
  * WEFT_EAGAIN when buf holds only part of a (so far valid) frame, or a negative
  * error for malformed input (the connection should then be closed). */
 int pr_frame_decode(const uint8_t *buf, size_t len, pr_frame *f, size_t *consumed);
+
+/* The raw bytes of a frame decoded by pr_frame_decode (they point into the
+ * decoded buffer), for forwarding a frame byte for byte. */
+void pr_frame_raw(const pr_frame *f, const uint8_t **raw, size_t *len);
 
 /* Header look-ups: return NULL / WEFT_ENOTFOUND when absent, WEFT_EPROTO when
  * the header is present with the wrong type. */

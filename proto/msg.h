@@ -27,10 +27,16 @@ enum pr_hkey {
     PR_H_PROTO = 0x0109,    /* str: "tcp" or "udp" */
     PR_H_HW_IMEI = 0x010a,  /* str: device IMEI reported by the edge */
     PR_H_HW_ICCID = 0x010b, /* str: SIM ICCID reported by the edge */
+    PR_H_PATH = 0x010c,     /* str: source route, router ids joined by ',' (ingress first) */
+    PR_H_HOP = 0x010d,      /* u32: index in PR_H_PATH of the router receiving the frame */
+    PR_H_IDENTITY = 0x010e, /* str: identity id of the dialler (checked by the ingress router) */
 
     /* 0x0200-0x02ff: control channel (router <-> controller) */
     PR_H_MAP_VERSION = 0x0200, /* u64: network map version */
     PR_H_ROUTER_ID = 0x0201,   /* str */
+
+    /* 0x0300-0x03ff: links (router <-> router) */
+    PR_H_TIMESTAMP = 0x0300,   /* u64: sender's monotonic clock in microseconds, echoed in a pong */
 };
 
 /* Payload frame flags. */
@@ -66,5 +72,15 @@ enum pr_payload_flags {
 #define PR_CTL_CIRCUIT_EVENT PR_TYPE(PR_FAM_CONTROL, 0x06)
 #define PR_CTL_PING PR_TYPE(PR_FAM_CONTROL, 0x07)
 #define PR_CTL_PONG PR_TYPE(PR_FAM_CONTROL, 0x08)
+#define PR_CTL_LINK_REPORT PR_TYPE(PR_FAM_CONTROL, 0x09) /* router -> controller: JSON body */
+
+/* ---- link family: router <-> router ----
+ * Circuit frames cross links unchanged: EDGE_DIAL_OK, EDGE_DIAL_FAIL and
+ * EDGE_CLOSE travel back or forth hop by hop, PAYLOAD_DATA and ACK_WINDOW
+ * byte for byte. Only the set-up and the heartbeat are link messages. */
+#define PR_LINK_PING PR_TYPE(PR_FAM_LINK, 0x01) /* timestamp; answered at once */
+#define PR_LINK_PONG PR_TYPE(PR_FAM_LINK, 0x02) /* the ping's timestamp */
+#define PR_LINK_DIAL PR_TYPE(PR_FAM_LINK, 0x03) /* circuit, path, hop, identity, terminator,
+                                                   service, kx key, signature, certificate */
 
 #endif

@@ -23,6 +23,7 @@ int rt_circuits_init(rt_circuits *t)
 {
     t->nb = INITIAL_BUCKETS;
     t->n = 0;
+    t->dial_head = t->dial_tail = NULL;
     t->b = calloc(t->nb, sizeof(*t->b));
     return t->b ? 0 : WEFT_ENOMEM;
 }
@@ -55,6 +56,7 @@ void rt_circuits_free(rt_circuits *t)
     free(t->b);
     t->b = NULL;
     t->n = t->nb = 0;
+    t->dial_head = t->dial_tail = NULL;
 }
 
 static void grow(rt_circuits *t)
@@ -122,9 +124,42 @@ int rt_circuits_new(rt_circuits *t, rt_circuit **out)
     return WEFT_EEXISTS;
 }
 
+void rt_circuits_dial_track(rt_circuits *t, rt_circuit *c, uint64_t deadline)
+{
+    if (c->dial_tracked)
+        return;
+    c->dial_tracked = 1;
+    c->dial_deadline = deadline;
+    c->dnext = NULL;
+    c->dprev = t->dial_tail;
+    if (t->dial_tail)
+        t->dial_tail->dnext = c;
+    else
+        t->dial_head = c;
+    t->dial_tail = c;
+}
+
+void rt_circuits_dial_untrack(rt_circuits *t, rt_circuit *c)
+{
+    if (!c->dial_tracked)
+        return;
+    if (c->dprev)
+        c->dprev->dnext = c->dnext;
+    else
+        t->dial_head = c->dnext;
+    if (c->dnext)
+        c->dnext->dprev = c->dprev;
+    else
+        t->dial_tail = c->dprev;
+    c->dnext = c->dprev = NULL;
+    c->dial_tracked = 0;
+}
+
 void rt_circuits_del(rt_circuits *t, rt_circuit *c)
 {
     rt_circuit **p = &t->b[slot(t, c->id)];
+
+    rt_circuits_dial_untrack(t, c);
 
     unlink_end(&c->end[0]);
     unlink_end(&c->end[1]);

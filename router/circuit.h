@@ -10,7 +10,7 @@
 
 #include "router/map.h"
 
-enum rt_end_kind { RT_END_NONE = 0, RT_END_EDGE, RT_END_HOSTED };
+enum rt_end_kind { RT_END_NONE = 0, RT_END_EDGE, RT_END_HOSTED, RT_END_LINK };
 enum rt_circ_state { RT_CIRC_DIALING = 1, RT_CIRC_OPEN };
 
 typedef struct rt_circuit rt_circuit;
@@ -18,7 +18,7 @@ typedef struct rt_end rt_end;
 
 struct rt_end {
     int kind;
-    void *peer;        /* rt_sess * or rt_hosted * */
+    void *peer;        /* rt_sess *, rt_hosted * or rt_link * */
     rt_circuit *circ;
     struct rt_end_list *list; /* the peer's list of its ends */
     rt_end *next, *prev;
@@ -37,12 +37,18 @@ struct rt_circuit {
     char dialler[RT_ID_CAP]; /* identity ids, for logs */
     char host[RT_NAME_CAP]; /* identity id, or "router:ID" when hosted here */
     rt_circuit *hnext; /* hash chain */
+    /* Pending dials of this router's own diallers, oldest first (one fixed
+     * timeout, so appending keeps the list sorted by deadline). */
+    uint64_t dial_deadline; /* loop time in ms */
+    int dial_tracked;
+    rt_circuit *dnext, *dprev;
 };
 
 typedef struct {
     rt_circuit **b;
     size_t nb; /* power of two */
     size_t n;
+    rt_circuit *dial_head, *dial_tail;
 } rt_circuits;
 
 int rt_circuits_init(rt_circuits *t);
@@ -55,6 +61,11 @@ int rt_circuits_add(rt_circuits *t, uint64_t id, rt_circuit **out);
 rt_circuit *rt_circuits_get(const rt_circuits *t, uint64_t id);
 /* Unlinks both ends and frees the circuit. */
 void rt_circuits_del(rt_circuits *t, rt_circuit *c);
+
+/* Pending-dial list: track appends (deadline must not be before the tail's),
+ * untrack is a no-op for an untracked circuit; rt_circuits_del untracks. */
+void rt_circuits_dial_track(rt_circuits *t, rt_circuit *c, uint64_t deadline);
+void rt_circuits_dial_untrack(rt_circuits *t, rt_circuit *c);
 
 void rt_circuit_attach(rt_circuit *c, int side, int kind, void *peer, rt_end_list *list);
 /* Which end peer is (0 or 1), or -1 if neither. */

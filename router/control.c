@@ -100,6 +100,29 @@ void rt_control_term_remove(rt_router *r, const rt_term *t)
         send_json(r->ctl, PR_CTL_TERM_REMOVE, term_json(r, t));
 }
 
+/* {"links":[{"peer","rtt_us","up","queue"}]}: one entry per link this router
+ * knows, up or not (docs/dataplane.md "Mesh"). */
+static json_t *links_json(const rt_router *r)
+{
+    json_t *arr = json_array();
+
+    for (const rt_link *l = r->links; arr && l; l = l->next) {
+        if (l->peer[0] == '\0')
+            continue; /* accepted, not yet authenticated */
+        json_array_append_new(arr, json_pack("{s:s, s:I, s:b, s:I}", "peer", l->peer, "rtt_us",
+                                             (json_int_t)l->srtt_us, "up",
+                                             l->state == RT_LINK_UP, "queue",
+                                             (json_int_t)(l->conn ? pr_conn_queued(l->conn) : 0)));
+    }
+    return json_pack("{s:o}", "links", arr ? arr : json_array());
+}
+
+void rt_control_link_report(rt_router *r)
+{
+    if (r->ctl && r->ctl->state == CTL_OPEN)
+        send_json(r->ctl, PR_CTL_LINK_REPORT, links_json(r));
+}
+
 /* ---- connection ---- */
 
 static void timer_cb(uv_timer_t *t);
@@ -188,6 +211,7 @@ static void ctl_on_open(pr_conn *c, int status)
     send_json(ctl, PR_CTL_HELLO, hello_json(ctl));
     for (rt_term *t = ctl->r->terms; t; t = t->next)
         rt_control_term_add(ctl->r, t);
+    rt_control_link_report(ctl->r);
     uv_timer_start(&ctl->timer, timer_cb, PING_MS, PING_MS);
 }
 
@@ -232,9 +256,10 @@ static int apply_map(rt_control *ctl, const pr_frame *f)
     }
     if (full)
         ctl->backoff_ms = BACKOFF_MIN_MS;
-    pr_info("map_applied", "kind=%s version=%llu services=%zu revoked=%zu",
+    pr_info("map_applied", "kind=%s version=%llu services=%zu revoked=%zu links=%zu",
             full ? "full" : "delta", (unsigned long long)r->map.version,
-            rt_map_count(&r->map.services), rt_map_count(&r->map.revoked));
+            rt_map_count(&r->map.services), rt_map_count(&r->map.revoked),
+            rt_map_count(&r->map.links));
     rt_router_map_changed(r);
     return 0;
 }

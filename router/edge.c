@@ -37,11 +37,16 @@ static int enc_send(rt_sess *s, pr_enc *e)
     size_t n;
     int rc;
 
-    if (s->state == RT_SESS_CLOSING)
-        return WEFT_ECLOSED;
     if ((rc = pr_enc_finish(e, NULL, 0, &n)) < 0)
         return rc;
-    return pr_conn_write(s->conn, s->r->txbuf, n);
+    return rt_sess_send(s, s->r->txbuf, n);
+}
+
+int rt_sess_send(rt_sess *s, const uint8_t *buf, size_t len)
+{
+    if (s->state == RT_SESS_CLOSING)
+        return WEFT_ECLOSED;
+    return s->conn ? pr_conn_write(s->conn, buf, len) : 0;
 }
 
 static void send_error(rt_sess *s, uint16_t type, uint32_t req_id, uint64_t circuit, int err,
@@ -60,7 +65,7 @@ static void send_error(rt_sess *s, uint16_t type, uint32_t req_id, uint64_t circ
     enc_send(s, &e);
 }
 
-static void remember_closed(rt_sess *s, uint64_t id)
+void rt_sess_closed_circuit(rt_sess *s, uint64_t id)
 {
     s->recent[s->recent_pos++ % RT_RECENT_CLOSED] = id;
 }
@@ -71,66 +76,6 @@ static int recently_closed(const rt_sess *s, uint64_t id)
         if (s->recent[i] == id)
             return 1;
     return 0;
-}
-
-/* ---- circuits ---- */
-
-static void notify_end(rt_router *r, rt_circuit *c, int side, int err, const char *msg)
-{
-    rt_end *e = &c->end[side];
-    rt_sess *s = e->peer;
-
-    if (e->kind == RT_END_HOSTED) {
-        rt_hosted_abort(e->peer);
-        return;
-    }
-    if (e->kind != RT_END_EDGE)
-        return;
-    remember_closed(s, c->id);
-    if (side == 0 && c->state == RT_CIRC_DIALING)
-        send_error(s, PR_EDGE_DIAL_FAIL, c->req_id, c->id, err ? err : WEFT_ECLOSED, msg);
-    else
-        send_error(s, PR_EDGE_CLOSE, 0, c->id, err, msg);
-}
-
-void rt_circuit_end(rt_router *r, rt_circuit *c, int closer_side, int err, const char *msg)
-{
-    for (int i = 0; i < 2; i++) {
-        if (i == closer_side) {
-            if (c->end[i].kind == RT_END_EDGE)
-                remember_closed(c->end[i].peer, c->id);
-            continue;
-        }
-        notify_end(r, c, i, err, msg);
-    }
-    pr_info("circuit_close", "circuit=%016llx service=%s dialler=%s host=%s by=%s err=%s",
-            (unsigned long long)c->id, pr_log_q(c->service), c->dialler, c->host,
-            closer_side == 0 ? "dialler" : closer_side == 1 ? "host" : "router",
-            err ? weft_err_name(err) : "none");
-    rt_circuits_del(&r->circuits, c);
-}
-
-int rt_edge_write_end(rt_router *r, rt_circuit *c, int side, const uint8_t *raw, size_t len)
-{
-    rt_sess *s = c->end[side].peer;
-    int rc;
-
-    if (c->end[side].kind != RT_END_EDGE || s->state == RT_SESS_CLOSING)
-        return WEFT_ECLOSED;
-    if ((rc = pr_conn_write(s->conn, raw, len)) < 0)
-        return rc;
-    return pr_conn_writable(s->conn) ? 0 : 1;
-}
-
-void rt_resume_paused(rt_router *r)
-{
-    for (rt_sess *s = r->sessions; s; s = s->next) {
-        if (s->paused && s->state != RT_SESS_CLOSING) {
-            s->paused = 0;
-            pr_conn_read_start(s->conn);
-        }
-    }
-    rt_hosted_resume_all(r);
 }
 
 /* ---- session lifecycle ---- */
@@ -172,8 +117,27 @@ void rt_sess_kill(rt_sess *s, int err, const char *msg)
     if (msg)
         send_error(s, PR_EDGE_ERROR, 0, 0, err, msg);
     sess_drop(s);
-    pr_conn_close(s->conn, err);
+    if (s->conn)
+        pr_conn_close(s->conn, err);
     rt_resume_paused(s->r);
+}
+
+static void sess_link(rt_router *r, rt_sess *s)
+{
+    s->next = r->sessions;
+    if (r->sessions)
+        r->sessions->prev = s;
+    r->sessions = s;
+}
+
+static void sess_unlink(rt_sess *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        s->r->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
 }
 
 void rt_edge_on_connection(uv_stream_t *server, int status)
@@ -192,10 +156,7 @@ void rt_edge_on_connection(uv_stream_t *server, int status)
         free(s);
         return;
     }
-    s->next = r->sessions;
-    if (r->sessions)
-        r->sessions->prev = s;
-    r->sessions = s;
+    sess_link(r, s);
 }
 
 static int peer_identity(rt_sess *s, char *why, size_t cap)
@@ -258,15 +219,38 @@ static void sess_on_close(pr_conn *c, int status)
     if (s->identity[0])
         pr_info("session_close", "sess=%llu identity=%s status=%s", (unsigned long long)s->num,
                 s->identity, status ? weft_err_name(status) : "ok");
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        r->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    sess_unlink(s);
     pr_reader_free(&s->rd);
     free(s);
     rt_resume_paused(r);
+}
+
+int rt_sess_detached(rt_router *r, const char *identity, rt_sess **out)
+{
+    rt_sess *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return WEFT_ENOMEM;
+    if (pr_reader_init(&s->rd) < 0) {
+        free(s);
+        return WEFT_ENOMEM;
+    }
+    s->r = r;
+    s->state = RT_SESS_HELLO;
+    s->num = ++r->next_sess;
+    snprintf(s->identity, sizeof(s->identity), "%s", identity);
+    sess_link(r, s);
+    *out = s;
+    return 0;
+}
+
+void rt_sess_detached_free(rt_sess *s)
+{
+    if (s->state != RT_SESS_CLOSING)
+        sess_drop(s);
+    sess_unlink(s);
+    pr_reader_free(&s->rd);
+    free(s);
 }
 
 /* ---- frame handlers ---- */
@@ -376,7 +360,15 @@ static int handle_unbind(rt_sess *s, const pr_frame *f)
 }
 
 /* A local terminator for the service, chosen at random among equals. */
-static rt_term *pick_term(rt_router *r, const char *service_id)
+rt_term *rt_term_by_id(rt_router *r, const char *id)
+{
+    for (rt_term *t = r->terms; t; t = t->next)
+        if (strcmp(t->id, id) == 0)
+            return t;
+    return NULL;
+}
+
+rt_term *rt_pick_term(rt_router *r, const char *service_id)
 {
     uint32_t n = 0, k;
     rt_term *t;
@@ -393,31 +385,15 @@ static rt_term *pick_term(rt_router *r, const char *service_id)
     return NULL;
 }
 
-static void no_route(rt_sess *s, uint32_t req, const rt_map_service *svc)
+int rt_sess_relay_dial(rt_sess *host, rt_circuit *c, const pr_frame *f)
 {
-    const rt_map_term *mt = rt_map_term_of(&s->r->map, svc->id, 0);
-    char msg[384];
-
-    if (svc->hosted_by[0])
-        snprintf(msg, sizeof(msg), "service %s is hosted by router %s; links between routers "
-                 "are not supported yet: use that router", svc->name, svc->hosted_by);
-    else if (mt)
-        snprintf(msg, sizeof(msg), "service %s is bound only at router %s; links between "
-                 "routers are not supported yet: use that router", svc->name, mt->router);
-    else
-        snprintf(msg, sizeof(msg), "service %s has no terminator: no edge is bound to it; is "
-                 "the hosting edge running?", svc->name);
-    pr_warn("dial_refused", "sess=%llu identity=%s service=%s reason=%s",
-            (unsigned long long)s->num, s->identity, pr_log_q(svc->name), pr_log_q(msg));
-    send_error(s, PR_EDGE_ERROR, req, 0, WEFT_ENOTFOUND, msg);
-}
-
-static int relay_dial(rt_sess *host, rt_circuit *c, const pr_frame *f, const char *cert)
-{
+    static char cert[PR_FRAME_MAX_HDR_LEN + 1];
     const uint8_t *kx, *sig;
     size_t kx_len, sig_len;
     pr_enc e;
 
+    if (rt_dial_fields(f, cert, sizeof(cert)) < 0)
+        return WEFT_EINVAL;
     pr_frame_bytes(f, PR_H_KX_PK, &kx, &kx_len);
     pr_frame_bytes(f, PR_H_KX_SIG, &sig, &sig_len);
     enc_start(host->r, &e, PR_EDGE_DIAL);
@@ -429,7 +405,7 @@ static int relay_dial(rt_sess *host, rt_circuit *c, const pr_frame *f, const cha
     return enc_send(host, &e);
 }
 
-static int dial_fields(const pr_frame *f, char *cert, size_t cap)
+int rt_dial_fields(const pr_frame *f, char *cert, size_t cap)
 {
     const uint8_t *v;
     size_t n;
@@ -446,11 +422,52 @@ static void dial_hosted(rt_sess *s, rt_circuit *c, const rt_map_service *svc, co
     char err[384];
 
     snprintf(c->host, sizeof(c->host), "router:%s", s->r->id->id);
-    if (rt_hosted_dial(s->r, c, svc, s, f, err, sizeof(err)) < 0) {
+    if (rt_hosted_dial(s->r, c, svc, s->identity, f, err, sizeof(err)) < 0) {
         pr_warn("dial_failed", "circuit=%016llx service=%s identity=%s reason=%s",
                 (unsigned long long)c->id, pr_log_q(svc->name), s->identity, pr_log_q(err));
         rt_circuit_end(s->r, c, 1, WEFT_EREFUSED, err);
     }
+}
+
+/* Where a dial goes: hosted here, a local terminator, or over links. */
+typedef struct {
+    rt_term *t;
+    int hosted, mesh;
+    rt_path path;
+    char term[RT_ID_CAP];
+} dial_route;
+
+static int route_dial(rt_sess *s, uint32_t req, const rt_map_service *svc, dial_route *d)
+{
+    char msg[384];
+    int rc;
+
+    memset(d, 0, sizeof(*d));
+    if (rt_router_is_me(s->r, svc->hosted_by))
+        return d->hosted = 1;
+    if ((d->t = rt_pick_term(s->r, svc->id)) != NULL)
+        return 0;
+    rc = rt_mesh_route(s->r, svc, &d->path, d->term, sizeof(d->term), msg, sizeof(msg));
+    if (rc < 0) {
+        pr_warn("dial_refused", "sess=%llu identity=%s service=%s reason=%s",
+                (unsigned long long)s->num, s->identity, pr_log_q(svc->name), pr_log_q(msg));
+        send_error(s, PR_EDGE_ERROR, req, 0, rc, msg);
+        return rc;
+    }
+    return d->mesh = 1;
+}
+
+static void dial_mesh(rt_sess *s, rt_circuit *c, const dial_route *d, const pr_frame *f)
+{
+    const rt_path *p = &d->path;
+
+    if (d->term[0])
+        snprintf(c->host, sizeof(c->host), "%s@%s", d->term, p->hop[p->n - 1]);
+    else
+        snprintf(c->host, sizeof(c->host), "router:%s", p->hop[p->n - 1]);
+    if (rt_mesh_send_dial(s->r, c, p, d->term, f) < 0)
+        rt_circuit_end(s->r, c, 1, WEFT_ECLOSED,
+                       "the link to the next router failed; retry");
 }
 
 static int handle_dial(rt_sess *s, const pr_frame *f)
@@ -459,23 +476,21 @@ static int handle_dial(rt_sess *s, const pr_frame *f)
     req_common q;
     rt_token_info info;
     const rt_map_service *svc;
-    rt_term *t = NULL;
+    dial_route d;
     rt_circuit *c;
     int rc = read_common(s, f, "dial", &q, &info);
 
     if (rc != 0)
         return rc < 0 ? rc : 0;
-    if (dial_fields(f, cert, sizeof(cert)) < 0) {
+    if (rt_dial_fields(f, cert, sizeof(cert)) < 0) {
         send_error(s, PR_EDGE_ERROR, q.req, 0, WEFT_EINVAL,
                    "dial lacks the kx key, its signature or the certificate");
         return 0;
     }
     if ((svc = rt_map_service_by_name(&s->r->map, info.service_name)) == NULL)
         return 0; /* checked with the token; the map cannot change in between */
-    if (!rt_router_is_me(s->r, svc->hosted_by) && (t = pick_term(s->r, svc->id)) == NULL) {
-        no_route(s, q.req, svc);
+    if (route_dial(s, q.req, svc, &d) < 0)
         return 0;
-    }
     if (rt_circuits_new(&s->r->circuits, &c) < 0) {
         send_error(s, PR_EDGE_ERROR, q.req, 0, WEFT_ENOMEM, "router out of memory; retry");
         return 0;
@@ -485,15 +500,21 @@ static int handle_dial(rt_sess *s, const pr_frame *f)
     snprintf(c->service, sizeof(c->service), "%s", svc->name);
     snprintf(c->dialler, sizeof(c->dialler), "%s", s->identity);
     rt_circuit_attach(c, 0, RT_END_EDGE, s, &s->ends);
+    rt_circuits_dial_track(&s->r->circuits, c, uv_now(s->r->loop) + RT_DIAL_TIMEOUT_MS);
     pr_info("dial", "circuit=%016llx service=%s dialler=%s terminator=%s",
-            (unsigned long long)c->id, pr_log_q(svc->name), s->identity, t ? t->id : "hosted");
-    if (t == NULL) {
+            (unsigned long long)c->id, pr_log_q(svc->name), s->identity,
+            d.t ? d.t->id : d.mesh ? (d.term[0] ? d.term : "remote-hosted") : "hosted");
+    if (d.hosted) {
         dial_hosted(s, c, svc, f);
         return 0;
     }
-    snprintf(c->host, sizeof(c->host), "%s", t->sess->identity);
-    rt_circuit_attach(c, 1, RT_END_EDGE, t->sess, &t->sess->ends);
-    if (relay_dial(t->sess, c, f, cert) < 0)
+    if (d.mesh) {
+        dial_mesh(s, c, &d, f);
+        return 0;
+    }
+    snprintf(c->host, sizeof(c->host), "%s", d.t->sess->identity);
+    rt_circuit_attach(c, 1, RT_END_EDGE, d.t->sess, &d.t->sess->ends);
+    if (rt_sess_relay_dial(d.t->sess, c, f) < 0)
         rt_circuit_end(s->r, c, 1, WEFT_ECLOSED, "the hosting edge's session is closing; retry");
     return 0;
 }
@@ -517,29 +538,16 @@ static int frame_circuit(rt_sess *s, const pr_frame *f, rt_circuit **c, int *sid
     return 0;
 }
 
-static void send_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx, size_t kx_len,
-                         const uint8_t *sig, size_t sig_len, const char *cert)
+static int late_dial_ok(rt_sess *s, const pr_frame *f)
 {
-    rt_sess *d = c->end[0].peer;
-    pr_enc e;
+    uint64_t id = 0;
 
-    c->state = RT_CIRC_OPEN;
-    enc_start(r, &e, PR_EDGE_DIAL_OK);
-    pr_enc_u32(&e, PR_H_REQ_ID, c->req_id);
-    pr_enc_u64(&e, PR_H_CIRCUIT, c->id);
-    pr_enc_bytes(&e, PR_H_KX_PK, kx, kx_len);
-    pr_enc_bytes(&e, PR_H_KX_SIG, sig, sig_len);
-    pr_enc_str(&e, PR_H_PEER_CERT, cert);
-    pr_info("circuit_open", "circuit=%016llx service=%s dialler=%s host=%s",
-            (unsigned long long)c->id, pr_log_q(c->service), c->dialler, c->host);
-    if (enc_send(d, &e) < 0)
-        rt_circuit_end(r, c, 0, WEFT_ECLOSED, "the dialling edge's session is closing");
-}
-
-void rt_edge_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx_pk, const uint8_t *sig,
-                     size_t sig_len)
-{
-    send_dial_ok(r, c, kx_pk, PR_E2E_KX_BYTES, sig, sig_len, r->id->cert_pem);
+    pr_frame_u64(f, PR_H_CIRCUIT, &id);
+    pr_info("late_dial_answer", "sess=%llu identity=%s circuit=%016llx",
+            (unsigned long long)s->num, s->identity, (unsigned long long)id);
+    send_error(s, PR_EDGE_CLOSE, 0, id, WEFT_ETIMEDOUT,
+               "the dial was abandoned before this answer arrived");
+    return 0;
 }
 
 static int handle_dial_answer(rt_sess *s, const pr_frame *f)
@@ -552,6 +560,8 @@ static int handle_dial_answer(rt_sess *s, const pr_frame *f)
     rt_circuit *c;
     int side, rc = frame_circuit(s, f, &c, &side);
 
+    if (rc == 1 && f->type == PR_EDGE_DIAL_OK)
+        return late_dial_ok(s, f); /* the dial was abandoned: the host must let go */
     if (rc != 0)
         return rc < 0 ? rc : 0;
     if (side != 1 || c->state != RT_CIRC_DIALING)
@@ -564,11 +574,11 @@ static int handle_dial_answer(rt_sess *s, const pr_frame *f)
         rt_circuit_end(s->r, c, 1, -(int)(err & 0x7fffffff), msg);
         return 0;
     }
-    if (dial_fields(f, cert, sizeof(cert)) < 0)
+    if (rt_dial_fields(f, cert, sizeof(cert)) < 0)
         return WEFT_EPROTO;
     pr_frame_bytes(f, PR_H_KX_PK, &kx, &kx_len);
     pr_frame_bytes(f, PR_H_KX_SIG, &sig, &sig_len);
-    send_dial_ok(s->r, c, kx, kx_len, sig, sig_len, cert);
+    rt_circuit_dial_ok(s->r, c, kx, kx_len, sig, sig_len, cert);
     return 0;
 }
 
@@ -589,8 +599,6 @@ static int handle_close(rt_sess *s, const pr_frame *f)
 
 static int handle_data(rt_sess *s, const pr_frame *f)
 {
-    const uint8_t *raw;
-    size_t len;
     rt_circuit *c;
     int side, rc = frame_circuit(s, f, &c, &side);
 
@@ -598,19 +606,7 @@ static int handle_data(rt_sess *s, const pr_frame *f)
         return rc < 0 ? rc : 0;
     if (c->state != RT_CIRC_OPEN)
         return WEFT_EPROTO; /* no keys can exist before the host answered */
-    rt_frame_raw(f, &raw, &len);
-    s->r->frames_fwd++;
-    s->r->bytes_fwd += len;
-    if (s->r->on_forward)
-        s->r->on_forward(s->r->forward_arg, c, f, raw, len);
-    if (c->end[!side].kind == RT_END_HOSTED) {
-        rt_hosted_on_frame(c->end[!side].peer, f);
-        return 0;
-    }
-    rc = rt_edge_write_end(s->r, c, !side, raw, len);
-    if (rc < 0) {
-        rt_circuit_end(s->r, c, -1, rc, "the far edge is not reading; circuit closed");
-    } else if (rc == 1) {
+    if (rt_forward(s->r, c, side, f) == 1 && s->conn) {
         pr_conn_read_stop(s->conn);
         s->paused = 1;
     }
@@ -670,7 +666,11 @@ static int on_frame(void *arg, const pr_frame *f)
 
 static void sess_on_read(pr_conn *c, const uint8_t *data, size_t len)
 {
-    rt_sess *s = pr_conn_data(c);
+    rt_sess_feed(pr_conn_data(c), data, len);
+}
+
+void rt_sess_feed(rt_sess *s, const uint8_t *data, size_t len)
+{
     int rc;
 
     if (s->state == RT_SESS_CLOSING)

@@ -95,7 +95,7 @@ static int send_frame(rt_hosted *h, uint16_t type, uint16_t flags, const uint8_t
         pr_enc_u64(&e, PR_H_WINDOW, window);
     if ((rc = pr_enc_finish(&e, body, len, &n)) < 0)
         return rc;
-    rc = rt_edge_write_end(r, h->c, 0, r->txbuf, n);
+    rc = rt_end_write(r, h->c, 0, r->txbuf, n);
     if (rc < 0) {
         fail(h, rc, "the dialling edge is not reading; circuit closed");
         return rc;
@@ -179,11 +179,9 @@ static void read_start(rt_hosted *h)
 void rt_hosted_resume_all(rt_router *r)
 {
     for (rt_hosted *h = r->hosted; h; h = h->next)
-        if (h->c && window_open(h) && rt_circuit_side(h->c, h) == 1) {
-            rt_sess *d = h->c->end[0].peer;
-            if (d->state != RT_SESS_CLOSING && pr_conn_writable(d->conn))
-                read_start(h);
-        }
+        if (h->c && window_open(h) && rt_circuit_side(h->c, h) == 1 &&
+            rt_end_writable(r, h->c, 0))
+            read_start(h);
 }
 
 /* ---- towards the service ---- */
@@ -342,7 +340,7 @@ static void connect_cb(uv_connect_t *req, int status)
 
 /* The dialler's certificate must chain to the network CA, belong to the
  * identity of the session that dialled, and have signed the kx key. */
-static int check_dialler(rt_router *r, const rt_sess *s, const pr_frame *f, const char *service,
+static int check_dialler(rt_router *r, const char *identity, const pr_frame *f, const char *service,
                          const uint8_t **kx, char *err, size_t errcap)
 {
     const pr_header *cert = pr_frame_header(f, PR_H_PEER_CERT);
@@ -361,7 +359,7 @@ static int check_dialler(rt_router *r, const rt_sess *s, const pr_frame *f, cons
         return rc;
     }
     if (pr_ident_parse(uri, &kind, td, sizeof(td), id, sizeof(id)) < 0 ||
-        strcmp(id, s->identity) != 0) {
+        strcmp(id, identity) != 0) {
         snprintf(err, errcap, "the dial carries another identity's certificate");
         return WEFT_EDENIED;
     }
@@ -390,15 +388,15 @@ static int keys_make(rt_router *r, rt_hosted *h, const uint8_t *peer_kx, const c
     return pr_e2e_keys_derive(PR_E2E_HOST, &h->kx, peer_kx, &h->keys);
 }
 
-int rt_hosted_dial(rt_router *r, rt_circuit *c, const rt_map_service *svc, const rt_sess *s,
-                   const pr_frame *f, char *err, size_t errcap)
+int rt_hosted_dial(rt_router *r, rt_circuit *c, const rt_map_service *svc,
+                   const char *dialler_identity, const pr_frame *f, char *err, size_t errcap)
 {
     struct sockaddr_storage ss;
     const uint8_t *kx;
     rt_hosted *h;
     int rc;
 
-    if ((rc = check_dialler(r, s, f, svc->name, &kx, err, errcap)) < 0 ||
+    if ((rc = check_dialler(r, dialler_identity, f, svc->name, &kx, err, errcap)) < 0 ||
         (rc = host_addr(svc, &ss, err, errcap)) < 0)
         return rc;
     if ((h = calloc(1, sizeof(*h))) == NULL) {

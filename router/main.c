@@ -195,6 +195,8 @@ static int run_loop(pr_idfile *id, json_t *conf, const char *dir)
     if ((rc = rt_router_init(&run.r, loop, id)) < 0)
         return fail("cannot start: %s", weft_strerror(rc));
     if ((rc = rt_router_listen_edge(&run.r, edge)) < 0 ||
+        (cc.link_listen && cc.link_listen[0] &&
+         (rc = rt_router_listen_link(&run.r, cc.link_listen)) < 0) ||
         (rc = rt_control_start(&run.r, &cc)) < 0) {
         rt_router_close(&run.r);
         uv_run(loop, UV_RUN_DEFAULT);

@@ -26,6 +26,7 @@ typedef union {
     rt_map_service s;
     rt_map_term t;
     rt_map_revoked x;
+    rt_map_link l;
 } any_elem;
 
 typedef struct {
@@ -177,11 +178,38 @@ static int parse_revoked(const json_t *o, void *out, int del, char *err, size_t 
     return STR(o, "id", x->id, 1);
 }
 
+/* Links are optional in maps ("links" array, "link" deltas); the id is made here. */
+static int parse_link(const json_t *o, void *out, int del, char *err, size_t errcap)
+{
+    rt_map_link *l = out;
+    const json_t *rtt = json_object_get(o, "rtt_us");
+    char a[RT_ID_CAP], b[RT_ID_CAP];
+    int rc;
+
+    if ((rc = STR(o, "a", a, 1)) < 0 || (rc = STR(o, "b", b, 1)) < 0)
+        return rc;
+    if (strcmp(a, b) == 0)
+        return fail(err, errcap, WEFT_EPROTO, "map link joins router %s to itself", a);
+    if (strcmp(a, b) > 0)
+        snprintf(l->a, sizeof(l->a), "%s", b), snprintf(l->b, sizeof(l->b), "%s", a);
+    else
+        snprintf(l->a, sizeof(l->a), "%s", a), snprintf(l->b, sizeof(l->b), "%s", b);
+    snprintf(l->id, sizeof(l->id), "%s|%s", l->a, l->b);
+    if (del)
+        return 0;
+    if (rtt && (!json_is_integer(rtt) || json_integer_value(rtt) < 0))
+        return fail(err, errcap, WEFT_EPROTO, "map link rtt_us is not a non-negative integer");
+    l->rtt_us = rtt ? (uint64_t)json_integer_value(rtt) : 0;
+    l->up = json_is_true(json_object_get(o, "up"));
+    return 0;
+}
+
 static const kind_desc kinds[] = {
     {"router", "routers", offsetof(rt_map, routers), sizeof(rt_map_router), parse_router},
     {"service", "services", offsetof(rt_map, services), sizeof(rt_map_service), parse_service},
     {"terminator", "terminators", offsetof(rt_map, terms), sizeof(rt_map_term), parse_term},
     {"revoked", "revoked", offsetof(rt_map, revoked), sizeof(rt_map_revoked), parse_revoked},
+    {"link", "links", offsetof(rt_map, links), sizeof(rt_map_link), parse_link},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
@@ -346,7 +374,7 @@ static int apply_ops(rt_map *m, const delta_op *ops, size_t n)
     for (size_t i = 0; i < n; i++) {
         rt_vec *v = vec_of(m, ops[i].kind);
         if (ops[i].del)
-            vec_del(v, ops[i].e.x.id);
+            vec_del(v, (const char *)&ops[i].e); /* every element starts with its id */
         else if ((rc = vec_put(v, &ops[i].e)) < 0)
             return rc;
     }

@@ -42,6 +42,17 @@ typedef struct {
     char id[RT_ID_CAP];
 } rt_map_revoked;
 
+/* A link between two routers as the controller reports it; id is "a|b" with
+ * a < b so that either direction names the same link. */
+#define RT_LINK_ID_CAP (2 * RT_ID_CAP)
+typedef struct {
+    char id[RT_LINK_ID_CAP];
+    char a[RT_ID_CAP];
+    char b[RT_ID_CAP];
+    uint64_t rtt_us;
+    int up;
+} rt_map_link;
+
 typedef struct {
     void *v;
     size_t n, cap, esz;
@@ -51,7 +62,7 @@ typedef struct {
     uint64_t version; /* 0: no map yet */
     int have_key;
     uint8_t signing_key[crypto_sign_PUBLICKEYBYTES];
-    rt_vec routers, services, terms, revoked;
+    rt_vec routers, services, terms, revoked, links;
 } rt_map;
 
 void rt_map_init(rt_map *m);

@@ -9,22 +9,16 @@
 #include "proto/e2e.h"
 #include "weft/errors.h"
 
-void rt_frame_raw(const pr_frame *f, const uint8_t **raw, size_t *len)
+uint64_t rt_now_us(void)
 {
-    /* The decoder accepts a header map only when its entries fill it exactly,
-     * so the map's length is the sum of the entries. */
-    size_t hdr_len = 0;
-
-    for (unsigned i = 0; i < f->nheaders; i++)
-        hdr_len += 5 + (size_t)f->headers[i].len;
-    *raw = f->body - hdr_len - PR_FRAME_FIXED;
-    *len = PR_FRAME_FIXED + hdr_len + f->body_len;
+    return uv_hrtime() / 1000;
 }
 
 int rt_router_init(rt_router *r, uv_loop_t *loop, const pr_idfile *id)
 {
     pr_tls_cfg cfg = {.server = 1, .ca_pem = id->ca_pem, .cert_pem = id->cert_pem,
                       .key_pem = id->key_pem, .require_peer_cert = 1};
+    pr_tls_cfg lcli = {.ca_pem = id->ca_pem, .cert_pem = id->cert_pem, .key_pem = id->key_pem};
     int ret;
 
     memset(r, 0, sizeof(*r));
@@ -37,7 +31,9 @@ int rt_router_init(rt_router *r, uv_loop_t *loop, const pr_idfile *id)
     if ((r->txbuf = malloc(PR_FRAME_MAX)) == NULL ||
         (r->cbuf = malloc(PR_E2E_MAX_MSG + PR_E2E_ABYTES)) == NULL)
         goto out;
-    if ((ret = pr_tls_ctx_new(&cfg, &r->edge_ctx)) < 0)
+    if ((ret = pr_tls_ctx_new(&cfg, &r->edge_ctx)) < 0 ||
+        (ret = pr_tls_ctx_new(&cfg, &r->link_srv_ctx)) < 0 ||
+        (ret = pr_tls_ctx_new(&lcli, &r->link_cli_ctx)) < 0)
         goto out;
     return 0;
 out:
@@ -64,7 +60,26 @@ int rt_router_listen_edge(rt_router *r, const char *addr)
     uv_tcp_getsockname(&r->edge_tcp, (struct sockaddr *)&ss, &len);
     pr_addr_format((struct sockaddr *)&ss, r->edge_addr, sizeof(r->edge_addr));
     pr_info("edge_listening", "addr=%s", r->edge_addr);
+    rt_router_tick_start(r);
     return 0;
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    rt_router *r = t->data;
+
+    rt_dial_sweep(r);
+    rt_links_tick(r);
+}
+
+void rt_router_tick_start(rt_router *r)
+{
+    if (r->tick_on)
+        return;
+    uv_timer_init(r->loop, &r->tick);
+    r->tick.data = r;
+    r->tick_on = 1;
+    uv_timer_start(&r->tick, tick_cb, RT_TICK_MS, RT_TICK_MS);
 }
 
 void rt_router_close(rt_router *r)
@@ -72,6 +87,9 @@ void rt_router_close(rt_router *r)
     rt_control_stop(r);
     if (r->edge_open && !uv_is_closing((uv_handle_t *)&r->edge_tcp))
         uv_close((uv_handle_t *)&r->edge_tcp, NULL);
+    if (r->tick_on && !uv_is_closing((uv_handle_t *)&r->tick))
+        uv_close((uv_handle_t *)&r->tick, NULL);
+    rt_links_close(r);
     for (rt_sess *s = r->sessions; s; s = s->next)
         if (s->state != RT_SESS_CLOSING)
             rt_sess_kill(s, WEFT_ECANCELED, NULL);
@@ -89,7 +107,9 @@ void rt_router_free(rt_router *r)
     rt_circuits_free(&r->circuits);
     rt_map_free(&r->map);
     pr_tls_ctx_free(r->edge_ctx);
-    r->edge_ctx = NULL;
+    pr_tls_ctx_free(r->link_srv_ctx);
+    pr_tls_ctx_free(r->link_cli_ctx);
+    r->edge_ctx = r->link_srv_ctx = r->link_cli_ctx = NULL;
     free(r->txbuf);
     free(r->cbuf);
     r->txbuf = r->cbuf = NULL;
@@ -104,6 +124,7 @@ void rt_router_map_changed(rt_router *r)
 {
     rt_sess *s, *n;
 
+    rt_links_sync(r);
     for (s = r->sessions; s; s = n) {
         n = s->next;
         if (s->state != RT_SESS_CLOSING && rt_map_is_revoked(&r->map, s->identity)) {

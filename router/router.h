@@ -12,21 +12,25 @@
 #include "proto/tls.h"
 #include "router/circuit.h"
 #include "router/map.h"
+#include "router/path.h"
 
 #define RT_VERSION "0.1.0"
 #define RT_RECENT_CLOSED 64 /* circuit ids per session whose late frames are dropped quietly */
+#define RT_DIAL_TIMEOUT_MS 10000 /* a dial the host side never answers fails after this */
+#define RT_TICK_MS 250           /* dial timeouts and link upkeep */
 
 typedef struct rt_router rt_router;
 typedef struct rt_sess rt_sess;
 typedef struct rt_hosted rt_hosted;
 typedef struct rt_term rt_term;
 typedef struct rt_control rt_control;
+typedef struct rt_link rt_link;
 
 enum rt_sess_state { RT_SESS_HELLO = 1, RT_SESS_OPEN, RT_SESS_CLOSING };
 
 struct rt_sess {
     rt_router *r;
-    pr_conn *conn;
+    pr_conn *conn; /* NULL: a detached session (rt_sess_detached), frames to it vanish */
     pr_reader rd;
     int state;
     int paused; /* reads stopped: an outgoing connection was full */
@@ -47,6 +51,27 @@ struct rt_term {
     rt_term *next;
 };
 
+/* A link to another router. Links we dial live as long as the peer is in the
+ * map and reconnect with backoff; links we accept die with their connection. */
+enum rt_link_state { RT_LINK_IDLE = 1, RT_LINK_CONNECTING, RT_LINK_UP, RT_LINK_CLOSING };
+
+struct rt_link {
+    rt_router *r;
+    pr_conn *conn;
+    pr_reader rd;
+    int state;
+    int dialler;   /* 1: we dial this peer (our id is the smaller) */
+    int paused;    /* reads stopped: an outgoing connection was full */
+    int doomed;    /* peer left the map: free once closed */
+    char peer[RT_ID_CAP];
+    char addr[RT_ADDR_CAP];
+    uint64_t srtt_us; /* 0: no sample yet */
+    uint64_t up_since_ms, last_rx_ms, last_ping_ms, retry_at_ms;
+    unsigned backoff_ms;
+    rt_end_list ends;
+    rt_link *next, *prev;
+};
+
 /* Observer of forwarded payload frames (metrics; tests check ciphertext). */
 typedef void (*rt_forward_cb)(void *arg, const rt_circuit *c, const pr_frame *f,
                               const uint8_t *raw, size_t raw_len);
@@ -60,6 +85,16 @@ struct rt_router {
     uv_tcp_t edge_tcp;
     int edge_open;
     char edge_addr[64]; /* the bound address, "HOST:PORT" */
+    pr_tls_ctx *link_srv_ctx, *link_cli_ctx;
+    uv_tcp_t link_tcp;
+    int link_open;
+    char link_addr[64];
+    rt_link *links;
+    int links_changed; /* report to the controller at the next tick */
+    uint64_t last_report_ms;
+    uv_timer_t tick;
+    int tick_on;
+    int stopping; /* rt_router_close ran: no reconnects */
     rt_sess *sessions;
     rt_term *terms;
     rt_hosted *hosted;
@@ -84,27 +119,89 @@ void rt_router_free(rt_router *r);
 void rt_router_map_changed(rt_router *r);
 /* Is this router named by s (its id or its name)? */
 int rt_router_is_me(const rt_router *r, const char *s);
+/* Starts the router's periodic timer (dial timeouts, links); listeners call it. */
+void rt_router_tick_start(rt_router *r);
+/* Microseconds of a monotonic clock (link probes). */
+uint64_t rt_now_us(void);
 
 /* ---- edge.c ---- */
 void rt_edge_on_connection(uv_stream_t *server, int status);
 /* Closes a session now (circuits first, then the connection). */
 void rt_sess_kill(rt_sess *s, int err, const char *msg);
-/* Sends raw frame bytes to the edge end of circuit c at side; backpressure is
- * applied to the writer (sess may be NULL for hosted writers). */
-int rt_edge_write_end(rt_router *r, rt_circuit *c, int side, const uint8_t *raw, size_t len);
+/* Writes a frame to a session; 0, or a negative code (closing, queue full). */
+int rt_sess_send(rt_sess *s, const uint8_t *buf, size_t len);
+/* A session without a connection, already past TLS as identity (fuzzing and
+ * tests drive it with rt_sess_feed); frames it would send are dropped. */
+int rt_sess_detached(rt_router *r, const char *identity, rt_sess **out);
+/* Feeds bytes as if read from the session's connection. */
+void rt_sess_feed(rt_sess *s, const uint8_t *data, size_t len);
+/* Frees a detached session (after rt_sess_kill or directly). */
+void rt_sess_detached_free(rt_sess *s);
+/* Remembers a circuit just closed on s: its late frames are dropped quietly. */
+void rt_sess_closed_circuit(rt_sess *s, uint64_t id);
+/* Sends EDGE_DIAL for circuit c to the hosting session (fields from f). */
+int rt_sess_relay_dial(rt_sess *host, rt_circuit *c, const pr_frame *f);
+/* Checks the kx key, signature and certificate of a dial or dial answer. */
+int rt_dial_fields(const pr_frame *f, char *cert, size_t cap);
+/* A local terminator of the service with an open session, at random. */
+rt_term *rt_pick_term(rt_router *r, const char *service_id);
+rt_term *rt_term_by_id(rt_router *r, const char *id);
+
+/* ---- forward.c: circuits whatever their ends ---- */
+/* Sends raw frame bytes to end side of c. 0: sent; 1: sent, and that
+ * connection is now full (pause the source); negative: that end is gone. */
+int rt_end_write(rt_router *r, rt_circuit *c, int side, const uint8_t *raw, size_t len);
+/* Could end side take more now? */
+int rt_end_writable(const rt_router *r, const rt_circuit *c, int side);
 /* Ends a circuit: tells every end except closer_side (-1: both) and frees it. */
 void rt_circuit_end(rt_router *r, rt_circuit *c, int closer_side, int err, const char *msg);
+/* The host side answered a dial: relay the answer towards end 0. */
+void rt_circuit_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx, size_t kx_len,
+                        const uint8_t *sig, size_t sig_len, const char *cert);
 /* The host side answered a dial (hosted services call this). */
 void rt_edge_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx_pk, const uint8_t *sig,
                      size_t sig_len);
-/* Resumes sessions and hosted services paused by backpressure. */
+/* A payload or ack frame from end from_side; 1 when the source should pause. */
+int rt_forward(rt_router *r, rt_circuit *c, int from_side, const pr_frame *f);
+/* Ends dials of this router's diallers that waited past their deadline. */
+void rt_dial_sweep(rt_router *r);
+/* Resumes sessions, links and hosted services paused by backpressure. */
 void rt_resume_paused(rt_router *r);
 
+/* ---- link.c ---- */
+/* Starts the link listener on addr ("HOST:PORT", port 0 allowed). */
+int rt_router_listen_link(rt_router *r, const char *addr);
+/* Dials links to the map's routers with a larger id, drops links to routers gone. */
+void rt_links_sync(rt_router *r);
+/* Heartbeats, dead links, reconnects (every tick). */
+void rt_links_tick(rt_router *r);
+void rt_links_close(rt_router *r);
+int rt_link_send(rt_link *l, const uint8_t *buf, size_t len);
+/* The up link to router id, or NULL. */
+rt_link *rt_link_to(rt_router *r, const char *id);
+/* Kills a link now: its circuits end with WEFT_ERESET, then the connection closes. */
+void rt_link_kill(rt_link *l, int err, const char *why);
+
+/* ---- mesh.c: circuits across links ---- */
+/* Where to send a dial for svc that this router cannot serve itself: the
+ * hosting router, or the map terminator at the nearest router, and the least-
+ * cost path there over the links known (own measurements and the map's).
+ * term is "" for a router-hosted service. Negative with msg for the dialler. */
+int rt_mesh_route(rt_router *r, const rt_map_service *svc, rt_path *path, char *term,
+                  size_t termcap, char *msg, size_t msgcap);
+/* Attaches the first hop as end 1 of c and sends LINK_DIAL along path. */
+int rt_mesh_send_dial(rt_router *r, rt_circuit *c, const rt_path *path, const char *term,
+                      const pr_frame *f);
+/* The edges of the router graph as this router knows them (for rt_path_compute). */
+size_t rt_mesh_edges(rt_router *r, rt_path_edge *out, size_t cap);
+/* A circuit or set-up frame from a link. Negative: the peer broke the protocol. */
+int rt_mesh_on_frame(rt_link *l, const pr_frame *f);
+
 /* ---- hosted.c ---- */
-/* The dial of f (from dialler session s) targets service svc hosted here. On
+/* The dial of f (from the dialler with identity dialler_identity) targets service svc hosted here. On
  * error err holds the reason for the dialler and the caller ends the circuit. */
-int rt_hosted_dial(rt_router *r, rt_circuit *c, const rt_map_service *svc, const rt_sess *s,
-                   const pr_frame *f, char *err, size_t errcap);
+int rt_hosted_dial(rt_router *r, rt_circuit *c, const rt_map_service *svc,
+                   const char *dialler_identity, const pr_frame *f, char *err, size_t errcap);
 /* A frame from the dialler for a hosted circuit. */
 void rt_hosted_on_frame(rt_hosted *h, const pr_frame *f);
 /* The circuit is gone: close the service connection (no frames sent). */
@@ -122,10 +219,9 @@ int rt_control_start(rt_router *r, const rt_control_cfg *cfg);
 void rt_control_stop(rt_router *r);
 void rt_control_term_add(rt_router *r, const rt_term *t);
 void rt_control_term_remove(rt_router *r, const rt_term *t);
+/* Sends CTL_LINK_REPORT now (docs/dataplane.md "Mesh"). */
+void rt_control_link_report(rt_router *r);
 /* Blocking, start-up only: asks GET /v1/version for the control address. */
 int rt_control_discover(const pr_idfile *id, char *out, size_t cap, char *err, size_t errcap);
-
-/* Raw bytes of a decoded frame (it points into the buffer it was decoded from). */
-void rt_frame_raw(const pr_frame *f, const uint8_t **raw, size_t *len);
 
 #endif

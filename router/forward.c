@@ -1,0 +1,189 @@
+/* Circuits whatever their ends are: edge sessions, router-hosted services or
+ * links to other routers. Writing to an end, relaying dial answers towards
+ * the dialler, forwarding payload byte for byte, ending circuits, and the
+ * pending-dial timeout. */
+#include <string.h>
+
+#include "proto/e2e.h"
+#include "proto/log.h"
+#include "proto/msg.h"
+#include "router/router.h"
+#include "weft/errors.h"
+
+int rt_end_write(rt_router *r, rt_circuit *c, int side, const uint8_t *raw, size_t len)
+{
+    rt_end *e = &c->end[side];
+    pr_conn *conn;
+    int rc;
+
+    if (e->kind == RT_END_EDGE) {
+        rt_sess *s = e->peer;
+        if (s->state == RT_SESS_CLOSING)
+            return WEFT_ECLOSED;
+        if ((conn = s->conn) == NULL)
+            return 0; /* detached */
+    } else if (e->kind == RT_END_LINK) {
+        rt_link *l = e->peer;
+        if (l->state != RT_LINK_UP)
+            return WEFT_ECLOSED;
+        conn = l->conn;
+    } else {
+        return WEFT_ECLOSED;
+    }
+    if ((rc = pr_conn_write(conn, raw, len)) < 0)
+        return rc;
+    return pr_conn_writable(conn) ? 0 : 1;
+}
+
+int rt_end_writable(const rt_router *r, const rt_circuit *c, int side)
+{
+    const rt_end *e = &c->end[side];
+
+    if (e->kind == RT_END_EDGE) {
+        const rt_sess *s = e->peer;
+        return s->state != RT_SESS_CLOSING && (s->conn == NULL || pr_conn_writable(s->conn));
+    }
+    if (e->kind == RT_END_LINK) {
+        const rt_link *l = e->peer;
+        return l->state == RT_LINK_UP && pr_conn_writable(l->conn);
+    }
+    return e->kind == RT_END_HOSTED;
+}
+
+/* A frame the router makes itself about circuit c, in r->txbuf. */
+static int circ_frame(rt_router *r, uint16_t type, uint32_t req, uint64_t id, int err,
+                      const char *msg, size_t *n)
+{
+    pr_enc e;
+
+    pr_enc_init(&e, r->txbuf, PR_FRAME_MAX, type, 0);
+    if (req)
+        pr_enc_u32(&e, PR_H_REQ_ID, req);
+    pr_enc_u64(&e, PR_H_CIRCUIT, id);
+    pr_enc_u32(&e, PR_H_ERR, (uint32_t)-err);
+    if (msg && msg[0])
+        pr_enc_str(&e, PR_H_ERR_MSG, msg);
+    return pr_enc_finish(&e, NULL, 0, n);
+}
+
+/* Tells end side that the circuit is gone: EDGE_DIAL_FAIL towards a dialler
+ * still waiting (with its request id if it is an edge), EDGE_CLOSE otherwise. */
+static void notify_end(rt_router *r, rt_circuit *c, int side, int err, const char *msg)
+{
+    rt_end *e = &c->end[side];
+    int dialing = side == 0 && c->state == RT_CIRC_DIALING;
+    size_t n;
+
+    if (e->kind == RT_END_HOSTED) {
+        rt_hosted_abort(e->peer);
+        return;
+    }
+    if (e->kind == RT_END_EDGE)
+        rt_sess_closed_circuit(e->peer, c->id);
+    else if (e->kind != RT_END_LINK)
+        return;
+    if (dialing && err == 0)
+        err = WEFT_ECLOSED;
+    if (circ_frame(r, dialing ? PR_EDGE_DIAL_FAIL : PR_EDGE_CLOSE,
+                   dialing && e->kind == RT_END_EDGE ? c->req_id : 0, c->id, err, msg, &n) == 0)
+        rt_end_write(r, c, side, r->txbuf, n);
+}
+
+void rt_circuit_end(rt_router *r, rt_circuit *c, int closer_side, int err, const char *msg)
+{
+    for (int i = 0; i < 2; i++) {
+        if (i == closer_side) {
+            if (c->end[i].kind == RT_END_EDGE)
+                rt_sess_closed_circuit(c->end[i].peer, c->id);
+            continue;
+        }
+        notify_end(r, c, i, err, msg);
+    }
+    pr_info("circuit_close", "circuit=%016llx service=%s dialler=%s host=%s by=%s err=%s",
+            (unsigned long long)c->id, pr_log_q(c->service), c->dialler, c->host,
+            closer_side == 0 ? "dialler" : closer_side == 1 ? "host" : "router",
+            err ? weft_err_name(err) : "none");
+    rt_circuits_del(&r->circuits, c);
+}
+
+void rt_circuit_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx, size_t kx_len,
+                        const uint8_t *sig, size_t sig_len, const char *cert)
+{
+    size_t n;
+    pr_enc e;
+
+    c->state = RT_CIRC_OPEN;
+    rt_circuits_dial_untrack(&r->circuits, c);
+    pr_enc_init(&e, r->txbuf, PR_FRAME_MAX, PR_EDGE_DIAL_OK, 0);
+    if (c->end[0].kind == RT_END_EDGE)
+        pr_enc_u32(&e, PR_H_REQ_ID, c->req_id);
+    pr_enc_u64(&e, PR_H_CIRCUIT, c->id);
+    pr_enc_bytes(&e, PR_H_KX_PK, kx, kx_len);
+    pr_enc_bytes(&e, PR_H_KX_SIG, sig, sig_len);
+    pr_enc_str(&e, PR_H_PEER_CERT, cert);
+    pr_info("circuit_open", "circuit=%016llx service=%s dialler=%s host=%s",
+            (unsigned long long)c->id, pr_log_q(c->service), c->dialler, c->host);
+    if (pr_enc_finish(&e, NULL, 0, &n) < 0 || rt_end_write(r, c, 0, r->txbuf, n) < 0)
+        rt_circuit_end(r, c, 0, WEFT_ECLOSED, "the dialling side is gone");
+}
+
+void rt_edge_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx_pk, const uint8_t *sig,
+                     size_t sig_len)
+{
+    rt_circuit_dial_ok(r, c, kx_pk, PR_E2E_KX_BYTES, sig, sig_len, r->id->cert_pem);
+}
+
+int rt_forward(rt_router *r, rt_circuit *c, int from_side, const pr_frame *f)
+{
+    const uint8_t *raw;
+    size_t len;
+    int rc;
+
+    pr_frame_raw(f, &raw, &len);
+    r->frames_fwd++;
+    r->bytes_fwd += len;
+    if (r->on_forward)
+        r->on_forward(r->forward_arg, c, f, raw, len);
+    if (c->end[!from_side].kind == RT_END_HOSTED) {
+        rt_hosted_on_frame(c->end[!from_side].peer, f);
+        return 0;
+    }
+    rc = rt_end_write(r, c, !from_side, raw, len);
+    if (rc < 0) {
+        rt_circuit_end(r, c, -1, rc, "the far end is not reading; circuit closed");
+        return 0;
+    }
+    return rc;
+}
+
+void rt_dial_sweep(rt_router *r)
+{
+    uint64_t now = uv_now(r->loop);
+    rt_circuit *c;
+    char msg[256];
+
+    while ((c = r->circuits.dial_head) != NULL && c->dial_deadline <= now) {
+        snprintf(msg, sizeof(msg), "service %s: the hosting edge did not answer in %d s",
+                 c->service, RT_DIAL_TIMEOUT_MS / 1000);
+        pr_warn("dial_timeout", "circuit=%016llx service=%s dialler=%s host=%s",
+                (unsigned long long)c->id, pr_log_q(c->service), c->dialler, c->host);
+        rt_circuit_end(r, c, -1, WEFT_ETIMEDOUT, msg);
+    }
+}
+
+void rt_resume_paused(rt_router *r)
+{
+    for (rt_sess *s = r->sessions; s; s = s->next) {
+        if (s->paused && s->state != RT_SESS_CLOSING && s->conn) {
+            s->paused = 0;
+            pr_conn_read_start(s->conn);
+        }
+    }
+    for (rt_link *l = r->links; l; l = l->next) {
+        if (l->paused && l->state == RT_LINK_UP) {
+            l->paused = 0;
+            pr_conn_read_start(l->conn);
+        }
+    }
+    rt_hosted_resume_all(r);
+}
