@@ -9,10 +9,13 @@
 
 /* ---- services ---- */
 
+/* Only what this identity uses counts: a dialling edge does not restart
+ * when the host address changes, nor a hosting edge for a new intercept. */
 static int svc_same(const edge_svc *x, const edge_svc *y)
 {
-    return x->dial == y->dial && x->bind == y->bind && strcmp(x->intercept, y->intercept) == 0 &&
-           strcmp(x->host, y->host) == 0;
+    return x->dial == y->dial && x->bind == y->bind &&
+           (!x->dial || strcmp(x->intercept, y->intercept) == 0) &&
+           (!x->bind || strcmp(x->host, y->host) == 0);
 }
 
 /* Starts what this identity may do with s; what fails is retried on the tick. */
@@ -180,12 +183,13 @@ static void handles_start(edge_agent *a)
 
 static int agent_init(edge_agent *a, uv_loop_t *loop, const edge_agent_cfg *cfg)
 {
-    weft_options opt = {.imei = cfg->imei, .iccid = cfg->iccid};
+    weft_options opt = {.imei = cfg->imei, .iccid = cfg->iccid, .refresh_s = cfg->refresh_s};
     int r;
 
     a->loop = loop;
     a->identity = cfg->identity;
     a->backoff_ms = 1000;
+    a->refresh_s = cfg->refresh_s ? cfg->refresh_s : 60;
     if ((r = weft_init(loop, cfg->identity, &opt, &a->ctx)) < 0)
         return r;
     handles_start(a);

@@ -84,6 +84,7 @@ struct edge_agent {
     uv_work_t work;
     void *job; /* fetch in flight */
     unsigned backoff_ms;
+    unsigned refresh_s;
     edge_service *services;
     edge_pipe *pipes;
     edge_flow *flows;
@@ -94,6 +95,7 @@ struct edge_agent {
 typedef struct {
     const char *identity;
     const char *imei, *iccid;
+    unsigned refresh_s; /* longest time between session-data refreshes; 0 = 60 */
 } edge_agent_cfg;
 
 /* Runs until SIGINT/SIGTERM: 0 then, a negative WEFT_E* code if it cannot start. */

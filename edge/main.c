@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "edge/agent.h"
@@ -24,12 +25,13 @@ static const edge_cmd cmds[] = {
      "  --force            replace ID_FILE if it exists\n"
      "  --timeout MS       give up on the controller after MS milliseconds (default 15000)\n",
      edge_cmd_enroll},
-    {"run", "--identity ID_FILE [--log-level L] [--imei IMEI] [--iccid ICCID]",
+    {"run", "--identity ID_FILE [--log-level L] [--imei IMEI] [--iccid ICCID] [--refresh S]",
      "connect to the network: intercept the services it may dial, host those it may bind",
      "  --identity ID_FILE the identity file written by enroll\n"
      "  --log-level L      debug, info, warn or error (default info)\n"
      "  --imei IMEI        the modem's IMEI, when the identity is bound to hardware\n"
-     "  --iccid ICCID      the SIM's ICCID, when the identity is bound to hardware\n",
+     "  --iccid ICCID      the SIM's ICCID, when the identity is bound to hardware\n"
+     "  --refresh S        fetch services at least every S seconds (default 60)\n",
      cmd_run},
     {"version", "", "print the version", NULL, cmd_version},
 };
@@ -104,6 +106,17 @@ static int cmd_version(const edge_cmd *cmd, int argc, char **argv)
     return EDGE_OK;
 }
 
+static int parse_refresh(const char *s, unsigned *out)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+
+    if (end == s || *end != '\0' || v < 1 || v > 86400)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
 /* Runs until SIGINT or SIGTERM; logs go to stderr. */
 static int run_agent(const edge_agent_cfg *cfg, int level)
 {
@@ -121,6 +134,7 @@ static int cmd_run(const edge_cmd *cmd, int argc, char **argv)
                                          {"log-level", required_argument, NULL, 'l'},
                                          {"imei", required_argument, NULL, 'm'},
                                          {"iccid", required_argument, NULL, 'c'},
+                                         {"refresh", required_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
     edge_agent_cfg cfg = {0};
@@ -137,6 +151,9 @@ static int cmd_run(const edge_cmd *cmd, int argc, char **argv)
             cfg.imei = optarg;
         } else if (ch == 'c') {
             cfg.iccid = optarg;
+        } else if (ch == 'r') {
+            if (parse_refresh(optarg, &cfg.refresh_s) < 0)
+                return edge_usage_error(cmd, "--refresh must be a number of seconds, 1 to 86400");
         } else if (ch == 'l') {
             if ((level = pr_log_level_parse(optarg)) < 0)
                 return edge_usage_error(cmd, "--log-level must be debug, info, warn or error");

@@ -199,6 +199,10 @@ static void fetch_done(uv_work_t *w, int status)
             fetch_failed(a, j);
         } else {
             a->backoff_ms = 1000;
+            /* The sooner of the controller's period and ours, as libweft does,
+             * so that both see a new service at about the same time. */
+            if (j->refresh_s > a->refresh_s)
+                j->refresh_s = a->refresh_s;
             uv_timer_start(&a->refresh, on_refresh, (uint64_t)j->refresh_s * 1000, 0);
             edge_services_update(a, j->svcs, j->n, j->refresh_s);
             j->svcs = NULL;
