@@ -40,6 +40,7 @@ struct ctl_control {
     cconn *conns;
     unsigned nconns, nopen;
     int handles; /* open uv handles of the server itself */
+    unsigned dead_ms;
     int stopping;
     void (*stop_cb)(void *arg);
     void *stop_arg;
@@ -382,10 +383,11 @@ static void sweep_cb(uv_timer_t *t)
 
     for (cconn *k = s->conns; k; k = k->next) {
         if ((k->state == CS_HELLO || k->state == CS_OPEN) &&
-            now - k->last_rx > CTL_CONTROL_DEAD_MS) {
+            now - k->last_rx > s->dead_ms) {
             pr_warn("router_silent", "router=%s peer=%s hint=%s",
                     k->router_id[0] ? k->router_id : "-", pr_conn_peer_addr(k->conn),
-                    pr_log_q("nothing heard for 15 s; dropped, the router will reconnect"));
+                    pr_log_q("nothing heard within the heartbeat limit; dropped, the router "
+                             "will reconnect"));
             drop(k, WEFT_ETIMEDOUT);
         }
     }
@@ -450,6 +452,7 @@ int ctl_control_start(uv_loop_t *loop, ctl *c, const char *addr, ctl_control **o
         return WEFT_ENOMEM;
     s->c = c;
     s->loop = loop;
+    s->dead_ms = CTL_CONTROL_DEAD_MS;
     if ((rc = make_tls(c, &s->tls)) < 0) {
         free(s);
         return rc;
@@ -480,6 +483,14 @@ int ctl_control_port(const ctl_control *s)
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return -1;
+}
+
+void ctl_control_set_dead_ms(ctl_control *s, unsigned dead_ms)
+{
+    unsigned sweep = dead_ms / 4 < CTL_CONTROL_SWEEP_MS ? dead_ms / 4 : CTL_CONTROL_SWEEP_MS;
+
+    s->dead_ms = dead_ms;
+    uv_timer_start(&s->sweep, sweep_cb, sweep ? sweep : 1, sweep ? sweep : 1);
 }
 
 unsigned ctl_control_count(const ctl_control *s)

@@ -22,6 +22,9 @@ typedef struct ctl_control ctl_control;
 int ctl_control_start(uv_loop_t *loop, ctl *c, const char *addr, ctl_control **out);
 /* The bound TCP port, or -1. */
 int ctl_control_port(const ctl_control *s);
+/* Overrides CTL_CONTROL_DEAD_MS (tests); the sweep then runs at least four
+ * times per period. */
+void ctl_control_set_dead_ms(ctl_control *s, unsigned dead_ms);
 /* Routers whose control connection is open now. */
 unsigned ctl_control_count(const ctl_control *s);
 /* Stops listening and closes every connection; cb (may be NULL) runs once
