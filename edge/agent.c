@@ -27,8 +27,8 @@ static void service_start(edge_service *s)
         r = s->cfg.icpt_ep.proto == EDGE_UDP ? edge_intercept_udp_start(s)
                                              : edge_intercept_tcp_start(s);
         if (r < 0 && r != s->icpt_err)
-            pr_error("edge_intercept_failed", "service=%s intercept=%s err=%s hint=%s",
-                     s->cfg.name, pr_log_q(s->cfg.intercept), weft_err_name(r),
+            pr_error("edge_intercept_failed", "service=%s intercept=%s err=%s hint=%s", s->cfg.name,
+                     pr_log_q(s->cfg.intercept), weft_err_name(r),
                      pr_log_q("the intercept address must be a local address this device can "
                               "listen on and not in use; retried every few seconds"));
         s->icpt_err = r;

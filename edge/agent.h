@@ -18,20 +18,20 @@
 
 #include "weft/weft.h"
 
-#define EDGE_NAME_MAX 128
-#define EDGE_ADDR_MAX 300
+#define EDGE_NAME_MAX      128
+#define EDGE_ADDR_MAX      300
 /* Backpressure: a local socket stops being read while its circuit holds this
  * much unsent data (half the default 512 KiB window, so that one more read of
  * EDGE_READ_MAX always fits libweft's send ring), and a circuit stops being
  * read while the local socket's write queue holds this much. */
-#define EDGE_HIGH_WATER (256 * 1024)
-#define EDGE_LOW_WATER (64 * 1024)
-#define EDGE_READ_MAX (64 * 1024)
+#define EDGE_HIGH_WATER    (256 * 1024)
+#define EDGE_LOW_WATER     (64 * 1024)
+#define EDGE_READ_MAX      (64 * 1024)
 /* libweft holds at most 64 write requests per circuit; keep a margin. */
-#define EDGE_WRITES_MAX 48
-#define EDGE_UDP_IDLE_MS 60000
+#define EDGE_WRITES_MAX    48
+#define EDGE_UDP_IDLE_MS   60000
 #define EDGE_UDP_FLOWS_MAX 1024
-#define EDGE_TICK_MS 5000
+#define EDGE_TICK_MS       5000
 
 enum edge_proto { EDGE_TCP = 1, EDGE_UDP };
 
@@ -71,7 +71,7 @@ struct edge_service {
     int hosting;   /* weft_listen in place */
     int removed;
     int icpt_err, host_err; /* last start failure, logged once */
-    int refs;      /* lh and UDP flows on it: freed at 0 once removed */
+    int refs;               /* lh and UDP flows on it: freed at 0 once removed */
     size_t nflows;
 };
 

@@ -16,9 +16,9 @@
 
 #define FLOW_PENDING_MAX (64 * 1024) /* framed datagrams held while dialling */
 
-#define FLOW_STATES(XX) \
-    XX(DIALING)         \
-    XX(OPEN)            \
+#define FLOW_STATES(XX)                                                                            \
+    XX(DIALING)                                                                                    \
+    XX(OPEN)                                                                                       \
     XX(CLOSING)
 
 enum flow_state {
@@ -87,7 +87,8 @@ static void flow_release(edge_flow *f)
 {
     if (--f->waits > 0)
         return;
-    pr_info("edge_conn_close", "service=%s side=%s proto=udp %s=%s bytes_up=%llu "
+    pr_info("edge_conn_close",
+            "service=%s side=%s proto=udp %s=%s bytes_up=%llu "
             "bytes_down=%llu dropped=%llu duration_ms=%llu result=%s",
             f->service, f->side == EDGE_SIDE_HOST ? "host" : "intercept",
             f->side == EDGE_SIDE_HOST ? "host" : "client", f->local, (unsigned long long)f->up,
@@ -265,8 +266,8 @@ static void on_dialled(weft_conn *conn, int status, void *data)
 
 static edge_flow *flow_find(edge_agent *a, const edge_service *s, const struct sockaddr *src)
 {
-    size_t len = src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                            : sizeof(struct sockaddr_in);
+    size_t len =
+        src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     edge_flow *f;
 
     for (f = a->flows; f; f = f->next)
@@ -277,12 +278,13 @@ static edge_flow *flow_find(edge_agent *a, const edge_service *s, const struct s
 
 static edge_flow *flow_intercept_new(edge_service *s, const struct sockaddr *src)
 {
-    size_t len = src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                            : sizeof(struct sockaddr_in);
+    size_t len =
+        src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     edge_flow *f;
     int r;
 
-    if (s->nflows >= EDGE_UDP_FLOWS_MAX || (f = flow_new(s->a, s->cfg.name, EDGE_SIDE_INTERCEPT)) == NULL)
+    if (s->nflows >= EDGE_UDP_FLOWS_MAX ||
+        (f = flow_new(s->a, s->cfg.name, EDGE_SIDE_INTERCEPT)) == NULL)
         return NULL;
     f->svc = s;
     s->refs++;
@@ -293,8 +295,8 @@ static edge_flow *flow_intercept_new(edge_service *s, const struct sockaddr *src
     f->waits += 2;
     if ((r = weft_dial(s->a->ctx, s->cfg.name, on_dialled, f)) < 0) {
         f->waits--;
-        pr_warn("edge_dial_failed", "service=%s client=%s proto=udp err=%s", f->service,
-                f->local, weft_err_name(r));
+        pr_warn("edge_dial_failed", "service=%s client=%s proto=udp err=%s", f->service, f->local,
+                weft_err_name(r));
         flow_close(f, "dial_failed", 0);
     }
     if (f->state == FS_CLOSING) {
@@ -328,8 +330,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init((char *)f->a->rbuf, sizeof(f->a->rbuf));
 }
 
-static void on_host_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf,
-                         const struct sockaddr *src, unsigned flags)
+static void on_host_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *src,
+                         unsigned flags)
 {
     edge_flow *f = h->data;
     char msg[EDGE_ADDR_MAX + EDGE_NAME_MAX + 80];

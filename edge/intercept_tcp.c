@@ -50,8 +50,7 @@ int edge_intercept_tcp_start(edge_service *s)
         (r = uv_listen((uv_stream_t *)&s->lh.tcp, 128, on_connection)) < 0)
         return start_failed(s, r);
     s->listening = 1;
-    pr_info("edge_intercepting", "service=%s proto=tcp addr=%s", s->cfg.name,
-            s->cfg.icpt_ep.text);
+    pr_info("edge_intercepting", "service=%s proto=tcp addr=%s", s->cfg.name, s->cfg.icpt_ep.text);
     return 0;
 }
 

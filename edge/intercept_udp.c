@@ -47,7 +47,6 @@ int edge_intercept_udp_start(edge_service *s)
         return r == UV_EADDRINUSE ? WEFT_EEXISTS : WEFT_EIO;
     }
     s->listening = 1;
-    pr_info("edge_intercepting", "service=%s proto=udp addr=%s", s->cfg.name,
-            s->cfg.icpt_ep.text);
+    pr_info("edge_intercepting", "service=%s proto=udp addr=%s", s->cfg.name, s->cfg.icpt_ep.text);
     return 0;
 }

@@ -17,9 +17,9 @@
 #include "proto/addr.h"
 #include "proto/log.h"
 
-#define PIPE_STATES(XX) \
-    XX(CONNECTING)      \
-    XX(OPEN)            \
+#define PIPE_STATES(XX)                                                                            \
+    XX(CONNECTING)                                                                                 \
+    XX(OPEN)                                                                                       \
     XX(CLOSING)
 
 enum pipe_state {
@@ -29,13 +29,13 @@ enum pipe_state {
 };
 
 enum pipe_event {
-    PE_READY,       /* dialled / connected to the host */
-    PE_FAILED,      /* could not dial / connect */
+    PE_READY,  /* dialled / connected to the host */
+    PE_FAILED, /* could not dial / connect */
     PE_LOCAL_EOF,
     PE_LOCAL_ERR,
     PE_REMOTE_EOF,
     PE_REMOTE_ERR,
-    PE_FLUSHED,     /* a write completed on either side */
+    PE_FLUSHED, /* a write completed on either side */
     PE_STOP,
 };
 
@@ -55,12 +55,12 @@ struct edge_pipe {
     uv_connect_t creq;
     uv_shutdown_t sreq;
     weft_conn *conn;
-    int waits;                /* tcp close, conn close, dial or connect callback */
+    int waits; /* tcp close, conn close, dial or connect callback */
     int tcp_open, conn_open;
-    unsigned wpending;        /* weft_writes not yet called back */
+    unsigned wpending; /* weft_writes not yet called back */
     int local_eof, remote_eof, local_shut, shut_done;
     int local_paused, remote_paused;
-    uint64_t up, down, t0;    /* up: local -> circuit */
+    uint64_t up, down, t0; /* up: local -> circuit */
     const char *result;
 };
 
@@ -109,7 +109,8 @@ static void pipe_release(edge_pipe *p)
 {
     if (--p->waits > 0)
         return;
-    pr_info("edge_conn_close", "service=%s side=%s %s=%s bytes_up=%llu bytes_down=%llu "
+    pr_info("edge_conn_close",
+            "service=%s side=%s %s=%s bytes_up=%llu bytes_down=%llu "
             "duration_ms=%llu result=%s",
             p->service, p->side == EDGE_SIDE_HOST ? "host" : "intercept",
             p->side == EDGE_SIDE_HOST ? "host" : "client", p->local, (unsigned long long)p->up,
@@ -428,8 +429,8 @@ static void on_host_connected(uv_connect_t *req, int status)
         snprintf(msg, sizeof(msg), "service %s: host %s %s", p->service, p->local,
                  status == UV_ECONNREFUSED ? "refused the connection; is the service running?"
                                            : "cannot be reached");
-        pr_error("edge_host_connect_failed", "service=%s host=%s err=%s msg=%s hint=%s",
-                 p->service, p->local, uv_err_name(status), pr_log_q(msg),
+        pr_error("edge_host_connect_failed", "service=%s host=%s err=%s msg=%s hint=%s", p->service,
+                 p->local, uv_err_name(status), pr_log_q(msg),
                  pr_log_q("start the service or correct its host address"));
         p->result = status == UV_ECONNREFUSED ? "host_refused" : "host_unreachable";
         return pipe_event(p, PE_FAILED, status);

@@ -16,7 +16,7 @@
 #include "proto/log.h"
 
 #define FETCH_RETRY_MAX_MS 30000
-#define REFRESH_DEFAULT_S 60
+#define REFRESH_DEFAULT_S  60
 
 typedef struct {
     edge_agent *a;
@@ -180,8 +180,8 @@ static void fetch_failed(edge_agent *a, fetch_job *j)
 {
     unsigned d = a->backoff_ms;
 
-    pr_warn("edge_services_fetch_failed", "err=%s why=%s retry_ms=%u hint=%s",
-            weft_err_name(j->rc), pr_log_q(j->err), d,
+    pr_warn("edge_services_fetch_failed", "err=%s why=%s retry_ms=%u hint=%s", weft_err_name(j->rc),
+            pr_log_q(j->err), d,
             pr_log_q(j->rc == WEFT_EDISABLED ? "the identity is disabled; ask an administrator"
                                              : "check that the controller is reachable"));
     a->backoff_ms = d * 2 > FETCH_RETRY_MAX_MS ? FETCH_RETRY_MAX_MS : d * 2;

@@ -85,7 +85,8 @@ static void test_frame_too_big(void **state)
     (void)state;
 
     assert_int_equal(edge_dgram_frame(out, sizeof(out), big, sizeof(big)), 0);
-    assert_int_equal(edge_dgram_frame(out, sizeof(out), big, EDGE_DGRAM_MAX), EDGE_DGRAM_HDR + EDGE_DGRAM_MAX);
+    assert_int_equal(edge_dgram_frame(out, sizeof(out), big, EDGE_DGRAM_MAX),
+                     EDGE_DGRAM_HDR + EDGE_DGRAM_MAX);
     assert_int_equal(out[0], 0xff);
     assert_int_equal(out[1], 0xff);
 }

@@ -57,7 +57,11 @@ static void parse_services(void **state)
 static void parse_refused(void **state)
 {
     static const char *const bad[] = {
-        "", "not json", "[]", "{\"data\": {}}", "{\"services\": {}}",
+        "",
+        "not json",
+        "[]",
+        "{\"data\": {}}",
+        "{\"services\": {}}",
         "{\"services\": [{\"intercept\": \"tcp:127.0.0.1:1\"}]}", /* no name */
         "{\"services\": [7]}",
     };
@@ -69,8 +73,9 @@ static void parse_refused(void **state)
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
-        assert_int_equal(edge_svcs_parse(bad[i], strlen(bad[i]), &v, &n, &refresh, err, sizeof(err)),
-                         WEFT_EJSON);
+        assert_int_equal(
+            edge_svcs_parse(bad[i], strlen(bad[i]), &v, &n, &refresh, err, sizeof(err)),
+            WEFT_EJSON);
         assert_null(v);
         assert_int_equal(n, 0);
         assert_true(strlen(err) > 0);
