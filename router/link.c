@@ -101,7 +101,9 @@ void rt_link_kill(rt_link *l, int err, const char *why)
 {
     if (l->state == RT_LINK_CLOSING || l->conn == NULL)
         return;
-    if (l->state == RT_LINK_UP)
+    if (l->state == RT_LINK_UP && err == WEFT_ECANCELED)
+        pr_info("link_close", "peer=%s reason=%s", l->peer, pr_log_q(why));
+    else if (l->state == RT_LINK_UP)
         pr_warn("link_down", "peer=%s err=%s reason=%s", l->peer, weft_err_name(err),
                 pr_log_q(why));
     change_state(l, RT_LINK_CLOSING);
