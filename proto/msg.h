@@ -30,6 +30,9 @@ enum pr_hkey {
     PR_H_PATH = 0x010c,     /* str: source route, router ids joined by ',' (ingress first) */
     PR_H_HOP = 0x010d,      /* u32: index in PR_H_PATH of the router receiving the frame */
     PR_H_IDENTITY = 0x010e, /* str: identity id of the dialler (checked by the ingress router) */
+    PR_H_RWND = 0x010f,     /* u64: the sender's per-circuit receive window in bytes (EDGE_DIAL,
+                               EDGE_DIAL_OK); absent = 512 KiB */
+    PR_H_ACK_SEQ = 0x0110,  /* u64: highest payload seq received in order (ACK_WINDOW) */
 
     /* 0x0200-0x02ff: control channel (router <-> controller) */
     PR_H_MAP_VERSION = 0x0200, /* u64: network map version */
