@@ -1,12 +1,15 @@
 /* Routers linked over real TLS on 127.0.0.1: a circuit set up across three
  * routers (ra - rb - rc, rb in transit) carries end-to-end encrypted payload
  * intact both ways and closes end to end; a link that goes silent for three
- * heartbeats is declared down and its circuits close at both edges. */
+ * heartbeats is declared down and its circuits close at both edges; a dial
+ * the host never answers fails after 10 s and the late answer is refused. */
 #define _GNU_SOURCE /* memmem */
 #include "test_rt_world.h"
 
 static char term_id[RT_ID_CAP];
 static uint64_t t_mark;
+
+static void timeout_dialler(client *c, const pr_frame *f);
 
 /* ---- three routers, transit through rb ---- */
 
@@ -229,12 +232,72 @@ static void test_unreachable(void **state)
     assert_int_equal(w.dialler.last_err, (uint32_t)-WEFT_ENOTFOUND);
 }
 
+/* ---- a host that never answers: the dial fails after 10 s ---- */
+
+static char timeout_msg[256];
+
+static void silent_host(client *c, const pr_frame *f)
+{
+    pr_enc e;
+
+    if (f->type == PR_EDGE_HELLO_OK)
+        c_bind(c, "app1");
+    if (f->type == PR_EDGE_BIND_OK)
+        c_connect(&w.dialler, &w.r[0], &dcred, timeout_dialler);
+    if (f->type == PR_EDGE_DIAL) /* keep the keys, answer only after the timeout */
+        assert_int_equal(pr_frame_u64(f, PR_H_CIRCUIT, &c->circuit), 0);
+    if (f->type == PR_EDGE_CLOSE && c->closes == 1) {
+        /* the router gave up on us; our late answer must be refused too */
+        assert_int_equal(c->close_err, (uint32_t)-WEFT_ETIMEDOUT);
+        assert_int_equal(w.r[0].circuits.n, 0);
+        assert_int_equal(pr_e2e_kx_new(&c->kx), 0);
+        pr_enc_init(&e, cbuf, sizeof(cbuf), PR_EDGE_DIAL_OK, 0);
+        pr_enc_u64(&e, PR_H_CIRCUIT, c->circuit);
+        c_kx_fields(c, &e, PR_E2E_HOST);
+        csend(c, &e, NULL, 0);
+    }
+    if (f->type == PR_EDGE_CLOSE && c->closes == 2)
+        world_stop();
+}
+
+static void timeout_dialler(client *c, const pr_frame *f)
+{
+    uint32_t req = 0;
+
+    if (f->type == PR_EDGE_HELLO_OK) {
+        c_dial(c, "dev1", 11);
+        t_mark = uv_now(&w.loop);
+    }
+    if (f->type == PR_EDGE_DIAL_FAIL) {
+        assert_int_equal(pr_frame_u32(f, PR_H_REQ_ID, &req), 0);
+        assert_int_equal(req, 11);
+        assert_int_equal(pr_frame_str(f, PR_H_ERR_MSG, timeout_msg, sizeof(timeout_msg)), 0);
+        assert_true(uv_now(&w.loop) - t_mark >= RT_DIAL_TIMEOUT_MS);
+        assert_true(uv_now(&w.loop) - t_mark < RT_DIAL_TIMEOUT_MS + 1000);
+    }
+}
+
+static void test_dial_timeout(void **state)
+{
+    t_mark = 0;
+    world_init(1, 0);
+    world_map(0, 0, NULL, NULL);
+    c_connect(&w.host, &w.r[0], &hcred, silent_host);
+    world_run(14000);
+    assert_int_equal(w.dialler.errors, 1);
+    assert_int_equal(w.dialler.last_err, (uint32_t)-WEFT_ETIMEDOUT);
+    assert_string_equal(timeout_msg, "service web: the hosting edge did not answer in 10 s");
+    assert_int_equal(w.host.closes, 2);
+    assert_int_equal(w.host.errors, 0); /* the late answer did not cost the host its session */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_three_routers),
         cmocka_unit_test(test_link_dies),
         cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_dial_timeout),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -28,6 +28,7 @@
 #include "weft/errors.h"
 
 #define MAXREC 32
+#define TW_FN static __attribute__((unused)) /* not every test uses every helper */
 #define NROUTERS 3
 
 struct cred {
@@ -38,15 +39,16 @@ static pr_ca ca;
 static struct cred rcred[NROUTERS], dcred, hcred;
 static unsigned char sign_pk[crypto_sign_PUBLICKEYBYTES], sign_sk[crypto_sign_SECRETKEYBYTES];
 static const char *const rid[NROUTERS] = {"ra", "rb", "rc"};
+static char svc_host[96] = "tcp:127.0.0.1:9"; /* "host" of service web in world maps */
 
-static void issue(const char *uri, int usage, struct cred *c)
+TW_FN void issue(const char *uri, int usage, struct cred *c)
 {
     pr_cert_req req = {.cn = "t", .uri = uri, .usage = usage,
                        .not_after = (int64_t)time(NULL) + 3600};
     assert_int_equal(pr_ca_issue(&ca, &req, &c->cert, &c->key), 0);
 }
 
-static int group_setup(void **state)
+TW_FN int group_setup(void **state)
 {
     char uri[64];
 
@@ -63,7 +65,7 @@ static int group_setup(void **state)
     return 0;
 }
 
-static int group_teardown(void **state)
+TW_FN int group_teardown(void **state)
 {
     for (int i = 0; i < NROUTERS; i++)
         free(rcred[i].cert), free(rcred[i].key);
@@ -106,7 +108,7 @@ static struct {
     void (*poll_cb)(void);
 } w;
 
-static char *svc_token(const char *sub, const char *svc, const char *name, const char *act)
+TW_FN char *svc_token(const char *sub, const char *svc, const char *name, const char *act)
 {
     json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "aud", "weft-service", "net",
                           "net", "sub", sub, "svc", svc, "svc_name", name, "act", act, "exp",
@@ -117,7 +119,7 @@ static char *svc_token(const char *sub, const char *svc, const char *name, const
     return t;
 }
 
-static void on_tap(void *arg, const rt_circuit *c, const pr_frame *f, const uint8_t *raw,
+TW_FN void on_tap(void *arg, const rt_circuit *c, const pr_frame *f, const uint8_t *raw,
                    size_t len)
 {
     if (f->type != PR_PAYLOAD_DATA || w.ntap >= MAXREC || f->body_len > 256)
@@ -127,7 +129,7 @@ static void on_tap(void *arg, const rt_circuit *c, const pr_frame *f, const uint
 }
 
 /* nr routers with edge (and link, if links) listeners on 127.0.0.1:0. */
-static void world_init(int nr, int links)
+TW_FN void world_init(int nr, int links)
 {
     memset(&w, 0, sizeof(w));
     w.nr = nr;
@@ -150,7 +152,7 @@ static void world_init(int nr, int links)
 
 /* A full map for router i: every router (with its link address when
  * link_mask has its bit), service "web" (s1, hosted_by), extra JSON members. */
-static void world_map(int i, unsigned link_mask, const char *hosted_by, const char *extra)
+TW_FN void world_map(int i, unsigned link_mask, const char *hosted_by, const char *extra)
 {
     char b64[64], routers[2048] = "", map[4096], err[256];
     size_t off = 0;
@@ -165,12 +167,12 @@ static void world_map(int i, unsigned link_mask, const char *hosted_by, const ch
              "{\"version\": 1, \"signing_key\": \"%s\", \"routers\": [%s],"
              " \"services\": [{\"id\": \"s1\", \"name\": \"web\", \"host\": \"%s\","
              " \"hosted_by\": \"%s\"}]%s}",
-             b64, routers, "tcp:127.0.0.1:9", hosted_by ? hosted_by : "", extra ? extra : "");
+             b64, routers, svc_host, hosted_by ? hosted_by : "", extra ? extra : "");
     assert_int_equal(rt_map_apply_full(&w.r[i].map, map, strlen(map), err, sizeof(err)), 0);
     rt_router_map_changed(&w.r[i]);
 }
 
-static void world_stop(void)
+TW_FN void world_stop(void)
 {
     if (w.done)
         return;
@@ -185,19 +187,19 @@ static void world_stop(void)
     uv_close((uv_handle_t *)&w.poll, NULL);
 }
 
-static void guard_cb(uv_timer_t *t)
+TW_FN void guard_cb(uv_timer_t *t)
 {
     w.timed_out = 1;
     world_stop();
 }
 
-static void poll_cb(uv_timer_t *t)
+TW_FN void poll_cb(uv_timer_t *t)
 {
     if (w.poll_cb && !w.done)
         w.poll_cb();
 }
 
-static void world_run(unsigned guard_ms)
+TW_FN void world_run(unsigned guard_ms)
 {
     uv_timer_init(&w.loop, &w.guard);
     uv_timer_start(&w.guard, guard_cb, guard_ms, 0);
@@ -220,14 +222,14 @@ static void world_run(unsigned guard_ms)
 
 static uint8_t cbuf[PR_FRAME_MAX];
 
-static void csend(client *c, pr_enc *e, const void *body, size_t len)
+TW_FN void csend(client *c, pr_enc *e, const void *body, size_t len)
 {
     size_t n;
     assert_int_equal(pr_enc_finish(e, body, len, &n), 0);
     assert_int_equal(pr_conn_write(c->conn, e->buf, n), 0);
 }
 
-static int c_frame(void *arg, const pr_frame *f)
+TW_FN int c_frame(void *arg, const pr_frame *f)
 {
     client *c = arg;
 
@@ -246,7 +248,7 @@ static int c_frame(void *arg, const pr_frame *f)
     return 0;
 }
 
-static void c_open(pr_conn *conn, int status)
+TW_FN void c_open(pr_conn *conn, int status)
 {
     client *c = pr_conn_data(conn);
     pr_enc e;
@@ -258,13 +260,13 @@ static void c_open(pr_conn *conn, int status)
     csend(c, &e, NULL, 0);
 }
 
-static void c_read(pr_conn *conn, const uint8_t *d, size_t n)
+TW_FN void c_read(pr_conn *conn, const uint8_t *d, size_t n)
 {
     client *c = pr_conn_data(conn);
     assert_int_equal(pr_reader_feed(&c->rd, d, n, c_frame, c), 0);
 }
 
-static void c_close(pr_conn *conn, int status)
+TW_FN void c_close(pr_conn *conn, int status)
 {
     client *c = pr_conn_data(conn);
     c->closed = 1;
@@ -273,7 +275,7 @@ static void c_close(pr_conn *conn, int status)
 
 static const pr_conn_cbs ccbs = {c_open, c_read, NULL, c_close};
 
-static void c_connect(client *c, rt_router *r, struct cred *cred,
+TW_FN void c_connect(client *c, rt_router *r, struct cred *cred,
                       void (*on_frame)(client *, const pr_frame *))
 {
     pr_tls_cfg cfg = {.ca_pem = ca.cert_pem, .cert_pem = cred->cert, .key_pem = cred->key};
@@ -288,7 +290,7 @@ static void c_connect(client *c, rt_router *r, struct cred *cred,
                                      &c->conn), 0);
 }
 
-static void c_payload(client *c, const uint8_t *body, size_t len, uint16_t flags)
+TW_FN void c_payload(client *c, const uint8_t *body, size_t len, uint16_t flags)
 {
     pr_enc e;
 
@@ -301,7 +303,7 @@ static void c_payload(client *c, const uint8_t *body, size_t len, uint16_t flags
     csend(c, &e, body, len);
 }
 
-static void c_message(client *c, const char *text, int final)
+TW_FN void c_message(client *c, const char *text, int final)
 {
     uint8_t ct[256];
     size_t n;
@@ -313,7 +315,7 @@ static void c_message(client *c, const char *text, int final)
 }
 
 /* Starts our stream and sends one message, then FINAL if final. */
-static void c_stream(client *c, const char *text, int final)
+TW_FN void c_stream(client *c, const char *text, int final)
 {
     uint8_t hdr[PR_E2E_HEADER_BYTES];
 
@@ -324,7 +326,7 @@ static void c_stream(client *c, const char *text, int final)
         c_message(c, "", 1);
 }
 
-static void c_kx_fields(client *c, pr_enc *e, int role)
+TW_FN void c_kx_fields(client *c, pr_enc *e, int role)
 {
     uint8_t sig[PR_E2E_SIG_MAX];
     size_t n;
@@ -335,7 +337,7 @@ static void c_kx_fields(client *c, pr_enc *e, int role)
     pr_enc_str(e, PR_H_PEER_CERT, c->cred->cert);
 }
 
-static void c_peer_keys(client *c, const pr_frame *f, int my_role, const char *want_uri)
+TW_FN void c_peer_keys(client *c, const pr_frame *f, int my_role, const char *want_uri)
 {
     const uint8_t *kx, *sig;
     size_t kx_len, sig_len;
@@ -352,7 +354,7 @@ static void c_peer_keys(client *c, const pr_frame *f, int my_role, const char *w
     assert_int_equal(pr_e2e_keys_derive(my_role, &c->kx, kx, &c->keys), 0);
 }
 
-static void c_on_payload(client *c, const pr_frame *f)
+TW_FN void c_on_payload(client *c, const pr_frame *f)
 {
     uint64_t seq;
     size_t n;
@@ -371,7 +373,7 @@ static void c_on_payload(client *c, const pr_frame *f)
     assert_int_equal(final, (f->flags & PR_PF_FIN) != 0);
 }
 
-static void c_bind(client *c, const char *sub)
+TW_FN void c_bind(client *c, const char *sub)
 {
     char *tok = svc_token(sub, "s1", "web", "bind");
     pr_enc e;
@@ -384,7 +386,7 @@ static void c_bind(client *c, const char *sub)
     free(tok);
 }
 
-static void c_dial(client *c, const char *sub, uint32_t req)
+TW_FN void c_dial(client *c, const char *sub, uint32_t req)
 {
     char *tok = svc_token(sub, "s1", "web", "dial");
     pr_enc e;
@@ -400,7 +402,7 @@ static void c_dial(client *c, const char *sub, uint32_t req)
 }
 
 /* The host side of a dial: answer DIAL_OK with our keys. */
-static void c_answer_dial(client *c, const pr_frame *f)
+TW_FN void c_answer_dial(client *c, const pr_frame *f)
 {
     pr_enc e;
 
@@ -413,7 +415,7 @@ static void c_answer_dial(client *c, const pr_frame *f)
     csend(c, &e, NULL, 0);
 }
 
-static void c_send_close(client *c)
+TW_FN void c_send_close(client *c)
 {
     pr_enc e;
 
@@ -423,7 +425,7 @@ static void c_send_close(client *c)
     csend(c, &e, NULL, 0);
 }
 
-static int sent_by_someone(const uint8_t *b, size_t n)
+TW_FN int sent_by_someone(const uint8_t *b, size_t n)
 {
     client *cs[2] = {&w.host, &w.dialler};
     for (int k = 0; k < 2; k++)
