@@ -152,9 +152,9 @@ usage_err "enroll without --out" "missing --out" "$WEFT_EDGE" enroll a.b.c
 usage_err "enroll unknown option" "unknown option --bogus" "$WEFT_EDGE" enroll a.b.c --out f --bogus
 usage_err "enroll --out without value" "needs a value" "$WEFT_EDGE" enroll a.b.c --out
 usage_err "run without --identity" "missing --identity" "$WEFT_EDGE" run
-edge run --identity "$T_TMP/id.json"
-assert_rc 1 "weft-edge run -> exit 1 for now"
-assert_match "not implemented" "$T_ERR" "run says it is not implemented yet"
+edge run --identity "$T_TMP/missing.json"
+assert_rc 1 "weft-edge run with a missing identity file -> exit 1"
+assert_match "missing.json" "$T_ERR" "run names the identity file it cannot use"
 
 # Tokens refused before any network traffic (the iss port is closed).
 b64url() { python3 -c 'import base64,sys; print(base64.urlsafe_b64encode(sys.argv[1].encode()).decode().rstrip("="))' "$1"; }
