@@ -10,6 +10,7 @@ need_bins "$WEFT_CONTROLLER_BIN" "$WEFT" "$WEFT_EDGE" "$WEFT_ROUTER"
 port() { free_port || t_bail "no free port"; }
 API=$(port); CTLP=$(port); EDGEP=$(port); LINKP=$(port)
 HTTP=$(port); ICPT=$(port); ICPT_DEAD=$(port); DEAD=$(port); UDP_HOST=$(port); UDP_ICPT=$(port)
+SINK=$(port); SINK_ICPT=$(port)
 
 # ---- controller
 T_DIR="$T_TMP/net"
@@ -49,6 +50,9 @@ assert_rc 0 "service dead created"
 weft service create echo --role web --intercept "udp:127.0.0.1:$UDP_ICPT" \
     --host "udp:127.0.0.1:$UDP_HOST"
 assert_rc 0 "service echo (udp) created"
+weft service create sink --role web --intercept "tcp:127.0.0.1:$SINK_ICPT" \
+    --host "tcp:127.0.0.1:$SINK"
+assert_rc 0 "service sink created"
 weft policy create laptops-dial --type dial --identities '#dialers' --services '#web'
 assert_rc 0 "dial policy created"
 weft policy create hosts-bind --type bind --identities '#hosts' --services '#web'
@@ -67,6 +71,30 @@ s.bind(("127.0.0.1", int(sys.argv[1])))
 while True:
     d, a = s.recvfrom(65535)
     s.sendto(d, a)' "$UDP_HOST"
+
+# sink: reads a connection to its end, answers with the SHA-256 of what it
+# read (so it writes after its peer's EOF), then closes; a reset is noted in
+# sink.events.
+bg sink python3 -c '
+import hashlib, socket, sys, threading
+def serve(c):
+    h = hashlib.sha256()
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            h.update(d)
+        c.sendall(h.hexdigest().encode() + b"\n")
+        c.close()
+    except ConnectionResetError:
+        open(sys.argv[2], "a").write("reset\n")
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1])))
+l.listen(16)
+while True:
+    threading.Thread(target=serve, args=(l.accept()[0],), daemon=True).start()' "$SINK" "$T_TMP/sink.events"
 
 # ---- the edges
 bg edge-host "$WEFT_EDGE" run --identity "$T_TMP/web-host.json" --log-level debug
@@ -137,6 +165,36 @@ print("ok" if got == msgs else "got sizes %s" % [len(g) for g in got])
 EOF
 )
 assert_eq ok "$udp" "UDP datagrams (0 B to 60000 B) come back through the fabric, boundaries kept"
+
+# ---- half-close both ways: our EOF reaches the host, its answer and EOF come back
+half=$(python3 - "$SINK_ICPT" <<'EOF'
+import hashlib, os, socket, sys
+data = os.urandom(3 * 1024 * 1024 + 17)
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    got += d
+print("ok" if got.decode().strip() == hashlib.sha256(data).hexdigest() else "got %r" % got[:80])
+EOF
+)
+assert_eq ok "$half" "half-close: 3 MiB up, EOF, then the host's answer and EOF back"
+
+# ---- a local reset reaches the host as a reset
+python3 - "$SINK_ICPT" <<'EOF'
+import socket, struct, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"x" * 1000)
+time.sleep(0.5)  # the circuit is up and the host connected
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()  # RST
+EOF
+assert_cond "the host's connection is reset when the local client resets" \
+    wait_log "$T_TMP/sink.events" "^reset" 3
 
 # ---- a host that refuses: the local client sees a reset or close, promptly
 assert_cond "dialling edge intercepts dead" \
