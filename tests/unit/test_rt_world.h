@@ -106,6 +106,7 @@ static struct {
     size_t tap_len[MAXREC];
     int ntap, timed_out, done;
     void (*poll_cb)(void);
+    void (*on_stop)(void); /* closes what a test added to the loop */
 } w;
 
 TW_FN char *svc_token(const char *sub, const char *svc, const char *name, const char *act)
@@ -177,6 +178,8 @@ TW_FN void world_stop(void)
     if (w.done)
         return;
     w.done = 1;
+    if (w.on_stop)
+        w.on_stop();
     if (w.host.conn && !w.host.closed)
         pr_conn_close(w.host.conn, 0);
     if (w.dialler.conn && !w.dialler.closed)

@@ -1,0 +1,199 @@
+/* The router's control channel (router/control.c) against a small controller
+ * written here: real TLS with a controller certificate, CTL_HELLO in, a full
+ * map then a delta out, link reports in; the controller drops the connection
+ * and the router comes back with its map version. */
+#include "test_rt_world.h"
+
+static struct {
+    uv_tcp_t tcp;
+    pr_tls_ctx *ctx;
+    pr_conn *conn;
+    pr_reader rd;
+    char addr[64];
+    int hellos, reports, dialled, open_conns;
+    long long hello_ver[2];
+    char hello_id[2][RT_ID_CAP];
+    char link_listen[96];
+} srv;
+
+static struct cred ccred;
+
+static void srv_send(uint16_t type, const char *json)
+{
+    static uint8_t buf[8192];
+    size_t n;
+    pr_enc e;
+
+    pr_enc_init(&e, buf, sizeof(buf), type, 0);
+    assert_int_equal(pr_enc_finish(&e, json, strlen(json), &n), 0);
+    assert_int_equal(pr_conn_write(srv.conn, buf, n), 0);
+}
+
+static void send_maps(void)
+{
+    char b64[64], map[1024];
+    const char *delta = "{\"version\": 6, \"base\": 5, \"ops\": ["
+                        "{\"op\": \"put\", \"kind\": \"service\", \"obj\": {\"id\": \"s2\", \"name\": \"db\"}},"
+                        "{\"op\": \"put\", \"kind\": \"link\", \"obj\": {\"a\": \"rz\", \"b\": \"ra\","
+                        " \"rtt_us\": 42, \"up\": true}}]}";
+
+    sodium_bin2base64(b64, sizeof(b64), sign_pk, sizeof(sign_pk), sodium_base64_VARIANT_ORIGINAL);
+    snprintf(map, sizeof(map),
+             "{\"version\": 5, \"signing_key\": \"%s\", \"routers\": [{\"id\": \"ra\"}],"
+             " \"services\": [{\"id\": \"s1\", \"name\": \"web\"}]}", b64);
+    srv_send(PR_CTL_MAP_FULL, map);
+    srv_send(PR_CTL_MAP_DELTA, delta);
+}
+
+static void on_hello(const pr_frame *f)
+{
+    json_t *j = json_loadb((const char *)f->body, f->body_len, 0, NULL);
+    const char *id = json_string_value(json_object_get(j, "id"));
+    int k = srv.hellos++;
+
+    assert_non_null(j);
+    assert_true(k < 2);
+    assert_non_null(id);
+    snprintf(srv.hello_id[k], sizeof(srv.hello_id[k]), "%s", id);
+    srv.hello_ver[k] = json_integer_value(json_object_get(j, "map_version"));
+    snprintf(srv.link_listen, sizeof(srv.link_listen), "%s",
+             json_string_value(json_object_get(j, "link_listen")));
+    json_decref(j);
+    if (k == 0)
+        send_maps();
+    else
+        world_stop();
+}
+
+static void on_report(const pr_frame *f)
+{
+    json_t *j = json_loadb((const char *)f->body, f->body_len, 0, NULL);
+
+    assert_non_null(j);
+    assert_true(json_is_array(json_object_get(j, "links")));
+    srv.reports++;
+    json_decref(j);
+}
+
+static int srv_frame(void *arg, const pr_frame *f)
+{
+    if (f->type == PR_CTL_HELLO)
+        on_hello(f);
+    else if (f->type == PR_CTL_LINK_REPORT)
+        on_report(f);
+    return 0;
+}
+
+static void srv_open(pr_conn *c, int status)
+{
+    const char *uri = pr_conn_peer_uri(c);
+
+    assert_int_equal(status, 0);
+    assert_non_null(uri);
+    assert_string_equal(uri, "spiffe://net/router/ra");
+}
+
+static void srv_read(pr_conn *c, const uint8_t *d, size_t n)
+{
+    assert_int_equal(pr_reader_feed(&srv.rd, d, n, srv_frame, NULL), 0);
+}
+
+static void srv_close(pr_conn *c, int status)
+{
+    if (srv.conn == c)
+        srv.conn = NULL;
+    srv.open_conns--;
+    pr_reader_free(&srv.rd);
+}
+
+static const pr_conn_cbs scbs = {srv_open, srv_read, NULL, srv_close};
+
+static void srv_accept(uv_stream_t *s, int status)
+{
+    assert_int_equal(status, 0);
+    assert_null(srv.conn); /* one control connection at a time */
+    assert_int_equal(pr_reader_init(&srv.rd), 0);
+    assert_int_equal(pr_conn_accept(srv.ctx, s, &scbs, NULL, &srv.conn), 0);
+    srv.open_conns++;
+}
+
+static void srv_start(void)
+{
+    pr_tls_cfg cfg = {.server = 1, .ca_pem = ca.cert_pem, .cert_pem = ccred.cert,
+                      .key_pem = ccred.key, .require_peer_cert = 1};
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+
+    assert_int_equal(pr_tls_ctx_new(&cfg, &srv.ctx), 0);
+    assert_int_equal(pr_addr_resolve("127.0.0.1:0", &ss), 0);
+    uv_tcp_init(&w.loop, &srv.tcp);
+    assert_int_equal(uv_tcp_bind(&srv.tcp, (struct sockaddr *)&ss, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&srv.tcp, 8, srv_accept), 0);
+    uv_tcp_getsockname(&srv.tcp, (struct sockaddr *)&ss, &len);
+    pr_addr_format((struct sockaddr *)&ss, srv.addr, sizeof(srv.addr));
+}
+
+/* After the delta applied and a link report came: drop the router. */
+static void ctl_poll(void)
+{
+    rt_router *r = &w.r[0];
+
+    if (srv.dialled || srv.hellos != 1 || r->map.version != 6 || srv.reports == 0)
+        return;
+    assert_non_null(rt_map_service_by_name(&r->map, "db"));
+    assert_non_null(rt_map_service_by_name(&r->map, "web"));
+    assert_int_equal(rt_map_count(&r->map.links), 1);
+    assert_string_equal(((const rt_map_link *)rt_map_at(&r->map.links, 0))->a, "ra");
+    srv.dialled = 1;
+    pr_conn_close(srv.conn, 0);
+}
+
+static void stop_all(void)
+{
+    uv_close((uv_handle_t *)&srv.tcp, NULL);
+    if (srv.conn)
+        pr_conn_close(srv.conn, 0);
+}
+
+static void test_control_channel(void **state)
+{
+    rt_control_cfg cc = {.control_addr = srv.addr, .edge_listen = "127.0.0.1:3022"};
+
+    memset(&srv, 0, sizeof(srv));
+    world_init(1, 1);
+    srv_start();
+    cc.link_listen = w.r[0].link_addr;
+    w.poll_cb = ctl_poll;
+    w.on_stop = stop_all;
+    assert_int_equal(rt_control_start(&w.r[0], &cc), 0);
+    world_run(10000);
+    assert_int_equal(srv.hellos, 2);
+    assert_string_equal(srv.hello_id[0], "ra");
+    assert_int_equal(srv.hello_ver[0], 0);
+    assert_int_equal(srv.hello_ver[1], 6); /* it came back knowing its map */
+    assert_string_equal(srv.link_listen, w.r[0].link_addr);
+    assert_true(srv.reports >= 1);
+    assert_int_equal(srv.open_conns, 0);
+    pr_tls_ctx_free(srv.ctx);
+}
+
+static int setup(void **state)
+{
+    group_setup(state);
+    issue("spiffe://net/controller/ctl", PR_CERT_BOTH, &ccred);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    free(ccred.cert), free(ccred.key);
+    return group_teardown(state);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_control_channel),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
