@@ -40,7 +40,8 @@ static void service_start(edge_service *s)
                     pr_log_q(s->cfg.host), weft_err_name(r),
                     pr_log_q("retried every few seconds; check the service's host address "
                              "and bind policy"));
-        s->host_err = r;
+        if (r < 0)
+            s->host_err = r;
     }
 }
 

@@ -22,11 +22,16 @@ static void on_listen(weft_ctx *ctx, const char *service, int status, void *data
     (void)ctx;
     if (status == 0) {
         pr_info("edge_hosting", "service=%s host=%s", service, s->cfg.host_ep.text);
+        s->host_err = 0;
         return;
     }
-    /* libweft dropped the listener; the tick tries again. */
-    pr_warn("edge_host_lost", "service=%s err=%s hint=%s", service, weft_err_name(status),
-            pr_log_q("retried shortly; check the router and the identity's bind policy"));
+    /* libweft dropped the listener; the tick tries again, logging only a
+     * change of reason. */
+    if (status != s->host_err)
+        pr_warn("edge_host_lost", "service=%s err=%s hint=%s", service, weft_err_name(status),
+                pr_log_q("retried every few seconds; check the router and the identity's bind "
+                         "policy"));
+    s->host_err = status;
     s->hosting = 0;
 }
 
