@@ -114,6 +114,41 @@ static const char *const migrations[] = {
     ROLE_TRIGGERS("policies", "identity_roles, service_roles",
                   ROLE_INS("policies", "identity_roles") ROLE_INS("policies", "service_roles"))
     ROLE_TRIGGERS("routers", "roles", ROLE_INS("routers", "roles")),
+    /* 2: bring-your-own CAs and tier-2 credentials (docs/bootstrap.md). A
+     * credential's contents are one secretbox (`box`), never a column of its
+     * own; deleting an identity deletes the credentials attached to it. */
+    "CREATE TABLE cas ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " name TEXT NOT NULL,"
+    " roles TEXT NOT NULL DEFAULT '[]' CHECK (json_type(roles) = 'array'),"
+    " cert TEXT,"
+    " fingerprint TEXT,"
+    " verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),"
+    " challenge TEXT,"
+    " auto_enroll INTEGER NOT NULL DEFAULT 0 CHECK (auto_enroll IN (0, 1)),"
+    " name_template TEXT,"
+    " disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
+    " crl TEXT,"
+    " doc TEXT NOT NULL DEFAULT '{}' CHECK (json_type(doc) = 'object'),"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX cas_name ON cas(name);"
+    "CREATE TABLE credentials ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " name TEXT NOT NULL,"
+    " identity_id TEXT,"
+    " roles TEXT NOT NULL DEFAULT '[]' CHECK (json_type(roles) = 'array'),"
+    " files TEXT NOT NULL DEFAULT '[]' CHECK (json_type(files) = 'array'),"
+    " box TEXT,"
+    " doc TEXT NOT NULL DEFAULT '{}' CHECK (json_type(doc) = 'object'),"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX credentials_name ON credentials(name);"
+    "CREATE INDEX credentials_identity ON credentials(identity_id);"
+    "CREATE TRIGGER identities_credentials_del AFTER DELETE ON identities BEGIN"
+    " DELETE FROM credentials WHERE identity_id = OLD.id; END;"
+    ROLE_TRIGGERS("cas", "roles", ROLE_INS("cas", "roles"))
+    ROLE_TRIGGERS("credentials", "roles", ROLE_INS("credentials", "roles")),
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -151,6 +186,17 @@ static const struct field router_fields[] = {
     {"cert_fingerprint", F_TEXT, NULL},
 };
 
+static const struct field ca_fields[] = {
+    {"id", F_TEXT, NULL},          {"name", F_TEXT, NULL},          {"roles", F_ARRAY, NULL},
+    {"cert", F_TEXT, NULL},        {"fingerprint", F_TEXT, NULL},   {"verified", F_BOOL, NULL},
+    {"challenge", F_TEXT, NULL},   {"auto_enroll", F_BOOL, NULL},   {"name_template", F_TEXT, NULL},
+    {"disabled", F_BOOL, NULL},    {"crl", F_TEXT, NULL},
+};
+static const struct field credential_fields[] = {
+    {"id", F_TEXT, NULL},    {"name", F_TEXT, NULL}, {"identity_id", F_TEXT, NULL},
+    {"roles", F_ARRAY, NULL}, {"files", F_ARRAY, NULL}, {"box", F_TEXT, NULL},
+};
+
 #define NFIELDS(a) (sizeof(a) / sizeof(a[0]))
 
 struct coll {
@@ -165,6 +211,8 @@ static const struct coll colls[] = {
     {"services", service_fields, NFIELDS(service_fields), NULL},
     {"policies", policy_fields, NFIELDS(policy_fields), NULL},
     {"routers", router_fields, NFIELDS(router_fields), "router"},
+    {"cas", ca_fields, NFIELDS(ca_fields), NULL},
+    {"credentials", credential_fields, NFIELDS(credential_fields), NULL},
 };
 
 #define NCOLLS ((int)NFIELDS(colls))

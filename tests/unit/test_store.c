@@ -17,6 +17,9 @@
 #include "controller/store.h"
 #include "weft/errors.h"
 
+/* The schema version this binary migrates to (one per migration script). */
+#define STORE_VERSION 2
+
 struct fx {
     char dir[64];
     char path[128];
@@ -125,8 +128,9 @@ static void migrates_an_empty_file(void **state)
 {
     struct fx *f = *state;
 
-    assert_int_equal(ctl_store_schema_version(f->s), 1);
-    assert_int_equal(raw_int(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 1);
+    assert_int_equal(ctl_store_schema_version(f->s), STORE_VERSION);
+    assert_int_equal(raw_int(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
+                     STORE_VERSION);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                       " AND name IN ('identities', 'services', 'policies',"
                                       " 'routers', 'tokens', 'settings', 'meta')"),
@@ -146,7 +150,7 @@ static void reopening_keeps_data(void **state)
     ctl_store_close(f->s);
     f->s = NULL;
     assert_int_equal(ctl_store_open(f->path, &f->s), 0);
-    assert_int_equal(ctl_store_schema_version(f->s), 1);
+    assert_int_equal(ctl_store_schema_version(f->s), STORE_VERSION);
     assert_int_equal(ctl_store_get(f->s, "identities", "alpha", &got), 0);
     assert_string_equal(str(got, "id"), "id-1");
     assert_int_equal(ctl_store_setting_get(f->s, "network", &v), 0);
@@ -167,7 +171,7 @@ static void refuses_a_newer_schema(void **state)
     assert_null(s2);
     /* Refusing must not touch the file. */
     assert_int_equal(raw_int(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 99);
-    raw_exec(f->path, "UPDATE meta SET value = 1 WHERE key = 'schema_version'");
+    raw_exec(f->path, "UPDATE meta SET value = 2 WHERE key = 'schema_version'");
     assert_int_equal(ctl_store_open(f->path, &f->s), 0);
 }
 
@@ -207,7 +211,7 @@ static void two_handles_share_one_file(void **state)
     json_t *got = NULL;
 
     assert_int_equal(ctl_store_open(f->path, &s2), 0);
-    assert_int_equal(ctl_store_schema_version(s2), 1);
+    assert_int_equal(ctl_store_schema_version(s2), STORE_VERSION);
     assert_int_equal(create_ident(s2, "id-1", "alpha", NULL), 0);
     assert_int_equal(ctl_store_get(f->s, "identities", "alpha", &got), 0);
     json_decref(got);
