@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, only the Debian 12 packages weft needs that are missing.
 # Idempotent: a machine that has everything is left untouched and no index is fetched.
-# Usage: scripts/deps.sh [build|test]   (default: build)
+# Usage: scripts/deps.sh [build|test|docker|systemd]   (default: build)
+#   docker:  the container engine and compose, for tests/compose (optional)
+#   systemd: systemd-analyze, for checking deploy/systemd units (optional)
 set -euo pipefail
 
 want=(build-essential pkg-config meson ninja-build
@@ -10,6 +12,12 @@ want=(build-essential pkg-config meson ninja-build
 if [ "${1:-build}" = test ]; then
   want+=(libcmocka-dev clang llvm libclang-rt-14-dev python3-yaml iperf3 mosquitto mosquitto-clients
          stunnel4 wrk iproute2 nftables procps psmisc)
+fi
+if [ "${1:-build}" = docker ]; then
+  want+=(docker.io docker-compose iptables busybox-static mosquitto mosquitto-clients)
+fi
+if [ "${1:-build}" = systemd ]; then
+  want+=(systemd)
 fi
 
 missing=()
