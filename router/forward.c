@@ -101,7 +101,9 @@ void rt_circuit_end(rt_router *r, rt_circuit *c, int closer_side, int err, const
     }
     pr_info("circuit_close", "circuit=%016llx service=%s dialler=%s host=%s by=%s err=%s",
             (unsigned long long)c->id, pr_log_q(c->service), c->dialler, c->host,
-            closer_side == 0 ? "dialler" : closer_side == 1 ? "host" : "router",
+            closer_side == 0   ? "dialler"
+            : closer_side == 1 ? "host"
+                               : "router",
             err ? weft_err_name(err) : "none");
     rt_circuits_del(&r->circuits, c);
 }

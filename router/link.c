@@ -13,9 +13,9 @@
 #include "router/router.h"
 #include "weft/errors.h"
 
-#define PING_MS 1000
-#define DEAD_MS (3 * PING_MS) /* three heartbeats of silence */
-#define REPORT_MS 5000
+#define PING_MS        1000
+#define DEAD_MS        (3 * PING_MS) /* three heartbeats of silence */
+#define REPORT_MS      5000
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 
@@ -132,8 +132,8 @@ static void link_connect(rt_link *l)
     change_state(l, RT_LINK_CONNECTING);
     pr_reader_free(&l->rd);
     if (pr_reader_init(&l->rd) < 0 || pr_addr_resolve(addr, &ss) < 0 ||
-        pr_conn_connect(l->r->link_cli_ctx, l->r->loop, (struct sockaddr *)&ss, NULL, &link_cbs,
-                        l, &l->conn) < 0) {
+        pr_conn_connect(l->r->link_cli_ctx, l->r->loop, (struct sockaddr *)&ss, NULL, &link_cbs, l,
+                        &l->conn) < 0) {
         l->conn = NULL;
         pr_warn("link_connect_failed", "peer=%s addr=%s hint=%s", l->peer, l->addr,
                 pr_log_q("check that router's link_listen address"));
@@ -295,8 +295,8 @@ static void link_on_open(pr_conn *c, int status)
         return;
     }
     if ((rc = check_peer(l, id, sizeof(id), &why)) < 0) {
-        pr_warn("link_refused", "peer=%s addr=%s reason=%s", id[0] ? id : "-",
-                pr_conn_peer_addr(c), pr_log_q(why));
+        pr_warn("link_refused", "peer=%s addr=%s reason=%s", id[0] ? id : "-", pr_conn_peer_addr(c),
+                pr_log_q(why));
         change_state(l, RT_LINK_CLOSING);
         pr_conn_close(c, rc);
         return;

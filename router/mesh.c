@@ -12,7 +12,7 @@
 #include "router/router.h"
 #include "weft/errors.h"
 
-#define MAX_EDGES (4 * RT_GRAPH_MAX)
+#define MAX_EDGES    (4 * RT_GRAPH_MAX)
 #define PATH_STR_CAP (RT_PATH_MAX * RT_ID_CAP)
 
 /* ---- path choice (ingress) ---- */
@@ -46,8 +46,8 @@ static const rt_map_router *router_named(const rt_map *m, const char *s)
     return mr;
 }
 
-static int route_hosted(rt_router *r, const rt_map_service *svc, const rt_path_edge *e,
-                        size_t n, rt_path *path, char *msg, size_t cap)
+static int route_hosted(rt_router *r, const rt_map_service *svc, const rt_path_edge *e, size_t n,
+                        rt_path *path, char *msg, size_t cap)
 {
     const rt_map_router *mr = router_named(&r->map, svc->hosted_by);
 
@@ -57,8 +57,10 @@ static int route_hosted(rt_router *r, const rt_map_service *svc, const rt_path_e
         return WEFT_ENOTFOUND;
     }
     if (rt_path_compute(e, n, r->id->id, mr->id, path) < 0) {
-        snprintf(msg, cap, "service %s is hosted by router %s, which this router cannot reach "
-                 "over its links; retry shortly", svc->name, mr->id);
+        snprintf(msg, cap,
+                 "service %s is hosted by router %s, which this router cannot reach "
+                 "over its links; retry shortly",
+                 svc->name, mr->id);
         return WEFT_ENOTFOUND;
     }
     return 0;
@@ -85,11 +87,15 @@ static int route_term(rt_router *r, const rt_map_service *svc, const rt_path_edg
     if (found)
         return 0;
     if (seen)
-        snprintf(msg, cap, "service %s is bound only at routers this router cannot reach over "
-                 "its links; retry shortly", svc->name);
+        snprintf(msg, cap,
+                 "service %s is bound only at routers this router cannot reach over "
+                 "its links; retry shortly",
+                 svc->name);
     else
-        snprintf(msg, cap, "service %s has no terminator: no edge is bound to it; is the hosting "
-                 "edge running?", svc->name);
+        snprintf(msg, cap,
+                 "service %s has no terminator: no edge is bound to it; is the hosting "
+                 "edge running?",
+                 svc->name);
     return WEFT_ENOTFOUND;
 }
 
@@ -213,8 +219,7 @@ static void transit(rt_link *l, rt_circuit *c, const link_dial *d, const pr_fram
 
     snprintf(c->host, sizeof(c->host), "router:%s", d->path.hop[d->path.n - 1]);
     if (nl == NULL) {
-        snprintf(msg, sizeof(msg), "router %s has no link to router %s; retry", l->r->id->id,
-                 next);
+        snprintf(msg, sizeof(msg), "router %s has no link to router %s; retry", l->r->id->id, next);
         rt_circuit_end(l->r, c, 1, WEFT_ENOTFOUND, msg);
         return;
     }
@@ -232,8 +237,7 @@ static void egress_hosted(rt_router *r, rt_circuit *c, const link_dial *d, const
 
     snprintf(c->host, sizeof(c->host), "router:%s", r->id->id);
     if (svc == NULL || !rt_router_is_me(r, svc->hosted_by)) {
-        snprintf(msg, sizeof(msg), "service %s is not hosted by router %s", d->service,
-                 r->id->id);
+        snprintf(msg, sizeof(msg), "service %s is not hosted by router %s", d->service, r->id->id);
         rt_circuit_end(r, c, 1, WEFT_ENOTFOUND, msg);
     } else if (rt_hosted_dial(r, c, svc, d->identity, f, msg, sizeof(msg)) < 0) {
         rt_circuit_end(r, c, 1, WEFT_EREFUSED, msg);
@@ -252,8 +256,10 @@ static void egress(rt_link *l, rt_circuit *c, const link_dial *d, const pr_frame
     }
     t = rt_term_by_id(r, d->term);
     if (t == NULL || t->sess->state != RT_SESS_OPEN || strcmp(t->service, d->service) != 0) {
-        snprintf(msg, sizeof(msg), "terminator %s of service %s is no longer bound at router %s; "
-                 "retry", d->term, d->service, r->id->id);
+        snprintf(msg, sizeof(msg),
+                 "terminator %s of service %s is no longer bound at router %s; "
+                 "retry",
+                 d->term, d->service, r->id->id);
         rt_circuit_end(r, c, 1, WEFT_ENOTFOUND, msg);
         return;
     }

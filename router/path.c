@@ -34,8 +34,7 @@ static int closest(const graph *g)
     int best = -1;
 
     for (size_t i = 0; i < g->n; i++)
-        if (!g->done[i] && g->dist[i] != UINT64_MAX &&
-            (best < 0 || g->dist[i] < g->dist[best]))
+        if (!g->done[i] && g->dist[i] != UINT64_MAX && (best < 0 || g->dist[i] < g->dist[best]))
             best = (int)i;
     return best;
 }

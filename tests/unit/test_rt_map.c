@@ -156,6 +156,43 @@ static void test_delta_all_or_nothing(void **state)
     rt_map_free(&m);
 }
 
+/* Links are optional: "links" in full maps, "link" ops in deltas, keyed by the pair. */
+static void test_links(void **state)
+{
+    const char *full = "{\"version\": 1, \"links\": [{\"a\": \"r2\", \"b\": \"r1\", \"rtt_us\": 900,"
+                       " \"up\": true}]}";
+    const char *delta = "{\"version\": 2, \"base\": 1, \"ops\": ["
+                        "{\"op\": \"put\", \"kind\": \"link\", \"obj\": {\"a\": \"r1\", \"b\": \"r2\","
+                        " \"rtt_us\": 50, \"up\": false}},"
+                        "{\"op\": \"put\", \"kind\": \"link\", \"obj\": {\"a\": \"r3\", \"b\": \"r1\"}}]}";
+    const char *del = "{\"version\": 3, \"base\": 2, \"ops\": [{\"op\": \"del\", \"kind\": \"link\","
+                      " \"obj\": {\"a\": \"r2\", \"b\": \"r1\"}}]}";
+    const char *self = "{\"version\": 1, \"links\": [{\"a\": \"r1\", \"b\": \"r1\"}]}";
+    const rt_map_link *l;
+    char err[256];
+    rt_map m;
+
+    rt_map_init(&m);
+    assert_int_equal(rt_map_apply_full(&m, full, strlen(full), err, sizeof(err)), 0);
+    assert_int_equal(rt_map_count(&m.links), 1);
+    l = rt_map_at(&m.links, 0);
+    assert_string_equal(l->a, "r1"); /* ordered */
+    assert_string_equal(l->b, "r2");
+    assert_int_equal(l->rtt_us, 900);
+    assert_true(l->up);
+    assert_int_equal(rt_map_apply_delta(&m, delta, strlen(delta), err, sizeof(err)), 0);
+    assert_int_equal(rt_map_count(&m.links), 2); /* r1|r2 replaced, r1|r3 added */
+    l = rt_map_at(&m.links, 0);
+    assert_int_equal(l->rtt_us, 50);
+    assert_false(l->up);
+    assert_int_equal(rt_map_apply_delta(&m, del, strlen(del), err, sizeof(err)), 0);
+    assert_int_equal(rt_map_count(&m.links), 1);
+    assert_string_equal(((const rt_map_link *)rt_map_at(&m.links, 0))->b, "r3");
+    assert_int_equal(rt_map_apply_full(&m, self, strlen(self), err, sizeof(err)), WEFT_EPROTO);
+    assert_int_equal(m.version, 3); /* refused: the old map stays */
+    rt_map_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -165,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_delta),
         cmocka_unit_test(test_delta_gap),
         cmocka_unit_test(test_delta_all_or_nothing),
+        cmocka_unit_test(test_links),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
