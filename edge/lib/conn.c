@@ -1,8 +1,10 @@
 /* Circuits: dial and accept (end-to-end key exchange), the data path with
- * end-to-end flow control, half-close and close. The data path allocates
- * nothing: messages are sealed straight into the ctx's frame buffer, which
- * pr_conn_write copies into the TLS queue; what the window holds back waits
- * in the conn's send ring, allocated with the conn. */
+ * end-to-end flow control and reliability, half-close and close. The data
+ * path allocates nothing per frame: messages are sealed straight into the
+ * conn's retransmission queue (or the ctx's frame buffer for a peer that
+ * acknowledges nothing), which pr_conn_write copies into the TLS queue; what
+ * the window holds back waits in the conn's send ring, allocated with the
+ * conn. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,8 +91,10 @@ static weft_conn *conn_new(weft_ctx *ctx, const char *service, int role)
     }
     c->ctx = ctx;
     snprintf(c->service, sizeof(c->service), "%s", service);
-    weft__txflow_init(&c->tx, ctx->window);
+    weft__txflow_init(&c->tx, WEFT_RWND_DEFAULT); /* until the peer says */
     weft__rxflow_init(&c->rx, ctx->window);
+    weft__reorder_init(&c->ooo, ctx->window + 2 * PR_FRAME_MAX_BODY);
+    c->rto_ms = WEFT_RTO_MIN_MS;
     if (weft__e2e_init(&c->e2e, role) < 0) {
         weft__ring_free(&c->sendq);
         weft__ring_free(&c->recvq);
@@ -119,6 +123,8 @@ static void conn_free(weft_conn *c)
         }
     weft__ring_free(&c->sendq);
     weft__ring_free(&c->recvq);
+    weft__rtxq_free(&c->rtxq);
+    weft__reorder_free(&c->ooo);
     weft__e2e_wipe(&c->e2e);
     free(c);
 }
@@ -134,11 +140,17 @@ static int send_close(weft_conn *c, int err)
     return weft__send(c->ctx, len);
 }
 
-static int send_ack(weft_conn *c)
+/* Acknowledges the frames received in order and, with grant, the bytes
+ * consumed since the last grant; both counts are cumulative, so a lost or
+ * repeated ack does no harm. */
+static int send_ack(weft_conn *c, int grant)
 {
+    uint64_t w = grant ? weft__rxflow_grant(&c->rx) : c->rx.granted;
     size_t len;
 
-    if (weft__msg_ack(c->ctx->fbuf, PR_FRAME_MAX, c->circuit, weft__rxflow_grant(&c->rx), &len) < 0)
+    c->acked_next = c->rx_seq;
+    if (weft__msg_ack(c->ctx->fbuf, PR_FRAME_MAX, c->circuit, w, c->rx_seq > 0, c->rx_seq - 1,
+                      &len) < 0)
         return WEFT_EPROTO;
     return weft__send(c->ctx, len);
 }
@@ -162,43 +174,90 @@ static void account_sent(weft_conn *c, size_t n)
     }
 }
 
+/* Room for a payload frame with n bytes of plaintext: in the retransmission
+ * queue unless the peer acknowledges nothing. NULL when the queue is full of
+ * frames a reliable peer has not acknowledged yet: the sender waits. */
+static uint8_t *frame_room(weft_conn *c, size_t n)
+{
+    size_t max = WEFT_PAYLOAD_HDR_MAX + n + WEFT_E2E_ABYTES;
+    uint8_t *p;
+
+    if (c->rtx_mode == RTX_OFF)
+        return c->ctx->fbuf;
+    /* A peer that may never acknowledge must not stall us: forget its oldest. */
+    while ((p = weft__rtxq_reserve(&c->rtxq, max)) == NULL && c->rtx_mode == RTX_UNKNOWN &&
+           c->rtxq.n > 0)
+        weft__rtxq_drop_oldest(&c->rtxq);
+    return p;
+}
+
+/* The frame is kept and its seq used whether or not the session takes it:
+ * the stream state moved on when it was sealed, and a lost session is what
+ * retransmission is for. */
+static void frame_sent(weft_conn *c, const uint8_t *f, size_t len)
+{
+    if (c->rtx_mode != RTX_OFF) {
+        if (c->rtxq.n == 0)
+            c->rtx_at = weft__now(c->ctx); /* the timer runs from the oldest frame */
+        weft__rtxq_commit(&c->rtxq, c->tx_seq, len);
+    }
+    c->tx_seq++;
+    weft__send_buf(c->ctx, f, len);
+}
+
 static int send_msg(weft_conn *c, const uint8_t *p, size_t n, uint16_t flags)
 {
     static const uint8_t empty[1];
-    weft_ctx *ctx = c->ctx;
-    size_t off, clen;
+    size_t off, clen, cap = WEFT_PAYLOAD_HDR_MAX + n + WEFT_E2E_ABYTES;
+    uint8_t *f;
     int r;
 
-    if ((r = weft__msg_payload_begin(ctx->fbuf, PR_FRAME_MAX, c->circuit, c->tx_seq, flags, &off)) <
-        0)
-        return r;
-    if (off + n + WEFT_E2E_ABYTES > PR_FRAME_MAX)
+    if (n > WEFT_CHUNK_MAX)
         return WEFT_ETOOBIG;
-    if ((r = weft__e2e_seal(&c->e2e, n ? p : empty, n, flags & PR_PF_FIN, ctx->fbuf + off,
-                            PR_FRAME_MAX - off, &clen)) < 0)
+    if ((f = frame_room(c, n)) == NULL)
+        return WEFT_ENOBUFS;
+    if ((r = weft__msg_payload_begin(f, cap, c->circuit, c->tx_seq, flags, &off)) < 0)
         return r;
-    if ((r = weft__send(ctx, weft__msg_payload_end(ctx->fbuf, off, clen))) < 0)
+    if ((r = weft__e2e_seal(&c->e2e, n ? p : empty, n, flags & PR_PF_FIN, f + off, cap - off,
+                            &clen)) < 0)
         return r;
-    c->tx_seq++;
     c->tx.sent += n;
     account_sent(c, n);
+    frame_sent(c, f, weft__msg_payload_end(f, off, clen));
     return 0;
 }
 
 /* The seq 0 frame: our stream header, no message. */
 static int send_header(weft_conn *c)
 {
-    weft_ctx *ctx = c->ctx;
+    uint8_t *f = frame_room(c, sizeof(c->tx_hdr));
     size_t off;
     int r;
 
-    if ((r = weft__msg_payload_begin(ctx->fbuf, PR_FRAME_MAX, c->circuit, c->tx_seq, 0, &off)) < 0)
+    if (f == NULL)
+        return WEFT_ENOBUFS;
+    if ((r = weft__msg_payload_begin(f, WEFT_PAYLOAD_HDR_MAX + sizeof(c->tx_hdr), c->circuit,
+                                     c->tx_seq, 0, &off)) < 0)
         return r;
-    memcpy(ctx->fbuf + off, c->tx_hdr, sizeof(c->tx_hdr));
-    if ((r = weft__send(ctx, weft__msg_payload_end(ctx->fbuf, off, sizeof(c->tx_hdr)))) < 0)
-        return r;
-    c->tx_seq++;
+    memcpy(f + off, c->tx_hdr, sizeof(c->tx_hdr));
+    frame_sent(c, f, weft__msg_payload_end(f, off, sizeof(c->tx_hdr)));
     return 0;
+}
+
+int weft__conn_retransmit(weft_conn *c)
+{
+    const weft_rtx_ent *e;
+    unsigned i;
+    int r = 0;
+
+    if (c->state != CS_OPEN || c->rtx_mode == RTX_OFF)
+        return 0;
+    for (i = 0; i < c->rtxq.n && r == 0; i++) {
+        e = weft__rtxq_at(&c->rtxq, i);
+        r = weft__send_buf(c->ctx, c->rtxq.buf + e->off, e->len);
+    }
+    c->rtx_at = weft__now(c->ctx);
+    return r;
 }
 
 static void cancel_writes(weft_conn *c)
@@ -239,10 +298,12 @@ static void conn_abort(weft_conn *c, int err, const char *why)
     circuit_gone(c, err);
 }
 
-/* Both directions ended: release the circuit at the router. */
+/* Both directions ended: release the circuit at the router, once a reliable
+ * peer acknowledged our FIN (else a lost FIN would end in a reset). */
 static void maybe_done(weft_conn *c)
 {
-    if (c->state != CS_OPEN || !c->fin_sent || !c->fin_rcvd)
+    if (c->state != CS_OPEN || !c->fin_sent || !c->fin_rcvd ||
+        (c->rtx_mode == RTX_ON && c->rtxq.n > 0))
         return;
     send_close(c, 0);
     hash_del(c);
@@ -261,7 +322,7 @@ static void pump(weft_conn *c)
     while (c->sendq.len > 0 && weft__sess_writable(c->ctx)) {
         n = weft__chunk_len(weft__ring_peek(&c->sendq, &p), weft__txflow_credit(&c->tx));
         if (n == 0 || send_msg(c, p, n, 0) < 0)
-            return;
+            return; /* no credit, or the retransmission queue is full: an ack resumes */
         weft__ring_consume(&c->sendq, n);
     }
     if (c->shut_req && !c->fin_sent && c->sendq.len == 0 && weft__sess_writable(c->ctx) &&
@@ -304,6 +365,10 @@ int weft_write(weft_conn *c, const void *buf, size_t len, weft_write_cb cb, void
     /* Straight to the transport what the window allows when nothing waits. */
     if (c->state == CS_OPEN && c->sendq.len == 0 && weft__sess_writable(c->ctx))
         direct = weft__txflow_credit(&c->tx) < len ? (size_t)weft__txflow_credit(&c->tx) : len;
+    /* Bytes always fit the retransmission queue (it holds a window); frames
+     * may not, when many small ones wait for an ack. */
+    if (c->rtx_mode == RTX_ON && direct > (WEFT_RTX_FRAMES - c->rtxq.n) * (size_t)WEFT_CHUNK_MAX)
+        direct = (WEFT_RTX_FRAMES - c->rtxq.n) * (size_t)WEFT_CHUNK_MAX;
     if (len - direct > c->sendq.cap - c->sendq.len)
         return WEFT_ENOBUFS;
     w = &c->wr[(c->wr_head + c->wr_n++) % WEFT_WRITES_MAX];
@@ -313,11 +378,11 @@ int weft_write(weft_conn *c, const void *buf, size_t len, weft_write_cb cb, void
     while (off < direct) {
         n = direct - off < WEFT_CHUNK_MAX ? direct - off : WEFT_CHUNK_MAX;
         if (send_msg(c, p + off, n, 0) < 0)
-            break; /* the session is failing: the rest queues and is cancelled with it */
+            break; /* the retransmission queue is full: the rest waits for acks */
         off += n;
     }
-    if (off < len)
-        weft__ring_push(&c->sendq, p + off, len - off);
+    if (off < len && weft__ring_push(&c->sendq, p + off, len - off) < 0)
+        conn_abort(c, WEFT_ENOBUFS, "send queue overrun"); /* cannot happen: direct was checked */
     return 0;
 }
 
@@ -342,7 +407,7 @@ int weft_shutdown(weft_conn *c)
 static void consumed(weft_conn *c, size_t n)
 {
     if (weft__rxflow_consume(&c->rx, n) && c->state == CS_OPEN && c->hashed)
-        send_ack(c);
+        send_ack(c, 1);
 }
 
 static void deliver(weft_conn *c, const uint8_t *p, size_t n)
@@ -360,44 +425,105 @@ static void deliver(weft_conn *c, const uint8_t *p, size_t n)
         weft__mark_dirty(c);
 }
 
-static int open_msg(weft_conn *c, const weft_msg *m, size_t *n, int *final)
+static int open_msg(weft_conn *c, uint16_t flags, const uint8_t *body, size_t len, size_t *n,
+                    int *final)
 {
     int r;
 
-    if (m->body_len > PR_FRAME_MAX_BODY)
+    if (len > PR_FRAME_MAX_BODY)
         return WEFT_ETOOBIG;
-    if ((r = weft__e2e_open(&c->e2e, m->body, m->body_len, c->ctx->pbuf, PR_FRAME_MAX_BODY, n,
-                            final)) < 0)
+    if ((r = weft__e2e_open(&c->e2e, body, len, c->ctx->pbuf, PR_FRAME_MAX_BODY, n, final)) < 0)
         return r;
     /* The FIN flag is the router's to see; the FINAL tag is what proves it. */
-    if (*final != !!(m->flags & PR_PF_FIN))
+    if (*final != !!(flags & PR_PF_FIN))
         return WEFT_ECRYPTO;
     return 0;
 }
 
-static void on_payload(weft_conn *c, const weft_msg *m)
+/* The frame with the next seq: decrypted and delivered. */
+static void take_next(weft_conn *c, uint16_t flags, const uint8_t *body, size_t len)
 {
     size_t n;
     int final, r;
 
-    if (m->seq != c->rx_seq++ || c->fin_rcvd)
-        return conn_abort(c, WEFT_EPROTO, "payload out of sequence or after FIN");
+    c->rx_seq++;
+    if (c->fin_rcvd)
+        return conn_abort(c, WEFT_EPROTO, "payload after FIN");
     if (!weft__e2e_rx_ready(&c->e2e)) {
-        if ((r = weft__e2e_rx_start(&c->e2e, m->body, m->body_len)) < 0)
+        if ((r = weft__e2e_rx_start(&c->e2e, body, len)) < 0)
             conn_abort(c, r, "bad stream header");
         return;
     }
-    if ((r = open_msg(c, m, &n, &final)) < 0)
-        return conn_abort(c, r, "payload failed authentication: forged, reordered or truncated");
+    if ((r = open_msg(c, flags, body, len, &n, &final)) < 0)
+        return conn_abort(c, r, "payload failed authentication: forged or truncated");
     if (n > 0 && weft__rxflow_recv(&c->rx, n) < 0)
         return conn_abort(c, WEFT_EPROTO, "peer overran the window");
     if (n > 0)
         deliver(c, c->ctx->pbuf, n);
     if (final && c->state == CS_OPEN) {
         c->fin_rcvd = 1;
+        send_ack(c, 0); /* at once: the peer waits for it to release the circuit */
         weft__mark_dirty(c);
         maybe_done(c);
     }
+}
+
+/* A frame ahead of a gap waits (bounded: one window, WEFT_REORDER_SLOTS
+ * frames); one that does not fit is dropped and comes again. */
+static void hold_early(weft_conn *c, const weft_msg *m)
+{
+    int r;
+
+    if (c->fin_rcvd)
+        return conn_abort(c, WEFT_EPROTO, "payload after FIN");
+    r = weft__reorder_put(&c->ooo, c->rx_seq, m->seq, m->flags, m->body, m->body_len);
+    if (r == WEFT_ENOMEM)
+        conn_abort(c, r, "no memory for the reorder buffer");
+}
+
+static void on_payload(weft_conn *c, const weft_msg *m)
+{
+    const uint8_t *body;
+    uint16_t flags;
+    size_t len;
+
+    if (m->seq < c->rx_seq) { /* a duplicate: say again how far we are */
+        send_ack(c, 0);
+        return;
+    }
+    if (m->seq > c->rx_seq)
+        return hold_early(c, m);
+    take_next(c, m->flags, m->body, m->body_len);
+    while (c->state == CS_OPEN &&
+           weft__reorder_take(&c->ooo, c->rx_seq, &flags, &body, &len)) {
+        take_next(c, flags, body, len);
+        weft__reorder_release(&c->ooo, c->rx_seq - 1);
+    }
+    if (c->state == CS_OPEN && c->rx_seq - c->acked_next >= WEFT_ACK_EVERY)
+        send_ack(c, 0);
+}
+
+/* An acknowledgement: credit, and the frames the peer holds in order. */
+static void on_ack(weft_conn *c, const weft_msg *m)
+{
+    if (m->has_ack_seq) {
+        if (m->ack_seq >= c->tx_seq)
+            return conn_abort(c, WEFT_EPROTO, "acknowledgement of a frame never sent");
+        if (c->rtx_mode == RTX_UNKNOWN)
+            c->rtx_mode = RTX_ON;
+        if (c->rtxq.n > 0 && weft__rtxq_at(&c->rtxq, 0)->seq <= m->ack_seq) {
+            c->rtx_at = weft__now(c->ctx);
+            c->rto_ms = WEFT_RTO_MIN_MS;
+        }
+        weft__rtxq_ack(&c->rtxq, m->ack_seq);
+    } else if (c->rtx_mode == RTX_UNKNOWN) {
+        c->rtx_mode = RTX_OFF;
+        weft__rtxq_free(&c->rtxq);
+    }
+    if (weft__txflow_grant(&c->tx, m->window) < 0)
+        return conn_abort(c, WEFT_EPROTO, "credit for bytes never sent");
+    pump(c);
+    maybe_done(c);
 }
 
 void weft__conn_frame(weft_conn *c, const weft_msg *m)
@@ -408,10 +534,8 @@ void weft__conn_frame(weft_conn *c, const weft_msg *m)
             on_payload(c, m);
         break;
     case PR_ACK_WINDOW:
-        if (weft__txflow_grant(&c->tx, m->window) < 0)
-            conn_abort(c, WEFT_EPROTO, "credit for bytes never sent");
-        else
-            pump(c);
+        if (c->state == CS_OPEN)
+            on_ack(c, m);
         break;
     case PR_EDGE_CLOSE:
     case PR_EDGE_DIAL_FAIL:
@@ -525,8 +649,8 @@ static int dial_send(weft_conn *c)
         return svc ? WEFT_ENOPOLICY : WEFT_ENOTFOUND;
     if ((r = weft__e2e_sign(&c->e2e, ctx->id.key_pem, c->service, sig, &d.sig_len)) < 0)
         return r;
-    d = (weft_dial_msg){weft__req_id(ctx),     0,   svc->dial_token, c->service,
-                        weft__e2e_pk(&c->e2e), sig, d.sig_len,       ctx->id.cert_pem};
+    d = (weft_dial_msg){weft__req_id(ctx), 0,         svc->dial_token,  c->service,
+                        weft__e2e_pk(&c->e2e), sig, d.sig_len, ctx->id.cert_pem, ctx->window};
     if ((r = weft__msg_dial(ctx->fbuf, PR_FRAME_MAX, &d, &len)) < 0)
         return r;
     c->req_id = d.req_id;
@@ -571,12 +695,21 @@ int weft_dial(weft_ctx *ctx, const char *service, weft_dial_cb cb, void *data)
     return 0;
 }
 
-/* Our end is keyed: start our stream and tell the peer its header. */
-static int keys_up(weft_conn *c, const uint8_t *peer_pk)
+/* Our end is keyed: start our stream, keep to the peer's window (absent:
+ * the default of every edge before it was announced, capped to what we
+ * keep for retransmission) and set up the retransmission queue for it. */
+static int keys_up(weft_conn *c, const weft_msg *m)
 {
+    uint64_t w = m->rwnd ? m->rwnd : WEFT_RWND_DEFAULT;
     int r;
 
-    if ((r = weft__e2e_derive(&c->e2e, peer_pk, c->tx_hdr)) < 0)
+    if (w > WEFT_WINDOW_MAX)
+        w = WEFT_WINDOW_MAX;
+    weft__txflow_init(&c->tx, w);
+    c->rtx_mode = m->rwnd ? RTX_ON : RTX_UNKNOWN; /* an edge that announces a window acks */
+    if ((r = weft__rtxq_init(&c->rtxq, weft__rtxq_cap_for(w))) < 0)
+        return r;
+    if ((r = weft__e2e_derive(&c->e2e, m->kx_pk, c->tx_hdr)) < 0)
         return r;
     hash_add(c);
     return 0;
@@ -598,7 +731,7 @@ void weft__dial_answer(weft_conn *c, const weft_msg *m)
                               c->service, m->sig, m->sig_len, c->peer, sizeof(c->peer));
     if (r == 0 && weft__conn_by_circuit(ctx, m->circuit) != NULL)
         r = WEFT_EEXISTS;
-    if (r < 0 || (r = keys_up(c, m->kx_pk)) < 0) {
+    if (r < 0 || (r = keys_up(c, m)) < 0) {
         pr_error("edge_host_rejected", "service=%s circuit=%016llx err=%s hint=%s", c->service,
                  (unsigned long long)m->circuit, weft_err_name(r),
                  pr_log_q("the host's certificate or key signature did not verify"));
@@ -634,8 +767,8 @@ static int answer_ok(weft_conn *c)
 
     if ((r = weft__e2e_sign(&c->e2e, ctx->id.key_pem, c->service, sig, &d.sig_len)) < 0)
         return r;
-    d = (weft_dial_msg){0,         c->circuit,      NULL, c->service, weft__e2e_pk(&c->e2e), sig,
-                        d.sig_len, ctx->id.cert_pem};
+    d = (weft_dial_msg){0,         c->circuit,       NULL,       c->service, weft__e2e_pk(&c->e2e),
+                        sig,       d.sig_len, ctx->id.cert_pem, ctx->window};
     if ((r = weft__msg_dial_ok(ctx->fbuf, PR_FRAME_MAX, &d, &len)) < 0)
         return r;
     return weft__send(ctx, len);
@@ -653,7 +786,7 @@ static weft_conn *accept_new(weft_ctx *ctx, const weft_msg *m)
     c->circuit = m->circuit;
     r = weft__e2e_verify_peer(ctx->id.ca_pem, ctx->id.network, m->cert, WEFT_E2E_CLIENT, m->kx_pk,
                               m->service, m->sig, m->sig_len, c->peer, sizeof(c->peer));
-    if (r < 0 || (r = keys_up(c, m->kx_pk)) < 0) {
+    if (r < 0 || (r = keys_up(c, m)) < 0) {
         refuse(ctx, m->circuit, r, "dialler certificate or key signature did not verify");
         conn_free(c);
         return NULL;
@@ -712,12 +845,30 @@ void weft__conns_session_lost(weft_ctx *ctx)
     }
 }
 
+/* Delayed acks, and retransmission after rto_ms without progress (doubling
+ * while nothing moves): frames are lost only when a path dies, and a session
+ * whose own queue is not drained is not a path that lost anything. */
+static void open_tick(weft_conn *c, uint64_t now)
+{
+    if (c->rx_seq != c->acked_next)
+        send_ack(c, 0);
+    if (c->rtx_mode != RTX_ON || c->rtxq.n == 0 || now - c->rtx_at < c->rto_ms ||
+        !weft__sess_writable(c->ctx))
+        return;
+    pr_debug("edge_circuit_retransmit", "circuit=%016llx frames=%u rto_ms=%u",
+             (unsigned long long)c->circuit, c->rtxq.n, c->rto_ms);
+    weft__conn_retransmit(c);
+    c->rto_ms = c->rto_ms * 2 > WEFT_RTO_MAX_MS ? WEFT_RTO_MAX_MS : c->rto_ms * 2;
+}
+
 void weft__conns_tick(weft_ctx *ctx, uint64_t now)
 {
     weft_conn *c, *next;
 
     for (c = ctx->conns; c; c = next) {
         next = c->next;
+        if (c->state == CS_OPEN && c->hashed && weft__rsess_ready(ctx))
+            open_tick(c, now);
         if ((c->state == CS_DIAL_WAIT || c->state == CS_DIALING) && c->deadline <= now) {
             pr_warn("edge_dial_timeout", "service=%s hint=%s", c->service,
                     pr_log_q("no answer from the router; check it and the service's host"));

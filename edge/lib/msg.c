@@ -52,6 +52,26 @@ static int decode_kx(const pr_frame *f, weft_msg *m)
     return 0;
 }
 
+/* A window below WEFT_RWND_MIN would make every message tiny; above the
+ * maximum it is not a window any memory could honour. */
+static int decode_rwnd(const pr_frame *f, weft_msg *m)
+{
+    if (opt_u64(f, PR_H_RWND, &m->rwnd) < 0 ||
+        (m->rwnd != 0 && (m->rwnd < WEFT_RWND_MIN || m->rwnd > WEFT_RWND_MAX)))
+        return WEFT_EPROTO;
+    return 0;
+}
+
+static int decode_ack(const pr_frame *f, weft_msg *m)
+{
+    int r = pr_frame_u64(f, PR_H_ACK_SEQ, &m->ack_seq);
+
+    if (r < 0 && r != WEFT_ENOTFOUND)
+        return WEFT_EPROTO;
+    m->has_ack_seq = r == 0;
+    return pr_frame_u64(f, PR_H_WINDOW, &m->window) < 0 ? WEFT_EPROTO : 0;
+}
+
 static int need_circuit(const pr_frame *f, weft_msg *m)
 {
     return pr_frame_u64(f, PR_H_CIRCUIT, &m->circuit) < 0 || m->circuit == 0 ? WEFT_EPROTO : 0;
@@ -62,11 +82,11 @@ static int decode_type(const pr_frame *f, weft_msg *m)
 {
     switch (m->type) {
     case PR_EDGE_DIAL: /* router -> host */
-        if (need_circuit(f, m) < 0 || m->service[0] == '\0')
+        if (need_circuit(f, m) < 0 || m->service[0] == '\0' || decode_rwnd(f, m) < 0)
             return WEFT_EPROTO;
         return decode_kx(f, m);
     case PR_EDGE_DIAL_OK: /* router -> dialler */
-        if (!m->has_req || need_circuit(f, m) < 0)
+        if (!m->has_req || need_circuit(f, m) < 0 || decode_rwnd(f, m) < 0)
             return WEFT_EPROTO;
         return decode_kx(f, m);
     case PR_EDGE_BIND_OK:
@@ -80,9 +100,9 @@ static int decode_type(const pr_frame *f, weft_msg *m)
             return WEFT_EPROTO;
         return 0;
     case PR_ACK_WINDOW:
-        if (need_circuit(f, m) < 0 || pr_frame_u64(f, PR_H_WINDOW, &m->window) < 0)
+        if (need_circuit(f, m) < 0)
             return WEFT_EPROTO;
-        return 0;
+        return decode_ack(f, m);
     default:
         return 0;
     }
@@ -94,7 +114,10 @@ int weft__msg_decode(const pr_frame *f, weft_msg *m)
 
     m->type = f->type;
     m->flags = f->flags;
-    m->circuit = m->seq = m->window = 0;
+    m->circuit = m->seq = m->window = m->rwnd = m->ack_seq = 0;
+    m->has_ack_seq = 0;
+    m->err = 0;
+    m->err_msg[0] = m->service[0] = m->terminator[0] = '\0';
     m->kx_pk = m->sig = NULL;
     m->sig_len = 0;
     m->cert[0] = '\0';
@@ -103,7 +126,7 @@ int weft__msg_decode(const pr_frame *f, weft_msg *m)
     r = pr_frame_u32(f, PR_H_REQ_ID, &m->req_id);
     if (r < 0 && r != WEFT_ENOTFOUND)
         return WEFT_EPROTO;
-    m->has_req = r == 0;
+    m->has_req = r == 0 && m->req_id != 0; /* ids are never 0: the encoders leave it out */
     if (decode_err(f, m) < 0 || opt_str(f, PR_H_SERVICE, m->service, sizeof(m->service)) < 0 ||
         opt_str(f, PR_H_TERMINATOR, m->terminator, sizeof(m->terminator)) < 0 ||
         opt_u64(f, PR_H_CIRCUIT, &m->circuit) < 0)
@@ -151,6 +174,8 @@ static void enc_kx(pr_enc *e, const weft_dial_msg *d)
     pr_enc_bytes(e, PR_H_KX_PK, d->kx_pk, WEFT_E2E_PK_LEN);
     pr_enc_bytes(e, PR_H_KX_SIG, d->sig, d->sig_len);
     pr_enc_str(e, PR_H_PEER_CERT, d->cert);
+    if (d->rwnd)
+        pr_enc_u64(e, PR_H_RWND, d->rwnd);
 }
 
 int weft__msg_dial(uint8_t *buf, size_t cap, const weft_dial_msg *d, size_t *len)
@@ -204,13 +229,16 @@ int weft__msg_close(uint8_t *buf, size_t cap, uint64_t circuit, int err, size_t 
     return pr_enc_finish(&e, NULL, 0, len);
 }
 
-int weft__msg_ack(uint8_t *buf, size_t cap, uint64_t circuit, uint64_t window, size_t *len)
+int weft__msg_ack(uint8_t *buf, size_t cap, uint64_t circuit, uint64_t window, int has_seq,
+                  uint64_t seq, size_t *len)
 {
     pr_enc e;
 
     pr_enc_init(&e, buf, cap, PR_ACK_WINDOW, 0);
     pr_enc_u64(&e, PR_H_CIRCUIT, circuit);
     pr_enc_u64(&e, PR_H_WINDOW, window);
+    if (has_seq)
+        pr_enc_u64(&e, PR_H_ACK_SEQ, seq);
     return pr_enc_finish(&e, NULL, 0, len);
 }
 
@@ -229,9 +257,9 @@ int weft__msg_payload_begin(uint8_t *buf, size_t cap, uint64_t circuit, uint64_t
 {
     pr_enc e;
 
-    if (cap < PR_FRAME_MAX)
+    if (cap < WEFT_PAYLOAD_HDR_MAX)
         return WEFT_ETOOBIG;
-    pr_enc_init(&e, buf, cap, PR_PAYLOAD_DATA, flags);
+    pr_enc_init(&e, buf, WEFT_PAYLOAD_HDR_MAX, PR_PAYLOAD_DATA, flags);
     pr_enc_u64(&e, PR_H_CIRCUIT, circuit);
     pr_enc_u64(&e, PR_H_SEQ, seq);
     return pr_enc_finish(&e, NULL, 0, body_off);

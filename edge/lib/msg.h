@@ -13,6 +13,13 @@
 #define WEFT_NAME_MAX   128
 #define WEFT_CERT_MAX   4096
 #define WEFT_ERRMSG_MAX 256
+/* A receive window announced in PR_H_RWND must lie in this range; a sender
+ * keeps to min(announced, WEFT_RWND_MAX). Absent means WEFT_RWND_DEFAULT, the
+ * window of every edge before the header existed. */
+#define WEFT_RWND_MIN     4096
+#define WEFT_RWND_MAX     (1ull << 32)
+#define WEFT_RWND_DEFAULT (512 * 1024)
+#define WEFT_PAYLOAD_HDR_MAX 64 /* fixed header, circuit and seq of a payload frame */
 
 /* A decoded edge, payload or ack frame; pointers point into the frame. */
 typedef struct {
@@ -23,6 +30,9 @@ typedef struct {
     uint64_t circuit;
     uint64_t seq;
     uint64_t window;
+    uint64_t rwnd; /* the peer's receive window (dial, answer); 0 when not announced */
+    uint64_t ack_seq;
+    int has_ack_seq; /* ACK_WINDOW from an edge that acknowledges seqs */
     int err; /* negative WEFT_E*, 0 when the frame carries none */
     char err_msg[WEFT_ERRMSG_MAX];
     char service[WEFT_NAME_MAX];
@@ -54,6 +64,7 @@ typedef struct {
     const uint8_t *sig;
     size_t sig_len;
     const char *cert;
+    uint64_t rwnd; /* our receive window, announced in PR_H_RWND; 0 = not sent */
 } weft_dial_msg;
 int weft__msg_dial(uint8_t *buf, size_t cap, const weft_dial_msg *d, size_t *len);
 /* The host's answer (type PR_EDGE_DIAL_OK). */
@@ -61,12 +72,16 @@ int weft__msg_dial_ok(uint8_t *buf, size_t cap, const weft_dial_msg *d, size_t *
 int weft__msg_dial_fail(uint8_t *buf, size_t cap, uint64_t circuit, int err, const char *why,
                         size_t *len);
 int weft__msg_close(uint8_t *buf, size_t cap, uint64_t circuit, int err, size_t *len);
-int weft__msg_ack(uint8_t *buf, size_t cap, uint64_t circuit, uint64_t window, size_t *len);
+/* Credit (cumulative bytes consumed) and, when has_seq, the highest payload
+ * seq received in order. */
+int weft__msg_ack(uint8_t *buf, size_t cap, uint64_t circuit, uint64_t window, int has_seq,
+                  uint64_t seq, size_t *len);
 int weft__msg_pong(uint8_t *buf, size_t cap, const weft_msg *ping, size_t *len);
 
 /* Payload frames are built in place so that ciphertext is sealed straight into
- * the frame: begin writes the headers and returns where the body goes, end
- * sets the body length and returns the frame's size. */
+ * the frame: begin writes the headers (at most WEFT_PAYLOAD_HDR_MAX bytes) and
+ * returns where the body goes, end sets the body length and returns the
+ * frame's size. */
 int weft__msg_payload_begin(uint8_t *buf, size_t cap, uint64_t circuit, uint64_t seq,
                             uint16_t flags, size_t *body_off);
 size_t weft__msg_payload_end(uint8_t *buf, size_t body_off, size_t body_len);

@@ -121,8 +121,11 @@ int weft__sessdata_parse(const char *json, size_t len, weft_sessdata *sd, char *
     if ((ret = parse_arrays(d, sd, err, errcap)) < 0)
         goto out;
     copy_str(json_object_get(d, "identity"), "id", sd->identity_id, sizeof(sd->identity_id), 0);
+    /* A day at most: a larger value would only be truncated into a small one. */
     if (json_integer_value(json_object_get(d, "refresh_s")) > 0)
-        sd->refresh_s = (unsigned)json_integer_value(json_object_get(d, "refresh_s"));
+        sd->refresh_s = json_integer_value(json_object_get(d, "refresh_s")) > 86400
+                            ? 86400
+                            : (unsigned)json_integer_value(json_object_get(d, "refresh_s"));
 out:
     json_decref(root);
     if (ret < 0)
@@ -153,6 +156,17 @@ const weft_svc *weft__sessdata_find(const weft_sessdata *sd, const char *name)
     return NULL;
 }
 
+/* t - now without overflow, for any clock and any year strptime accepted. */
+static int64_t until(int64_t t, int64_t now)
+{
+    uint64_t d;
+
+    if (t <= now)
+        return 0;
+    d = (uint64_t)t - (uint64_t)now;
+    return d > INT64_MAX ? INT64_MAX : (int64_t)d;
+}
+
 unsigned weft__sessdata_next_refresh(const weft_sessdata *sd, int64_t now, unsigned refresh_s)
 {
     int64_t next = refresh_s, left;
@@ -163,7 +177,7 @@ unsigned weft__sessdata_next_refresh(const weft_sessdata *sd, int64_t now, unsig
     for (i = 0; i < sd->nsvcs; i++) {
         if (sd->svcs[i].expires_at == 0)
             continue;
-        left = sd->svcs[i].expires_at - now;
+        left = until(sd->svcs[i].expires_at, now);
         left = left > 120 ? left - 60 : left / 2;
         if (left < next)
             next = left;

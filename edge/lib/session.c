@@ -45,12 +45,17 @@ int weft__rsess_done(const weft_ctx *ctx)
 
 int weft__send(weft_ctx *ctx, size_t len)
 {
+    return weft__send_buf(ctx, ctx->fbuf, len);
+}
+
+int weft__send_buf(weft_ctx *ctx, const uint8_t *p, size_t len)
+{
     weft_rsess *s = &ctx->sess;
     int r;
 
     if (s->tls == NULL || (s->state != RS_READY && s->state != RS_HELLO))
         return WEFT_ECLOSED;
-    if ((r = pr_conn_write(s->tls, ctx->fbuf, len)) < 0) {
+    if ((r = pr_conn_write(s->tls, p, len)) < 0) {
         pr_warn("edge_send_failed", "router=%s err=%s hint=%s", s->addr, weft_err_name(r),
                 pr_log_q("the router is not reading; reconnecting"));
         pr_conn_close(s->tls, r);

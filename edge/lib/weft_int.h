@@ -9,6 +9,7 @@
 #include "edge/lib/e2e.h"
 #include "edge/lib/flow.h"
 #include "edge/lib/msg.h"
+#include "edge/lib/rtx.h"
 #include "edge/lib/sessdata.h"
 #include "proto/frame.h"
 #include "proto/ident.h"
@@ -22,6 +23,9 @@
 #define WEFT_TICK_MS        250
 #define WEFT_HASH_BUCKETS   256
 #define WEFT_WINDOW_MAX     (2 * 1024 * 1024) /* keeps one grant well below the TLS hard limit */
+#define WEFT_ACK_EVERY      16   /* frames received in order between two acknowledgements */
+#define WEFT_RTO_MIN_MS     1000 /* first retransmission after this long without progress */
+#define WEFT_RTO_MAX_MS     32000
 
 /* Router session states; rsess_change_state() is the only place that moves. */
 #define RSESS_STATES(XX)                                                                           \
@@ -79,6 +83,11 @@ enum conn_state {
 #undef XX
 };
 
+/* What the peer does with PR_H_ACK_SEQ: unknown until it announces a window
+ * or acknowledges; an edge from before reliability (or a router's hosted
+ * service) acknowledges nothing, and then nothing is kept for it. */
+enum rtx_mode { RTX_UNKNOWN, RTX_ON, RTX_OFF };
+
 typedef struct {
     weft_write_cb cb;
     void *data;
@@ -104,7 +113,13 @@ struct weft_conn {
     void *dial_data;
     weft_e2e e2e;
     uint8_t tx_hdr[WEFT_E2E_HDR_LEN];
-    uint64_t tx_seq, rx_seq;
+    uint64_t tx_seq, rx_seq; /* next seq to send, next seq expected */
+    uint64_t acked_next;     /* rx_seq when we last acknowledged */
+    int rtx_mode;
+    weft_rtxq rtxq;      /* sent, not yet acknowledged */
+    weft_reorder ooo;    /* arrived ahead of a gap */
+    uint64_t rtx_at;     /* loop time of the last progress or retransmission */
+    unsigned rto_ms;
     weft_txflow tx;
     weft_rxflow rx;
     weft_ring sendq, recvq;
@@ -167,6 +182,8 @@ void weft__rsess_event(weft_rsess *s, int ev, int status);
 int weft__rsess_ready(const weft_ctx *ctx);
 /* Sends ctx->fbuf[0..len) on the router session. */
 int weft__send(weft_ctx *ctx, size_t len);
+/* Sends p[0..len) (a frame) on the router session. */
+int weft__send_buf(weft_ctx *ctx, const uint8_t *p, size_t len);
 int weft__sess_writable(const weft_ctx *ctx);
 int weft__rsess_done(const weft_ctx *ctx);
 
@@ -192,6 +209,9 @@ void weft__dials_send(weft_ctx *ctx);
 void weft__conns_tick(weft_ctx *ctx, uint64_t now);
 void weft__conns_cancel_all(weft_ctx *ctx);
 void weft__late_dial_ok(weft_ctx *ctx, const weft_msg *m);
+/* Sends again, byte for byte, every frame the peer has not acknowledged: for
+ * a circuit that moved to a new path. */
+int weft__conn_retransmit(weft_conn *c);
 
 /* Tests and embedders with their own session source: a ctx that never asks
  * the controller and uses session_json (the body of GET /v1/edge/session). */

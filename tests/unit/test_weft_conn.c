@@ -228,6 +228,7 @@ static void relay_dial(relay_sess *s, const pr_frame *f)
     assert_int_equal(pr_frame_str(f, PR_H_PEER_CERT, cert, sizeof(cert)), 0);
     assert_int_equal(pr_frame_bytes(f, PR_H_KX_PK, &d.kx_pk, &n), 0);
     assert_int_equal(pr_frame_bytes(f, PR_H_KX_SIG, &d.sig, &d.sig_len), 0);
+    pr_frame_u64(f, PR_H_RWND, &d.rwnd); /* a relay that keeps what it does not know */
     if ((host = host_of(rl, service)) == NULL)
         return relay_reply(s, PR_EDGE_ERROR, req, WEFT_ENOTFOUND, "no terminator");
     for (i = 0; i < RELAY_CIRC && rl->c[i].id != 0; i++)
@@ -271,6 +272,7 @@ static void relay_answer(relay_sess *s, const pr_frame *f)
     assert_int_equal(pr_frame_str(f, PR_H_PEER_CERT, cert, sizeof(cert)), 0);
     assert_int_equal(pr_frame_bytes(f, PR_H_KX_PK, &d.kx_pk, &n), 0);
     assert_int_equal(pr_frame_bytes(f, PR_H_KX_SIG, &d.sig, &d.sig_len), 0);
+    pr_frame_u64(f, PR_H_RWND, &d.rwnd);
     d.req_id = rl->c[i].req;
     d.cert = cert;
     assert_int_equal(weft__msg_dial_ok(rl->out, PR_FRAME_MAX, &d, &n), 0);

@@ -80,6 +80,30 @@ static void dial_round_trip(void **state)
     assert_true(m.has_req);
     assert_int_equal(m.req_id, 7);
     assert_int_equal(m.circuit, d.circuit);
+    assert_int_equal(m.rwnd, 0); /* not announced */
+}
+
+/* The receive window rides in the dial and its answer; absent is 0 (the
+ * caller's default), out of range is malformed. */
+static void dial_announces_its_window(void **state)
+{
+    uint8_t pk[WEFT_E2E_PK_LEN] = {0}, sig[8] = {0};
+    weft_dial_msg d = {7, 9, NULL, "svc", pk, sig, sizeof(sig), "cert", 256 * 1024};
+    size_t len;
+
+    assert_int_equal(weft__msg_dial(buf, sizeof(buf), &d, &len), 0);
+    assert_int_equal(decode(len), 0);
+    assert_int_equal(m.rwnd, 256 * 1024);
+    d.rwnd = 2u << 20;
+    assert_int_equal(weft__msg_dial_ok(buf, sizeof(buf), &d, &len), 0);
+    assert_int_equal(decode(len), 0);
+    assert_int_equal(m.rwnd, 2u << 20);
+    d.rwnd = WEFT_RWND_MIN - 1;
+    assert_int_equal(weft__msg_dial_ok(buf, sizeof(buf), &d, &len), 0);
+    assert_int_equal(decode(len), WEFT_EPROTO);
+    d.rwnd = WEFT_RWND_MAX + 1;
+    assert_int_equal(weft__msg_dial(buf, sizeof(buf), &d, &len), 0);
+    assert_int_equal(decode(len), WEFT_EPROTO);
 }
 
 static void dial_without_what_it_needs(void **state)
@@ -153,7 +177,8 @@ static void payload_in_place(void **state)
     assert_int_equal(m.body_len, PR_FRAME_MAX_BODY);
     assert_int_equal(m.body[0], 0x5a);
     /* Too small a buffer is refused before anything is written past it. */
-    assert_int_equal(weft__msg_payload_begin(buf, PR_FRAME_MAX - 1, 42, 3, 0, &off), WEFT_ETOOBIG);
+    assert_int_equal(weft__msg_payload_begin(buf, WEFT_PAYLOAD_HDR_MAX - 1, 42, 3, 0, &off),
+                     WEFT_ETOOBIG);
 }
 
 static void ack_and_payload_need_their_numbers(void **state)
@@ -161,9 +186,18 @@ static void ack_and_payload_need_their_numbers(void **state)
     size_t len;
     pr_enc e;
 
-    assert_int_equal(weft__msg_ack(buf, sizeof(buf), 42, 1 << 20, &len), 0);
+    assert_int_equal(weft__msg_ack(buf, sizeof(buf), 42, 1 << 20, 0, 0, &len), 0);
     assert_int_equal(decode(len), 0);
     assert_int_equal(m.window, 1 << 20);
+    assert_false(m.has_ack_seq);
+    assert_int_equal(weft__msg_ack(buf, sizeof(buf), 42, 1 << 20, 1, 0, &len), 0);
+    assert_int_equal(decode(len), 0);
+    assert_true(m.has_ack_seq);
+    assert_int_equal(m.ack_seq, 0);
+    assert_int_equal(weft__msg_ack(buf, sizeof(buf), 42, 7, 1, 1234567, &len), 0);
+    assert_int_equal(decode(len), 0);
+    assert_int_equal(m.ack_seq, 1234567);
+    assert_int_equal(m.window, 7);
     pr_enc_init(&e, buf, sizeof(buf), PR_ACK_WINDOW, 0);
     pr_enc_u64(&e, PR_H_CIRCUIT, 42);
     assert_int_equal(pr_enc_finish(&e, NULL, 0, &len), 0);
@@ -185,6 +219,7 @@ int main(void)
         cmocka_unit_test(hello_carries_hardware_ids),
         cmocka_unit_test(dial_round_trip),
         cmocka_unit_test(dial_without_what_it_needs),
+        cmocka_unit_test(dial_announces_its_window),
         cmocka_unit_test(errors_cross_as_codes),
         cmocka_unit_test(payload_in_place),
         cmocka_unit_test(ack_and_payload_need_their_numbers),

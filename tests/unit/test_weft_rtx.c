@@ -1,0 +1,199 @@
+/* The retransmission queue and the reorder buffer of a circuit
+ * (edge/lib/rtx.c), alone: frames stay contiguous and in seq order, acks
+ * release them, a full queue says so, and the reorder buffer hands frames
+ * back in seq order whatever order they came in, each once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "edge/lib/rtx.h"
+#include "weft/errors.h"
+
+static void put_frame(weft_rtxq *q, uint64_t seq, size_t len)
+{
+    uint8_t *p = weft__rtxq_reserve(q, len);
+
+    assert_non_null(p);
+    memset(p, (int)(seq & 0xff), len);
+    weft__rtxq_commit(q, seq, len);
+}
+
+static void check_frames(const weft_rtxq *q, uint64_t first)
+{
+    for (unsigned i = 0; i < q->n; i++) {
+        const weft_rtx_ent *e = weft__rtxq_at(q, i);
+        assert_int_equal(e->seq, first + i);
+        assert_true(e->off + e->len <= q->cap);
+        for (size_t k = 0; k < e->len; k++)
+            assert_int_equal(q->buf[e->off + k], (uint8_t)(e->seq & 0xff));
+    }
+}
+
+static void rtxq_keeps_frames_until_acked(void **state)
+{
+    weft_rtxq q;
+
+    assert_int_equal(weft__rtxq_init(&q, 1000), 0);
+    for (uint64_t s = 0; s < 3; s++)
+        put_frame(&q, s, 300);
+    /* 100 bytes left at the end, and nothing free before the head. */
+    assert_null(weft__rtxq_reserve(&q, 200));
+    weft__rtxq_ack(&q, 0);
+    assert_int_equal(q.n, 2);
+    /* Wraps to the start: 300 bytes free there, but the tail may not meet the head. */
+    assert_null(weft__rtxq_reserve(&q, 300));
+    put_frame(&q, 3, 250);
+    assert_int_equal(weft__rtxq_at(&q, 2)->off, 0);
+    check_frames(&q, 1);
+    weft__rtxq_ack(&q, 2);
+    check_frames(&q, 3);
+    assert_int_equal(q.n, 1);
+    /* An ack below the oldest changes nothing; one above everything empties it. */
+    weft__rtxq_ack(&q, 1);
+    assert_int_equal(q.n, 1);
+    weft__rtxq_ack(&q, 100);
+    assert_int_equal(q.n, 0);
+    /* Empty: a frame as large as the buffer fits. */
+    put_frame(&q, 4, 1000);
+    assert_null(weft__rtxq_reserve(&q, 1));
+    weft__rtxq_free(&q);
+}
+
+static void rtxq_bounded_in_frames(void **state)
+{
+    weft_rtxq q;
+
+    assert_int_equal(weft__rtxq_init(&q, weft__rtxq_cap_for(512 * 1024)), 0);
+    for (uint64_t s = 0; s < WEFT_RTX_FRAMES; s++)
+        put_frame(&q, s, 10);
+    assert_null(weft__rtxq_reserve(&q, 10));
+    weft__rtxq_drop_oldest(&q);
+    put_frame(&q, WEFT_RTX_FRAMES, 10);
+    check_frames(&q, 1);
+    weft__rtxq_free(&q);
+}
+
+/* A window of plaintext in full-size frames, with a ring that wraps many
+ * times, always fits the capacity computed for it. */
+static void rtxq_holds_a_window(void **state)
+{
+    const uint64_t window = 512 * 1024;
+    const size_t frame = WEFT_PAYLOAD_HDR_MAX + 65536 + 17;
+    weft_rtxq q;
+    uint64_t seq = 0, acked = 0;
+
+    assert_int_equal(weft__rtxq_init(&q, weft__rtxq_cap_for(window)), 0);
+    for (int round = 0; round < 100; round++) {
+        while ((seq - acked) * 65536 < window)
+            put_frame(&q, seq++, frame);
+        weft__rtxq_ack(&q, acked + 2);
+        acked += 3;
+        check_frames(&q, acked);
+    }
+    weft__rtxq_free(&q);
+}
+
+static int take(weft_reorder *r, uint64_t seq, uint8_t *first)
+{
+    const uint8_t *body;
+    uint16_t flags;
+    size_t len;
+
+    if (!weft__reorder_take(r, seq, &flags, &body, &len))
+        return 0;
+    assert_int_equal(flags, (uint16_t)seq);
+    assert_int_equal(len, 100 + seq);
+    *first = body[0];
+    weft__reorder_release(r, seq);
+    return 1;
+}
+
+/* Frames 1..7 arrive as 3 5 3 7 6 2 4 (after 0, taken in order): the
+ * receiver takes each next seq itself and drains what waits behind it. */
+static void reorder_hands_back_in_order(void **state)
+{
+    const uint64_t order[] = {3, 5, 3, 7, 6, 1, 2, 4};
+    uint8_t frame[300], b, got[16];
+    weft_reorder r;
+    uint64_t next = 1;
+    size_t ngot = 0;
+    int rc;
+
+    weft__reorder_init(&r, 2000);
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        uint64_t s = order[i];
+
+        memset(frame, (int)s, sizeof(frame));
+        rc = weft__reorder_put(&r, next, s, (uint16_t)s, frame, 100 + s);
+        if (s != next) {
+            assert_int_equal(rc, i == 2 ? 1 : 0); /* the second 3 is a duplicate */
+            continue;
+        }
+        assert_int_equal(rc, WEFT_ENOBUFS); /* not for the buffer: it is the next one */
+        got[ngot++] = (uint8_t)next++;
+        while (take(&r, next, &b)) {
+            assert_int_equal(b, (uint8_t)next);
+            got[ngot++] = (uint8_t)next++;
+        }
+    }
+    assert_int_equal(ngot, 7);
+    for (size_t i = 0; i < ngot; i++)
+        assert_int_equal(got[i], i + 1);
+    assert_int_equal(r.n, 0);
+    /* Out of range: behind, at, or too far ahead of the next seq. */
+    assert_int_equal(weft__reorder_put(&r, 10, 9, 0, frame, 1), WEFT_ENOBUFS);
+    assert_int_equal(weft__reorder_put(&r, 10, 10, 0, frame, 1), WEFT_ENOBUFS);
+    assert_int_equal(weft__reorder_put(&r, 10, 10 + WEFT_REORDER_SLOTS, 0, frame, 1),
+                     WEFT_ENOBUFS);
+    /* No room left: refused, to come again. */
+    assert_int_equal(weft__reorder_put(&r, 10, 11, 11, frame, 300), 0);
+    assert_int_equal(weft__reorder_put(&r, 10, 12, 12, frame, 2000), WEFT_ENOBUFS);
+    weft__reorder_free(&r);
+}
+
+static void reorder_compacts(void **state)
+{
+    uint8_t frame[400], b;
+    weft_reorder r;
+
+    weft__reorder_init(&r, 1000);
+    memset(frame, 2, sizeof(frame));
+    assert_int_equal(weft__reorder_put(&r, 0, 2, 2, frame, 102), 0);
+    memset(frame, 3, sizeof(frame));
+    assert_int_equal(weft__reorder_put(&r, 0, 3, 3, frame, 103), 0);
+    memset(frame, 4, sizeof(frame));
+    assert_int_equal(weft__reorder_put(&r, 0, 4, 4, frame, 104), 0);
+    /* 2 leaves a hole at the start; 5 needs it. */
+    assert_true(take(&r, 2, &b));
+    assert_int_equal(b, 2);
+    memset(frame, 9, sizeof(frame));
+    assert_int_equal(weft__reorder_put(&r, 1, 9, 9, frame, 109), 0);
+    memset(frame, 5, sizeof(frame));
+    assert_int_equal(weft__reorder_put(&r, 1, 5, 5, frame, 105), 0);
+    memset(frame, 6, sizeof(frame));
+    assert_int_equal(weft__reorder_put(&r, 1, 6, 6, frame, 106), 0);
+    for (uint64_t s = 3; s <= 6; s++) {
+        assert_true(take(&r, s, &b));
+        assert_int_equal(b, (uint8_t)s);
+    }
+    assert_true(take(&r, 9, &b));
+    assert_int_equal(b, 9);
+    assert_int_equal(r.n, 0);
+    weft__reorder_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rtxq_keeps_frames_until_acked),
+        cmocka_unit_test(rtxq_bounded_in_frames),
+        cmocka_unit_test(rtxq_holds_a_window),
+        cmocka_unit_test(reorder_hands_back_in_order),
+        cmocka_unit_test(reorder_compacts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
