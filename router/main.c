@@ -125,9 +125,12 @@ static int cmd_enroll(const opts *o)
         return fail("%s", err[0] ? err : weft_strerror(rc));
     path_in(o->dir, "identity.json", path, sizeof(path));
     rc = pr_idfile_save(path, &id);
-    if (rc == 0)
-        rc = save_conf(o->dir, json_pack("{s:s, s:s}", "edge_listen", o->edge_listen,
-                                         "link_listen", o->link_listen));
+    if (rc == 0) {
+        json_t *conf = json_pack("{s:s, s:s}", "edge_listen", o->edge_listen, "link_listen",
+                                 o->link_listen);
+        rc = save_conf(o->dir, conf);
+        json_decref(conf);
+    }
     if (rc < 0)
         fail("enrolled, but cannot write to %s: %s; the token is spent, ask for a new one",
              o->dir, weft_strerror(rc));

@@ -19,10 +19,7 @@ ctl_start "$T_DIR"
 ctl_use "$T_DIR"
 
 weft router create r1 --out "$T_TMP/r1.jwt"
-# weft-router enroll leaks its configuration JSON at exit (router/main.c,
-# save_conf), which LeakSanitizer turns into exit 1; leak checks stay on for
-# every other process here. Drop the override once that is fixed.
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" t_run "$WEFT_ROUTER" enroll "$T_TMP/r1.jwt" --dir "$T_TMP/r1" --edge-listen "127.0.0.1:$EDGEP" \
+t_run "$WEFT_ROUTER" enroll "$T_TMP/r1.jwt" --dir "$T_TMP/r1" --edge-listen "127.0.0.1:$EDGEP" \
     --link-listen "127.0.0.1:$LINKP"
 [ "$T_RC" == 0 ] || t_bail "router enrol failed: $T_ERR"
 bg router "$WEFT_ROUTER" run --dir "$T_TMP/r1"
