@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "controller/controller.h"
+#include "controller/metrics.h"
 #include "controller/netmap.h"
 #include "proto/ident.h"
 #include "proto/log.h"
@@ -52,6 +53,9 @@ static const route routes[] = {
     {"GET", "/v1/routers/{id}", ctl_api_routers_get, 1},
     {"DELETE", "/v1/routers/{id}", ctl_api_routers_delete, 1},
     {"GET", "/v1/edge/session", ctl_api_edge_session, 0},
+    {"GET", "/v1/links", ctl_api_links_list, 1},
+    {"GET", "/v1/circuits", ctl_api_circuits_list, 1},
+    {"GET", "/v1/mesh", ctl_api_mesh_get, 1},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -69,6 +73,7 @@ void ctl_reply_raw(ctl_call *call, int status, const char *content_type, const c
     if (call->answered)
         return;
     call->answered = 1;
+    ctl_metrics_count(call->c->metrics, call->req->method, call->req->path, status);
     ctl_http_respond(call->req, status, content_type, body, len);
 }
 

@@ -6,7 +6,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "controller/circuits.h"
 #include "controller/netmap.h"
 #include "proto/addr.h"
 #include "proto/frame.h"
@@ -28,6 +30,10 @@ typedef struct cconn {
     enum cstate state;
     uint64_t last_rx;
     char router_id[PR_ID_MAX + 1];
+    /* Bytes waiting for the TLS queue to drain: a map larger than the queue
+     * goes out as the router reads it, and later deltas wait behind it. */
+    uint8_t *bl;
+    size_t bl_len, bl_off, bl_cap;
     struct cconn *prev, *next;
 } cconn;
 
@@ -49,8 +55,9 @@ struct ctl_control {
 
 static void on_open(pr_conn *pc, int status);
 static void on_read(pr_conn *pc, const uint8_t *data, size_t len);
+static void on_drain(pr_conn *pc);
 static void on_close(pr_conn *pc, int status);
-static const pr_conn_cbs cbs = {on_open, on_read, NULL, on_close};
+static const pr_conn_cbs cbs = {on_open, on_read, on_drain, on_close};
 
 static void change_state(cconn *k, enum cstate s)
 {
@@ -87,6 +94,68 @@ static void maybe_done(ctl_control *s)
 
 /* ---- sending ---- */
 
+/* Writes what the TLS queue takes now; keeps the rest in the backlog. */
+static int flush(cconn *k)
+{
+    int rc;
+
+    while (k->bl_off < k->bl_len && pr_conn_queued(k->conn) < PR_TLS_HIGH_WATER) {
+        size_t n = k->bl_len - k->bl_off;
+        if (n > CTL_MAP_PART_MAX)
+            n = CTL_MAP_PART_MAX;
+        if ((rc = pr_conn_write(k->conn, k->bl + k->bl_off, n)) < 0)
+            return rc;
+        k->bl_off += n;
+    }
+    if (k->bl_off == k->bl_len) {
+        k->bl_off = k->bl_len = 0;
+        if (k->bl_cap > CTL_BACKLOG_KEEP) {
+            free(k->bl);
+            k->bl = NULL;
+            k->bl_cap = 0;
+        }
+    }
+    return 0;
+}
+
+static int backlog_add(cconn *k, const uint8_t *data, size_t len)
+{
+    size_t need = k->bl_len + len, cap = k->bl_cap ? k->bl_cap : 65536;
+    uint8_t *nb;
+
+    if (need > CTL_BACKLOG_MAX)
+        return WEFT_ENOBUFS;
+    while (cap < need)
+        cap *= 2;
+    if (cap != k->bl_cap) {
+        if ((nb = realloc(k->bl, cap)) == NULL)
+            return WEFT_ENOMEM;
+        k->bl = nb;
+        k->bl_cap = cap;
+    }
+    memcpy(k->bl + k->bl_len, data, len);
+    k->bl_len = need;
+    return 0;
+}
+
+static int out_bytes(void *arg, const uint8_t *frame, size_t len)
+{
+    cconn *k = arg;
+
+    if (k->bl_off == k->bl_len && pr_conn_queued(k->conn) < PR_TLS_HIGH_WATER)
+        return pr_conn_write(k->conn, frame, len);
+    return backlog_add(k, frame, len);
+}
+
+static void write_failed(cconn *k, uint16_t type, size_t len, int rc)
+{
+    /* A router that does not read its map falls behind for good: let it reconnect. */
+    pr_warn("control_write_failed", "router=%s type=0x%04x bytes=%zu err=%s hint=%s",
+            k->router_id, type, len, weft_err_name(rc),
+            pr_log_q("the router will reconnect for a full map"));
+    drop(k, rc);
+}
+
 static int send_frame(cconn *k, uint16_t type, const char *body, size_t len)
 {
     ctl_control *s = k->srv;
@@ -95,19 +164,45 @@ static int send_frame(cconn *k, uint16_t type, const char *body, size_t len)
     int rc;
 
     pr_enc_init(&e, s->tx, sizeof(s->tx), type, 0);
-    if ((rc = pr_enc_finish(&e, body, len, &n)) < 0) {
-        pr_error("control_frame_too_large", "router=%s type=0x%04x bytes=%zu hint=%s",
-                 k->router_id, type, len,
-                 pr_log_q("the network map outgrew one frame; split the network"));
-        return rc;
-    }
-    if ((rc = pr_conn_write(k->conn, s->tx, n)) < 0) {
-        /* A router that does not read its map falls behind for good: let it reconnect. */
-        pr_warn("control_write_failed", "router=%s err=%s hint=%s", k->router_id,
-                weft_err_name(rc), pr_log_q("the router will reconnect for a full map"));
-        drop(k, rc);
-    }
+    if ((rc = pr_enc_finish(&e, body, len, &n)) < 0 || (rc = out_bytes(k, s->tx, n)) < 0)
+        write_failed(k, type, len, rc);
     return rc;
+}
+
+/* A map or delta, in parts when it does not fit in one frame. */
+static int send_map(cconn *k, uint16_t type, const char *json, size_t len)
+{
+    int rc = ctl_map_frames(type, ctl_netmap_version(k->srv->c->map), json, len, k->srv->tx,
+                            sizeof(k->srv->tx), out_bytes, k);
+
+    if (rc < 0)
+        write_failed(k, type, len, rc);
+    return rc;
+}
+
+int ctl_map_frames(uint16_t type, uint64_t version, const char *json, size_t len, uint8_t *buf,
+                   size_t cap, ctl_frame_out out, void *arg)
+{
+    size_t off = 0, part, n;
+    pr_enc e;
+    int rc;
+
+    if (len <= CTL_MAP_PART_MAX) {
+        /* The one-frame form every router reads: no part header. */
+        pr_enc_init(&e, buf, cap, type, 0);
+        if ((rc = pr_enc_finish(&e, json, len, &n)) < 0)
+            return rc;
+        return out(arg, buf, n);
+    }
+    while (off < len) {
+        part = len - off > CTL_MAP_PART_MAX ? CTL_MAP_PART_MAX : len - off;
+        pr_enc_init(&e, buf, cap, type, off + part < len ? CTL_MAP_F_MORE : 0);
+        pr_enc_u64(&e, PR_H_MAP_VERSION, version);
+        if ((rc = pr_enc_finish(&e, json + off, part, &n)) < 0 || (rc = out(arg, buf, n)) < 0)
+            return rc;
+        off += part;
+    }
+    return 0;
 }
 
 static void on_delta(void *arg, const char *json, size_t len)
@@ -116,7 +211,16 @@ static void on_delta(void *arg, const char *json, size_t len)
 
     for (cconn *k = s->conns; k; k = k->next)
         if (k->state == CS_OPEN)
-            send_frame(k, PR_CTL_MAP_DELTA, json, len);
+            send_map(k, PR_CTL_MAP_DELTA, json, len);
+}
+
+static void on_drain(pr_conn *pc)
+{
+    cconn *k = pr_conn_data(pc);
+    int rc;
+
+    if (k->state == CS_OPEN && (rc = flush(k)) < 0)
+        write_failed(k, PR_CTL_MAP_FULL, k->bl_len - k->bl_off, rc);
 }
 
 /* ---- admission ---- */
@@ -238,7 +342,7 @@ static int handle_hello(cconn *k, const pr_frame *f)
     ctl_netmap_router_online(s->c->map, k->router_id, 1);
     change_state(k, CS_OPEN);
     if ((rc = ctl_netmap_full(s->c->map, &full, &len)) < 0 ||
-        (rc = send_frame(k, PR_CTL_MAP_FULL, full, len)) < 0)
+        (rc = send_map(k, PR_CTL_MAP_FULL, full, len)) < 0)
         goto out;
     pr_info("router_online", "router=%s peer=%s version=%s map_version=%llu", k->router_id,
             pr_conn_peer_addr(k->conn), pr_log_q(json_string_value(json_object_get(h, "version")) ?: "-"),
@@ -274,6 +378,34 @@ static void handle_term(cconn *k, const pr_frame *f)
     json_decref(t);
 }
 
+static void handle_links(cconn *k, const pr_frame *f)
+{
+    json_t *r = body_json(f);
+    int rc = r ? ctl_netmap_link_report(k->srv->c->map, k->router_id, r) : WEFT_EJSON;
+
+    if (rc < 0)
+        pr_warn("link_report_rejected", "router=%s err=%s hint=%s", k->router_id,
+                weft_err_name(rc),
+                pr_log_q("the report must be {\"links\":[{\"peer\",\"rtt_us\",\"up\",\"queue\"}]}"));
+    json_decref(r);
+}
+
+static void handle_circuit(cconn *k, const pr_frame *f)
+{
+    json_t *ev = body_json(f);
+    ctl_circuits *v = k->srv->c->circuits;
+    int rc = ev ? ctl_circuits_event(v, k->router_id, ev, (int64_t)time(NULL)) : WEFT_EJSON;
+
+    if (rc < 0 && v != NULL)
+        pr_warn("circuit_event_rejected", "router=%s err=%s hint=%s", k->router_id,
+                weft_err_name(rc), pr_log_q("see docs/dataplane.md \"Circuit events\""));
+    else if (rc == 0)
+        pr_debug("circuit_event", "router=%s event=%s circuit=%s", k->router_id,
+                 pr_log_q(json_string_value(json_object_get(ev, "event"))),
+                 pr_log_q(json_string_value(json_object_get(ev, "circuit"))));
+    json_decref(ev);
+}
+
 static int on_frame(void *arg, const pr_frame *f)
 {
     cconn *k = arg;
@@ -287,6 +419,12 @@ static int on_frame(void *arg, const pr_frame *f)
     case PR_CTL_TERM_ADD:
     case PR_CTL_TERM_REMOVE:
         handle_term(k, f);
+        return 0;
+    case PR_CTL_LINK_REPORT:
+        handle_links(k, f);
+        return 0;
+    case PR_CTL_CIRCUIT_EVENT:
+        handle_circuit(k, f);
         return 0;
     case PR_CTL_PING:
         send_frame(k, PR_CTL_PONG, "{}", 2);
@@ -341,6 +479,7 @@ static void on_close(pr_conn *pc, int status)
         }
     }
     pr_reader_free(&k->rd);
+    free(k->bl);
     free(k);
     maybe_done(s);
 }

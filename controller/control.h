@@ -2,11 +2,15 @@
  * network map"): routers dial it over TLS 1.3 with their router certificate,
  * send CTL_HELLO and receive CTL_MAP_FULL, then a CTL_MAP_DELTA for every
  * change of the network map. They report terminators (CTL_TERM_ADD /
- * CTL_TERM_REMOVE) and heartbeat with CTL_PING; a router silent for
- * CTL_CONTROL_DEAD_MS is dropped and its terminators leave the map. */
+ * CTL_TERM_REMOVE), their links (CTL_LINK_REPORT) and circuits
+ * (CTL_CIRCUIT_EVENT), and heartbeat with CTL_PING; a router silent for
+ * CTL_CONTROL_DEAD_MS is dropped, its terminators leave the map and its links
+ * go down. */
 #ifndef CTL_CONTROL_H
 #define CTL_CONTROL_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "controller/controller.h"
@@ -14,7 +18,26 @@
 #define CTL_CONTROL_DEAD_MS 15000
 #define CTL_CONTROL_SWEEP_MS 1000
 
+/* Maps larger than one frame (docs/dataplane.md "Maps larger than a frame"):
+ * CTL_MAP_FULL / CTL_MAP_DELTA bodies of at most CTL_MAP_PART_MAX bytes each,
+ * every part but the last flagged CTL_MAP_F_MORE, every part carrying
+ * PR_H_MAP_VERSION; the router joins the bodies and parses the whole. A map
+ * that fits travels as one frame with neither, as before. */
+#define CTL_MAP_F_MORE 0x0001
+#define CTL_MAP_PART_MAX 65536
+/* Bytes one router may have waiting behind a slow TLS queue. */
+#define CTL_BACKLOG_MAX (64u * 1024 * 1024)
+#define CTL_BACKLOG_KEEP (1024u * 1024)
+
 typedef struct ctl_control ctl_control;
+
+/* Receives each encoded frame of a map (ctl_map_frames). */
+typedef int (*ctl_frame_out)(void *arg, const uint8_t *frame, size_t len);
+/* Encodes a map or delta body of len bytes as one frame, or as parts when it
+ * is larger than CTL_MAP_PART_MAX, into buf (at least PR_FRAME_MAX bytes),
+ * handing each frame to out before encoding the next. */
+int ctl_map_frames(uint16_t type, uint64_t version, const char *json, size_t len, uint8_t *buf,
+                   size_t cap, ctl_frame_out out, void *arg);
 
 /* Listens on addr ("HOST:PORT"; port 0 picks one) with the controller's
  * server certificate, requiring client certificates from the network CA.

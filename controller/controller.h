@@ -84,6 +84,8 @@ int ctl_signing_key_save(const char *path, const unsigned char sk[crypto_sign_SE
 /* ---- the running controller ---- */
 struct ctl_netmap;
 struct ctl_control;
+struct ctl_circuits;
+struct ctl_metrics;
 
 typedef struct {
     ctl_config cfg;
@@ -94,6 +96,8 @@ typedef struct {
     unsigned char pk[crypto_sign_PUBLICKEYBYTES];
     struct ctl_netmap *map;         /* NULL when no control channel runs */
     struct ctl_control *control;    /* the control channel server, or NULL */
+    struct ctl_circuits *circuits;  /* circuits the routers reported, or NULL */
+    struct ctl_metrics *metrics;    /* request counters, or NULL (metrics.h) */
 } ctl;
 
 /* Reads a PEM file; err says what to do when it cannot. */
@@ -193,6 +197,11 @@ void ctl_api_routers_list(ctl_call *call);
 void ctl_api_routers_create(ctl_call *call);
 void ctl_api_routers_get(ctl_call *call);
 void ctl_api_routers_delete(ctl_call *call);
+
+/* ---- api_mesh.c: links, circuits, the mesh (docs/operations.md) ---- */
+void ctl_api_links_list(ctl_call *call);
+void ctl_api_circuits_list(ctl_call *call);
+void ctl_api_mesh_get(ctl_call *call);
 
 /* ---- api_edge.c ---- */
 void ctl_api_edge_session(ctl_call *call);

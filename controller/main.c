@@ -8,9 +8,12 @@
 #include <string.h>
 #include <uv.h>
 
+#include "controller/circuits.h"
 #include "controller/control.h"
 #include "controller/controller.h"
+#include "controller/metrics.h"
 #include "controller/netmap.h"
+#include "proto/addr.h"
 #include "proto/idfile.h"
 #include "proto/log.h"
 #include "proto/tls.h"
@@ -44,9 +47,13 @@ static const char usage_init[] =
 
 static const char usage_run[] =
     "usage: weft-controller run --dir DIR [--log-level debug|info|warn|error]\n"
+    "                           [--metrics-listen HOST:PORT]\n"
     "\n"
     "Serves the REST API and the routers' control channel of the network in DIR\n"
-    "until SIGINT or SIGTERM.\n";
+    "until SIGINT or SIGTERM.\n"
+    "  --metrics-listen HOST:PORT\n"
+    "                        also serve Prometheus metrics, plain HTTP GET /metrics,\n"
+    "                        on HOST:PORT (keep it on a local or private address)\n";
 
 static const char usage_routes[] =
     "usage: weft-controller routes\n"
@@ -62,6 +69,7 @@ typedef struct {
     uv_signal_t sigint, sigterm;
     ctl_http_server *http;
     ctl_control *control;
+    ctl *c;
     int stopping;
     int pending; /* servers still stopping */
 } runner;
@@ -84,7 +92,8 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     r->stopping = 1;
     pr_info("shutdown", "signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    r->pending = 2;
+    r->pending = 3;
+    ctl_metrics_stop(r->c->metrics, on_server_stopped, r);
     ctl_control_stop(r->control, on_server_stopped, r);
     ctl_http_server_stop(r->http, on_server_stopped, r);
 }
@@ -111,12 +120,42 @@ out:
     return rc;
 }
 
-static int serve(ctl *c, pr_tls_ctx *tls, char *err, size_t errcap)
+/* The circuit view and the metrics counters, and the metrics server when asked for. */
+static int start_views(uv_loop_t *loop, ctl *c, const char *metrics_listen, char *err,
+                       size_t errcap)
 {
-    runner r = {0};
+    int rc;
+
+    if ((rc = ctl_circuits_new(0, &c->circuits)) < 0 || (rc = ctl_metrics_new(&c->metrics)) < 0) {
+        ctl_errf(err, errcap, "out of memory");
+        return rc;
+    }
+    if (metrics_listen && (rc = ctl_metrics_start(loop, c, metrics_listen)) < 0)
+        ctl_errf(err, errcap,
+                 "cannot serve metrics on %s (%s); is the port taken? Choose another "
+                 "--metrics-listen",
+                 metrics_listen, weft_strerror(rc));
+    return rc;
+}
+
+static void free_views(ctl *c)
+{
+    ctl_circuits_free(c->circuits);
+    c->circuits = NULL;
+    ctl_metrics_free(c->metrics);
+    c->metrics = NULL;
+}
+
+static int serve(ctl *c, pr_tls_ctx *tls, const char *metrics_listen, char *err, size_t errcap)
+{
+    runner r = {.c = c};
     int rc;
 
     uv_loop_init(&r.loop);
+    if ((rc = start_views(&r.loop, c, metrics_listen, err, errcap)) < 0) {
+        ctl_metrics_stop(c->metrics, NULL, NULL);
+        goto out;
+    }
     if ((rc = ctl_netmap_new(c->store, c->pk, &c->map)) < 0) {
         ctl_errf(err, errcap, "cannot build the network map from %s (%s); check the store",
                  c->cfg.db, weft_strerror(rc));
@@ -128,11 +167,13 @@ static int serve(ctl *c, pr_tls_ctx *tls, char *err, size_t errcap)
                  "cannot listen for routers on %s (%s); is another controller running, or is "
                  "the port taken? Change 'control_listen' in %s/%s",
                  c->cfg.control_listen, weft_strerror(rc), c->cfg.dir, CTL_CONFIG_FILE);
+        ctl_metrics_stop(c->metrics, NULL, NULL);
         goto out;
     }
     rc = ctl_http_server_start(&r.loop, tls, c->cfg.listen, ctl_api_handle, c, &r.http);
     if (rc < 0) {
         ctl_control_stop(r.control, NULL, NULL);
+        ctl_metrics_stop(c->metrics, NULL, NULL);
         ctl_errf(err, errcap,
                  "cannot listen on %s (%s); is another controller running, or is the "
                  "port taken? Change 'listen' in %s/%s",
@@ -154,10 +195,11 @@ out:
         pr_warn("loop_busy", "hint=%s", pr_log_q("handles left open at exit"));
     ctl_netmap_free(c->map);
     c->map = NULL;
+    free_views(c);
     return rc;
 }
 
-static int run(const char *dir, const char *level)
+static int run(const char *dir, const char *level, const char *metrics_listen)
 {
     char err[1024] = "";
     ctl_config cfg;
@@ -175,7 +217,7 @@ static int run(const char *dir, const char *level)
     pr_log_init("controller", lvl);
     if ((rc = ctl_open(&c, &cfg, err, sizeof(err))) < 0 ||
         (rc = make_tls(&cfg, &c, &tls, err, sizeof(err))) < 0 ||
-        (rc = serve(&c, tls, err, sizeof(err))) < 0) {
+        (rc = serve(&c, tls, metrics_listen, err, sizeof(err))) < 0) {
         pr_tls_ctx_free(tls);
         ctl_close(&c);
         goto fail;
@@ -274,13 +316,21 @@ static int cmd_init(int argc, char **argv)
     return 0;
 }
 
+static int check_addr(const char *addr)
+{
+    struct sockaddr_storage ss;
+
+    return pr_addr_resolve(addr, &ss);
+}
+
 static int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {{"dir", required_argument, 0, 'd'},
                                          {"log-level", required_argument, 0, 'L'},
+                                         {"metrics-listen", required_argument, 0, 'M'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *dir = NULL, *level = NULL;
+    const char *dir = NULL, *level = NULL, *metrics = NULL;
     int ch;
 
     while ((ch = getopt_long(argc, argv, "d:L:h", opts, NULL)) != -1) {
@@ -290,6 +340,9 @@ static int cmd_run(int argc, char **argv)
             break;
         case 'L':
             level = optarg;
+            break;
+        case 'M':
+            metrics = optarg;
             break;
         case 'h':
             fputs(usage_run, stdout);
@@ -310,7 +363,12 @@ static int cmd_run(int argc, char **argv)
         fputs("weft-controller run: --log-level must be debug, info, warn or error\n", stderr);
         return 2;
     }
-    return run(dir, level);
+    if (metrics && check_addr(metrics) < 0) {
+        fprintf(stderr, "weft-controller run: --metrics-listen wants HOST:PORT, not '%s'\n",
+                metrics);
+        return 2;
+    }
+    return run(dir, level, metrics);
 }
 
 static int cmd_routes(int argc, char **argv)

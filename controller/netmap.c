@@ -11,6 +11,12 @@
 #include "weft/errors.h"
 
 #define TERM_ID_MAX 64
+#define LINKS_PER_REPORT_MAX 4096
+#define RTT_US_MAX 60000000 /* a minute: anything longer is not a measurement */
+/* A measurement change smaller than this is not worth a delta to every router. */
+#define RTT_STEP_PCT 10
+#define RTT_STEP_MIN_US 100
+#define QUEUE_STEP_MIN 65536
 
 struct ctl_netmap {
     ctl_store *store;
@@ -20,6 +26,9 @@ struct ctl_netmap {
     json_t *routers, *services, *terms, *revoked; /* id -> object (revoked: id -> true) */
     json_t *owners; /* terminator id -> owner pointer as an integer */
     json_t *online; /* router id -> true */
+    json_t *reports; /* router id -> {peer id -> {"rtt_us","up","queue"}}: its last report */
+    json_t *live;    /* link id -> link object as measured now (views) */
+    json_t *links;   /* link id -> link object as published in the map */
     ctl_netmap_delta_cb cb;
     void *cb_arg;
 };
@@ -142,13 +151,20 @@ static json_t *set_for(ctl_netmap *m, const char *coll, const char **kind)
     return NULL;
 }
 
-int ctl_netmap_touch(ctl_netmap *m, const char *coll, const char *id)
+static void links_of_router(ctl_netmap *m, const char *router_id, json_t *ops);
+static int term_str(const json_t *t, const char *key, int required);
+static void refs_to_service(ctl_netmap *m, const char *service_id, json_t *ops);
+static void refs_to_router(ctl_netmap *m, const char *router_id, json_t *ops);
+
+/* Re-reads one record and records the ops it causes, leftover references
+ * included, so that a change and its consequences travel in one delta. */
+static int touch_ops(ctl_netmap *m, const char *coll, const char *id, json_t *ops)
 {
     const char *kind;
-    json_t *set, *rec = NULL, *ops;
-    int rc;
+    json_t *set, *rec = NULL, *obj;
+    int rc, had;
 
-    if (m == NULL || id == NULL || (set = set_for(m, coll, &kind)) == NULL)
+    if ((set = set_for(m, coll, &kind)) == NULL)
         return 0;
     rc = ctl_store_get(m->store, coll, id, &rec);
     if (rc < 0 && rc != WEFT_ENOTFOUND)
@@ -158,12 +174,30 @@ int ctl_netmap_touch(ctl_netmap *m, const char *coll, const char *id)
         json_decref(rec);
         rec = NULL;
     }
-    if ((ops = json_array()) == NULL) {
-        json_decref(rec);
-        return WEFT_ENOMEM;
-    }
-    update(set, kind, id, obj_for(m, coll, rec), ops);
+    had = json_object_get(set, id) != NULL;
+    obj = obj_for(m, coll, rec);
+    update(set, kind, id, obj, ops);
     json_decref(rec);
+    if (had && obj == NULL && strcmp(kind, "service") == 0)
+        refs_to_service(m, id, ops);
+    if (had && obj == NULL && strcmp(kind, "router") == 0)
+        refs_to_router(m, id, ops);
+    return 0;
+}
+
+int ctl_netmap_touch(ctl_netmap *m, const char *coll, const char *id)
+{
+    json_t *ops;
+    int rc;
+
+    if (m == NULL || id == NULL)
+        return 0;
+    if ((ops = json_array()) == NULL)
+        return WEFT_ENOMEM;
+    if ((rc = touch_ops(m, coll, id, ops)) < 0) {
+        json_decref(ops);
+        return rc;
+    }
     return emit(m, ops);
 }
 
@@ -176,13 +210,313 @@ int ctl_netmap_router_is_online(const ctl_netmap *m, const char *router_id)
 
 int ctl_netmap_router_online(ctl_netmap *m, const char *router_id, int online)
 {
+    json_t *ops;
+    int rc;
+
     if (m == NULL || router_id == NULL)
         return WEFT_EINVAL;
-    if (online)
+    if ((ops = json_array()) == NULL)
+        return WEFT_ENOMEM;
+    if (online) {
         json_object_set_new(m->online, router_id, json_true());
-    else
+    } else {
+        /* What it said about its links no longer holds: they go down with it. */
         json_object_del(m->online, router_id);
-    return ctl_netmap_touch(m, "routers", router_id);
+        json_object_del(m->reports, router_id);
+    }
+    if ((rc = touch_ops(m, "routers", router_id, ops)) < 0) {
+        json_decref(ops);
+        return rc;
+    }
+    links_of_router(m, router_id, ops);
+    return emit(m, ops);
+}
+
+/* ---- leftover references ---- */
+
+/* Terminators of a deleted service go with it. */
+static void refs_to_service(ctl_netmap *m, const char *service_id, json_t *ops)
+{
+    json_t *ids = json_array(), *v;
+    const char *id;
+    size_t i;
+
+    json_object_foreach(m->terms, id, v)
+    {
+        if (strcmp(json_string_value(json_object_get(v, "service")) ?: "", service_id) == 0)
+            json_array_append_new(ids, json_string(id));
+    }
+    json_array_foreach(ids, i, v)
+    {
+        json_object_del(m->owners, json_string_value(v));
+        update(m->terms, "terminator", json_string_value(v), NULL, ops);
+    }
+    json_decref(ids);
+}
+
+/* Services hosted by a deleted router are hosted by none; its links and
+ * reports go. The store is cleared too, or the next touch would bring the
+ * reference back. */
+static void refs_to_router(ctl_netmap *m, const char *router_id, json_t *ops)
+{
+    json_t *ids = json_array(), *v, *fields = json_pack("{s:n}", "hosted_by");
+    const char *id;
+    size_t i;
+
+    json_object_foreach(m->services, id, v)
+    {
+        if (strcmp(json_string_value(json_object_get(v, "hosted_by")) ?: "", router_id) == 0)
+            json_array_append_new(ids, json_string(id));
+    }
+    json_array_foreach(ids, i, v)
+    {
+        const char *sid = json_string_value(v);
+        int rc = ctl_store_update(m->store, "services", sid, fields);
+        if (rc < 0)
+            pr_warn("hosted_by_not_cleared", "service=%s err=%s hint=%s", sid, weft_err_name(rc),
+                    pr_log_q("set the service's hosted_by again with weft service update"));
+        touch_ops(m, "services", sid, ops);
+    }
+    json_decref(ids);
+    json_decref(fields);
+    json_object_del(m->online, router_id);
+    json_object_del(m->reports, router_id);
+    links_of_router(m, router_id, ops);
+}
+
+/* ---- links ---- */
+
+static void link_id(const char *x, const char *y, char *out, size_t cap, const char **a,
+                    const char **b)
+{
+    *a = strcmp(x, y) < 0 ? x : y;
+    *b = *a == x ? y : x;
+    snprintf(out, cap, "%s|%s", *a, *b);
+}
+
+/* What router from said about its link to router to, or NULL. */
+static json_t *said(const ctl_netmap *m, const char *from, const char *to)
+{
+    return json_object_get(json_object_get(m->reports, from), to);
+}
+
+static json_int_t ival(const json_t *o, const char *key)
+{
+    return json_integer_value(json_object_get(o, key));
+}
+
+/* Both routers' reports joined: the mean RTT of those measured, the deeper
+ * queue, and up only when both are online and both say up. NULL when no
+ * router reports the link, or one end is not in the map. */
+static json_t *link_combine(const ctl_netmap *m, const char *a, const char *b, const char *id)
+{
+    json_t *x = said(m, a, b), *y = said(m, b, a);
+    json_int_t rx = ival(x, "rtt_us"), ry = ival(y, "rtt_us"), rtt, q;
+    int up;
+
+    if ((x == NULL && y == NULL) || json_object_get(m->routers, a) == NULL ||
+        json_object_get(m->routers, b) == NULL)
+        return NULL;
+    rtt = rx > 0 && ry > 0 ? (rx + ry) / 2 : (rx > ry ? rx : ry);
+    q = ival(x, "queue") > ival(y, "queue") ? ival(x, "queue") : ival(y, "queue");
+    up = x && y && json_is_true(json_object_get(x, "up")) && json_is_true(json_object_get(y, "up")) &&
+         ctl_netmap_router_is_online(m, a) && ctl_netmap_router_is_online(m, b);
+    return json_pack("{s:s, s:s, s:s, s:I, s:b, s:I}", "id", id, "a", a, "b", b, "rtt_us", rtt,
+                     "up", up, "queue", q);
+}
+
+static int big_step(json_int_t old, json_int_t now, json_int_t pct, json_int_t min)
+{
+    json_int_t d = now > old ? now - old : old - now;
+
+    return d >= min && d * 100 >= old * pct;
+}
+
+/* Whether a measured link differs enough from the published one to publish. */
+static int link_significant(const json_t *pub, const json_t *now)
+{
+    return pub == NULL ||
+           json_is_true(json_object_get(pub, "up")) != json_is_true(json_object_get(now, "up")) ||
+           big_step(ival(pub, "rtt_us"), ival(now, "rtt_us"), RTT_STEP_PCT, RTT_STEP_MIN_US) ||
+           big_step(ival(pub, "queue"), ival(now, "queue"), 50, QUEUE_STEP_MIN) ||
+           (ival(pub, "queue") == 0) != (ival(now, "queue") == 0);
+}
+
+/* Recomputes the link between x and y and records the op it needs. A
+ * removed link's del carries a and b too: routers name links by the pair. */
+static void link_refresh(ctl_netmap *m, const char *x, const char *y, json_t *ops)
+{
+    char id[2 * TERM_ID_MAX + 2];
+    const char *a, *b;
+    json_t *now;
+
+    link_id(x, y, id, sizeof(id), &a, &b);
+    if ((now = link_combine(m, a, b, id)) == NULL) {
+        json_object_del(m->live, id);
+        if (json_object_get(m->links, id) != NULL) {
+            add_op(ops, "del", "link", json_pack("{s:s, s:s, s:s}", "id", id, "a", a, "b", b));
+            json_object_del(m->links, id);
+        }
+        return;
+    }
+    json_object_set(m->live, id, now);
+    if (!link_significant(json_object_get(m->links, id), now)) {
+        json_decref(now);
+        return;
+    }
+    add_op(ops, "put", "link", json_incref(now));
+    json_object_set_new(m->links, id, now);
+}
+
+/* Every link that has router_id at one end. */
+static void links_of_router(ctl_netmap *m, const char *router_id, json_t *ops)
+{
+    json_t *peers = json_array(), *v;
+    const char *id;
+    size_t i;
+
+    json_object_foreach(m->live, id, v)
+    {
+        const char *a = json_string_value(json_object_get(v, "a"));
+        const char *b = json_string_value(json_object_get(v, "b"));
+        if (a && b && strcmp(a, router_id) == 0)
+            json_array_append_new(peers, json_string(b));
+        else if (a && b && strcmp(b, router_id) == 0)
+            json_array_append_new(peers, json_string(a));
+    }
+    json_array_foreach(peers, i, v) link_refresh(m, router_id, json_string_value(v), ops);
+    json_decref(peers);
+}
+
+/* One entry of a CTL_LINK_REPORT, checked: {"rtt_us","up","queue"}, or NULL. */
+static json_t *report_entry(const char *router_id, const json_t *e, const char **peer)
+{
+    const json_t *rtt = json_object_get(e, "rtt_us"), *q = json_object_get(e, "queue");
+
+    *peer = json_string_value(json_object_get(e, "peer"));
+    if (!json_is_object(e) || !term_str(e, "peer", 1) || strcmp(*peer, router_id) == 0 ||
+        strchr(*peer, '|') != NULL || (rtt && !json_is_integer(rtt)) ||
+        json_integer_value(rtt) < 0 || json_integer_value(rtt) > RTT_US_MAX ||
+        (q && !json_is_integer(q)) || json_integer_value(q) < 0 ||
+        !json_is_boolean(json_object_get(e, "up")))
+        return NULL;
+    return json_pack("{s:I, s:b, s:I}", "rtt_us", json_integer_value(rtt), "up",
+                     json_is_true(json_object_get(e, "up")), "queue", json_integer_value(q));
+}
+
+/* The report as {peer -> entry}; peers not in the map are left out (a link
+ * to a router deleted a moment ago). WEFT_EINVAL when malformed. */
+static int report_parse(const ctl_netmap *m, const char *router_id, const json_t *report,
+                        json_t **out)
+{
+    const json_t *arr = json_object_get(report, "links"), *e;
+    const char *peer;
+    json_t *ent;
+    size_t i;
+
+    *out = NULL;
+    if (!json_is_array(arr) || json_array_size(arr) > LINKS_PER_REPORT_MAX)
+        return WEFT_EINVAL;
+    if ((*out = json_object()) == NULL)
+        return WEFT_ENOMEM;
+    json_array_foreach(arr, i, e)
+    {
+        if ((ent = report_entry(router_id, e, &peer)) == NULL) {
+            json_decref(*out);
+            *out = NULL;
+            return WEFT_EINVAL;
+        }
+        if (json_object_get(m->routers, peer) != NULL)
+            json_object_set_new(*out, peer, ent);
+        else
+            json_decref(ent);
+    }
+    return 0;
+}
+
+int ctl_netmap_link_report(ctl_netmap *m, const char *router_id, const json_t *report)
+{
+    json_t *parsed, *old, *ops, *peers, *v;
+    const char *peer;
+    int rc;
+
+    if (m == NULL || router_id == NULL || json_object_get(m->routers, router_id) == NULL)
+        return WEFT_ENOTFOUND;
+    if ((rc = report_parse(m, router_id, report, &parsed)) < 0)
+        return rc;
+    /* Links it named before and links it names now both may change. */
+    old = json_object_get(m->reports, router_id);
+    peers = json_object();
+    ops = json_array();
+    if (peers == NULL || ops == NULL) {
+        json_decref(peers);
+        json_decref(ops);
+        json_decref(parsed);
+        return WEFT_ENOMEM;
+    }
+    json_object_foreach(old, peer, v) json_object_set_new(peers, peer, json_true());
+    json_object_foreach(parsed, peer, v) json_object_set_new(peers, peer, json_true());
+    json_object_set_new(m->reports, router_id, parsed);
+    json_object_foreach(peers, peer, v) link_refresh(m, router_id, peer, ops);
+    json_decref(peers);
+    return emit(m, ops);
+}
+
+static int by_id(const void *x, const void *y)
+{
+    const json_t *const *a = x, *const *b = y;
+
+    return strcmp(json_string_value(json_object_get(*a, "id")) ?: "",
+                  json_string_value(json_object_get(*b, "id")) ?: "");
+}
+
+/* Copies of the objects of set sorted by id, so that views list them in a
+ * stable order. */
+static json_t *sorted_values(const json_t *set)
+{
+    size_t n = json_object_size(set), i = 0;
+    json_t **v = calloc(n ? n : 1, sizeof(*v)), *arr = json_array(), *o;
+    const char *key;
+
+    if (v == NULL || arr == NULL) {
+        free(v);
+        json_decref(arr);
+        return NULL;
+    }
+    json_object_foreach((json_t *)set, key, o) v[i++] = o;
+    qsort(v, n, sizeof(*v), by_id);
+    /* Copies: callers may decorate them; the map's objects are shared. */
+    for (i = 0; i < n; i++)
+        json_array_append_new(arr, json_deep_copy(v[i]));
+    free(v);
+    return arr;
+}
+
+json_t *ctl_netmap_links(const ctl_netmap *m)
+{
+    return sorted_values(m->live);
+}
+
+json_t *ctl_netmap_routers(const ctl_netmap *m)
+{
+    return sorted_values(m->routers);
+}
+
+size_t ctl_netmap_online_count(const ctl_netmap *m)
+{
+    return m ? json_object_size(m->online) : 0;
+}
+
+size_t ctl_netmap_links_up(const ctl_netmap *m)
+{
+    const char *id;
+    json_t *v;
+    size_t n = 0;
+
+    if (m == NULL)
+        return 0;
+    json_object_foreach(m->live, id, v) n += json_is_true(json_object_get(v, "up"));
+    return n;
 }
 
 /* ---- terminators ---- */
@@ -304,10 +638,11 @@ static json_t *keys(const json_t *set)
 
 int ctl_netmap_full(ctl_netmap *m, char **json, size_t *len)
 {
-    json_t *root = json_pack("{s:I, s:s, s:o, s:o, s:o, s:o}", "version", (json_int_t)m->version,
-                             "signing_key", m->signing_key, "routers", values(m->routers),
-                             "services", values(m->services), "terminators", values(m->terms),
-                             "revoked", keys(m->revoked));
+    json_t *root = json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:o}", "version",
+                             (json_int_t)m->version, "signing_key", m->signing_key, "routers",
+                             values(m->routers), "services", values(m->services), "terminators",
+                             values(m->terms), "revoked", keys(m->revoked), "links",
+                             values(m->links));
 
     *json = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
@@ -368,7 +703,11 @@ int ctl_netmap_new(ctl_store *s, const unsigned char pk[crypto_sign_PUBLICKEYBYT
     m->revoked = json_object();
     m->owners = json_object();
     m->online = json_object();
-    if (!m->routers || !m->services || !m->terms || !m->revoked || !m->owners || !m->online)
+    m->reports = json_object();
+    m->live = json_object();
+    m->links = json_object();
+    if (!m->routers || !m->services || !m->terms || !m->revoked || !m->owners || !m->online ||
+        !m->reports || !m->live || !m->links)
         goto out;
     if ((rc = load(m, "routers")) < 0 || (rc = load(m, "services")) < 0 ||
         (rc = load(m, "identities")) < 0)
@@ -390,5 +729,8 @@ void ctl_netmap_free(ctl_netmap *m)
     json_decref(m->revoked);
     json_decref(m->owners);
     json_decref(m->online);
+    json_decref(m->reports);
+    json_decref(m->live);
+    json_decref(m->links);
     free(m);
 }

@@ -4,7 +4,10 @@
  * record by record: every change bumps the version by one and is handed to
  * the delta callback as a CTL_MAP_DELTA body whose base is the version before.
  * Terminators are in memory only, each owned by the control connection of the
- * router that reported it. */
+ * router that reported it; so are links, made of the routers' link reports.
+ * Deleting a service removes its terminators, deleting a router clears the
+ * hosted_by of its services (in the store too) and removes its links, each in
+ * the same delta as the deletion. */
 #ifndef CTL_NETMAP_H
 #define CTL_NETMAP_H
 
@@ -38,6 +41,22 @@ int ctl_netmap_touch(ctl_netmap *m, const char *coll, const char *id);
 /* A router's control connection came up or went down. */
 int ctl_netmap_router_online(ctl_netmap *m, const char *router_id, int online);
 int ctl_netmap_router_is_online(const ctl_netmap *m, const char *router_id);
+
+/* A router's CTL_LINK_REPORT body {"links":[{"peer","rtt_us","up","queue"}]}
+ * replaces what it said before; the map's links (one per router pair, a < b)
+ * join both ends' reports: RTT the mean of those measured, queue the deeper,
+ * up only when both routers are online and both say up. A change is published
+ * in a delta ("link" ops) when up flips, the RTT moves by 10 % and 100 us or
+ * the queue fills or empties; views see every measurement. A router going
+ * offline takes its report with it, so its links go down. WEFT_EINVAL for a
+ * malformed report, WEFT_ENOTFOUND for a router not in the map. */
+int ctl_netmap_link_report(ctl_netmap *m, const char *router_id, const json_t *report);
+/* Views (new arrays sorted by id): links as measured now
+ * ({"id","a","b","rtt_us","up","queue"}) and the map's routers. */
+json_t *ctl_netmap_links(const ctl_netmap *m);
+json_t *ctl_netmap_routers(const ctl_netmap *m);
+size_t ctl_netmap_online_count(const ctl_netmap *m);
+size_t ctl_netmap_links_up(const ctl_netmap *m);
 
 /* Terminators reported by a router (CTL_TERM_ADD / CTL_TERM_REMOVE bodies:
  * id, service, identity, router). owner is the connection that reported it;
