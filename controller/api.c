@@ -56,6 +56,21 @@ static const route routes[] = {
     {"GET", "/v1/links", ctl_api_links_list, 1},
     {"GET", "/v1/circuits", ctl_api_circuits_list, 1},
     {"GET", "/v1/mesh", ctl_api_mesh_get, 1},
+    {"POST", "/v1/enroll/factory", ctl_api_enroll_factory, 0},
+    {"POST", "/v1/renew", ctl_api_renew, 0},
+    {"GET", "/v1/edge/credentials", ctl_api_edge_credentials, 0},
+    {"GET", "/v1/cas", ctl_api_cas_list, 1},
+    {"POST", "/v1/cas", ctl_api_cas_create, 1},
+    {"GET", "/v1/cas/{id}", ctl_api_cas_get, 1},
+    {"PATCH", "/v1/cas/{id}", ctl_api_cas_patch, 1},
+    {"DELETE", "/v1/cas/{id}", ctl_api_cas_delete, 1},
+    {"POST", "/v1/cas/{id}/verify", ctl_api_cas_verify, 1},
+    {"POST", "/v1/cas/{id}/disable", ctl_api_cas_disable, 1},
+    {"POST", "/v1/cas/{id}/enable", ctl_api_cas_enable, 1},
+    {"GET", "/v1/credentials", ctl_api_credentials_list, 1},
+    {"POST", "/v1/credentials", ctl_api_credentials_create, 1},
+    {"GET", "/v1/credentials/{id}", ctl_api_credentials_get, 1},
+    {"DELETE", "/v1/credentials/{id}", ctl_api_credentials_delete, 1},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 

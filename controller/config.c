@@ -369,7 +369,7 @@ int ctl_open(ctl *c, const ctl_config *cfg, char *err, size_t errcap)
     memset(c, 0, sizeof(*c));
     c->cfg = *cfg;
     if ((rc = ctl_read_pem(cfg->ca_cert, &c->ca.cert_pem, err, errcap)) < 0 ||
-        (rc = ctl_read_pem(cfg->ca_key, &c->ca.key_pem, err, errcap)) < 0)
+        (rc = ctl_cakey_load(cfg->ca_key, &c->ca.key_pem, err, errcap)) < 0)
         return rc;
     if ((rc = pr_pki_fingerprint(c->ca.cert_pem, c->ca_fp)) < 0) {
         ctl_errf(err, errcap, "%s is not a PEM certificate; restore it from a backup",
@@ -400,6 +400,9 @@ void ctl_close(ctl *c)
 {
     ctl_store_close(c->store);
     c->store = NULL;
+    if (c->ca.key_pem)
+        sodium_memzero(c->ca.key_pem, strlen(c->ca.key_pem));
     pr_ca_free(&c->ca);
     sodium_memzero(c->sk, sizeof(c->sk));
+    sodium_memzero(c->secrets_key, sizeof(c->secrets_key));
 }

@@ -74,6 +74,8 @@ typedef struct {
     const char *listen;    /* NULL: default */
     const char *advertise; /* NULL: derived from listen */
     const char *name;      /* NULL: "weft" */
+    const char *ca_passphrase; /* NULL: ca.key in clear (0600); else encrypted with it */
+    int64_t cert_ttl;          /* lifetime of issued certificates, seconds; 0: default */
 } ctl_init_opts;
 
 int ctl_init(const ctl_init_opts *o, FILE *out, char *err, size_t errcap);
@@ -98,6 +100,8 @@ typedef struct {
     struct ctl_control *control;    /* the control channel server, or NULL */
     struct ctl_circuits *circuits;  /* circuits the routers reported, or NULL */
     struct ctl_metrics *metrics;    /* request counters, or NULL (metrics.h) */
+    unsigned char secrets_key[crypto_secretbox_KEYBYTES]; /* tier-2 credentials at rest */
+    int secrets_loaded;
 } ctl;
 
 /* Reads a PEM file; err says what to do when it cannot. */
@@ -218,5 +222,45 @@ void ctl_create_enrollable(ctl_call *call, const char *coll, const char *kind, j
                            int64_t ttl);
 /* Adds "enrollment":{"expires_at","used"} to rec when a token is pending. */
 void ctl_token_pending_attach(ctl *c, json_t *rec);
+
+/* ---- cakey.c: the CA key at rest (docs/bootstrap.md) ---- */
+#define CTL_CA_PASSPHRASE_ENV      "WEFT_CA_PASSPHRASE"
+#define CTL_CA_PASSPHRASE_FILE_ENV "WEFT_CA_PASSPHRASE_FILE"
+/* Writes key_pem 0600: in clear when passphrase is NULL, else as encrypted
+ * PKCS#8 (AES-256-CBC, PBKDF2-HMAC-SHA256). */
+int ctl_cakey_save(const char *path, const char *key_pem, const char *passphrase);
+/* Reads the CA key; an encrypted one is opened with the passphrase from
+ * WEFT_CA_PASSPHRASE or the file named by WEFT_CA_PASSPHRASE_FILE.
+ * *key_pem is the clear PEM (malloc'd; the caller wipes and frees it). */
+int ctl_cakey_load(const char *path, char **key_pem, char *err, size_t errcap);
+/* The first line of a passphrase file (trailing CR/LF dropped), malloc'd. */
+int ctl_passphrase_read(const char *path, char **out, char *err, size_t errcap);
+
+/* ---- api_cas.c, devcert.c, enroll_factory.c, renew.c, credentials.c ---- */
+void ctl_api_cas_list(ctl_call *call);
+void ctl_api_cas_create(ctl_call *call);
+void ctl_api_cas_get(ctl_call *call);
+void ctl_api_cas_patch(ctl_call *call);
+void ctl_api_cas_delete(ctl_call *call);
+void ctl_api_cas_verify(ctl_call *call);
+void ctl_api_cas_disable(ctl_call *call);
+void ctl_api_cas_enable(ctl_call *call);
+void ctl_api_enroll_factory(ctl_call *call);
+/* Checks a factory certificate chain (PEM, leaf first) against the registered
+ * CAs (verified, enabled, CRL) and the proof of possession of its key over
+ * csr (proto/proof.h). On success *ca is the CA's record and fp the factory
+ * certificate's fingerprint; on failure it has answered and returns < 0. */
+int ctl_factory_check(ctl_call *call, const char *chain, const char *csr, const char *sig,
+                      json_t **ca, char fp[65]);
+void ctl_api_renew(ctl_call *call);
+/* The record of the identity or router whose certificate the caller
+ * presented (want: PR_IDENT_IDENTITY, PR_IDENT_ROUTER, or 0 for either),
+ * refusing disabled identities. On failure it has answered and returns < 0. */
+int ctl_peer_subject(ctl_call *call, int want, int *kind, json_t **rec);
+void ctl_api_credentials_list(ctl_call *call);
+void ctl_api_credentials_create(ctl_call *call);
+void ctl_api_credentials_get(ctl_call *call);
+void ctl_api_credentials_delete(ctl_call *call);
+void ctl_api_edge_credentials(ctl_call *call);
 
 #endif
