@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 30
 MESON_FLAGS ?=
 WERROR      := $(if $(CI),-Dwerror=true,)
 
-.PHONY: all deps deps-test build quickstart test unit integration asan fuzz bench clean
+.PHONY: all deps deps-test build quickstart test unit integration asan fuzz bench clean compose-test
 
 all: build
 
@@ -36,6 +36,7 @@ test: deps-test
 	$(MAKE) --no-print-directory unit integration
 	$(MAKE) --no-print-directory asan
 	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory compose-test
 	@echo "make test: all suites passed"
 
 unit: build
@@ -60,6 +61,11 @@ $(FUZZ_BUILD)/build.ninja:
 fuzz: deps-test $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD)
 	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# The container images and compose network; skips itself (exit 0) where dockerd
+# cannot run.
+compose-test:
+	tests/compose/run.sh
 
 bench: build
 	tests/bench/run.sh $(BUILD)
