@@ -162,7 +162,12 @@ struct relay {
     uint64_t next_circ;
     int binds, live;
     int tamper_kx, tamper_data; /* a relay that tries to read or alter a circuit */
+    int lossy;                  /* drops, repeats and reorders circuit frames */
+    unsigned nfwd, dropped, doubled, held;
+    relay_sess *held_to;
+    size_t held_len;
     uint8_t out[PR_FRAME_MAX];
+    uint8_t hold[PR_FRAME_MAX];
 };
 
 static void relay_send(relay_sess *s, const uint8_t *p, size_t n)
@@ -279,6 +284,35 @@ static void relay_answer(relay_sess *s, const pr_frame *f)
     relay_send(rl->c[i].end[0], rl->out, n);
 }
 
+/* A lossy path, deterministically: of the payload and ack frames it drops
+ * some (the 2nd, which carries a stream header, and every 23rd), sends some
+ * twice and holds some back behind the next frame to the same end. */
+static void lossy_send(relay *rl, relay_sess *to, const uint8_t *raw, size_t n)
+{
+    unsigned k = ++rl->nfwd;
+
+    if (k == 2 || k % 23 == 7) {
+        rl->dropped++;
+        return;
+    }
+    if (k % 17 == 3 && rl->held_to == NULL) {
+        memcpy(rl->hold, raw, n);
+        rl->held_len = n;
+        rl->held_to = to;
+        rl->held++;
+        return;
+    }
+    relay_send(to, raw, n);
+    if (k % 19 == 4) {
+        relay_send(to, raw, n);
+        rl->doubled++;
+    }
+    if (rl->held_to == to) {
+        relay_send(to, rl->hold, rl->held_len);
+        rl->held_to = NULL;
+    }
+}
+
 /* Payload, ack and close go byte for byte to the other end of the circuit. */
 static void relay_forward(relay_sess *s, const pr_frame *f)
 {
@@ -301,7 +335,10 @@ static void relay_forward(relay_sess *s, const pr_frame *f)
         rl->out[n - 1] ^= 0x80;
         raw = rl->out;
     }
-    relay_send(rl->c[i].end[rl->c[i].end[0] == s], raw, n);
+    if (rl->lossy && f->type != PR_EDGE_CLOSE)
+        lossy_send(rl, rl->c[i].end[rl->c[i].end[0] == s], raw, n);
+    else
+        relay_send(rl->c[i].end[rl->c[i].end[0] == s], raw, n);
     if (f->type == PR_EDGE_CLOSE)
         rl->c[i].id = 0;
 }
@@ -351,6 +388,8 @@ static void relay_closed(pr_conn *c, int status)
     relay_sess *s = pr_conn_data(c);
     relay *rl = s->rl;
 
+    if (rl->held_to == s)
+        rl->held_to = NULL;
     for (int i = 0; i < RELAY_CIRC; i++)
         if (rl->c[i].end[0] == s || rl->c[i].end[1] == s)
             rl->c[i].id = 0, rl->c[i].end[0] = rl->c[i].end[1] = NULL;
@@ -536,6 +575,9 @@ static void start_online(fabric *fb, const weft_options *opt)
     unlink(df);
 }
 
+/* Receive windows of the two ends (0: the default). */
+static size_t host_window, dial_window;
+
 static void fabric_start(fabric *fb, int via_router, int online)
 {
     weft_options opt = {.imei = "356938035643809", .iccid = "8944500102198304826"};
@@ -557,9 +599,11 @@ static void fabric_start(fabric *fb, int via_router, int online)
     if (online)
         return start_online(fb, &opt);
     js = session_json("host1", fb->addr);
+    opt.window = host_window;
     assert_int_equal(weft__init_offline(&fb->loop, host_file, &opt, js, &fb->host), 0);
     free(js);
     js = session_json("dev1", fb->addr);
+    opt.window = dial_window;
     assert_int_equal(weft__init_offline(&fb->loop, dial_file, &opt, js, &fb->dial), 0);
     free(js);
 }
@@ -805,6 +849,38 @@ static void online_session_then_dial(void **state)
 static void relay_bulk_both_ways(void **state)
 {
     bulk(0);
+}
+
+/* Each end announces its receive window: a sender with a larger one of its
+ * own keeps to the peer's, so the circuit is not cut for overrunning it. */
+static void relay_windows_differ(void **state)
+{
+    fabric fb;
+
+    host_window = 256 * 1024; /* above PIECE: a write never waits for more than a window */
+    dial_window = 2u << 20;
+    fabric_start(&fb, 0, 0);
+    host_window = dial_window = 0;
+    run_pairs(&fb, 1, BULK);
+    fabric_finish(&fb);
+    check_pair(0);
+}
+
+/* Over a path that drops, repeats and reorders frames, every byte arrives
+ * once and in order both ways, and both half-closes get through. */
+static void relay_lossy_path(void **state)
+{
+    fabric fb;
+
+    fabric_start(&fb, 0, 0);
+    fb.rl.lossy = 1;
+    run_pairs(&fb, 1, 3u << 20);
+    fabric_finish(&fb);
+    assert_true(fb.rl.dropped >= 3);
+    assert_true(fb.rl.doubled >= 3);
+    assert_true(fb.rl.held >= 3);
+    assert_int_equal(host_end[0].rcvd, 3u << 20);
+    check_pair(0);
 }
 
 static void router_bulk_both_ways(void **state)
@@ -1132,6 +1208,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(relay_bulk_both_ways),
+        cmocka_unit_test(relay_windows_differ),
+        cmocka_unit_test(relay_lossy_path),
         cmocka_unit_test(relay_read_stop_stalls_one_circuit),
         cmocka_unit_test(relay_refusals),
         cmocka_unit_test(relay_session_loss),
