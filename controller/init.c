@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "controller/controller.h"
+#include "controller/credentials.h"
 #include "proto/addr.h"
 #include "proto/idfile.h"
 #include "proto/ident.h"
@@ -23,6 +24,7 @@ typedef struct {
     pr_ca ca;
     unsigned char sk[crypto_sign_SECRETKEYBYTES];
     int made_dir;
+    const char *ca_passphrase; /* NULL: ca.key in clear */
     char *err;
     size_t errcap;
 } init_state;
@@ -88,7 +90,8 @@ static int prepare_dir(init_state *st, const char *dir)
     /* Every file init writes: a failed init removes them, so none may pre-exist. */
     static const char *const markers[] = {CTL_CONFIG_FILE, "weft.db",    "ca.pem",
                                           "ca.key",        "server.pem", "server.key",
-                                          "signing.key",   "admin.json", NULL};
+                                          "signing.key",   "admin.json", "secrets.key",
+                                          NULL};
     char abs[PATH_MAX], p[PATH_MAX + 32];
 
     if (mkdir_parents(dir) < 0) {
@@ -201,8 +204,10 @@ static int make_ca_and_keys(init_state *st)
     if ((rc = pr_ca_create(st->cfg.name, &st->ca)) < 0)
         return fail(st, rc, "creating the network CA");
     if ((rc = write_public(st->cfg.ca_cert, st->ca.cert_pem)) < 0 ||
-        (rc = pr_write_file_secure(st->cfg.ca_key, st->ca.key_pem, strlen(st->ca.key_pem))) < 0)
+        (rc = ctl_cakey_save(st->cfg.ca_key, st->ca.key_pem, st->ca_passphrase)) < 0)
         return fail(st, rc, "writing ca.pem/ca.key");
+    if ((rc = ctl_secrets_key_create(st->cfg.dir)) < 0)
+        return fail(st, rc, "writing secrets.key");
     if ((rc = make_server_cert(st)) < 0)
         return rc;
     {
@@ -306,6 +311,10 @@ static void cleanup(init_state *st)
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
         if (paths[i][0])
             unlink(paths[i]);
+    if (st->cfg.dir[0]) {
+        snprintf(p, sizeof(p), "%s/%s", st->cfg.dir, CTL_SECRETS_KEY_FILE);
+        unlink(p);
+    }
     if (st->cfg.db[0]) {
         unlink(st->cfg.db);
         snprintf(p, sizeof(p), "%s-wal", st->cfg.db);
@@ -324,7 +333,8 @@ static void print_next(const init_state *st, FILE *out)
     fprintf(out,
             "Created weft network '%s' in %s\n"
             "  ca.pem        network root CA certificate (share it)\n"
-            "  ca.key        network root CA private key (0600; back it up offline)\n"
+            "  ca.key        network root CA private key (0600%s; back it up offline)\n"
+            "  secrets.key   key sealing tier-2 credentials at rest (0600; back it up)\n"
             "  server.pem    controller server certificate, server.key its key (0600)\n"
             "  signing.key   enrolment token signing key (0600)\n"
             "  weft.db       the store (back it up)\n"
@@ -334,7 +344,8 @@ static void print_next(const init_state *st, FILE *out)
             "  weft-controller run --dir %s\n"
             "  export WEFT_IDENTITY=%s\n"
             "  weft identity create my-device --role sensors\n",
-            c->name, c->dir, c->listen, c->url, c->dir, c->admin);
+            c->name, c->dir, st->ca_passphrase ? ", encrypted" : "", c->listen, c->url, c->dir,
+            c->admin);
 }
 
 int ctl_init(const ctl_init_opts *o, FILE *out, char *err, size_t errcap)
@@ -355,6 +366,9 @@ int ctl_init(const ctl_init_opts *o, FILE *out, char *err, size_t errcap)
     if ((rc = prepare_dir(st, o->dir)) < 0)
         goto out;
     snprintf(st->cfg.name, sizeof(st->cfg.name), "%s", name);
+    st->ca_passphrase = o->ca_passphrase;
+    if (o->cert_ttl > 0)
+        st->cfg.cert_validity = o->cert_ttl;
     if ((rc = ctl_config_set_addrs(&st->cfg, o->listen ? o->listen : "127.0.0.1:1280", o->advertise,
                                    err, errcap)) < 0)
         goto undo; /* removes the directory if this call made it */

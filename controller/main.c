@@ -43,17 +43,24 @@ static const char usage_init[] =
     "  --name NAME           network name and trust domain, [a-z0-9-] (default weft)\n"
     "  --control-listen HOST:PORT\n"
     "                        address routers' control channel connects to\n"
-    "                        (default 127.0.0.1:1281)\n";
+    "                        (default 127.0.0.1:1281)\n"
+    "  --cert-ttl DURATION   lifetime of identity and router certificates, e.g. 30d,\n"
+    "                        12h or 3600 (seconds); default 30d, at least 1h\n"
+    "  --ca-passphrase-file FILE\n"
+    "                        encrypt ca.key with the passphrase in FILE (or set\n"
+    "                        WEFT_CA_PASSPHRASE); run then needs the same passphrase\n";
 
 static const char usage_run[] =
     "usage: weft-controller run --dir DIR [--log-level debug|info|warn|error]\n"
-    "                           [--metrics-listen HOST:PORT]\n"
+    "                           [--metrics-listen HOST:PORT] [--ca-passphrase-file FILE]\n"
     "\n"
     "Serves the REST API and the routers' control channel of the network in DIR\n"
     "until SIGINT or SIGTERM.\n"
     "  --metrics-listen HOST:PORT\n"
     "                        also serve Prometheus metrics, plain HTTP GET /metrics,\n"
-    "                        on HOST:PORT (keep it on a local or private address)\n";
+    "                        on HOST:PORT (keep it on a local or private address)\n"
+    "  --ca-passphrase-file FILE\n"
+    "                        passphrase of an encrypted ca.key (or WEFT_CA_PASSPHRASE)\n";
 
 static const char usage_routes[] =
     "usage: weft-controller routes\n"
@@ -257,6 +264,44 @@ static int save_control(const char *dir, const char *control, char *err, size_t 
     return rc;
 }
 
+/* "30d", "12h", "90m" or seconds; at least an hour, at most ten years. */
+static int parse_ttl(const char *s, int64_t *out)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    long long unit = 1;
+
+    if (end == s || v <= 0)
+        return -1;
+    if (*end == 'd')
+        unit = 86400;
+    else if (*end == 'h')
+        unit = 3600;
+    else if (*end == 'm')
+        unit = 60;
+    else if (*end != '\0' && *end != 's')
+        return -1;
+    if (*end != '\0' && end[1] != '\0')
+        return -1;
+    if (v > 10LL * 365 * 86400 / unit || v * unit < 3600)
+        return -1;
+    *out = v * unit;
+    return 0;
+}
+
+/* init's passphrase: --ca-passphrase-file, else WEFT_CA_PASSPHRASE, else none. */
+static int init_passphrase(const char *file, char **out, char *err, size_t errcap)
+{
+    const char *env = getenv(CTL_CA_PASSPHRASE_ENV);
+
+    *out = NULL;
+    if (file != NULL)
+        return ctl_passphrase_read(file, out, err, errcap);
+    if (env != NULL && env[0] != '\0' && (*out = strdup(env)) == NULL)
+        return WEFT_ENOMEM;
+    return 0;
+}
+
 static int cmd_init(int argc, char **argv)
 {
     static const struct option opts[] = {{"dir", required_argument, 0, 'd'},
@@ -264,10 +309,14 @@ static int cmd_init(int argc, char **argv)
                                          {"advertise", required_argument, 0, 'a'},
                                          {"name", required_argument, 0, 'n'},
                                          {"control-listen", required_argument, 0, 'c'},
+                                         {"cert-ttl", required_argument, 0, 'T'},
+                                         {"ca-passphrase-file", required_argument, 0, 'P'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     ctl_init_opts o = {0};
-    const char *control = NULL;
+    const char *control = NULL, *passfile = NULL;
+    char *pass = NULL;
+    int rc;
     char err[1024] = "";
     int ch;
 
@@ -287,6 +336,17 @@ static int cmd_init(int argc, char **argv)
             break;
         case 'c':
             control = optarg;
+            break;
+        case 'T':
+            if (parse_ttl(optarg, &o.cert_ttl) < 0) {
+                fputs("weft-controller init: --cert-ttl wants a duration from 1h to 3650d, "
+                      "e.g. 30d\n",
+                      stderr);
+                return 2;
+            }
+            break;
+        case 'P':
+            passfile = optarg;
             break;
         case 'h':
             fputs(usage_init, stdout);
@@ -308,8 +368,17 @@ static int cmd_init(int argc, char **argv)
         fprintf(stderr, "weft-controller init: %s\n", err);
         return 2;
     }
-    if (ctl_init(&o, stdout, err, sizeof(err)) < 0 ||
-        (control && save_control(o.dir, control, err, sizeof(err)) < 0)) {
+    if (init_passphrase(passfile, &pass, err, sizeof(err)) < 0) {
+        fprintf(stderr, "weft-controller init: %s\n", err);
+        return 1;
+    }
+    o.ca_passphrase = pass;
+    rc = ctl_init(&o, stdout, err, sizeof(err)) < 0 ||
+         (control && save_control(o.dir, control, err, sizeof(err)) < 0);
+    if (pass)
+        sodium_memzero(pass, strlen(pass));
+    free(pass);
+    if (rc) {
         fprintf(stderr, "weft-controller init: %s\n", err);
         return 1;
     }
@@ -328,6 +397,7 @@ static int cmd_run(int argc, char **argv)
     static const struct option opts[] = {{"dir", required_argument, 0, 'd'},
                                          {"log-level", required_argument, 0, 'L'},
                                          {"metrics-listen", required_argument, 0, 'M'},
+                                         {"ca-passphrase-file", required_argument, 0, 'P'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *dir = NULL, *level = NULL, *metrics = NULL;
@@ -343,6 +413,10 @@ static int cmd_run(int argc, char **argv)
             break;
         case 'M':
             metrics = optarg;
+            break;
+        case 'P':
+            /* Read when ca.key turns out to be encrypted (controller/cakey.c). */
+            setenv(CTL_CA_PASSPHRASE_FILE_ENV, optarg, 1);
             break;
         case 'h':
             fputs(usage_run, stdout);
