@@ -148,6 +148,9 @@ static int parse_service(const json_t *o, void *out, int del, char *err, size_t 
     if ((rc = STR(o, "name", s->name, 1)) < 0 || (rc = STR(o, "intercept", s->intercept, 0)) < 0 ||
         (rc = STR(o, "host", s->host, 0)) < 0 || (rc = STR(o, "hosted_by", s->hosted_by, 0)) < 0)
         return rc;
+    /* Optional and forward-compatible: a mode this router does not know is failover. */
+    if (get_str(o, "multipath", s->multipath, sizeof(s->multipath), 0, err, errcap) < 0)
+        s->multipath[0] = '\0';
     return 0;
 }
 

@@ -29,6 +29,7 @@ typedef struct {
     char intercept[RT_ADDR_CAP];
     char host[RT_ADDR_CAP];
     char hosted_by[RT_NAME_CAP]; /* router id or name, or "" */
+    char multipath[16];          /* "failover" (also when absent), "split" or "redundant" */
 } rt_map_service;
 
 typedef struct {
