@@ -86,4 +86,24 @@ enum pr_payload_flags {
 #define PR_LINK_DIAL PR_TYPE(PR_FAM_LINK, 0x03) /* circuit, path, hop, identity, terminator,
                                                    service, kx key, signature, certificate */
 
+/* ---- mesh: multipath and rerouting (docs/dataplane.md "Mesh") ---- */
+enum pr_hkey_mesh {
+    PR_H_MULTIPATH = 0x0111,   /* str: "failover", "split" or "redundant" (LINK_DIAL, LINK_REROUTE) */
+    PR_H_REROUTE = 0x0112,     /* u32: PR_RR_* flags of a LINK_REROUTE */
+    PR_H_FAILED_LINK = 0x0113, /* str: "a,b", the link whose loss broke a leg (LINK_LEG_DOWN) */
+};
+
+/* LINK_REROUTE flags. */
+enum pr_reroute_flags {
+    PR_RR_ACTIVE = 0x0001, /* the leg becomes the active one; the egress router has the host
+                              edge retransmit (EDGE_RETRANSMIT). Without it: a standby leg. */
+};
+
+#define PR_LINK_REROUTE PR_TYPE(PR_FAM_LINK, 0x04)  /* circuit, path, hop, multipath, reroute:
+                                                       another leg for an open circuit */
+#define PR_LINK_LEG_DOWN PR_TYPE(PR_FAM_LINK, 0x05) /* circuit, failed link, err: this leg of the
+                                                       circuit is gone; drop it, pass it on */
+#define PR_EDGE_RETRANSMIT PR_TYPE(PR_FAM_EDGE, 0x0d) /* router -> edge: circuit; send again
+                                                         every payload frame not yet acked */
+
 #endif
