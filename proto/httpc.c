@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "llhttp.h"
+#include "proto/pki.h"
 #include "proto/tls.h"
 #include "weft/errors.h"
 
@@ -46,6 +47,7 @@ struct httpc {
     int timeout_ms;
     uint64_t deadline;
     int alert; /* last TLS alert received, -1 if none */
+    const char *cert_pem; /* our client certificate, or NULL */
     char *err;
     size_t errcap;
     /* response parsing */
@@ -307,6 +309,28 @@ static int verify_error(struct httpc *h)
     }
 }
 
+/* The server refused our certificate as expired (or not yet valid): say when
+ * it expired and what to do, since renewal needs a still-valid one. */
+static int expired_cert(struct httpc *h)
+{
+    int64_t na = 0;
+    char when[32] = "an unknown date";
+    time_t t;
+    struct tm tm;
+
+    if (pr_pki_cert_not_after(h->cert_pem, &na) == 0 && (t = (time_t)na, gmtime_r(&t, &tm)))
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (na > 0 && na > (int64_t)time(NULL))
+        seterr(h, "TLS with %s failed: the server says this identity's certificate is not valid "
+                  "yet or has expired (it expires on %s): check this machine's clock",
+               h->where, when);
+    else
+        seterr(h, "TLS with %s failed: your certificate expired on %s; renew it before it "
+                  "expires, or re-enrol: ask the administrator for a new enrolment token",
+               h->where, when);
+    return WEFT_ECERTEXPIRED;
+}
+
 /* The reason the server gave (an alert) or the one we found. */
 static int tls_failure(struct httpc *h, int ret)
 {
@@ -317,6 +341,8 @@ static int tls_failure(struct httpc *h, int ret)
     }
     if (!h->no_verify && SSL_get_verify_result(h->ssl) != X509_V_OK)
         return verify_error(h);
+    if (h->alert == SSL_AD_CERTIFICATE_EXPIRED && h->cert_pem != NULL)
+        return expired_cert(h);
     if (h->alert >= 0 && h->alert != SSL_AD_CLOSE_NOTIFY) {
         seterr(h, "TLS with %s failed: the server refused us (%s); check that this identity "
                   "is enrolled in the server's network", h->where,
@@ -630,6 +656,7 @@ int pr_https_request(const char *base_url, const pr_httpc_cfg *cfg, const char *
         return ret;
     ignore_sigpipe();
     h.resp = resp;
+    h.cert_pem = cfg->cert_pem;
     h.no_verify = cfg->no_verify;
     h.timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
     h.deadline = now_ms() + (uint64_t)h.timeout_ms;
