@@ -22,6 +22,7 @@ static const optdef optdefs[] = {
     {"admin", 0, 0},      {"token-ttl", 1, 0}, {"limit", 1, 0},    {"offset", 1, 0},
     {"name", 1, 0},       {"intercept", 1, 0}, {"host", 1, 0},     {"type", 1, 0},
     {"identities", 1, 0}, {"services", 1, 0},  {"semantic", 1, 0}, {"hosted-by", 1, 0},
+    {"state", 1, 0},
 };
 
 static const optdef *optdef_find(const char *name, size_t len)

@@ -5,6 +5,7 @@ static const cli_col router_cols[] = {
     {"ID", "id"},
     {"NAME", "name"},
     {"ENROLLED", "enrolled"},
+    {"ONLINE", "online"},
     {"EDGE_LISTEN", "edge_listen"},
     {"LINK_LISTEN", "link_listen"},
 };

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cmd_mesh.h"
 
 #define WEFT_VERSION_STRING "0.1.0"
 
@@ -15,6 +16,8 @@ static int cmd_version(cli_ctx *c, const cli_args *a);
 static const cli_cmd top_cmds[] = {
     {NULL, "version", "", "show the CLI's and the controller's versions", NULL, "", 0, 0,
      cmd_version},
+    {NULL, "mesh", "", "show the routers and the links between them, with latencies", NULL, "",
+     0, 0, cli_mesh_run},
     {0},
 };
 
@@ -29,6 +32,8 @@ static const cmd_group groups[] = {
     {"service", cli_service_cmds, "services that identities dial or bind"},
     {"policy", cli_policy_cmds, "who may dial or bind which services"},
     {"router", cli_router_cmds, "routers of the fabric"},
+    {"link", cli_link_cmds, "links between routers, as the routers report them"},
+    {"circuit", cli_circuit_cmds, "circuits through the fabric, as the routers report them"},
 };
 #define NGROUPS (sizeof(groups) / sizeof(groups[0]))
 
