@@ -122,5 +122,7 @@ extern const cli_cmd cli_identity_cmds[];
 extern const cli_cmd cli_service_cmds[];
 extern const cli_cmd cli_policy_cmds[];
 extern const cli_cmd cli_router_cmds[];
+extern const cli_cmd cli_ca_cmds[];
+extern const cli_cmd cli_credential_cmds[];
 
 #endif

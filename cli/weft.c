@@ -32,6 +32,8 @@ static const cmd_group groups[] = {
     {"service", cli_service_cmds, "services that identities dial or bind"},
     {"policy", cli_policy_cmds, "who may dial or bind which services"},
     {"router", cli_router_cmds, "routers of the fabric"},
+    {"ca", cli_ca_cmds, "manufacturing CAs whose device certificates may enrol"},
+    {"credential", cli_credential_cmds, "enterprise credentials delivered to devices (tier 2)"},
     {"link", cli_link_cmds, "links between routers, as the routers report them"},
     {"circuit", cli_circuit_cmds, "circuits through the fabric, as the routers report them"},
 };
