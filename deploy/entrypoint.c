@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_ARGS 48
+#define MAX_ARGS     48
 #define LINE_MAX_LEN 2048
 
 static volatile sig_atomic_t stopping;
@@ -135,8 +135,10 @@ static int controller(void)
         add_opt(argv, &n, "--name", "WEFT_NAME");
         fprintf(stderr, "weft-entry: %s holds no network; initialising it\n", dir);
         if (run(argv) != 0) {
-            fprintf(stderr, "weft-entry: init of %s failed; check the WEFT_* settings and that "
-                            "the volume is writable by uid %d\n", dir, (int)getuid());
+            fprintf(stderr,
+                    "weft-entry: init of %s failed; check the WEFT_* settings and that "
+                    "the volume is writable by uid %d\n",
+                    dir, (int)getuid());
             return 1;
         }
     }
@@ -186,9 +188,16 @@ static int router(void)
     if (!exists(id)) {
         if (!(tok = token_arg()))
             return 1;
-        char *en[] = {bin, "enroll", (char *)tok, "--dir", (char *)dir, "--edge-listen",
-                      (char *)env_or("WEFT_EDGE_LISTEN", "0.0.0.0:3022"), "--link-listen",
-                      (char *)env_or("WEFT_LINK_LISTEN", "0.0.0.0:4022"), NULL};
+        char *en[] = {bin,
+                      "enroll",
+                      (char *)tok,
+                      "--dir",
+                      (char *)dir,
+                      "--edge-listen",
+                      (char *)env_or("WEFT_EDGE_LISTEN", "0.0.0.0:3022"),
+                      "--link-listen",
+                      (char *)env_or("WEFT_LINK_LISTEN", "0.0.0.0:4022"),
+                      NULL};
         if (run_retrying(en, "router enrolment") != 0)
             return stopping ? 143 : 1;
     }
