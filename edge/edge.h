@@ -17,6 +17,10 @@ typedef struct edge_cmd {
 } edge_cmd;
 
 int edge_cmd_enroll(const edge_cmd *cmd, int argc, char **argv);
+/* credentials.c: tier-2 credentials, renewal, factory-certificate enrolment. */
+int edge_cmd_credentials(const edge_cmd *cmd, int argc, char **argv);
+int edge_cmd_renew(const edge_cmd *cmd, int argc, char **argv);
+int edge_cmd_enroll_factory(const edge_cmd *cmd, int argc, char **argv);
 
 /* "weft-edge: <msg>" then the command's usage on stderr; returns EDGE_USAGE. */
 int edge_usage_error(const edge_cmd *cmd, const char *fmt, ...)

@@ -14,17 +14,24 @@
 
 static int cmd_version(const edge_cmd *cmd, int argc, char **argv);
 static int cmd_run(const edge_cmd *cmd, int argc, char **argv);
+static int cmd_enroll(const edge_cmd *cmd, int argc, char **argv);
 
 static const edge_cmd cmds[] = {
-    {"enroll", "TOKEN --out ID_FILE [--imei IMEI] [--iccid ICCID] [--force] [--timeout MS]",
-     "enrol this device with a one-time token and write its identity file",
+    {"enroll",
+     "(TOKEN | --cert FACTORY.pem --key FACTORY.key --controller URL --ca-fingerprint HEX)\n"
+     "       --out ID_FILE [--imei IMEI] [--iccid ICCID] [--force] [--timeout MS]",
+     "enrol this device with a one-time token or a factory certificate",
      "  TOKEN              the token text, a file holding it, or - for stdin\n"
+     "  --cert FACTORY.pem a certificate from a manufacturing CA registered with the\n"
+     "                     controller (with --key, its key; no token needed)\n"
+     "  --controller URL   https://HOST:PORT of the controller (with --cert)\n"
+     "  --ca-fingerprint HEX SHA-256 of the network CA, to pin it (with --cert)\n"
      "  --out ID_FILE      where to write the identity file (mode 0600)\n"
      "  --imei IMEI        the modem's IMEI, for hardware binding\n"
      "  --iccid ICCID      the SIM's ICCID, for hardware binding\n"
      "  --force            replace ID_FILE if it exists\n"
      "  --timeout MS       give up on the controller after MS milliseconds (default 15000)\n",
-     edge_cmd_enroll},
+     cmd_enroll},
     {"run", "--identity ID_FILE [--log-level L] [--imei IMEI] [--iccid ICCID] [--refresh S]",
      "connect to the network: intercept the services it may dial, host those it may bind",
      "  --identity ID_FILE the identity file written by enroll\n"
@@ -33,6 +40,16 @@ static const edge_cmd cmds[] = {
      "  --iccid ICCID      the SIM's ICCID, when the identity is bound to hardware\n"
      "  --refresh S        fetch services at least every S seconds (default 60)\n",
      cmd_run},
+    {"credentials", "--identity ID_FILE --dir DIR [--timeout MS]",
+     "fetch the enterprise credentials for this identity; write each file 0600 under DIR",
+     "  --identity ID_FILE the identity file written by enroll\n"
+     "  --dir DIR          where to write them: DIR/CREDENTIAL/FILE (directories 0700)\n",
+     edge_cmd_credentials},
+    {"renew", "--identity ID_FILE [--force] [--timeout MS]",
+     "renew the certificate when a third of its life remains (new key, same identity)",
+     "  --identity ID_FILE the identity file, rewritten atomically when renewed\n"
+     "  --force            renew now, whatever is left\n",
+     edge_cmd_renew},
     {"version", "", "print the version", NULL, cmd_version},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -104,6 +121,15 @@ static int cmd_version(const edge_cmd *cmd, int argc, char **argv)
     else
         printf("weft-edge %s\n", WEFT_EDGE_VERSION);
     return EDGE_OK;
+}
+
+/* A factory certificate (--cert) replaces the token. */
+static int cmd_enroll(const edge_cmd *cmd, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--cert") == 0 || strncmp(argv[i], "--cert=", 7) == 0)
+            return edge_cmd_enroll_factory(cmd, argc, argv);
+    return edge_cmd_enroll(cmd, argc, argv);
 }
 
 static int parse_refresh(const char *s, unsigned *out)

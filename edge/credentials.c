@@ -1,0 +1,327 @@
+/* weft-edge credentials, renew, and enroll with a factory certificate: the
+ * device side of docs/bootstrap.md.
+ *   credentials: fetch the tier-2 credentials attached to this identity (or
+ *     its roles) over its authenticated session, write each file 0600 under
+ *     DIR/<credential>/ (directories 0700), print one path per file;
+ *   renew: renew the certificate when a third of its life remains (or now,
+ *     with --force) and rewrite the identity file atomically;
+ *   enroll --cert --key: enrol with a factory certificate, no token. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "edge/edge.h"
+#include "proto/enroll_factory.h"
+#include "proto/httpc.h"
+#include "proto/idfile.h"
+#include "proto/pki.h"
+#include "proto/renew.h"
+#include "weft/errors.h"
+
+#define PEM_MAX (256 * 1024)
+
+static int name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    if (n == 0 || n > 128 || s[0] == '.')
+        return 0;
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+static int mkdir_private(const char *path)
+{
+    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        return edge_fail("cannot create %s: %s", path, strerror(errno));
+    if (chmod(path, 0700) < 0)
+        return edge_fail("cannot chmod %s: %s", path, strerror(errno));
+    return EDGE_OK;
+}
+
+/* Decodes one file and writes it 0600 (atomically): DIR/CRED/FILE. */
+static int write_one(const char *dir, const char *cred, json_t *file)
+{
+    const char *name = json_string_value(json_object_get(file, "name"));
+    const char *b64 = json_string_value(json_object_get(file, "content"));
+    char path[PATH_MAX];
+    unsigned char *buf;
+    size_t len, out = 0;
+    int rc;
+
+    if (!name_ok(name) || b64 == NULL)
+        return edge_fail("credential %s holds a file with an unsafe name; skipped all of it",
+                         cred);
+    len = strlen(b64);
+    if ((buf = malloc(len / 4 * 3 + 3)) == NULL)
+        return edge_fail("out of memory");
+    if (sodium_base642bin(buf, len / 4 * 3 + 3, b64, len, "\r\n", &out, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0) {
+        free(buf);
+        return edge_fail("credential %s file %s is not base64", cred, name);
+    }
+    snprintf(path, sizeof(path), "%s/%s/%s", dir, cred, name);
+    rc = pr_write_file_secure(path, buf, out);
+    sodium_memzero(buf, out);
+    free(buf);
+    if (rc < 0)
+        return edge_fail("cannot write %s: %s", path, weft_strerror(rc));
+    printf("credential %s file %s %s\n", cred, name, path);
+    return EDGE_OK;
+}
+
+static int write_all(const char *dir, json_t *list)
+{
+    json_t *cred, *file;
+    size_t i, j;
+    char sub[PATH_MAX];
+    int rc = mkdir_private(dir);
+
+    json_array_foreach(list, i, cred)
+    {
+        const char *name = json_string_value(json_object_get(cred, "name"));
+        if (rc != EDGE_OK)
+            break;
+        if (!name_ok(name)) {
+            rc = edge_fail("a credential has an unsafe name; stopping");
+            break;
+        }
+        snprintf(sub, sizeof(sub), "%s/%s", dir, name);
+        if ((rc = mkdir_private(sub)) != EDGE_OK)
+            break;
+        json_array_foreach(json_object_get(cred, "files"), j, file)
+        {
+            if ((rc = write_one(dir, name, file)) != EDGE_OK)
+                break;
+        }
+    }
+    return rc;
+}
+
+static int fetch(const char *idpath, const char *dir, int timeout_ms)
+{
+    char err[768] = "";
+    pr_idfile id = {0};
+    pr_http_resp r = {0};
+    pr_httpc_cfg cfg = {0};
+    json_t *body = NULL;
+    int rc;
+
+    if ((rc = pr_idfile_load(idpath, &id, err, sizeof(err))) < 0)
+        return edge_fail("%s", err);
+    cfg = (pr_httpc_cfg){.ca_pem = id.ca_pem, .cert_pem = id.cert_pem, .key_pem = id.key_pem,
+                         .timeout_ms = timeout_ms};
+    rc = pr_https_request(id.controller, &cfg, "GET", "/v1/edge/credentials", NULL, 0, NULL, &r,
+                          err, sizeof(err));
+    if (rc < 0) {
+        rc = edge_fail("%s", err);
+        goto out;
+    }
+    body = json_loadb(r.body, r.body_len, 0, NULL);
+    if (r.status != 200 || !json_is_array(json_object_get(body, "data"))) {
+        const char *m = json_string_value(
+            json_object_get(json_object_get(body, "error"), "message"));
+        rc = edge_fail("the controller refused (HTTP %d): %s", r.status, m ? m : "no reason");
+        goto out;
+    }
+    rc = write_all(dir, json_object_get(body, "data"));
+out:
+    if (r.body)
+        sodium_memzero(r.body, r.body_len);
+    json_decref(body);
+    pr_http_resp_free(&r);
+    pr_idfile_free(&id);
+    return rc;
+}
+
+static int parse_timeout(const char *s, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+
+    if (*end != '\0' || v <= 0 || v > 3600000)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int edge_cmd_credentials(const edge_cmd *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {{"identity", required_argument, NULL, 'i'},
+                                         {"dir", required_argument, NULL, 'd'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
+    const char *idpath = NULL, *dir = NULL;
+    int ch, timeout_ms = 0;
+
+    opterr = 0;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (ch == 'h') {
+            edge_print_cmd_help(stdout, cmd);
+            return EDGE_OK;
+        } else if (ch == 'i') {
+            idpath = optarg;
+        } else if (ch == 'd') {
+            dir = optarg;
+        } else if (ch == 't' && parse_timeout(optarg, &timeout_ms) == 0) {
+            continue;
+        } else {
+            return edge_usage_error(cmd, "bad option or missing value: %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return edge_usage_error(cmd, "unexpected argument \"%s\"", argv[optind]);
+    if (idpath == NULL || dir == NULL)
+        return edge_usage_error(cmd, "--identity ID_FILE and --dir DIR are required");
+    return fetch(idpath, dir, timeout_ms);
+}
+
+/* ---- renew ---- */
+
+static void print_validity(const char *idpath, const char *what)
+{
+    char err[256];
+    pr_idfile id = {0};
+    int64_t na = 0;
+    char when[32] = "?";
+    time_t t;
+    struct tm tm;
+
+    if (pr_idfile_load(idpath, &id, err, sizeof(err)) == 0 &&
+        pr_pki_cert_not_after(id.cert_pem, &na) == 0 && (t = (time_t)na, gmtime_r(&t, &tm)))
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf("%s %s (id %s): certificate valid until %s\n", what, idpath, id.id, when);
+    pr_idfile_free(&id);
+}
+
+int edge_cmd_renew(const edge_cmd *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {{"identity", required_argument, NULL, 'i'},
+                                         {"force", no_argument, NULL, 'f'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
+    const char *idpath = NULL;
+    char err[768] = "";
+    int ch, force = 0, timeout_ms = 0, rc;
+
+    opterr = 0;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (ch == 'h') {
+            edge_print_cmd_help(stdout, cmd);
+            return EDGE_OK;
+        } else if (ch == 'i') {
+            idpath = optarg;
+        } else if (ch == 'f') {
+            force = 1;
+        } else if (ch == 't' && parse_timeout(optarg, &timeout_ms) == 0) {
+            continue;
+        } else {
+            return edge_usage_error(cmd, "bad option or missing value: %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc || idpath == NULL)
+        return edge_usage_error(cmd, "--identity ID_FILE is required");
+    if ((rc = pr_renew_if_due(idpath, force, timeout_ms, err, sizeof(err))) < 0)
+        return edge_fail("%s", err);
+    print_validity(idpath, rc == 1 ? "renewed" : "not due yet:");
+    return EDGE_OK;
+}
+
+/* ---- enroll with a factory certificate ---- */
+
+typedef struct {
+    const char *cert, *key, *controller, *fp, *out, *imei, *iccid;
+    int force, timeout_ms;
+} factory_opts;
+
+static int factory_parse(const edge_cmd *cmd, int argc, char **argv, factory_opts *o)
+{
+    static const struct option opts[] = {
+        {"cert", required_argument, NULL, 'c'},       {"key", required_argument, NULL, 'k'},
+        {"controller", required_argument, NULL, 'u'}, {"ca-fingerprint", required_argument, NULL, 'p'},
+        {"out", required_argument, NULL, 'o'},        {"imei", required_argument, NULL, 'I'},
+        {"iccid", required_argument, NULL, 'C'},      {"force", no_argument, NULL, 'f'},
+        {"timeout", required_argument, NULL, 't'},    {0}};
+    const char **slot[] = {['c'] = &o->cert, ['k'] = &o->key, ['u'] = &o->controller,
+                           ['p'] = &o->fp,   ['o'] = &o->out, ['I'] = &o->imei,
+                           ['C'] = &o->iccid};
+    int ch;
+
+    opterr = 0;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (ch == 'f')
+            o->force = 1;
+        else if (ch == 't' && parse_timeout(optarg, &o->timeout_ms) == 0)
+            continue;
+        else if (ch > 0 && ch < (int)(sizeof(slot) / sizeof(slot[0])) && slot[ch] != NULL)
+            *slot[ch] = optarg;
+        else
+            return edge_usage_error(cmd, "bad option or missing value: %s", argv[optind - 1]);
+    }
+    if (optind < argc)
+        return edge_usage_error(cmd, "unexpected argument \"%s\" (a token and --cert exclude "
+                                     "each other)", argv[optind]);
+    if (!o->cert || !o->key || !o->controller || !o->fp || !o->out)
+        return edge_usage_error(cmd, "with --cert, also give --key, --controller, "
+                                     "--ca-fingerprint and --out");
+    return EDGE_OK;
+}
+
+static int factory_run(const factory_opts *o, const char *cert, const char *key)
+{
+    char err[768] = "";
+    pr_idfile id = {0};
+    pr_factory_req req = {.controller = o->controller, .ca_fp = o->fp, .cert_pem = cert,
+                          .key_pem = key, .imei = o->imei, .iccid = o->iccid,
+                          .timeout_ms = o->timeout_ms};
+    int rc = pr_enroll_factory(&req, &id, err, sizeof(err));
+
+    if (rc < 0)
+        return edge_fail("%s", err[0] ? err : weft_strerror(rc));
+    if ((rc = pr_idfile_save(o->out, &id)) < 0)
+        edge_fail("enrolled, but cannot write %s: %s; the administrator deletes identity %s "
+                  "before this certificate can enrol again",
+                  o->out, weft_strerror(rc), id.id);
+    else
+        printf("enrolled %s %s (id %s) in network %s; identity written to %s\n", id.kind,
+               id.name, id.id, id.network, o->out);
+    pr_idfile_free(&id);
+    return rc < 0 ? EDGE_ERR : EDGE_OK;
+}
+
+int edge_cmd_enroll_factory(const edge_cmd *cmd, int argc, char **argv)
+{
+    factory_opts o = {0};
+    char *cert = NULL, *key = NULL;
+    size_t len = 0;
+    struct stat st;
+    int rc = factory_parse(cmd, argc, argv, &o);
+
+    if (rc != EDGE_OK)
+        return rc;
+    if (!o.force && stat(o.out, &st) == 0)
+        return edge_fail("%s already exists; choose another --out, or add --force", o.out);
+    if (pr_read_file(o.cert, PEM_MAX, &cert, &len) < 0)
+        rc = edge_fail("cannot read --cert %s", o.cert);
+    else if (pr_read_file(o.key, PEM_MAX, &key, &len) < 0)
+        rc = edge_fail("cannot read --key %s", o.key);
+    else
+        rc = factory_run(&o, cert, key);
+    if (key)
+        sodium_memzero(key, strlen(key));
+    free(key);
+    free(cert);
+    return rc;
+}
