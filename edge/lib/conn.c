@@ -137,7 +137,7 @@ static int send_close(weft_conn *c, int err)
 
     if (weft__msg_close(c->ctx->fbuf, PR_FRAME_MAX, c->circuit, err, &len) < 0)
         return WEFT_EPROTO;
-    return weft__send(c->ctx, len);
+    return weft__send(c->sess, len);
 }
 
 /* Acknowledges the frames received in order and, with grant, the bytes
@@ -152,7 +152,7 @@ static int send_ack(weft_conn *c, int grant)
     if (weft__msg_ack(c->ctx->fbuf, PR_FRAME_MAX, c->circuit, w, c->rx_seq > 0, c->rx_seq - 1,
                       &len) < 0)
         return WEFT_EPROTO;
-    return weft__send(c->ctx, len);
+    return weft__send(c->sess, len);
 }
 
 /* Marks the first n queued bytes as handed to the transport; write requests
@@ -202,7 +202,7 @@ static void frame_sent(weft_conn *c, const uint8_t *f, size_t len)
         weft__rtxq_commit(&c->rtxq, c->tx_seq, len);
     }
     c->tx_seq++;
-    weft__send_buf(c->ctx, f, len);
+    weft__send_buf(c->sess, f, len);
 }
 
 static int send_msg(weft_conn *c, const uint8_t *p, size_t n, uint16_t flags)
@@ -254,7 +254,7 @@ int weft__conn_retransmit(weft_conn *c)
         return 0;
     for (i = 0; i < c->rtxq.n && r == 0; i++) {
         e = weft__rtxq_at(&c->rtxq, i);
-        r = weft__send_buf(c->ctx, c->rtxq.buf + e->off, e->len);
+        r = weft__send_buf(c->sess, c->rtxq.buf + e->off, e->len);
     }
     c->rtx_at = weft__now(c->ctx);
     return r;
@@ -319,25 +319,26 @@ static void pump(weft_conn *c)
 
     if (c->state != CS_OPEN)
         return;
-    while (c->sendq.len > 0 && weft__sess_writable(c->ctx)) {
+    while (c->sendq.len > 0 && weft__sess_writable(c->sess)) {
         n = weft__chunk_len(weft__ring_peek(&c->sendq, &p), weft__txflow_credit(&c->tx));
         if (n == 0 || send_msg(c, p, n, 0) < 0)
             return; /* no credit, or the retransmission queue is full: an ack resumes */
         weft__ring_consume(&c->sendq, n);
     }
-    if (c->shut_req && !c->fin_sent && c->sendq.len == 0 && weft__sess_writable(c->ctx) &&
+    if (c->shut_req && !c->fin_sent && c->sendq.len == 0 && weft__sess_writable(c->sess) &&
         send_msg(c, NULL, 0, PR_PF_FIN) == 0) {
         c->fin_sent = 1;
         maybe_done(c);
     }
 }
 
-void weft__conns_pump(weft_ctx *ctx)
+void weft__conns_pump(weft_ctx *ctx, weft_rsess *s)
 {
     weft_conn *c;
 
-    for (c = ctx->conns; c && weft__sess_writable(ctx); c = c->next)
-        pump(c);
+    for (c = ctx->conns; c; c = c->next)
+        if (s == NULL || c->sess == s)
+            pump(c);
 }
 
 static int write_check(const weft_conn *c, const void *buf, size_t len)
@@ -363,7 +364,7 @@ int weft_write(weft_conn *c, const void *buf, size_t len, weft_write_cb cb, void
     if ((r = write_check(c, buf, len)) < 0)
         return r;
     /* Straight to the transport what the window allows when nothing waits. */
-    if (c->state == CS_OPEN && c->sendq.len == 0 && weft__sess_writable(c->ctx))
+    if (c->state == CS_OPEN && c->sendq.len == 0 && weft__sess_writable(c->sess))
         direct = weft__txflow_credit(&c->tx) < len ? (size_t)weft__txflow_credit(&c->tx) : len;
     /* Bytes always fit the retransmission queue (it holds a window); frames
      * may not, when many small ones wait for an ack. */
@@ -640,6 +641,7 @@ static int dial_send(weft_conn *c)
 {
     weft_ctx *ctx = c->ctx;
     const weft_svc *svc = weft__sessdata_find(&ctx->sd, c->service);
+    weft_rsess *s = weft__rsess_best(ctx);
     uint8_t sig[WEFT_E2E_SIG_MAX];
     weft_dial_msg d = {0};
     size_t len;
@@ -654,8 +656,11 @@ static int dial_send(weft_conn *c)
     if ((r = weft__msg_dial(ctx->fbuf, PR_FRAME_MAX, &d, &len)) < 0)
         return r;
     c->req_id = d.req_id;
+    c->sess = s;
     change_state(c, CS_DIALING);
-    weft__send(ctx, len);
+    pr_debug("edge_dial_sent", "service=%s router=%s srtt_us=%llu", c->service, s->addr,
+             (unsigned long long)s->srtt_us);
+    weft__send(s, len);
     return 0;
 }
 
@@ -664,7 +669,7 @@ void weft__dials_send(weft_ctx *ctx)
     weft_conn *c, *next;
     int r;
 
-    for (c = ctx->conns; c && weft__rsess_ready(ctx) && ctx->have_sd; c = next) {
+    for (c = ctx->conns; c && weft__rsess_best(ctx) && ctx->have_sd; c = next) {
         next = c->next;
         if (c->state == CS_DIAL_WAIT && (r = dial_send(c)) < 0) {
             pr_warn("edge_dial_failed", "service=%s err=%s", c->service, weft_err_name(r));
@@ -747,14 +752,14 @@ void weft__dial_answer(weft_conn *c, const weft_msg *m)
 
 /* ---- accept ---- */
 
-static void refuse(weft_ctx *ctx, uint64_t circuit, int err, const char *why)
+static void refuse(weft_ctx *ctx, weft_rsess *s, uint64_t circuit, int err, const char *why)
 {
     size_t len;
 
     pr_warn("edge_dial_refused_here", "circuit=%016llx err=%s why=%s", (unsigned long long)circuit,
             weft_err_name(err), pr_log_q(why));
     if (weft__msg_dial_fail(ctx->fbuf, PR_FRAME_MAX, circuit, err, why, &len) == 0)
-        weft__send(ctx, len);
+        weft__send(s, len);
 }
 
 static int answer_ok(weft_conn *c)
@@ -771,23 +776,24 @@ static int answer_ok(weft_conn *c)
                         sig,       d.sig_len, ctx->id.cert_pem, ctx->window};
     if ((r = weft__msg_dial_ok(ctx->fbuf, PR_FRAME_MAX, &d, &len)) < 0)
         return r;
-    return weft__send(ctx, len);
+    return weft__send(c->sess, len);
 }
 
-static weft_conn *accept_new(weft_ctx *ctx, const weft_msg *m)
+static weft_conn *accept_new(weft_ctx *ctx, weft_rsess *s, const weft_msg *m)
 {
     weft_conn *c = conn_new(ctx, m->service, WEFT_E2E_SERVER);
     int r;
 
     if (c == NULL) {
-        refuse(ctx, m->circuit, WEFT_ENOMEM, "host out of memory");
+        refuse(ctx, s, m->circuit, WEFT_ENOMEM, "host out of memory");
         return NULL;
     }
+    c->sess = s;
     c->circuit = m->circuit;
     r = weft__e2e_verify_peer(ctx->id.ca_pem, ctx->id.network, m->cert, WEFT_E2E_CLIENT, m->kx_pk,
                               m->service, m->sig, m->sig_len, c->peer, sizeof(c->peer));
     if (r < 0 || (r = keys_up(c, m)) < 0) {
-        refuse(ctx, m->circuit, r, "dialler certificate or key signature did not verify");
+        refuse(ctx, s, m->circuit, r, "dialler certificate or key signature did not verify");
         conn_free(c);
         return NULL;
     }
@@ -795,20 +801,20 @@ static weft_conn *accept_new(weft_ctx *ctx, const weft_msg *m)
     return c;
 }
 
-void weft__incoming_dial(weft_ctx *ctx, const weft_msg *m)
+void weft__incoming_dial(weft_ctx *ctx, weft_rsess *s, const weft_msg *m)
 {
     weft_listener *l = weft__listener_by_service(ctx, m->service);
     weft_conn *c;
 
-    if (l == NULL || !l->bound)
-        return refuse(ctx, m->circuit, WEFT_ENOTFOUND, "not hosting this service");
+    if (l == NULL || !l->bound[s->slot])
+        return refuse(ctx, s, m->circuit, WEFT_ENOTFOUND, "not hosting this service");
     if (weft__conn_by_circuit(ctx, m->circuit) != NULL)
-        return refuse(ctx, m->circuit, WEFT_EEXISTS, "circuit id already in use");
-    if ((c = accept_new(ctx, m)) == NULL)
+        return refuse(ctx, s, m->circuit, WEFT_EEXISTS, "circuit id already in use");
+    if ((c = accept_new(ctx, s, m)) == NULL)
         return;
     l->accept_cb(c, l->data);
     if (c->state == CS_CLOSING) /* the application refused it */
-        return refuse(ctx, c->circuit, WEFT_EREFUSED, "refused by the hosting application");
+        return refuse(ctx, s, c->circuit, WEFT_EREFUSED, "refused by the hosting application");
     if (answer_ok(c) < 0)
         return;
     change_state(c, CS_OPEN);
@@ -833,16 +839,24 @@ void weft_close(weft_conn *c, weft_close_cb cb)
     weft__mark_dirty(c);
 }
 
-void weft__conns_session_lost(weft_ctx *ctx)
+/* Circuits over a lost session end (no router resumes them yet: see
+ * docs/dataplane.md, EDGE_RESUME); its dials go again on the other session
+ * at once, or on the next to come up, within their 10 s. */
+void weft__conns_session_lost(weft_ctx *ctx, weft_rsess *s)
 {
     weft_conn *c;
 
     for (c = ctx->conns; c; c = c->next) {
-        if (c->state == CS_DIALING)
-            change_state(c, CS_DIAL_WAIT); /* sent again on the next session */
-        else if (c->state == CS_OPEN || c->state == CS_ACCEPTING)
+        if (c->sess != s)
+            continue;
+        if (c->state == CS_DIALING) {
+            change_state(c, CS_DIAL_WAIT);
+            c->sess = NULL;
+        } else if (c->state == CS_OPEN || c->state == CS_ACCEPTING) {
             circuit_gone(c, WEFT_ERESET);
+        }
     }
+    weft__dials_send(ctx);
 }
 
 /* Delayed acks, and retransmission after rto_ms without progress (doubling
@@ -853,7 +867,7 @@ static void open_tick(weft_conn *c, uint64_t now)
     if (c->rx_seq != c->acked_next)
         send_ack(c, 0);
     if (c->rtx_mode != RTX_ON || c->rtxq.n == 0 || now - c->rtx_at < c->rto_ms ||
-        !weft__sess_writable(c->ctx))
+        !weft__sess_writable(c->sess))
         return;
     pr_debug("edge_circuit_retransmit", "circuit=%016llx frames=%u rto_ms=%u",
              (unsigned long long)c->circuit, c->rtxq.n, c->rto_ms);
@@ -867,7 +881,7 @@ void weft__conns_tick(weft_ctx *ctx, uint64_t now)
 
     for (c = ctx->conns; c; c = next) {
         next = c->next;
-        if (c->state == CS_OPEN && c->hashed && weft__rsess_ready(ctx))
+        if (c->state == CS_OPEN && c->hashed && weft__rsess_ready(c->sess))
             open_tick(c, now);
         if ((c->state == CS_DIAL_WAIT || c->state == CS_DIALING) && c->deadline <= now) {
             pr_warn("edge_dial_timeout", "service=%s hint=%s", c->service,
@@ -891,13 +905,13 @@ void weft__conns_cancel_all(weft_ctx *ctx)
 }
 
 /* A DIAL_OK whose dial already gave up: release the circuit it made. */
-void weft__late_dial_ok(weft_ctx *ctx, const weft_msg *m)
+void weft__late_dial_ok(weft_ctx *ctx, weft_rsess *s, const weft_msg *m)
 {
     size_t len;
 
     if (m->type == PR_EDGE_DIAL_OK &&
         weft__msg_close(ctx->fbuf, PR_FRAME_MAX, m->circuit, WEFT_ETIMEDOUT, &len) == 0)
-        weft__send(ctx, len);
+        weft__send(s, len);
 }
 
 void *weft_conn_data(const weft_conn *c)

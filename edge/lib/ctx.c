@@ -37,10 +37,12 @@ uint32_t weft__req_id(weft_ctx *ctx)
 weft_listener *weft__listener_by_req(weft_ctx *ctx, uint32_t req)
 {
     weft_listener *l;
+    int i;
 
     for (l = ctx->listeners; l; l = l->next)
-        if (l->req_id == req)
-            return l;
+        for (i = 0; i < WEFT_SESS_MAX; i++)
+            if (l->req_id[i] == req && req != 0)
+                return l;
     return NULL;
 }
 
@@ -74,7 +76,7 @@ static void listener_lost(weft_ctx *ctx, weft_listener *l, int err)
     free(l);
 }
 
-static int bind_send(weft_ctx *ctx, weft_listener *l)
+static int bind_send(weft_ctx *ctx, weft_rsess *s, weft_listener *l)
 {
     const weft_svc *svc = weft__sessdata_find(&ctx->sd, l->service);
     size_t len;
@@ -82,43 +84,61 @@ static int bind_send(weft_ctx *ctx, weft_listener *l)
 
     if (svc == NULL || svc->bind_token == NULL)
         return svc ? WEFT_ENOPOLICY : WEFT_ENOTFOUND;
-    l->req_id = weft__req_id(ctx);
-    l->deadline = weft__now(ctx) + WEFT_REQ_TIMEOUT_MS;
-    if ((r = weft__msg_bind(ctx->fbuf, PR_FRAME_MAX, l->req_id, svc->bind_token, l->service,
-                            &len)) < 0)
+    l->req_id[s->slot] = weft__req_id(ctx);
+    if (!l->ever_bound)
+        l->deadline = weft__now(ctx) + WEFT_REQ_TIMEOUT_MS;
+    if ((r = weft__msg_bind(ctx->fbuf, PR_FRAME_MAX, l->req_id[s->slot], svc->bind_token,
+                            l->service, &len)) < 0)
         return r;
-    weft__send(ctx, len);
+    weft__send(s, len);
     return 0;
 }
 
+/* Every listener is bound on every ready session: a host must be reachable
+ * via either of its routers. */
 static void binds_send(weft_ctx *ctx)
 {
     weft_listener *l, *next;
-    int r;
+    weft_rsess *s;
+    int i, r;
 
-    for (l = ctx->listeners; l && weft__rsess_ready(ctx) && ctx->have_sd; l = next) {
-        next = l->next;
-        if (!l->bound && l->req_id == 0 && (r = bind_send(ctx, l)) < 0) {
-            pr_warn("edge_bind_failed", "service=%s err=%s", l->service, weft_err_name(r));
-            listener_lost(ctx, l, r);
+    for (i = 0; i < ctx->nsess && ctx->have_sd; i++) {
+        s = &ctx->sess[i];
+        for (l = ctx->listeners; l && weft__rsess_ready(s); l = next) {
+            next = l->next;
+            if (!l->bound[i] && l->req_id[i] == 0 && (r = bind_send(ctx, s, l)) < 0) {
+                pr_warn("edge_bind_failed", "service=%s err=%s", l->service, weft_err_name(r));
+                listener_lost(ctx, l, r);
+            }
         }
     }
 }
 
+static int listener_slot(const weft_listener *l, uint32_t req)
+{
+    int i;
+
+    for (i = 0; i < WEFT_SESS_MAX; i++)
+        if (l->req_id[i] == req)
+            return i;
+    return 0;
+}
+
 void weft__bind_answer(weft_ctx *ctx, weft_listener *l, const weft_msg *m)
 {
-    int r = m->err ? m->err : WEFT_EREFUSED;
+    int r = m->err ? m->err : WEFT_EREFUSED, slot = listener_slot(l, m->req_id);
 
-    l->req_id = 0;
+    l->req_id[slot] = 0;
     if (m->type != PR_EDGE_BIND_OK) {
         pr_error("edge_bind_refused", "service=%s err=%s msg=%s hint=%s", l->service,
                  weft_err_name(r), pr_log_q(m->err_msg),
                  pr_log_q("check the identity's bind policy for this service"));
         return listener_lost(ctx, l, r);
     }
-    l->bound = 1;
+    l->bound[slot] = 1;
     snprintf(l->terminator, sizeof(l->terminator), "%s", m->terminator);
-    pr_info("edge_bound", "service=%s terminator=%s", l->service, l->terminator);
+    pr_info("edge_bound", "service=%s terminator=%s router=%s", l->service, l->terminator,
+            ctx->sess[slot].addr);
     if (!l->ever_bound) {
         l->ever_bound = 1;
         if (l->cb)
@@ -159,14 +179,16 @@ int weft_unlisten(weft_ctx *ctx, const char *service)
 {
     weft_listener *l;
     size_t len;
+    int i;
 
     if (ctx == NULL || service == NULL)
         return WEFT_EINVAL;
     if ((l = weft__listener_by_service(ctx, service)) == NULL)
         return WEFT_ENOTFOUND;
-    if (l->bound && weft__rsess_ready(ctx) &&
-        weft__msg_unbind(ctx->fbuf, PR_FRAME_MAX, weft__req_id(ctx), service, &len) == 0)
-        weft__send(ctx, len);
+    for (i = 0; i < WEFT_SESS_MAX; i++)
+        if (l->bound[i] && weft__rsess_ready(&ctx->sess[i]) &&
+            weft__msg_unbind(ctx->fbuf, PR_FRAME_MAX, weft__req_id(ctx), service, &len) == 0)
+            weft__send(&ctx->sess[i], len);
     listener_unlink(ctx, l);
     free(l);
     return 0;
@@ -188,22 +210,24 @@ static void listeners_tick(weft_ctx *ctx, uint64_t now)
 
 /* ---- the router session going up and down ---- */
 
-void weft__session_up(weft_ctx *ctx)
+void weft__session_up(weft_ctx *ctx, weft_rsess *s)
 {
     binds_send(ctx);
     weft__dials_send(ctx);
-    weft__conns_pump(ctx);
+    weft__conns_pump(ctx, s);
 }
 
-void weft__session_down(weft_ctx *ctx)
+/* Dials in flight on s go out again at once on the other session if it is
+ * ready (weft__conns_session_lost), else when a session comes up. */
+void weft__session_down(weft_ctx *ctx, weft_rsess *s)
 {
     weft_listener *l;
 
     for (l = ctx->listeners; l; l = l->next) {
-        l->bound = 0;
-        l->req_id = 0;
+        l->bound[s->slot] = 0;
+        l->req_id[s->slot] = 0;
     }
-    weft__conns_session_lost(ctx);
+    weft__conns_session_lost(ctx, s);
 }
 
 /* ---- session data ---- */
@@ -235,9 +259,8 @@ static void sessdata_use(weft_ctx *ctx, weft_sessdata *sd)
             ctx->sd.nrouters, next);
     if (!ctx->offline)
         uv_timer_start(&ctx->refresh, on_refresh, (uint64_t)next * 1000, 0);
-    if (ctx->sess.state == RS_IDLE)
-        weft__rsess_event(&ctx->sess, RE_START, 0);
-    weft__session_up(ctx); /* dials and binds that waited for tokens */
+    weft__rsess_start(ctx);
+    weft__session_up(ctx, NULL); /* dials and binds that waited for tokens */
 }
 
 static int fetch_result(weft_ctx *ctx, fetch_job *j)
@@ -391,13 +414,16 @@ static int ctx_buffers(weft_ctx *ctx)
     if ((ctx->fbuf = malloc(PR_FRAME_MAX)) == NULL ||
         (ctx->pbuf = malloc(PR_FRAME_MAX_BODY)) == NULL)
         return WEFT_ENOMEM;
-    return pr_reader_init(&ctx->sess.rd);
+    if ((r = pr_reader_init(&ctx->sess[0].rd)) < 0)
+        return r;
+    return pr_reader_init(&ctx->sess[1].rd);
 }
 
 static void ctx_release(weft_ctx *ctx)
 {
     weft__sessdata_free(&ctx->sd);
-    pr_reader_free(&ctx->sess.rd);
+    pr_reader_free(&ctx->sess[0].rd);
+    pr_reader_free(&ctx->sess[1].rd);
     pr_tls_ctx_free(ctx->tls);
     pr_idfile_free(&ctx->id);
     free(ctx->fbuf);
@@ -414,7 +440,7 @@ static void handles_init(uv_loop_t *loop, weft_ctx *ctx)
     uv_idle_init(loop, &ctx->idle);
     ctx->refresh.data = ctx->tick.data = ctx->idle.data = ctx;
     weft__rsess_init(ctx);
-    ctx->handles = 4;
+    ctx->handles = 3 + WEFT_SESS_MAX;
     ctx->fetch_backoff_ms = WEFT_BACKOFF_MIN_MS;
     uv_timer_start(&ctx->tick, on_tick, WEFT_TICK_MS, WEFT_TICK_MS);
 }
@@ -497,12 +523,14 @@ void weft_free(weft_ctx *ctx)
         ctx->listeners = l->next;
         free(l);
     }
-    weft__rsess_event(&ctx->sess, RE_STOP, 0);
-    ctx->sess.timer.data = ctx; /* its close callback counts ctx handles */
+    weft__rsess_stop(ctx);
     if (ctx->job)
         uv_cancel((uv_req_t *)&ctx->work);
     uv_close((uv_handle_t *)&ctx->refresh, on_handle_closed);
     uv_close((uv_handle_t *)&ctx->tick, on_handle_closed);
-    uv_close((uv_handle_t *)&ctx->sess.timer, on_handle_closed);
+    for (int i = 0; i < WEFT_SESS_MAX; i++) {
+        ctx->sess[i].timer.data = ctx; /* its close callback counts ctx handles */
+        uv_close((uv_handle_t *)&ctx->sess[i].timer, on_handle_closed);
+    }
     weft__maybe_finish(ctx);
 }

@@ -1,6 +1,8 @@
-/* The edge session to a router: resolve, TLS, EDGE_HELLO, then frames in
+/* The edge sessions to routers: resolve, TLS, EDGE_HELLO, then frames in
  * both directions; reconnects with jittered exponential backoff. One state
- * machine (rsess_event) with one place that changes state. */
+ * machine (rsess_event) per session with one place that changes state. With
+ * two or more routers in the session data the edge holds two sessions, each
+ * to a different router, and measures their round trips (ARCHITECTURE 3a). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,9 @@
  * a NAT that forgot the mapping would otherwise leave it hanging for hours. */
 #define PING_MS          15000
 #define DEAD_MS          (3 * PING_MS)
+/* Round trips are sampled this often (and once at once when ready), so that
+ * dials go to the nearer router. */
+#define RTT_PING_MS      5000
 
 static const char *const state_names[] = {
 #define XX(s) #s,
@@ -23,35 +28,57 @@ static const char *const state_names[] = {
 
 static void change_state(weft_rsess *s, int st)
 {
-    pr_info("edge_session_state", "router=%s from=%s to=%s", s->addr[0] ? s->addr : "-",
-            state_names[s->state], state_names[st]);
+    pr_info("edge_session_state", "slot=%d router=%s from=%s to=%s", s->slot,
+            s->addr[0] ? s->addr : "-", state_names[s->state], state_names[st]);
     s->state = st;
 }
 
-int weft__rsess_ready(const weft_ctx *ctx)
+int weft__rsess_ready(const weft_rsess *s)
 {
-    return ctx->sess.state == RS_READY && ctx->sess.tls != NULL;
+    return s && s->state == RS_READY && s->tls != NULL;
 }
 
-int weft__sess_writable(const weft_ctx *ctx)
+int weft__sess_writable(const weft_rsess *s)
 {
-    return weft__rsess_ready(ctx) && pr_conn_writable(ctx->sess.tls);
+    return weft__rsess_ready(s) && pr_conn_writable(s->tls);
+}
+
+weft_rsess *weft__rsess_best(weft_ctx *ctx)
+{
+    weft_rsess *best = NULL, *s;
+    int i;
+
+    for (i = 0; i < ctx->nsess; i++) {
+        s = &ctx->sess[i];
+        if (!weft__rsess_ready(s))
+            continue;
+        if (best == NULL || (s->srtt_us && (!best->srtt_us || s->srtt_us < best->srtt_us)))
+            best = s;
+    }
+    return best;
 }
 
 int weft__rsess_done(const weft_ctx *ctx)
 {
-    return ctx->sess.state == RS_STOPPED && ctx->sess.tls == NULL && !ctx->sess.gai_busy;
+    int i;
+
+    for (i = 0; i < WEFT_SESS_MAX; i++)
+        if (ctx->sess[i].state != RS_STOPPED || ctx->sess[i].tls || ctx->sess[i].gai_busy)
+            return 0;
+    return 1;
 }
 
-int weft__send(weft_ctx *ctx, size_t len)
+int weft__send(weft_rsess *s, size_t len)
 {
-    return weft__send_buf(ctx, ctx->fbuf, len);
+    return s ? weft__send_buf(s, s->ctx->fbuf, len) : WEFT_ECLOSED;
 }
 
-int weft__send_buf(weft_ctx *ctx, const uint8_t *p, size_t len)
+int weft__send_buf(weft_rsess *s, const uint8_t *p, size_t len)
 {
-    weft_rsess *s = &ctx->sess;
     int r;
+
+    if (s == NULL)
+        return WEFT_ECLOSED;
 
     if (s->tls == NULL || (s->state != RS_READY && s->state != RS_HELLO))
         return WEFT_ECLOSED;
@@ -112,6 +139,23 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     uv_freeaddrinfo(res);
 }
 
+/* The router for this attempt: the next of the list, but never the one the
+ * other session holds or tries. */
+static size_t pick_router(weft_rsess *s)
+{
+    const weft_sessdata *sd = &s->ctx->sd;
+    size_t idx = s->router_idx % sd->nrouters;
+    int i;
+
+    for (i = 0; i < s->ctx->nsess && sd->nrouters > 1; i++) {
+        weft_rsess *o = &s->ctx->sess[i];
+        if (o != s && o->state != RS_IDLE && o->state != RS_STOPPED && o->state != RS_BACKOFF &&
+            o->cur == idx)
+            idx = (idx + 1) % sd->nrouters;
+    }
+    return idx;
+}
+
 static int start_resolve(weft_rsess *s)
 {
     const weft_sessdata *sd = &s->ctx->sd;
@@ -125,7 +169,10 @@ static int start_resolve(weft_rsess *s)
                          "check weft router list"));
         return WEFT_ENOTFOUND;
     }
-    snprintf(s->addr, sizeof(s->addr), "%s", sd->routers[s->router_idx % sd->nrouters].edge_listen);
+    s->cur = pick_router(s);
+    s->srtt_us = 0;
+    s->ping_req = 0;
+    snprintf(s->addr, sizeof(s->addr), "%s", sd->routers[s->cur].edge_listen);
     if (pr_addr_split(s->addr, host, sizeof(host), &p) < 0 || p == 0)
         return WEFT_EADDR;
     snprintf(port, sizeof(port), "%u", p);
@@ -170,7 +217,7 @@ static int send_hello(weft_rsess *s)
         return r;
     change_state(s, RS_HELLO);
     uv_timer_start(&s->timer, on_timer, HELLO_TIMEOUT_MS, 0);
-    return weft__send(ctx, len);
+    return weft__send(s, len);
 }
 
 /* ---- the state machine ---- */
@@ -183,15 +230,42 @@ static void stop(weft_rsess *s)
     if (s->tls)
         pr_conn_close(s->tls, WEFT_ECANCELED);
     if (s->state == RS_READY)
-        weft__session_down(s->ctx);
+        weft__session_down(s->ctx, s);
     change_state(s, RS_STOPPED);
+}
+
+/* A ping, both keepalive and round-trip sample: one in flight at a time. */
+static void send_ping(weft_rsess *s)
+{
+    size_t len;
+    pr_enc e;
+
+    s->ping_req = weft__req_id(s->ctx);
+    s->ping_at = uv_hrtime();
+    pr_enc_init(&e, s->ctx->fbuf, PR_FRAME_MAX, PR_EDGE_PING, 0);
+    pr_enc_u32(&e, PR_H_REQ_ID, s->ping_req);
+    if (pr_enc_finish(&e, NULL, 0, &len) == 0)
+        weft__send(s, len);
+}
+
+/* The answer to our ping: srtt = 7/8 srtt + 1/8 sample, as TCP's (the first
+ * sample sets it). Pongs the router sends unasked, or late, are ignored. */
+static void on_pong(weft_rsess *s, const weft_msg *m)
+{
+    uint64_t sample;
+
+    if (!m->has_req || m->req_id != s->ping_req || s->ping_req == 0)
+        return;
+    sample = (uv_hrtime() - s->ping_at) / 1000 + 1;
+    s->ping_req = 0;
+    s->srtt_us = s->srtt_us ? (7 * s->srtt_us + sample) / 8 : sample;
+    pr_debug("edge_session_rtt", "router=%s sample_us=%llu srtt_us=%llu", s->addr,
+             (unsigned long long)sample, (unsigned long long)s->srtt_us);
 }
 
 static void keepalive(weft_rsess *s)
 {
     uint64_t quiet = uv_now(s->ctx->loop) - s->last_rx;
-    size_t len;
-    pr_enc e;
 
     if (quiet >= DEAD_MS) {
         pr_warn("edge_session_dead", "router=%s quiet_ms=%llu hint=%s", s->addr,
@@ -199,19 +273,19 @@ static void keepalive(weft_rsess *s)
         pr_conn_close(s->tls, WEFT_ETIMEDOUT);
         return;
     }
-    pr_enc_init(&e, s->ctx->fbuf, PR_FRAME_MAX, PR_EDGE_PING, 0);
-    pr_enc_u32(&e, PR_H_REQ_ID, weft__req_id(s->ctx));
-    if (quiet >= PING_MS && pr_enc_finish(&e, NULL, 0, &len) == 0)
-        weft__send(s->ctx, len);
+    /* An unanswered ping is left to the silence check rather than resent. */
+    if (s->ping_req == 0 || uv_hrtime() - s->ping_at >= (uint64_t)PING_MS * 1000000)
+        send_ping(s);
 }
 
 static void on_ready(weft_rsess *s)
 {
     uv_timer_stop(&s->timer);
-    uv_timer_start(&s->timer, on_timer, PING_MS, PING_MS);
+    uv_timer_start(&s->timer, on_timer, RTT_PING_MS, RTT_PING_MS);
     s->backoff_ms = WEFT_BACKOFF_MIN_MS;
     change_state(s, RS_READY);
-    weft__session_up(s->ctx);
+    send_ping(s);
+    weft__session_up(s->ctx, s);
 }
 
 static void live_event(weft_rsess *s, int ev, int status)
@@ -239,7 +313,7 @@ static void live_event(weft_rsess *s, int ev, int status)
     case RE_CLOSED:
         uv_timer_stop(&s->timer);
         if (s->state == RS_READY)
-            weft__session_down(s->ctx);
+            weft__session_down(s->ctx, s);
         start_backoff(s);
         break;
     }
@@ -287,7 +361,7 @@ static int hello_refused(weft_rsess *s, const weft_msg *m)
     return m->err ? m->err : WEFT_EDENIED;
 }
 
-static int reply_frame(weft_ctx *ctx, const weft_msg *m)
+static int reply_frame(weft_ctx *ctx, weft_rsess *s, const weft_msg *m)
 {
     weft_listener *l;
     weft_conn *c;
@@ -297,7 +371,7 @@ static int reply_frame(weft_ctx *ctx, const weft_msg *m)
     else if (m->has_req && (l = weft__listener_by_req(ctx, m->req_id)) != NULL)
         weft__bind_answer(ctx, l, m);
     else if (m->type == PR_EDGE_DIAL_OK)
-        weft__late_dial_ok(ctx, m);
+        weft__late_dial_ok(ctx, s, m);
     else
         pr_debug("edge_stale_reply", "type=0x%04x req=%u", m->type, m->req_id);
     return 0;
@@ -325,11 +399,11 @@ static int ready_frame(weft_rsess *s, const weft_msg *m)
     case PR_EDGE_BIND_OK:
     case PR_EDGE_DIAL_OK:
     case PR_EDGE_ERROR:
-        return reply_frame(ctx, m);
+        return reply_frame(ctx, s, m);
     case PR_EDGE_DIAL_FAIL:
-        return m->has_req ? reply_frame(ctx, m) : circuit_frame(ctx, m);
+        return m->has_req ? reply_frame(ctx, s, m) : circuit_frame(ctx, m);
     case PR_EDGE_DIAL:
-        weft__incoming_dial(ctx, m);
+        weft__incoming_dial(ctx, s, m);
         return 0;
     case PR_EDGE_CLOSE:
     case PR_PAYLOAD_DATA:
@@ -337,7 +411,10 @@ static int ready_frame(weft_rsess *s, const weft_msg *m)
         return circuit_frame(ctx, m);
     case PR_EDGE_PING:
         if (weft__msg_pong(ctx->fbuf, PR_FRAME_MAX, m, &len) == 0)
-            weft__send(ctx, len);
+            weft__send(s, len);
+        return 0;
+    case PR_EDGE_PONG:
+        on_pong(s, m);
         return 0;
     default:
         pr_debug("edge_ignored_frame", "type=0x%04x", m->type);
@@ -358,6 +435,7 @@ static int on_frame(void *arg, const pr_frame *f)
                 weft_err_name(r));
         return r;
     }
+    s->ctx->rx_sess = s;
     if (s->state == RS_HELLO) {
         if (m->type == PR_EDGE_HELLO_OK) {
             weft__rsess_event(s, RE_HELLO_OK, 0);
@@ -399,7 +477,7 @@ static void on_drain(pr_conn *c)
     weft_rsess *s = pr_conn_data(c);
 
     if (s->state == RS_READY)
-        weft__conns_pump(s->ctx);
+        weft__conns_pump(s->ctx, s);
 }
 
 static void on_close(pr_conn *c, int status)
@@ -418,12 +496,39 @@ static void on_close(pr_conn *c, int status)
 
 void weft__rsess_init(weft_ctx *ctx)
 {
-    weft_rsess *s = &ctx->sess;
+    size_t first = (size_t)random();
+    weft_rsess *s;
+    int i;
 
-    s->ctx = ctx;
-    s->state = RS_IDLE;
-    s->backoff_ms = WEFT_BACKOFF_MIN_MS;
-    s->router_idx = (size_t)random();
-    uv_timer_init(ctx->loop, &s->timer);
-    s->timer.data = s;
+    for (i = 0; i < WEFT_SESS_MAX; i++) {
+        s = &ctx->sess[i];
+        s->ctx = ctx;
+        s->slot = i;
+        s->state = RS_IDLE;
+        s->backoff_ms = WEFT_BACKOFF_MIN_MS;
+        s->router_idx = first + (size_t)i; /* two sessions start on two routers */
+        s->cur = (size_t)-1;
+        uv_timer_init(ctx->loop, &s->timer);
+        s->timer.data = s;
+    }
+    ctx->nsess = 1;
+}
+
+void weft__rsess_start(weft_ctx *ctx)
+{
+    int i;
+
+    if (ctx->sd.nrouters >= 2) /* never fewer again: a running session stays counted */
+        ctx->nsess = WEFT_SESS_MAX;
+    for (i = 0; i < ctx->nsess; i++)
+        if (ctx->sess[i].state == RS_IDLE)
+            weft__rsess_event(&ctx->sess[i], RE_START, 0);
+}
+
+void weft__rsess_stop(weft_ctx *ctx)
+{
+    int i;
+
+    for (i = 0; i < WEFT_SESS_MAX; i++)
+        weft__rsess_event(&ctx->sess[i], RE_STOP, 0);
 }

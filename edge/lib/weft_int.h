@@ -22,6 +22,7 @@
 #define WEFT_BACKOFF_MAX_MS 30000
 #define WEFT_TICK_MS        250
 #define WEFT_HASH_BUCKETS   256
+#define WEFT_SESS_MAX       2 /* routers an edge holds sessions to at once (ARCHITECTURE 3a) */
 #define WEFT_WINDOW_MAX     (2 * 1024 * 1024) /* keeps one grant well below the TLS hard limit */
 #define WEFT_ACK_EVERY      16   /* frames received in order between two acknowledgements */
 #define WEFT_RTO_MIN_MS     1000 /* first retransmission after this long without progress */
@@ -54,8 +55,9 @@ enum rsess_event {
     RE_STOP,     /* weft_free */
 };
 
-typedef struct {
+typedef struct weft_rsess {
     weft_ctx *ctx;
+    int slot; /* index in ctx->sess */
     int state;
     pr_conn *tls;
     pr_reader rd;
@@ -64,7 +66,11 @@ typedef struct {
     uv_timer_t timer;
     unsigned backoff_ms;
     size_t router_idx;
+    size_t cur;       /* index in the session data of the router tried or in use */
     uint64_t last_rx; /* loop time of the last bytes from the router */
+    uint64_t srtt_us; /* smoothed round trip of EDGE_PING/PONG; 0 before the first */
+    uint32_t ping_req;
+    uint64_t ping_at; /* uv_hrtime of the ping in flight */
     char addr[256];
 } weft_rsess;
 
@@ -97,6 +103,7 @@ typedef struct {
 
 struct weft_conn {
     weft_ctx *ctx;
+    weft_rsess *sess; /* the router session the circuit runs over */
     weft_conn *next;  /* every conn of the ctx */
     weft_conn *hnext; /* circuit hash chain */
     weft_conn *dnext; /* deferred-callback list */
@@ -139,9 +146,10 @@ typedef struct weft_listener {
     weft_listen_cb cb;
     weft_accept_cb accept_cb;
     void *data;
-    uint32_t req_id; /* bind in flight, 0 when none */
+    uint32_t req_id[WEFT_SESS_MAX]; /* bind in flight per session, 0 when none */
+    int bound[WEFT_SESS_MAX];       /* bound at each router session: reachable via either */
     uint64_t deadline;
-    int bound, ever_bound;
+    int ever_bound;
 } weft_listener;
 
 struct weft_ctx {
@@ -161,7 +169,9 @@ struct weft_ctx {
     uv_timer_t tick;
     uv_idle_t idle;
     int handles;
-    weft_rsess sess;
+    weft_rsess sess[WEFT_SESS_MAX];
+    int nsess;           /* sessions held: two when the session data lists two routers */
+    weft_rsess *rx_sess; /* the session whose frame is being handled */
     weft_conn *hash[WEFT_HASH_BUCKETS];
     weft_conn *conns;
     weft_conn *dirty;
@@ -179,17 +189,22 @@ uint32_t weft__req_id(weft_ctx *ctx);
 /* session.c */
 void weft__rsess_init(weft_ctx *ctx);
 void weft__rsess_event(weft_rsess *s, int ev, int status);
-int weft__rsess_ready(const weft_ctx *ctx);
-/* Sends ctx->fbuf[0..len) on the router session. */
-int weft__send(weft_ctx *ctx, size_t len);
-/* Sends p[0..len) (a frame) on the router session. */
-int weft__send_buf(weft_ctx *ctx, const uint8_t *p, size_t len);
-int weft__sess_writable(const weft_ctx *ctx);
+/* Starts the sessions the session data calls for (one, or two with two routers). */
+void weft__rsess_start(weft_ctx *ctx);
+void weft__rsess_stop(weft_ctx *ctx);
+int weft__rsess_ready(const weft_rsess *s);
+/* The ready session with the lowest smoothed RTT (unmeasured last), or NULL. */
+weft_rsess *weft__rsess_best(weft_ctx *ctx);
+/* Sends ctx->fbuf[0..len) on session s. */
+int weft__send(weft_rsess *s, size_t len);
+/* Sends p[0..len) (a frame) on session s. */
+int weft__send_buf(weft_rsess *s, const uint8_t *p, size_t len);
+int weft__sess_writable(const weft_rsess *s);
 int weft__rsess_done(const weft_ctx *ctx);
 
 /* ctx.c */
-void weft__session_up(weft_ctx *ctx);
-void weft__session_down(weft_ctx *ctx);
+void weft__session_up(weft_ctx *ctx, weft_rsess *s);
+void weft__session_down(weft_ctx *ctx, weft_rsess *s);
 void weft__mark_dirty(weft_conn *c);
 void weft__maybe_finish(weft_ctx *ctx);
 weft_listener *weft__listener_by_req(weft_ctx *ctx, uint32_t req);
@@ -201,14 +216,15 @@ weft_conn *weft__conn_by_circuit(weft_ctx *ctx, uint64_t circuit);
 weft_conn *weft__conn_by_req(weft_ctx *ctx, uint32_t req);
 void weft__conn_frame(weft_conn *c, const weft_msg *m);
 void weft__dial_answer(weft_conn *c, const weft_msg *m);
-void weft__incoming_dial(weft_ctx *ctx, const weft_msg *m);
+void weft__incoming_dial(weft_ctx *ctx, weft_rsess *s, const weft_msg *m);
 void weft__conn_flush(weft_conn *c);
-void weft__conns_pump(weft_ctx *ctx);
-void weft__conns_session_lost(weft_ctx *ctx);
+/* Sends what waits on the circuits of s (all sessions when s is NULL). */
+void weft__conns_pump(weft_ctx *ctx, weft_rsess *s);
+void weft__conns_session_lost(weft_ctx *ctx, weft_rsess *s);
 void weft__dials_send(weft_ctx *ctx);
 void weft__conns_tick(weft_ctx *ctx, uint64_t now);
 void weft__conns_cancel_all(weft_ctx *ctx);
-void weft__late_dial_ok(weft_ctx *ctx, const weft_msg *m);
+void weft__late_dial_ok(weft_ctx *ctx, weft_rsess *s, const weft_msg *m);
 /* Sends again, byte for byte, every frame the peer has not acknowledged: for
  * a circuit that moved to a new path. */
 int weft__conn_retransmit(weft_conn *c);

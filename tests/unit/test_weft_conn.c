@@ -1101,7 +1101,7 @@ static void on_loss_tick(uv_timer_t *t)
         relay_kill_sessions(&fb->rl); /* as a router restart would */
         loss.phase = 2;
     } else if (loss.phase == 2 && loss.reset_seen && fb->rl.binds == 2 &&
-               weft__rsess_ready(fb->dial)) {
+               weft__rsess_best(fb->dial) != NULL) {
         assert_int_equal(weft_dial(fb->dial, "echo", loss_dialled, NULL), 0);
         weft_close(loss.dc, loss_closed);
         weft_close(loss.hc, loss_closed);
