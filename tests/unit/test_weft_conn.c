@@ -38,7 +38,7 @@
 
 static char dir[64];
 static pr_ca ca;
-static pr_idfile router_id;
+static pr_idfile router_id, router2_id;
 static char host_file[128], dial_file[128];
 static uint8_t tok_pk[crypto_sign_PUBLICKEYBYTES], tok_sk[crypto_sign_SECRETKEYBYTES];
 
@@ -83,6 +83,7 @@ static int group_setup(void **state)
     make_identity("identity", "host1", host_file, NULL);
     make_identity("identity", "dev1", dial_file, NULL);
     make_identity("router", "r1", NULL, &router_id);
+    make_identity("router", "r2", NULL, &router2_id);
     crypto_sign_keypair(tok_pk, tok_sk);
     return 0;
 }
@@ -93,6 +94,7 @@ static int group_teardown(void **state)
     unlink(dial_file);
     rmdir(dir);
     pr_idfile_free(&router_id);
+    pr_idfile_free(&router2_id);
     pr_ca_free(&ca);
     return 0;
 }
@@ -111,8 +113,9 @@ static char *token(const char *sub, const char *svc, const char *act)
     return t;
 }
 
-/* The body of GET /v1/edge/session for identity sub with the router at addr. */
-static char *session_json(const char *sub, const char *addr)
+/* The body of GET /v1/edge/session for identity sub with the router at addr
+ * (and a second at addr2, unless NULL). */
+static char *session_json2(const char *sub, const char *addr, const char *addr2)
 {
     const char *names[] = {"echo", "nohost"};
     json_t *svcs = json_array(), *root;
@@ -131,9 +134,18 @@ static char *session_json(const char *sub, const char *addr)
     root = json_pack("{s:{s:{s:s}, s:[{s:s, s:s, s:s}], s:o, s:s, s:i}}", "data", "identity", "id",
                      sub, "routers", "id", "r1", "name", "r1", "edge_listen", addr, "services",
                      svcs, "signing_key", "unused", "refresh_s", 60);
+    if (addr2)
+        json_array_append_new(json_object_get(json_object_get(root, "data"), "routers"),
+                              json_pack("{s:s, s:s, s:s}", "id", "r2", "name", "r2",
+                                        "edge_listen", addr2));
     s = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     return s;
+}
+
+static char *session_json(const char *sub, const char *addr)
+{
+    return session_json2(sub, addr, NULL);
 }
 
 /* ---- the relay: forwards frames by circuit id, nothing else ---- */
@@ -531,24 +543,35 @@ static void on_guard(uv_timer_t *t)
     fail_msg("the test did not finish within %d ms", GUARD_MS);
 }
 
-static void router_start(fabric *fb)
+/* The network map a router is given: r1 at addr, and r2 at addr2 unless NULL. */
+static void router_map(rt_router *rt, const char *addr, const char *addr2)
 {
     char b64[sodium_base64_ENCODED_LEN(crypto_sign_PUBLICKEYBYTES, sodium_base64_VARIANT_ORIGINAL)];
-    char map[1024], err[256];
+    char map[1536], r2[256] = "", err[256];
 
-    assert_int_equal(rt_router_init(&fb->rt, &fb->loop, &router_id), 0);
-    assert_int_equal(rt_router_listen_edge(&fb->rt, "127.0.0.1:0"), 0);
     sodium_bin2base64(b64, sizeof(b64), tok_pk, sizeof(tok_pk), sodium_base64_VARIANT_ORIGINAL);
+    if (addr2)
+        snprintf(r2, sizeof(r2),
+                 ",{\"id\":\"r2\",\"name\":\"r2\",\"edge_listen\":\"%s\","
+                 "\"link_listen\":\"127.0.0.1:1\",\"online\":true}",
+                 addr2);
     snprintf(map, sizeof(map),
              "{\"version\":1,\"signing_key\":\"%s\",\"routers\":[{\"id\":\"r1\",\"name\":\"r1\","
-             "\"edge_listen\":\"%s\",\"link_listen\":\"127.0.0.1:1\",\"online\":true}],"
+             "\"edge_listen\":\"%s\",\"link_listen\":\"127.0.0.1:1\",\"online\":true}%s],"
              "\"services\":[{\"id\":\"echo\",\"name\":\"echo\",\"intercept\":\"tcp:127.0.0.1:1\","
              "\"host\":\"tcp:127.0.0.1:1\",\"hosted_by\":\"\"},{\"id\":\"nohost\",\"name\":"
              "\"nohost\",\"intercept\":\"tcp:127.0.0.1:2\",\"host\":\"tcp:127.0.0.1:2\","
              "\"hosted_by\":\"\"}],\"terminators\":[],\"revoked\":[]}",
-             b64, fb->rt.edge_addr);
-    if (rt_map_apply_full(&fb->rt.map, map, strlen(map), err, sizeof(err)) < 0)
+             b64, addr, r2);
+    if (rt_map_apply_full(&rt->map, map, strlen(map), err, sizeof(err)) < 0)
         fail_msg("map refused: %s", err);
+}
+
+static void router_start(fabric *fb)
+{
+    assert_int_equal(rt_router_init(&fb->rt, &fb->loop, &router_id), 0);
+    assert_int_equal(rt_router_listen_edge(&fb->rt, "127.0.0.1:0"), 0);
+    router_map(&fb->rt, fb->rt.edge_addr, NULL);
 }
 
 static void start_online(fabric *fb, const weft_options *opt)
@@ -1204,6 +1227,133 @@ static void relay_cannot_alter_data(void **state)
     assert_int_equal(tam.dial_err, WEFT_ECRYPTO);
 }
 
+/* ---- multi-homed: two real routers, sessions to both ---- */
+
+static struct {
+    fabric *fb;
+    rt_router rt2;
+    rt_router *victim, *survivor;
+    uv_timer_t tick;
+    int phase, accepted, closed, second_status;
+    uint64_t killed_at, redial_ms;
+    char first_addr[256], second_addr[256];
+} mh;
+
+static void mh_closed(weft_conn *c)
+{
+    if (++mh.closed < 4)
+        return;
+    weft_free(mh.fb->host);
+    weft_free(mh.fb->dial);
+    rt_router_close(mh.survivor);
+    uv_close((uv_handle_t *)&mh.fb->guard, NULL);
+}
+
+static void mh_read(weft_conn *c, const uint8_t *buf, ssize_t n)
+{
+    if (n < 0 && c != weft_conn_data(c)) /* the host side: the dialler went */
+        weft_close(c, mh_closed);
+}
+
+static void mh_accept(weft_conn *c, void *data)
+{
+    mh.accepted++;
+    assert_int_equal(weft_read_start(c, mh_read), 0);
+}
+
+static void mh_dialled(weft_conn *c, int status, void *data);
+
+static int both_up(weft_ctx *ctx)
+{
+    return weft__rsess_ready(&ctx->sess[0]) && weft__rsess_ready(&ctx->sess[1]) &&
+           ctx->sess[0].srtt_us > 0 && ctx->sess[1].srtt_us > 0;
+}
+
+static void on_mh_tick(uv_timer_t *t)
+{
+    weft_listener *l = mh.fb->host->listeners;
+
+    if (mh.phase == 0 && l && l->bound[0] && l->bound[1] && both_up(mh.fb->dial)) {
+        /* Bound at both routers, both sessions measured: the dial takes the nearer. */
+        mh.phase = 1;
+        assert_int_equal(weft_dial(mh.fb->dial, "echo", mh_dialled, NULL), 0);
+        uv_close((uv_handle_t *)t, NULL);
+    }
+}
+
+static void mh_dialled(weft_conn *c, int status, void *data)
+{
+    fabric *fb = mh.fb;
+
+    if (mh.phase == 1) {
+        assert_int_equal(status, 0);
+        assert_ptr_equal(c->sess, weft__rsess_best(fb->dial));
+        snprintf(mh.first_addr, sizeof(mh.first_addr), "%s", c->sess->addr);
+        mh.victim = strcmp(c->sess->addr, fb->rt.edge_addr) == 0 ? &fb->rt : &mh.rt2;
+        mh.survivor = mh.victim == &fb->rt ? &mh.rt2 : &fb->rt;
+        /* That router dies (listener and every session); a new dial at once
+         * must get through the other, to the host bound there too. */
+        weft_close(c, mh_closed);
+        rt_router_close(mh.victim);
+        mh.killed_at = uv_now(&fb->loop);
+        mh.phase = 2;
+        assert_int_equal(weft_dial(fb->dial, "echo", mh_dialled, NULL), 0);
+        return;
+    }
+    mh.second_status = status;
+    assert_int_equal(status, 0);
+    mh.redial_ms = uv_now(&fb->loop) - mh.killed_at;
+    snprintf(mh.second_addr, sizeof(mh.second_addr), "%s", c->sess->addr);
+    weft_conn_set_data(c, c);
+    assert_int_equal(weft_read_start(c, mh_read), 0);
+    weft_close(c, mh_closed);
+}
+
+static void mh_listening(weft_ctx *ctx, const char *service, int status, void *data)
+{
+    assert_int_equal(status, 0);
+}
+
+static void router_two_routers_failover(void **state)
+{
+    weft_options opt = {0};
+    fabric fb;
+    char *js;
+
+    memset(&fb, 0, sizeof(fb));
+    memset(&mh, 0, sizeof(mh));
+    mh.fb = &fb;
+    fb.via_router = 1;
+    assert_int_equal(uv_loop_init(&fb.loop), 0);
+    uv_timer_init(&fb.loop, &fb.guard);
+    uv_timer_start(&fb.guard, on_guard, GUARD_MS, 0);
+    assert_int_equal(rt_router_init(&fb.rt, &fb.loop, &router_id), 0);
+    assert_int_equal(rt_router_listen_edge(&fb.rt, "127.0.0.1:0"), 0);
+    assert_int_equal(rt_router_init(&mh.rt2, &fb.loop, &router2_id), 0);
+    assert_int_equal(rt_router_listen_edge(&mh.rt2, "127.0.0.1:0"), 0);
+    router_map(&fb.rt, fb.rt.edge_addr, mh.rt2.edge_addr);
+    router_map(&mh.rt2, fb.rt.edge_addr, mh.rt2.edge_addr);
+    js = session_json2("host1", fb.rt.edge_addr, mh.rt2.edge_addr);
+    assert_int_equal(weft__init_offline(&fb.loop, host_file, &opt, js, &fb.host), 0);
+    free(js);
+    js = session_json2("dev1", fb.rt.edge_addr, mh.rt2.edge_addr);
+    assert_int_equal(weft__init_offline(&fb.loop, dial_file, &opt, js, &fb.dial), 0);
+    free(js);
+    assert_int_equal(weft_listen(fb.host, "echo", mh_listening, mh_accept, NULL), 0);
+    uv_timer_init(&fb.loop, &mh.tick);
+    uv_timer_start(&mh.tick, on_mh_tick, 20, 20);
+    assert_int_equal(uv_run(&fb.loop, UV_RUN_DEFAULT), 0);
+    rt_router_free(&fb.rt);
+    rt_router_free(&mh.rt2);
+    assert_int_equal(uv_loop_close(&fb.loop), 0);
+    assert_int_equal(mh.accepted, 2);
+    assert_int_equal(mh.second_status, 0);
+    assert_string_not_equal(mh.first_addr, mh.second_addr);
+    assert_string_equal(mh.second_addr, mh.survivor->edge_addr);
+    /* At once: no reconnect backoff, no dial timeout. */
+    assert_true(mh.redial_ms < 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1219,6 +1369,7 @@ int main(void)
         cmocka_unit_test(router_read_stop_stalls_one_circuit),
         cmocka_unit_test(router_refusals),
         cmocka_unit_test(online_session_then_dial),
+        cmocka_unit_test(router_two_routers_failover),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
