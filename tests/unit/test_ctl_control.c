@@ -1,6 +1,8 @@
 /* The control channel server (controller/control.c) over real TLS on
  * loopback, client and server on one loop: hello -> full map, a delta for a
- * change, a silent router dropped and marked offline, non-routers refused. */
+ * change, a silent router dropped and marked offline, non-routers refused, a
+ * map of 100,000 revoked identities sent in parts and joined as a router
+ * joins them, link reports and circuit events. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "controller/circuits.h"
 #include "controller/control.h"
 #include "controller/netmap.h"
 #include "proto/addr.h"
@@ -32,8 +35,17 @@ typedef struct {
     int fulls, deltas, closed, close_status;
     uint64_t opened_at, closed_at;
     json_t *full, *delta;
+    int mode; /* 0: one change after the map; BIG: parts; MESH: links and circuits */
+    char *join;
+    size_t join_len;
+    int parts, max_parts;
+    uint64_t part_version;
+    size_t links_seen, circuits_seen;
     uint8_t tx[4096];
 } fx;
+
+enum { BIG = 1, MESH = 2 };
+#define NREVOKED 100000
 
 static void on_stopped(void *arg)
 {
@@ -56,7 +68,22 @@ static void guard_cb(uv_timer_t *t)
     stop_all(f);
 }
 
-static int setup(void **state)
+/* 100,000 disabled identities, written in one batch as a bulk import does. */
+static void many_revoked(ctl *c)
+{
+    char id[32];
+
+    assert_int_equal(ctl_store_batch_begin(c->store), 0);
+    for (int i = 0; i < NREVOKED; i++) {
+        snprintf(id, sizeof(id), "x%07d", i);
+        json_t *o = json_pack("{s:s, s:s, s:b}", "id", id, "name", id, "disabled", 1);
+        assert_int_equal(ctl_store_create(c->store, "identities", o), 0);
+        json_decref(o);
+    }
+    assert_int_equal(ctl_store_batch_end(c->store, 1), 0);
+}
+
+static int setup_n(void **state, int big)
 {
     fx *f = calloc(1, sizeof(*f));
     char err[512] = "";
@@ -77,16 +104,28 @@ static int setup(void **state)
     assert_int_equal(ctl_store_create(f->c.store, "identities", i), 0);
     json_decref(r);
     json_decref(i);
+    if (big)
+        many_revoked(&f->c);
     assert_int_equal(ctl_netmap_new(f->c.store, f->c.pk, &f->c.map), 0);
     uv_loop_init(&f->loop);
     uv_timer_init(&f->loop, &f->guard);
     f->guard.data = f;
-    uv_timer_start(&f->guard, guard_cb, 10000, 0);
+    uv_timer_start(&f->guard, guard_cb, 30000, 0);
     assert_int_equal(ctl_control_start(&f->loop, &f->c, "127.0.0.1:0", &f->srv), 0);
     assert_true(ctl_control_port(f->srv) > 0);
     assert_int_equal(pr_reader_init(&f->rd), 0);
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_n(state, 0);
+}
+
+static int setup_big(void **state)
+{
+    return setup_n(state, 1);
 }
 
 static int teardown(void **state)
@@ -98,6 +137,8 @@ static int teardown(void **state)
     pr_reader_free(&f->rd);
     json_decref(f->full);
     json_decref(f->delta);
+    free(f->join);
+    ctl_circuits_free(f->c.circuits);
     ctl_netmap_free(f->c.map);
     f->c.map = NULL;
     ctl_close(&f->c);
@@ -117,9 +158,95 @@ static void send_json(fx *f, uint16_t type, const char *json)
     assert_int_equal(pr_conn_write(f->conn, f->tx, n), 0);
 }
 
+static void disable_i1(fx *f)
+{
+    json_t *fields = json_pack("{s:b}", "disabled", 1);
+
+    assert_int_equal(ctl_store_update(f->c.store, "identities", "i1", fields), 0);
+    json_decref(fields);
+    ctl_map_touch(&f->c, "identities", "i1");
+}
+
+/* Joins map parts as docs/dataplane.md tells routers to; returns the whole
+ * body once the last part arrived, else NULL. */
+static json_t *join_part(fx *f, const pr_frame *fr)
+{
+    uint64_t v = 0;
+    json_t *j;
+
+    if (!(fr->flags & CTL_MAP_F_MORE) && f->parts == 0)
+        return json_loadb((const char *)fr->body, fr->body_len, 0, NULL);
+    assert_int_equal(pr_frame_u64(fr, PR_H_MAP_VERSION, &v), 0);
+    if (f->parts > 0)
+        assert_int_equal(v, f->part_version);
+    assert_true(fr->body_len <= CTL_MAP_PART_MAX);
+    f->part_version = v;
+    f->join = realloc(f->join, f->join_len + fr->body_len);
+    assert_non_null(f->join);
+    memcpy(f->join + f->join_len, fr->body, fr->body_len);
+    f->join_len += fr->body_len;
+    f->parts++;
+    if (f->parts == 1 && f->mode == BIG)
+        disable_i1(f); /* its delta must wait behind the map's last part */
+    if (fr->flags & CTL_MAP_F_MORE)
+        return NULL;
+    j = json_loadb(f->join, f->join_len, 0, NULL);
+    assert_non_null(j);
+    f->max_parts = f->parts > f->max_parts ? f->parts : f->max_parts;
+    f->parts = 0;
+    f->join_len = 0;
+    return j;
+}
+
+static void mesh_after_full(fx *f)
+{
+    send_json(f, PR_CTL_LINK_REPORT,
+              "{\"links\":[{\"peer\":\"r2\",\"rtt_us\":300,\"up\":true,\"queue\":0}]}");
+    send_json(f, PR_CTL_CIRCUIT_EVENT,
+              "{\"event\":\"open\",\"circuit\":\"00000000000000aa\",\"service\":\"s\","
+              "\"path\":[\"r1\",\"r2\"]}");
+    send_json(f, PR_CTL_CIRCUIT_EVENT, "{\"event\":\"bogus\"}");
+    send_json(f, PR_CTL_PING, "{}");
+}
+
+/* BIG and MESH: one full map (maybe in parts), then deltas; MESH closes
+ * after the pong that follows its reports. */
+static int mode_frame(fx *f, const pr_frame *fr)
+{
+    json_t *j, *links;
+
+    if (fr->type == PR_CTL_PONG && f->mode == MESH) {
+        links = ctl_netmap_links(f->c.map);
+        f->links_seen = json_array_size(links);
+        json_decref(links);
+        f->circuits_seen = ctl_circuits_count(f->c.circuits);
+        pr_conn_close(f->conn, 0);
+        return 0;
+    }
+    if ((fr->type != PR_CTL_MAP_FULL && fr->type != PR_CTL_MAP_DELTA) ||
+        (j = join_part(f, fr)) == NULL)
+        return 0;
+    if (fr->type == PR_CTL_MAP_FULL) {
+        f->fulls++;
+        f->full = j;
+        if (f->mode == MESH)
+            mesh_after_full(f);
+        return 0;
+    }
+    f->deltas++;
+    json_decref(f->delta);
+    f->delta = j;
+    if (f->mode == BIG)
+        pr_conn_close(f->conn, 0);
+    return 0;
+}
+
 static int on_frame(void *arg, const pr_frame *fr)
 {
     fx *f = arg;
+
+    if (f->mode)
+        return mode_frame(f, fr);
     json_t *j = json_loadb((const char *)fr->body, fr->body_len, 0, NULL);
 
     assert_non_null(j);
@@ -243,12 +370,58 @@ static void test_unknown_router(void **state)
     assert_int_equal(f->closed, 1);
 }
 
+static void test_big_map(void **state)
+{
+    fx *f = *state;
+
+    f->mode = BIG;
+    dial_as(f, PR_IDENT_ROUTER, "r1");
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(f->fulls, 1);
+    assert_true(f->max_parts > 1);
+    assert_int_equal(json_array_size(json_object_get(f->full, "revoked")), NREVOKED);
+    /* The change made while the map was on its way follows it, in order. */
+    assert_int_equal(f->deltas, 1);
+    assert_int_equal(json_integer_value(json_object_get(f->delta, "base")),
+                     json_integer_value(json_object_get(f->full, "version")));
+}
+
+static void test_links_and_circuits(void **state)
+{
+    fx *f = *state;
+    json_t *r = json_pack("{s:s, s:s, s:b}", "id", "r2", "name", "r2", "enrolled", 1), *op;
+
+    assert_int_equal(ctl_store_create(f->c.store, "routers", r), 0);
+    json_decref(r);
+    ctl_map_touch(&f->c, "routers", "r2");
+    assert_int_equal(ctl_circuits_new(0, &f->c.circuits), 0);
+    f->mode = MESH;
+    dial_as(f, PR_IDENT_ROUTER, "r1");
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(f->fulls, 1);
+    assert_int_equal(f->links_seen, 1);
+    assert_int_equal(f->circuits_seen, 1); /* the bogus event was refused */
+    /* The link reached the router in a delta: down, as r2 is offline. */
+    assert_int_equal(f->deltas, 1);
+    op = json_array_get(json_object_get(f->delta, "ops"), 0);
+    assert_string_equal(json_string_value(json_object_get(op, "kind")), "link");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(op, "obj"), "id")),
+                        "r1|r2");
+    assert_false(json_is_true(json_object_get(json_object_get(op, "obj"), "up")));
+    /* r1 gone: nobody reports the link any more. */
+    r = ctl_netmap_links(f->c.map);
+    assert_int_equal(json_array_size(r), 0);
+    json_decref(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_router_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_router, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_map, setup_big, teardown),
+        cmocka_unit_test_setup_teardown(test_links_and_circuits, setup, teardown),
     };
     if (sodium_init() < 0)
         return 1;

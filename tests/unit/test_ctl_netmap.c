@@ -1,6 +1,9 @@
 /* The network map (controller/netmap.c) over a real SQLite store: the full
  * map, one delta per change with consecutive versions, revocations,
- * terminators and their owners, routers online. */
+ * terminators and their owners, routers online, links joined from both ends'
+ * reports, references left by deletions. Every map and delta is also applied
+ * to the router's own map code (router/map.c): what the controller sends is
+ * what a router reads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +17,7 @@
 
 #include "controller/netmap.h"
 #include "controller/store.h"
+#include "router/map.h"
 #include "weft/errors.h"
 
 typedef struct {
@@ -23,15 +27,19 @@ typedef struct {
     ctl_netmap *m;
     unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
     json_t *deltas;
+    rt_map rm; /* a router's copy, fed every delta */
 } fx;
 
 static void on_delta(void *arg, const char *json, size_t len)
 {
     fx *f = arg;
     json_t *d = json_loadb(json, len, 0, NULL);
+    char err[256] = "";
 
     assert_non_null(d);
     json_array_append_new(f->deltas, d);
+    if (f->rm.version != 0 && rt_map_apply_delta(&f->rm, json, len, err, sizeof(err)) != 0)
+        fail_msg("the router refuses the delta %.*s: %s", (int)len, json, err);
 }
 
 static void create(fx *f, const char *coll, const char *fmt, ...)
@@ -83,6 +91,7 @@ static int teardown(void **state)
     char cmd[128];
 
     ctl_netmap_free(f->m);
+    rt_map_free(&f->rm);
     ctl_store_close(f->s);
     json_decref(f->deltas);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
@@ -250,6 +259,198 @@ static void test_terminators(void **state)
     json_decref(other);
 }
 
+/* ---- links ---- */
+
+/* The router's copy starts from the full map now and follows every delta. */
+static void router_follows(fx *f)
+{
+    char *text = NULL, err[256] = "";
+    size_t len = 0;
+
+    assert_int_equal(ctl_netmap_full(f->m, &text, &len), 0);
+    rt_map_init(&f->rm);
+    if (rt_map_apply_full(&f->rm, text, len, err, sizeof(err)) != 0)
+        fail_msg("the router refuses the full map: %s", err);
+    free(text);
+}
+
+static void two_routers_online(fx *f)
+{
+    assert_int_equal(update(f, "routers", "r2", json_pack("{s:b}", "enrolled", 1)), 0);
+    assert_int_equal(ctl_netmap_touch(f->m, "routers", "r2"), 0);
+    assert_int_equal(ctl_netmap_router_online(f->m, "r1", 1), 0);
+    assert_int_equal(ctl_netmap_router_online(f->m, "r2", 1), 0);
+    json_array_clear(f->deltas);
+}
+
+static int report(fx *f, const char *router, const char *fmt, ...)
+{
+    va_list ap;
+    json_t *r;
+    int rc;
+
+    va_start(ap, fmt);
+    r = json_vpack_ex(NULL, 0, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    rc = ctl_netmap_link_report(f->m, router, r);
+    json_decref(r);
+    return rc;
+}
+
+static int one_link(fx *f, const char *router, const char *peer, int rtt, int up, int queue)
+{
+    return report(f, router, "{s:[{s:s, s:i, s:b, s:i}]}", "links", "peer", peer, "rtt_us", rtt,
+                  "up", up, "queue", queue);
+}
+
+/* The only op of the last delta, as "op kind id up rtt". */
+static const char *last_link_op(fx *f, char *buf, size_t cap)
+{
+    size_t n = json_array_size(f->deltas);
+    json_t *ops = json_object_get(json_array_get(f->deltas, n - 1), "ops");
+    json_t *o = json_array_get(ops, 0), *obj = json_object_get(o, "obj");
+
+    assert_true(n > 0);
+    assert_int_equal(json_array_size(ops), 1);
+    snprintf(buf, cap, "%s %s %s %s %lld", json_string_value(json_object_get(o, "op")),
+             json_string_value(json_object_get(o, "kind")),
+             json_string_value(json_object_get(obj, "id")),
+             json_is_true(json_object_get(obj, "up")) ? "up" : "down",
+             (long long)json_integer_value(json_object_get(obj, "rtt_us")));
+    return buf;
+}
+
+static const rt_map_link *router_link(fx *f)
+{
+    return rt_map_count(&f->rm.links) == 1 ? rt_map_at(&f->rm.links, 0) : NULL;
+}
+
+static void test_links_merge(void **state)
+{
+    fx *f = *state;
+    char b[160];
+
+    two_routers_online(f);
+    router_follows(f);
+    /* One end alone: in the map, but not up. */
+    assert_int_equal(one_link(f, "r2", "r1", 400, 1, 0), 0);
+    assert_string_equal(last_link_op(f, b, sizeof(b)), "put link r1|r2 down 400");
+    /* Both ends up: up, mean RTT, deeper queue. */
+    assert_int_equal(one_link(f, "r1", "r2", 600, 1, 70000), 0);
+    assert_string_equal(last_link_op(f, b, sizeof(b)), "put link r1|r2 up 500");
+    assert_non_null(router_link(f));
+    assert_true(router_link(f)->up);
+    assert_int_equal(router_link(f)->rtt_us, 500);
+    json_t *links = ctl_netmap_links(f->m);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(links, 0), "queue")), 70000);
+    json_decref(links);
+    assert_int_equal(ctl_netmap_links_up(f->m), 1);
+    /* A small change is seen by views but not sent to every router. */
+    size_t nd = json_array_size(f->deltas);
+    assert_int_equal(one_link(f, "r1", "r2", 620, 1, 70000), 0);
+    assert_int_equal(json_array_size(f->deltas), nd);
+    links = ctl_netmap_links(f->m);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(links, 0), "rtt_us")), 510);
+    json_decref(links);
+    /* A large one is. */
+    assert_int_equal(one_link(f, "r1", "r2", 2000, 1, 70000), 0);
+    assert_string_equal(last_link_op(f, b, sizeof(b)), "put link r1|r2 up 1200");
+    /* One end says down: down. */
+    assert_int_equal(one_link(f, "r2", "r1", 400, 0, 0), 0);
+    assert_string_equal(last_link_op(f, b, sizeof(b)), "put link r1|r2 down 1200");
+    assert_false(router_link(f)->up);
+    assert_int_equal(ctl_netmap_links_up(f->m), 0);
+}
+
+static void test_links_offline(void **state)
+{
+    fx *f = *state;
+    char b[160];
+
+    two_routers_online(f);
+    router_follows(f);
+    assert_int_equal(one_link(f, "r1", "r2", 300, 1, 0), 0);
+    assert_int_equal(one_link(f, "r2", "r1", 300, 1, 0), 0);
+    assert_true(router_link(f)->up);
+    /* r2 goes offline: its router put and its link down, in one delta. */
+    assert_int_equal(ctl_netmap_router_online(f->m, "r2", 0), 0);
+    json_t *ops = json_object_get(json_array_get(f->deltas, json_array_size(f->deltas) - 1), "ops");
+    assert_int_equal(json_array_size(ops), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ops, 1), "kind")), "link");
+    assert_false(router_link(f)->up);
+    /* r1 stops reporting it too: the link leaves, its del naming both ends. */
+    assert_int_equal(report(f, "r1", "{s:[]}", "links"), 0);
+    assert_string_equal(last_link_op(f, b, sizeof(b)), "del link r1|r2 down 0");
+    json_t *obj = json_object_get(json_array_get(json_object_get(json_array_get(f->deltas,
+        json_array_size(f->deltas) - 1), "ops"), 0), "obj");
+    assert_string_equal(json_string_value(json_object_get(obj, "a")), "r1");
+    assert_string_equal(json_string_value(json_object_get(obj, "b")), "r2");
+    assert_null(router_link(f));
+    json_t *m = full(f);
+    assert_int_equal(json_array_size(json_object_get(m, "links")), 0);
+    json_decref(m);
+}
+
+static void test_links_bad_reports(void **state)
+{
+    fx *f = *state;
+    size_t nd;
+
+    two_routers_online(f);
+    nd = json_array_size(f->deltas);
+    assert_int_equal(report(f, "r1", "{s:s}", "links", "no"), WEFT_EINVAL);
+    assert_int_equal(report(f, "r1", "{s:[{s:s, s:b}]}", "links", "peer", "r1", "up", 1),
+                     WEFT_EINVAL); /* itself */
+    assert_int_equal(report(f, "r1", "{s:[{s:s, s:i, s:b}]}", "links", "peer", "r2", "rtt_us", -1,
+                            "up", 1),
+                     WEFT_EINVAL);
+    assert_int_equal(report(f, "r1", "{s:[{s:s, s:s}]}", "links", "peer", "r2", "up", "yes"),
+                     WEFT_EINVAL);
+    assert_int_equal(one_link(f, "nosuch", "r1", 1, 1, 0), WEFT_ENOTFOUND);
+    /* A peer not in the map is left out. */
+    assert_int_equal(one_link(f, "r1", "ghost", 100, 1, 0), 0);
+    assert_int_equal(json_array_size(f->deltas), nd);
+    json_t *links = ctl_netmap_links(f->m);
+    assert_int_equal(json_array_size(links), 0);
+    json_decref(links);
+}
+
+/* ---- references left by deletions ---- */
+
+static void test_leftovers(void **state)
+{
+    fx *f = *state;
+    json_t *t = json_pack("{s:s, s:s, s:s}", "id", "t1", "service", "s1", "router", "r1"), *rec;
+    int owner;
+
+    two_routers_online(f);
+    assert_int_equal(update(f, "services", "s1", json_pack("{s:s}", "hosted_by", "r2")), 0);
+    assert_int_equal(ctl_netmap_touch(f->m, "services", "s1"), 0);
+    assert_int_equal(ctl_netmap_term_put(f->m, &owner, t), 0);
+    assert_int_equal(one_link(f, "r1", "r2", 100, 1, 0), 0);
+    router_follows(f);
+    assert_int_equal(rt_map_count(&f->rm.terms), 1);
+    /* Deleting r2 clears hosted_by (store and map) and removes its link, in one delta. */
+    assert_int_equal(ctl_store_delete(f->s, "routers", "r2"), 0);
+    assert_int_equal(ctl_netmap_touch(f->m, "routers", "r2"), 0);
+    json_t *ops = json_object_get(json_array_get(f->deltas, json_array_size(f->deltas) - 1), "ops");
+    assert_int_equal(json_array_size(ops), 3); /* del router, put service, del link */
+    assert_int_equal(ctl_store_get(f->s, "services", "s1", &rec), 0);
+    assert_null(json_object_get(rec, "hosted_by"));
+    json_decref(rec);
+    assert_string_equal(rt_map_service_get(&f->rm, "s1")->hosted_by, "");
+    assert_int_equal(rt_map_count(&f->rm.links), 0);
+    /* Deleting s1 removes its terminator in the same delta. */
+    assert_int_equal(ctl_store_delete(f->s, "services", "s1"), 0);
+    assert_int_equal(ctl_netmap_touch(f->m, "services", "s1"), 0);
+    ops = json_object_get(json_array_get(f->deltas, json_array_size(f->deltas) - 1), "ops");
+    assert_int_equal(json_array_size(ops), 2);
+    assert_int_equal(rt_map_count(&f->rm.terms), 0);
+    assert_int_equal(ctl_netmap_term_del(f->m, &owner, "t1"), 0); /* already gone */
+    json_decref(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +458,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_identity_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_services_routers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_terminators, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_links_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_links_offline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_links_bad_reports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leftovers, setup, teardown),
     };
     if (sodium_init() < 0)
         return 1;
