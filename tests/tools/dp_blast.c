@@ -405,6 +405,7 @@ static int send_data(int fd, flow *f, double deadline)
 {
     double stop = o.seconds > 0 ? now_s() + o.seconds : 0;
     uint8_t *buf = o.from_stdin ? malloc(BUF) : pattern;
+    int rc = 0;
 
     for (;;) {
         size_t n = BUF;
@@ -418,13 +419,13 @@ static int send_data(int fd, flow *f, double deadline)
         }
         if (n == 0 || (stop > 0 && now_s() >= stop))
             break;
-        if (write_all(fd, buf, n, deadline) < 0)
-            return -1;
+        if ((rc = write_all(fd, buf, n, deadline)) < 0)
+            break;
         f->sent += n;
     }
     if (o.from_stdin)
         free(buf);
-    return 0;
+    return rc;
 }
 
 static void *flow_main(void *arg)
@@ -513,6 +514,8 @@ static int cmd_rtt(void)
         if (write_all(fd, pattern, o.size, deadline) < 0 ||
             read_full(fd, in, o.size, deadline) < 0 || memcmp(in, pattern, o.size) != 0) {
             fprintf(stderr, "dp_blast rtt: echo %ld failed or differs\n", i);
+            free(lat);
+            free(in);
             return 1;
         }
         lat[i] = (now_s() - t) * 1e6;
@@ -521,6 +524,8 @@ static int cmd_rtt(void)
     printf("rtt count=%ld size=%zu p50_us=%.1f p99_us=%.1f max_us=%.1f\n", o.count, o.size,
            pct(lat, o.count, 0.5), pct(lat, o.count, 0.99), lat[o.count - 1]);
     close(fd);
+    free(lat);
+    free(in);
     return 0;
 }
 
@@ -573,11 +578,13 @@ static int cmd_dials(void)
     secs = now_s() - t0;
     if (n == 0) {
         printf("dials count=%ld ok=0 fails=%ld\n", per * o.flows, fails);
+        free(all);
         return 1;
     }
     qsort(all, (size_t)n, sizeof(double), cmp_double);
     printf("dials count=%ld ok=%ld fails=%ld secs=%.3f per_s=%.1f p50_ms=%.2f p99_ms=%.2f\n",
            per * o.flows, n, fails, secs, (double)n / secs, pct(all, n, 0.5), pct(all, n, 0.99));
+    free(all);
     return fails ? 1 : 0;
 }
 
@@ -629,6 +636,7 @@ static int cmd_hold(void)
     /* Hold until stdin closes or the deadline; the caller measures meanwhile. */
     while (wait_fd(0, POLLIN, t0 + o.max_seconds) && read(0, &b, 1) > 0)
         ;
+    free(fds); /* the connections close with the process */
     return held == o.count ? 0 : 1;
 }
 
