@@ -381,6 +381,17 @@ static void fingerprint(struct httpc *h)
 
 /* ---- request ---- */
 
+/* A server that refuses our certificate sends an alert and closes, which a
+ * write in progress sees as a broken pipe: read once more so that the alert,
+ * if it arrived, names the reason. */
+static void catch_alert(struct httpc *h)
+{
+    char buf[256];
+
+    if (h->alert < 0)
+        (void)SSL_read(h->ssl, buf, sizeof(buf));
+}
+
 static int write_all(struct httpc *h, const void *data, size_t len)
 {
     while (len > 0) {
@@ -391,6 +402,7 @@ static int write_all(struct httpc *h, const void *data, size_t len)
             data = (const char *)data + n;
             len -= (size_t)n;
         } else if ((ret = ssl_io(h, n)) < 0) {
+            catch_alert(h);
             return tls_failure(h, ret);
         }
     }
