@@ -37,7 +37,8 @@ typedef struct {
     const char *imei; /* hardware ids reported for device binding; NULL if none */
     const char *iccid;
     unsigned refresh_s; /* how often to refresh services and tokens; 0 = 60 */
-    size_t window;      /* per-circuit receive window in bytes; 0 = 512 KiB */
+    size_t window;      /* per-circuit receive window in bytes; 0 = 512 KiB. Announced to
+                           the peer, which keeps to it: the two ends may differ */
 } weft_options;
 
 /* status 0: conn is open. status < 0: conn is NULL (nothing to close); the
