@@ -9,9 +9,16 @@
 #include <stdint.h>
 
 #include "router/map.h"
+#include "router/path.h"
+
+#define RT_LEGS_MAX 3 /* paths one circuit holds at once: the active one and standby or split ones */
 
 enum rt_end_kind { RT_END_NONE = 0, RT_END_EDGE, RT_END_HOSTED, RT_END_LINK };
 enum rt_circ_state { RT_CIRC_DIALING = 1, RT_CIRC_OPEN };
+/* What this router is to the circuit: both ends here, or which part of a path. */
+enum rt_circ_role { RT_ROLE_LOCAL = 0, RT_ROLE_INGRESS, RT_ROLE_TRANSIT, RT_ROLE_EGRESS };
+/* The service's "multipath" in the map, decided by the ingress router. */
+enum rt_mp_mode { RT_MP_FAILOVER = 0, RT_MP_SPLIT, RT_MP_REDUNDANT };
 
 typedef struct rt_circuit rt_circuit;
 typedef struct rt_end rt_end;
@@ -22,6 +29,7 @@ struct rt_end {
     rt_circuit *circ;
     struct rt_end_list *list; /* the peer's list of its ends */
     rt_end *next, *prev;
+    int side; /* 0: towards the dialler, 1: towards the host */
 };
 
 typedef struct rt_end_list {
@@ -42,6 +50,23 @@ struct rt_circuit {
     uint64_t dial_deadline; /* loop time in ms */
     int dial_tracked;
     rt_circuit *dnext, *dprev;
+    /* Mesh circuits. At the ingress router the host side (1), at the egress
+     * router the dialler side (0) may be several legs over links: leg 0 is
+     * end[leg_side] (the active one), leg k is spare[k - 1]. */
+    int role, mode;
+    int leg_side; /* -1: one end per side */
+    rt_end spare[RT_LEGS_MAX - 1];
+    struct rt_leg {
+        rt_path path;      /* ingress first; known at the ingress and egress routers */
+        uint64_t cost;     /* path cost at the last upkeep (striping weights) */
+        int64_t credit;    /* striping state */
+        uint64_t frames;   /* payload frames sent on this leg */
+    } leg[RT_LEGS_MAX];
+    char ingress[RT_ID_CAP], egress[RT_ID_CAP];
+    uint64_t bytes_up, bytes_down; /* payload and ack bytes from the dialler / from the host */
+    uint64_t reroutes;
+    uint64_t orphan_at; /* egress: loop ms when the last leg went (0: has legs) */
+    rt_hyst hyst;       /* ingress: smart rerouting */
 };
 
 typedef struct {
@@ -59,6 +84,15 @@ int rt_circuits_new(rt_circuits *t, rt_circuit **out);
 /* Inserts a circuit with a given id (set up by another router); WEFT_EXISTS if taken. */
 int rt_circuits_add(rt_circuits *t, uint64_t id, rt_circuit **out);
 rt_circuit *rt_circuits_get(const rt_circuits *t, uint64_t id);
+/* Inserts another entry with an id that may be taken: a transit router on two
+ * edge-disjoint legs of one circuit holds one entry per leg. */
+int rt_circuits_add_leg(rt_circuits *t, uint64_t id, rt_circuit **out);
+/* The entry of circuit id that has peer as one of its ends (or legs). */
+rt_circuit *rt_circuits_find(const rt_circuits *t, uint64_t id, const void *peer);
+/* The entry of circuit id with the given role, or NULL. */
+rt_circuit *rt_circuits_find_role(const rt_circuits *t, uint64_t id, int role);
+/* Calls fn for every circuit; fn may delete the circuit it is given. */
+void rt_circuits_each(rt_circuits *t, void (*fn)(void *arg, rt_circuit *c), void *arg);
 /* Unlinks both ends and frees the circuit. */
 void rt_circuits_del(rt_circuits *t, rt_circuit *c);
 
@@ -68,7 +102,23 @@ void rt_circuits_dial_track(rt_circuits *t, rt_circuit *c, uint64_t deadline);
 void rt_circuits_dial_untrack(rt_circuits *t, rt_circuit *c);
 
 void rt_circuit_attach(rt_circuit *c, int side, int kind, void *peer, rt_end_list *list);
-/* Which end peer is (0 or 1), or -1 if neither. */
+/* Which end peer is (0 or 1; a leg counts for its side), or -1 if neither. */
 int rt_circuit_side(const rt_circuit *c, const void *peer);
+/* The end (or leg) whose peer is peer, or NULL. */
+rt_end *rt_circuit_end_of(rt_circuit *c, const void *peer);
+
+/* ---- legs ---- */
+rt_end *rt_circuit_leg(rt_circuit *c, int k);
+int rt_circuit_nlegs(const rt_circuit *c);
+/* The leg index of peer, or -1. */
+int rt_circuit_leg_of(const rt_circuit *c, const void *peer);
+/* Attaches link as leg k (replacing what was there). */
+void rt_circuit_attach_leg(rt_circuit *c, int k, void *link, rt_end_list *list);
+/* Adds a leg over a link after the others; its index, or WEFT_ENOBUFS. */
+int rt_circuit_leg_add(rt_circuit *c, void *link, rt_end_list *list, const rt_path *p);
+/* Drops leg k; later legs move down one place. */
+void rt_circuit_leg_drop(rt_circuit *c, int k);
+/* Makes leg k the active one (swaps it with leg 0). */
+void rt_circuit_leg_promote(rt_circuit *c, int k);
 
 #endif

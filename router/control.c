@@ -100,6 +100,49 @@ void rt_control_term_remove(rt_router *r, const rt_term *t)
         send_json(r->ctl, PR_CTL_TERM_REMOVE, term_json(r, t));
 }
 
+/* {"event","circuit","service","identity","path","bytes_up","bytes_down","rtt_us"}
+ * (docs/dataplane.md "Circuit events"); the circuit id is 16 hex digits
+ * because a u64 does not survive JSON numbers everywhere. */
+static json_t *event_json(rt_router *r, rt_circuit *c, const char *event)
+{
+    json_t *path = json_array();
+    char id[17];
+
+    snprintf(id, sizeof(id), "%016llx", (unsigned long long)c->id);
+    if (c->leg_side >= 0 && c->leg[0].path.n >= 2)
+        for (size_t i = 0; path && i < c->leg[0].path.n; i++)
+            json_array_append_new(path, json_string(c->leg[0].path.hop[i]));
+    else if (path)
+        json_array_append_new(path, json_string(r->id->id));
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I}", "event", event, "circuit", id,
+                     "service", c->service, "identity", c->dialler, "path",
+                     path ? path : json_array(), "bytes_up", (json_int_t)c->bytes_up,
+                     "bytes_down", (json_int_t)c->bytes_down, "rtt_us",
+                     (json_int_t)rt_circuit_rtt(r, c));
+}
+
+void rt_control_circuit_event(rt_router *r, rt_circuit *c, const char *event)
+{
+    json_t *body;
+    char *text;
+
+    if (strcmp(event, "open") == 0)
+        r->circuits_opened++;
+    else if (strcmp(event, "close") == 0)
+        r->circuits_closed++;
+    if ((r->on_event == NULL && (r->ctl == NULL || r->ctl->state != CTL_OPEN)) ||
+        (body = event_json(r, c, event)) == NULL)
+        return;
+    if (r->on_event && (text = json_dumps(body, JSON_COMPACT)) != NULL) {
+        r->on_event(r->event_arg, text);
+        free(text);
+    }
+    if (r->ctl && r->ctl->state == CTL_OPEN)
+        send_json(r->ctl, PR_CTL_CIRCUIT_EVENT, body);
+    else
+        json_decref(body);
+}
+
 /* {"links":[{"peer","rtt_us","up","queue"}]}: one entry per link this router
  * knows, up or not (docs/dataplane.md "Mesh"). */
 static json_t *links_json(const rt_router *r)

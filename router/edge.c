@@ -390,6 +390,7 @@ int rt_sess_relay_dial(rt_sess *host, rt_circuit *c, const pr_frame *f)
     static char cert[PR_FRAME_MAX_HDR_LEN + 1];
     const uint8_t *kx, *sig;
     size_t kx_len, sig_len;
+    uint64_t rwnd;
     pr_enc e;
 
     if (rt_dial_fields(f, cert, sizeof(cert)) < 0)
@@ -402,6 +403,10 @@ int rt_sess_relay_dial(rt_sess *host, rt_circuit *c, const pr_frame *f)
     pr_enc_bytes(&e, PR_H_KX_PK, kx, kx_len);
     pr_enc_bytes(&e, PR_H_KX_SIG, sig, sig_len);
     pr_enc_str(&e, PR_H_PEER_CERT, cert);
+    if (pr_frame_u64(f, PR_H_RWND, &rwnd) == 0)
+        pr_enc_u64(&e, PR_H_RWND, rwnd);
+    /* The dialler's router, for re-homing (docs/dataplane.md "EDGE_RESUME"). */
+    pr_enc_str(&e, PR_H_ROUTER_ID, c->ingress[0] ? c->ingress : host->r->id->id);
     return enc_send(host, &e);
 }
 
@@ -496,6 +501,7 @@ static int handle_dial(rt_sess *s, const pr_frame *f)
         return 0;
     }
     c->state = RT_CIRC_DIALING;
+    c->mode = rt_mp_mode(svc->multipath);
     c->req_id = q.req;
     snprintf(c->service, sizeof(c->service), "%s", svc->name);
     snprintf(c->dialler, sizeof(c->dialler), "%s", s->identity);
@@ -527,7 +533,7 @@ static int frame_circuit(rt_sess *s, const pr_frame *f, rt_circuit **c, int *sid
 
     if (pr_frame_u64(f, PR_H_CIRCUIT, &id) < 0)
         return WEFT_EPROTO;
-    *c = rt_circuits_get(&s->r->circuits, id);
+    *c = rt_circuits_find(&s->r->circuits, id, s);
     if (*c == NULL || (*side = rt_circuit_side(*c, s)) < 0) {
         if (recently_closed(s, id))
             return 1;
@@ -556,6 +562,7 @@ static int handle_dial_answer(rt_sess *s, const pr_frame *f)
     char msg[256] = "the hosting edge refused the dial";
     const uint8_t *kx, *sig;
     size_t kx_len, sig_len;
+    uint64_t rwnd = 0;
     uint32_t err = (uint32_t)-WEFT_EREFUSED;
     rt_circuit *c;
     int side, rc = frame_circuit(s, f, &c, &side);
@@ -578,7 +585,8 @@ static int handle_dial_answer(rt_sess *s, const pr_frame *f)
         return WEFT_EPROTO;
     pr_frame_bytes(f, PR_H_KX_PK, &kx, &kx_len);
     pr_frame_bytes(f, PR_H_KX_SIG, &sig, &sig_len);
-    rt_circuit_dial_ok(s->r, c, kx, kx_len, sig, sig_len, cert);
+    pr_frame_u64(f, PR_H_RWND, &rwnd);
+    rt_circuit_dial_ok(s->r, c, kx, kx_len, sig, sig_len, cert, rwnd);
     return 0;
 }
 

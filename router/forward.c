@@ -12,7 +12,11 @@
 
 int rt_end_write(rt_router *r, rt_circuit *c, int side, const uint8_t *raw, size_t len)
 {
-    rt_end *e = &c->end[side];
+    return rt_end_write_to(r, &c->end[side], raw, len);
+}
+
+int rt_end_write_to(rt_router *r, rt_end *e, const uint8_t *raw, size_t len)
+{
     pr_conn *conn;
     int rc;
 
@@ -68,10 +72,9 @@ static int circ_frame(rt_router *r, uint16_t type, uint32_t req, uint64_t id, in
 
 /* Tells end side that the circuit is gone: EDGE_DIAL_FAIL towards a dialler
  * still waiting (with its request id if it is an edge), EDGE_CLOSE otherwise. */
-static void notify_end(rt_router *r, rt_circuit *c, int side, int err, const char *msg)
+static void notify_end(rt_router *r, rt_circuit *c, rt_end *e, int err, const char *msg)
 {
-    rt_end *e = &c->end[side];
-    int dialing = side == 0 && c->state == RT_CIRC_DIALING;
+    int dialing = e->side == 0 && c->state == RT_CIRC_DIALING;
     size_t n;
 
     if (e->kind == RT_END_HOSTED) {
@@ -86,30 +89,43 @@ static void notify_end(rt_router *r, rt_circuit *c, int side, int err, const cha
         err = WEFT_ECLOSED;
     if (circ_frame(r, dialing ? PR_EDGE_DIAL_FAIL : PR_EDGE_CLOSE,
                    dialing && e->kind == RT_END_EDGE ? c->req_id : 0, c->id, err, msg, &n) == 0)
-        rt_end_write(r, c, side, r->txbuf, n);
+        rt_end_write_to(r, e, r->txbuf, n);
 }
 
 void rt_circuit_end(rt_router *r, rt_circuit *c, int closer_side, int err, const char *msg)
 {
-    for (int i = 0; i < 2; i++) {
-        if (i == closer_side) {
-            if (c->end[i].kind == RT_END_EDGE)
-                rt_sess_closed_circuit(c->end[i].peer, c->id);
+    rt_circuit_end_by(r, c, closer_side >= 0 ? &c->end[closer_side] : NULL, err, msg);
+}
+
+void rt_circuit_end_by(rt_router *r, rt_circuit *c, rt_end *closer, int err, const char *msg)
+{
+    int side = closer ? closer->side : -1;
+
+    if (c->state == RT_CIRC_OPEN &&
+        (c->role == RT_ROLE_INGRESS || c->role == RT_ROLE_LOCAL))
+        rt_control_circuit_event(r, c, "close");
+    for (int i = 0; i < 2 + RT_LEGS_MAX - 1; i++) {
+        rt_end *e = i < 2 ? &c->end[i] : &c->spare[i - 2];
+        if (e->kind == RT_END_NONE)
+            continue;
+        if (e == closer) {
+            if (e->kind == RT_END_EDGE)
+                rt_sess_closed_circuit(e->peer, c->id);
             continue;
         }
-        notify_end(r, c, i, err, msg);
+        notify_end(r, c, e, err, msg);
     }
     pr_info("circuit_close", "circuit=%016llx service=%s dialler=%s host=%s by=%s err=%s",
             (unsigned long long)c->id, pr_log_q(c->service), c->dialler, c->host,
-            closer_side == 0   ? "dialler"
-            : closer_side == 1 ? "host"
-                               : "router",
+            side == 0   ? "dialler"
+            : side == 1 ? "host"
+                        : "router",
             err ? weft_err_name(err) : "none");
     rt_circuits_del(&r->circuits, c);
 }
 
 void rt_circuit_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx, size_t kx_len,
-                        const uint8_t *sig, size_t sig_len, const char *cert)
+                        const uint8_t *sig, size_t sig_len, const char *cert, uint64_t rwnd)
 {
     size_t n;
     pr_enc e;
@@ -123,16 +139,74 @@ void rt_circuit_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx, size_t k
     pr_enc_bytes(&e, PR_H_KX_PK, kx, kx_len);
     pr_enc_bytes(&e, PR_H_KX_SIG, sig, sig_len);
     pr_enc_str(&e, PR_H_PEER_CERT, cert);
+    if (rwnd)
+        pr_enc_u64(&e, PR_H_RWND, rwnd);
+    /* The far end's router, for re-homing (docs/dataplane.md "EDGE_RESUME"). */
+    if (c->end[0].kind == RT_END_EDGE)
+        pr_enc_str(&e, PR_H_ROUTER_ID, c->egress[0] ? c->egress : r->id->id);
     pr_info("circuit_open", "circuit=%016llx service=%s dialler=%s host=%s",
             (unsigned long long)c->id, pr_log_q(c->service), c->dialler, c->host);
-    if (pr_enc_finish(&e, NULL, 0, &n) < 0 || rt_end_write(r, c, 0, r->txbuf, n) < 0)
+    if (pr_enc_finish(&e, NULL, 0, &n) < 0 || rt_end_write(r, c, 0, r->txbuf, n) < 0) {
         rt_circuit_end(r, c, 0, WEFT_ECLOSED, "the dialling side is gone");
+        return;
+    }
+    if (c->role == RT_ROLE_INGRESS || c->role == RT_ROLE_LOCAL)
+        rt_control_circuit_event(r, c, "open");
+    if (c->role == RT_ROLE_INGRESS)
+        rt_legs_fill(r, c);
 }
 
 void rt_edge_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx_pk, const uint8_t *sig,
                      size_t sig_len)
 {
-    rt_circuit_dial_ok(r, c, kx_pk, PR_E2E_KX_BYTES, sig, sig_len, r->id->cert_pem);
+    rt_circuit_dial_ok(r, c, kx_pk, PR_E2E_KX_BYTES, sig, sig_len, r->id->cert_pem, 0);
+}
+
+/* The legs a frame towards the multi-leg side goes on, as the mode says. */
+static int pick_legs(rt_circuit *c, const pr_frame *f, int n, int *pick)
+{
+    uint64_t w[RT_LEGS_MAX];
+    int64_t credit[RT_LEGS_MAX];
+    size_t k;
+
+    if (c->mode == RT_MP_REDUNDANT) {
+        pick[0] = 0;
+        pick[1] = 1;
+        return n < 2 ? n : 2;
+    }
+    if (c->mode != RT_MP_SPLIT || f->type != PR_PAYLOAD_DATA || n == 1) {
+        pick[0] = 0;
+        return 1;
+    }
+    /* Weight = 1/cost: a path twice as fast carries twice the frames. */
+    for (int i = 0; i < n; i++) {
+        w[i] = c->leg[i].cost ? 1000000000ULL / c->leg[i].cost : 1000;
+        credit[i] = c->leg[i].credit;
+    }
+    k = rt_stripe_pick(w, credit, (size_t)n);
+    for (int i = 0; i < n; i++)
+        c->leg[i].credit = credit[i];
+    pick[0] = (int)k;
+    return 1;
+}
+
+/* A write that fails means the link is closing; its close moves the leg. */
+static int forward_legs(rt_router *r, rt_circuit *c, const pr_frame *f, const uint8_t *raw,
+                        size_t len)
+{
+    int n = rt_circuit_nlegs(c), pick[RT_LEGS_MAX], np, full = 0;
+
+    if (n == 0)
+        return 0; /* between legs (egress): the edges retransmit once a leg is back */
+    np = pick_legs(c, f, n, pick);
+    for (int i = 0; i < np; i++) {
+        int rc = rt_end_write_to(r, rt_circuit_leg(c, pick[i]), raw, len);
+        if (rc >= 0 && f->type == PR_PAYLOAD_DATA)
+            c->leg[pick[i]].frames++;
+        if (rc == 1)
+            full = 1;
+    }
+    return full;
 }
 
 int rt_forward(rt_router *r, rt_circuit *c, int from_side, const pr_frame *f)
@@ -144,8 +218,14 @@ int rt_forward(rt_router *r, rt_circuit *c, int from_side, const pr_frame *f)
     pr_frame_raw(f, &raw, &len);
     r->frames_fwd++;
     r->bytes_fwd += len;
+    if (from_side == 0)
+        c->bytes_up += len;
+    else
+        c->bytes_down += len;
     if (r->on_forward)
         r->on_forward(r->forward_arg, c, f, raw, len);
+    if (c->leg_side == !from_side)
+        return forward_legs(r, c, f, raw, len);
     if (c->end[!from_side].kind == RT_END_HOSTED) {
         rt_hosted_on_frame(c->end[!from_side].peer, f);
         return 0;

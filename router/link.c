@@ -15,6 +15,11 @@
 
 #define PING_MS        1000
 #define DEAD_MS        (3 * PING_MS) /* three heartbeats of silence */
+/* A link carrying circuits pings four times as often and is declared down
+ * after 750 ms of silence, so that a blackholed path stalls its circuits for
+ * under a second before they move. */
+#define BUSY_PING_MS 250
+#define BUSY_DEAD_MS (3 * BUSY_PING_MS)
 #define REPORT_MS      5000
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
@@ -88,13 +93,10 @@ rt_link *rt_link_to(rt_router *r, const char *id)
     return NULL;
 }
 
-/* Circuits first, so both ends hear of it at once. */
+/* Circuits first: their ingress routers move them at once. */
 static void drop_circuits(rt_link *l, const char *why)
 {
-    while (l->ends.head) {
-        rt_end *e = l->ends.head;
-        rt_circuit_end(l->r, e->circ, e == &e->circ->end[0] ? 0 : 1, WEFT_ERESET, why);
-    }
+    rt_link_lost(l, why);
 }
 
 void rt_link_kill(rt_link *l, int err, const char *why)
@@ -107,7 +109,7 @@ void rt_link_kill(rt_link *l, int err, const char *why)
         pr_warn("link_down", "peer=%s err=%s reason=%s", l->peer, weft_err_name(err),
                 pr_log_q(why));
     change_state(l, RT_LINK_CLOSING);
-    drop_circuits(l, "a link between routers failed; circuit closed, dial again");
+    drop_circuits(l, why);
     pr_conn_close(l->conn, err);
     rt_resume_paused(l->r);
 }
@@ -221,11 +223,17 @@ static void tick_link(rt_link *l, uint64_t now)
     }
     if (l->state != RT_LINK_UP)
         return;
-    if (now - l->last_rx_ms >= DEAD_MS) {
-        rt_link_kill(l, WEFT_ETIMEDOUT, "no heartbeat for 3 s");
+    if (l->ends.head == NULL)
+        l->busy_since_ms = 0;
+    else if (l->busy_since_ms == 0)
+        l->busy_since_ms = now;
+    /* The fast limit applies once the fast pings have had time to be answered. */
+    int busy = l->busy_since_ms && now - l->busy_since_ms >= BUSY_DEAD_MS;
+    if (now - l->last_rx_ms >= (busy ? BUSY_DEAD_MS : DEAD_MS)) {
+        rt_link_kill(l, WEFT_ETIMEDOUT, busy ? "no heartbeat for 750 ms" : "no heartbeat for 3 s");
         return;
     }
-    if (now - l->last_ping_ms >= PING_MS) {
+    if (now - l->last_ping_ms >= (l->busy_since_ms ? BUSY_PING_MS : PING_MS)) {
         l->last_ping_ms = now;
         send_probe(l, PR_LINK_PING, rt_now_us());
     }
@@ -360,7 +368,7 @@ static void link_on_close(pr_conn *c, int status)
 
     if (l->state == RT_LINK_UP)
         pr_warn("link_down", "peer=%s status=%s", l->peer, weft_err_name(status));
-    drop_circuits(l, "a link between routers failed; circuit closed, dial again");
+    drop_circuits(l, "the link to the next router closed");
     l->conn = NULL;
     l->paused = 0;
     if (l->dialler && !l->doomed && !r->stopping)

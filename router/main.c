@@ -21,10 +21,11 @@
 static const char usage[] =
     "usage: weft-router enroll TOKEN --dir DIR --edge-listen HOST:PORT --link-listen HOST:PORT\n"
     "       weft-router run --dir DIR [--log-level debug|info|warn|error]\n"
+    "                       [--metrics-listen HOST:PORT]\n"
     "       weft-router version\n";
 
 typedef struct {
-    const char *dir, *edge_listen, *link_listen, *log_level;
+    const char *dir, *edge_listen, *link_listen, *log_level, *metrics_listen;
     const char *arg;
 } opts;
 
@@ -48,6 +49,7 @@ static int parse(int argc, char **argv, opts *o)
                                        {"edge-listen", required_argument, NULL, 'e'},
                                        {"link-listen", required_argument, NULL, 'l'},
                                        {"log-level", required_argument, NULL, 'L'},
+                                       {"metrics-listen", required_argument, NULL, 'm'},
                                        {"help", no_argument, NULL, 'h'},
                                        {0}};
     int ch;
@@ -60,6 +62,7 @@ static int parse(int argc, char **argv, opts *o)
         case 'e': o->edge_listen = optarg; break;
         case 'l': o->link_listen = optarg; break;
         case 'L': o->log_level = optarg; break;
+        case 'm': o->metrics_listen = optarg; break;
         case 'h': fputs(usage, stdout); exit(0);
         default: return fail("unknown option or missing value: %s\n%s", argv[optind - 1], usage);
         }
@@ -180,7 +183,7 @@ static int control_addr(const pr_idfile *id, json_t *conf, const char *dir, char
     return 0;
 }
 
-static int run_loop(pr_idfile *id, json_t *conf, const char *dir)
+static int run_loop(pr_idfile *id, json_t *conf, const char *dir, const char *metrics)
 {
     static runner run;
     const char *edge = json_string_value(json_object_get(conf, "edge_listen"));
@@ -200,6 +203,7 @@ static int run_loop(pr_idfile *id, json_t *conf, const char *dir)
     if ((rc = rt_router_listen_edge(&run.r, edge)) < 0 ||
         (cc.link_listen && cc.link_listen[0] &&
          (rc = rt_router_listen_link(&run.r, cc.link_listen)) < 0) ||
+        (metrics && (rc = rt_metrics_listen(&run.r, metrics)) < 0) ||
         (rc = rt_control_start(&run.r, &cc)) < 0) {
         rt_router_close(&run.r);
         uv_run(loop, UV_RUN_DEFAULT);
@@ -241,7 +245,7 @@ static int cmd_run(const opts *o)
         pr_idfile_free(&id);
         return fail("cannot read %s; enrol again with weft-router enroll", path);
     }
-    rc = run_loop(&id, conf, o->dir);
+    rc = run_loop(&id, conf, o->dir, o->metrics_listen);
     json_decref(conf);
     pr_idfile_free(&id);
     return rc;

@@ -135,6 +135,7 @@ static int parse_router(const json_t *o, void *out, int del, char *err, size_t e
         (rc = STR(o, "link_listen", r->link_listen, 0)) < 0)
         return rc;
     r->online = json_is_true(json_object_get(o, "online"));
+    r->online_known = json_is_boolean(json_object_get(o, "online"));
     return 0;
 }
 

@@ -21,6 +21,7 @@ typedef struct {
     char edge_listen[RT_ADDR_CAP];
     char link_listen[RT_ADDR_CAP];
     int online;
+    int online_known; /* "online" was in the map (it is absent in older maps) */
 } rt_map_router;
 
 typedef struct {

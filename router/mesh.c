@@ -12,7 +12,7 @@
 #include "router/router.h"
 #include "weft/errors.h"
 
-#define MAX_EDGES    (4 * RT_GRAPH_MAX)
+#define MAX_EDGES    RT_MESH_EDGES_MAX
 #define PATH_STR_CAP (RT_PATH_MAX * RT_ID_CAP)
 
 /* ---- path choice (ingress) ---- */
@@ -25,11 +25,13 @@ size_t rt_mesh_edges(rt_router *r, rt_path_edge *out, size_t cap)
 
     for (rt_link *l = r->links; l && n < cap; l = l->next)
         if (l->state == RT_LINK_UP && rt_link_to(r, l->peer) == l)
-            out[n++] = (rt_path_edge){me, l->peer, l->srtt_us ? l->srtt_us : 1};
+            out[n++] = (rt_path_edge){me, l->peer,
+                                      rt_link_cost(l->srtt_us, pr_conn_queued(l->conn))};
     for (size_t i = 0; i < rt_map_count(&r->map.links) && n < cap; i++) {
         const rt_map_link *ml = rt_map_at(&r->map.links, i);
-        if (ml->up && strcmp(ml->a, me) != 0 && strcmp(ml->b, me) != 0)
-            out[n++] = (rt_path_edge){ml->a, ml->b, ml->rtt_us ? ml->rtt_us : 1};
+        if (ml->up && strcmp(ml->a, me) != 0 && strcmp(ml->b, me) != 0 &&
+            !rt_failed_link_is(r, ml->a, ml->b))
+            out[n++] = (rt_path_edge){ml->a, ml->b, rt_link_cost(ml->rtt_us, 0)};
     }
     return n;
 }
@@ -118,6 +120,7 @@ int rt_mesh_send_dial(rt_router *r, rt_circuit *c, const rt_path *path, const ch
     char ps[PATH_STR_CAP];
     const uint8_t *kx, *sig;
     size_t kx_len, sig_len, n;
+    uint64_t rwnd;
     rt_link *l = rt_link_to(r, path->hop[1]);
     pr_enc e;
     int rc;
@@ -138,8 +141,16 @@ int rt_mesh_send_dial(rt_router *r, rt_circuit *c, const rt_path *path, const ch
     pr_enc_bytes(&e, PR_H_KX_PK, kx, kx_len);
     pr_enc_bytes(&e, PR_H_KX_SIG, sig, sig_len);
     pr_enc_str(&e, PR_H_PEER_CERT, cert);
+    pr_enc_str(&e, PR_H_MULTIPATH, rt_mp_name(c->mode));
+    if (pr_frame_u64(f, PR_H_RWND, &rwnd) == 0)
+        pr_enc_u64(&e, PR_H_RWND, rwnd);
     if ((rc = pr_enc_finish(&e, NULL, 0, &n)) < 0)
         return rc;
+    c->role = RT_ROLE_INGRESS;
+    c->leg_side = 1;
+    c->leg[0].path = *path;
+    snprintf(c->ingress, sizeof(c->ingress), "%s", r->id->id);
+    snprintf(c->egress, sizeof(c->egress), "%s", path->hop[path->n - 1]);
     rt_circuit_attach(c, 1, RT_END_LINK, l, &l->ends);
     pr_info("mesh_dial", "circuit=%016llx service=%s path=%s", (unsigned long long)c->id,
             pr_log_q(c->service), ps);
@@ -155,6 +166,7 @@ typedef struct {
     char service[RT_NAME_CAP];
     char identity[RT_ID_CAP];
     char term[RT_ID_CAP];
+    int mode;
 } link_dial;
 
 static void dial_fail(rt_link *l, uint64_t id, int err, const char *msg)
@@ -175,10 +187,13 @@ static void dial_fail(rt_link *l, uint64_t id, int err, const char *msg)
 static int read_link_dial(rt_link *l, const pr_frame *f, link_dial *d, const char **why)
 {
     static char cert[PR_FRAME_MAX_HDR_LEN + 1];
-    char ps[PATH_STR_CAP];
+    char ps[PATH_STR_CAP], mode[16] = "";
 
     *why = "malformed LINK_DIAL";
     d->term[0] = '\0';
+    if (pr_frame_str(f, PR_H_MULTIPATH, mode, sizeof(mode)) == WEFT_EPROTO)
+        return WEFT_EPROTO;
+    d->mode = rt_mp_mode(mode);
     if (pr_frame_str(f, PR_H_PATH, ps, sizeof(ps)) < 0 || rt_path_parse(ps, &d->path) < 0 ||
         pr_frame_u32(f, PR_H_HOP, &d->hop) < 0 ||
         pr_frame_str(f, PR_H_SERVICE, d->service, sizeof(d->service)) < 0 ||
@@ -218,6 +233,7 @@ static void transit(rt_link *l, rt_circuit *c, const link_dial *d, const pr_fram
     char msg[256];
 
     snprintf(c->host, sizeof(c->host), "router:%s", d->path.hop[d->path.n - 1]);
+    c->role = RT_ROLE_TRANSIT;
     if (nl == NULL) {
         snprintf(msg, sizeof(msg), "router %s has no link to router %s; retry", l->r->id->id, next);
         rt_circuit_end(l->r, c, 1, WEFT_ENOTFOUND, msg);
@@ -289,10 +305,17 @@ static int on_link_dial(rt_link *l, const pr_frame *f)
     snprintf(c->service, sizeof(c->service), "%s", d.service);
     snprintf(c->dialler, sizeof(c->dialler), "%s", d.identity);
     rt_circuit_attach(c, 0, RT_END_LINK, l, &l->ends);
-    if (d.hop + 1 < d.path.n)
+    c->mode = d.mode;
+    if (d.hop + 1 < d.path.n) {
         transit(l, c, &d, f);
-    else
-        egress(l, c, &d, f);
+        return 0;
+    }
+    c->role = RT_ROLE_EGRESS;
+    c->leg_side = 0;
+    c->leg[0].path = d.path;
+    snprintf(c->ingress, sizeof(c->ingress), "%s", d.path.hop[0]);
+    snprintf(c->egress, sizeof(c->egress), "%s", l->r->id->id);
+    egress(l, c, &d, f);
     return 0;
 }
 
@@ -305,7 +328,7 @@ static int link_circuit(rt_link *l, const pr_frame *f, rt_circuit **c, int *side
 
     if (pr_frame_u64(f, PR_H_CIRCUIT, &id) < 0)
         return WEFT_EPROTO;
-    *c = rt_circuits_get(&l->r->circuits, id);
+    *c = rt_circuits_find(&l->r->circuits, id, l);
     if (*c == NULL || (*side = rt_circuit_side(*c, l)) < 0) {
         pr_debug("link_unknown_circuit", "peer=%s circuit=%016llx type=0x%04x", l->peer,
                  (unsigned long long)id, f->type);
@@ -321,6 +344,7 @@ static int on_answer(rt_link *l, rt_circuit *c, int side, const pr_frame *f)
     uint32_t err = (uint32_t)-WEFT_EREFUSED;
     const uint8_t *kx, *sig;
     size_t kx_len, sig_len;
+    uint64_t rwnd = 0;
 
     if (side != 1 || c->state != RT_CIRC_DIALING)
         return 0;
@@ -334,7 +358,8 @@ static int on_answer(rt_link *l, rt_circuit *c, int side, const pr_frame *f)
         return WEFT_EPROTO;
     pr_frame_bytes(f, PR_H_KX_PK, &kx, &kx_len);
     pr_frame_bytes(f, PR_H_KX_SIG, &sig, &sig_len);
-    rt_circuit_dial_ok(l->r, c, kx, kx_len, sig, sig_len, cert);
+    pr_frame_u64(f, PR_H_RWND, &rwnd);
+    rt_circuit_dial_ok(l->r, c, kx, kx_len, sig, sig_len, cert, rwnd);
     return 0;
 }
 
@@ -354,7 +379,8 @@ static int on_circuit_frame(rt_link *l, const pr_frame *f)
     case PR_EDGE_CLOSE:
         pr_frame_u32(f, PR_H_ERR, &err);
         pr_frame_str(f, PR_H_ERR_MSG, msg, sizeof(msg));
-        rt_circuit_end(l->r, c, side, -(int)(err & 0x7fffffff), msg[0] ? msg : NULL);
+        rt_circuit_end_by(l->r, c, rt_circuit_end_of(c, l), -(int)(err & 0x7fffffff),
+                          msg[0] ? msg : NULL);
         return 0;
     default:
         if (c->state == RT_CIRC_OPEN && rt_forward(l->r, c, side, f) == 1 && l->conn) {
@@ -370,6 +396,10 @@ int rt_mesh_on_frame(rt_link *l, const pr_frame *f)
     switch (f->type) {
     case PR_LINK_DIAL:
         return on_link_dial(l, f);
+    case PR_LINK_REROUTE:
+        return rt_mesh_on_reroute(l, f);
+    case PR_LINK_LEG_DOWN:
+        return rt_mesh_on_leg_down(l, f);
     case PR_EDGE_DIAL_OK:
     case PR_EDGE_DIAL_FAIL:
     case PR_EDGE_CLOSE:

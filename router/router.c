@@ -70,6 +70,7 @@ static void tick_cb(uv_timer_t *t)
 
     rt_dial_sweep(r);
     rt_links_tick(r);
+    rt_reroute_tick(r);
 }
 
 void rt_router_tick_start(rt_router *r)
@@ -85,6 +86,7 @@ void rt_router_tick_start(rt_router *r)
 void rt_router_close(rt_router *r)
 {
     rt_control_stop(r);
+    rt_metrics_close(r);
     if (r->edge_open && !uv_is_closing((uv_handle_t *)&r->edge_tcp))
         uv_close((uv_handle_t *)&r->edge_tcp, NULL);
     if (r->tick_on && !uv_is_closing((uv_handle_t *)&r->tick))
@@ -125,6 +127,7 @@ void rt_router_map_changed(rt_router *r)
     rt_sess *s, *n;
 
     rt_links_sync(r);
+    rt_legs_check_map(r);
     for (s = r->sessions; s; s = n) {
         n = s->next;
         if (s->state != RT_SESS_CLOSING && rt_map_is_revoked(&r->map, s->identity)) {

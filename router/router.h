@@ -17,7 +17,12 @@
 #define RT_VERSION "0.1.0"
 #define RT_RECENT_CLOSED 64 /* circuit ids per session whose late frames are dropped quietly */
 #define RT_DIAL_TIMEOUT_MS 10000 /* a dial the host side never answers fails after this */
-#define RT_TICK_MS 250           /* dial timeouts and link upkeep */
+#define RT_TICK_MS 125           /* dial timeouts, link upkeep, legs without a path */
+#define RT_ORPHAN_MS 3000        /* egress: a circuit with no leg waits this long for a reroute */
+#define RT_UPKEEP_MS 1000        /* path costs, striping weights and smart rerouting */
+#define RT_FAILED_MAX 16         /* links reported broken, kept out of paths for a while */
+#define RT_FAILED_MS 10000
+#define RT_MESH_EDGES_MAX (4 * RT_GRAPH_MAX)
 
 typedef struct rt_router rt_router;
 typedef struct rt_sess rt_sess;
@@ -67,6 +72,7 @@ struct rt_link {
     char addr[RT_ADDR_CAP];
     uint64_t srtt_us; /* 0: no sample yet */
     uint64_t up_since_ms, last_rx_ms, last_ping_ms, retry_at_ms;
+    uint64_t busy_since_ms; /* carrying circuits since (fast heartbeats); 0: idle */
     unsigned backoff_ms;
     rt_end_list ends;
     rt_link *next, *prev;
@@ -105,6 +111,15 @@ struct rt_router {
     rt_forward_cb on_forward;
     void *forward_arg;
     uint64_t frames_fwd, bytes_fwd;
+    uint64_t reroutes, legs_lost, circuits_opened, circuits_closed;
+    uint64_t last_upkeep_ms;
+    struct rt_failed_link {
+        char a[RT_ID_CAP], b[RT_ID_CAP];
+        uint64_t until_ms;
+    } failed[RT_FAILED_MAX];
+    struct rt_metrics *metrics; /* NULL: no --metrics-listen */
+    void (*on_event)(void *arg, const char *json); /* circuit events (tests) */
+    void *event_arg;
 };
 
 /* ---- router.c ---- */
@@ -151,13 +166,16 @@ rt_term *rt_term_by_id(rt_router *r, const char *id);
 /* Sends raw frame bytes to end side of c. 0: sent; 1: sent, and that
  * connection is now full (pause the source); negative: that end is gone. */
 int rt_end_write(rt_router *r, rt_circuit *c, int side, const uint8_t *raw, size_t len);
+int rt_end_write_to(rt_router *r, rt_end *e, const uint8_t *raw, size_t len);
 /* Could end side take more now? */
 int rt_end_writable(const rt_router *r, const rt_circuit *c, int side);
 /* Ends a circuit: tells every end except closer_side (-1: both) and frees it. */
 void rt_circuit_end(rt_router *r, rt_circuit *c, int closer_side, int err, const char *msg);
+/* The same, told by one end or leg (NULL: by the router itself). */
+void rt_circuit_end_by(rt_router *r, rt_circuit *c, rt_end *closer, int err, const char *msg);
 /* The host side answered a dial: relay the answer towards end 0. */
 void rt_circuit_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx, size_t kx_len,
-                        const uint8_t *sig, size_t sig_len, const char *cert);
+                        const uint8_t *sig, size_t sig_len, const char *cert, uint64_t rwnd);
 /* The host side answered a dial (hosted services call this). */
 void rt_edge_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx_pk, const uint8_t *sig,
                      size_t sig_len);
@@ -197,6 +215,37 @@ size_t rt_mesh_edges(rt_router *r, rt_path_edge *out, size_t cap);
 /* A circuit or set-up frame from a link. Negative: the peer broke the protocol. */
 int rt_mesh_on_frame(rt_link *l, const pr_frame *f);
 
+/* ---- reroute.c: legs, failures and moves ---- */
+/* "failover" (or anything else), "split", "redundant". */
+int rt_mp_mode(const char *s);
+const char *rt_mp_name(int mode);
+/* Ingress: adds standby (failover) or data (split, redundant) legs up to the mode's count. */
+void rt_legs_fill(rt_router *r, rt_circuit *c);
+/* Leg k of c is gone; the ingress moves the circuit, the egress waits for it. */
+void rt_leg_lost(rt_router *r, rt_circuit *c, int k, const char *why);
+/* Link l is down: each circuit over it loses a leg, or (transit) passes LINK_LEG_DOWN on. */
+void rt_link_lost(rt_link *l, const char *why);
+int rt_mesh_on_reroute(rt_link *l, const pr_frame *f);
+int rt_mesh_on_leg_down(rt_link *l, const pr_frame *f);
+/* Remembers a link reported broken so that paths avoid it for a while. */
+void rt_failed_link_add(rt_router *r, const char *a, const char *b);
+int rt_failed_link_is(rt_router *r, const char *a, const char *b);
+/* Every tick: orphaned circuits; every RT_UPKEEP_MS: costs and smart moves. */
+void rt_reroute_tick(rt_router *r);
+/* After a map change: legs through routers or links the map says are down. */
+void rt_legs_check_map(rt_router *r);
+/* The active path's cost (sum of link RTTs) for events and metrics; 0 when local. */
+uint64_t rt_circuit_rtt(rt_router *r, rt_circuit *c);
+
+/* ---- metrics.c ---- */
+/* Serves GET /metrics (Prometheus text) on addr; opt-in. */
+int rt_metrics_listen(rt_router *r, const char *addr);
+void rt_metrics_close(rt_router *r);
+/* The bound "HOST:PORT", or NULL. */
+const char *rt_metrics_addr(const rt_router *r);
+/* The metrics text into buf; its length, or a negative code when cap is too small. */
+int rt_metrics_render(rt_router *r, char *buf, size_t cap);
+
 /* ---- hosted.c ---- */
 /* The dial of f (from the dialler with identity dialler_identity) targets service svc hosted here. On
  * error err holds the reason for the dialler and the caller ends the circuit. */
@@ -219,6 +268,8 @@ int rt_control_start(rt_router *r, const rt_control_cfg *cfg);
 void rt_control_stop(rt_router *r);
 void rt_control_term_add(rt_router *r, const rt_term *t);
 void rt_control_term_remove(rt_router *r, const rt_term *t);
+/* CTL_CIRCUIT_EVENT ("open", "close", "reroute"); docs/dataplane.md "Circuit events". */
+void rt_control_circuit_event(rt_router *r, rt_circuit *c, const char *event);
 /* Sends CTL_LINK_REPORT now (docs/dataplane.md "Mesh"). */
 void rt_control_link_report(rt_router *r);
 /* Blocking, start-up only: asks GET /v1/version for the control address. */
