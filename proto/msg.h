@@ -106,4 +106,23 @@ enum pr_reroute_flags {
 #define PR_EDGE_RETRANSMIT PR_TYPE(PR_FAM_EDGE, 0x0d) /* router -> edge: circuit; send again
                                                          every payload frame not yet acked */
 
+/* ---- re-homing live circuits (docs/dataplane.md "Re-homing live circuits") ---- */
+enum pr_hkey_resume {
+    PR_H_EDGE_CAPS = 0x0114, /* u32: PR_CAP_* flags the router supports (EDGE_HELLO_OK) */
+    PR_H_NONCE = 0x0115,     /* bytes(16): EDGE_RESUME nonce, echoed in EDGE_RESUME_OK */
+    PR_H_MAC = 0x0116,       /* bytes(32): proof of the circuit's resume key (EDGE_RESUME, _OK) */
+};
+
+/* EDGE_HELLO_OK capabilities. */
+enum pr_edge_caps {
+    PR_CAP_RESUME = 0x0001, /* the router carries EDGE_RESUME to a circuit's anchor router */
+};
+
+#define PR_EDGE_RESUME PR_TYPE(PR_FAM_EDGE, 0x0e)      /* edge -> new router -> anchor -> far edge:
+                                                          req, circuit, router id, ack seq, nonce,
+                                                          mac */
+#define PR_EDGE_RESUME_OK PR_TYPE(PR_FAM_EDGE, 0x0f)   /* far edge -> anchor -> resuming edge:
+                                                          circuit, ack seq, nonce, mac (+ req) */
+#define PR_EDGE_RESUME_FAIL PR_TYPE(PR_FAM_EDGE, 0x10) /* circuit, err, msg (+ req) */
+
 #endif
