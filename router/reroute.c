@@ -246,7 +246,7 @@ void rt_link_lost(rt_link *l, const char *why)
         rt_circuit *c = e->circ;
         int k = e->side == c->leg_side ? rt_circuit_leg_of(c, l) : -1;
 
-        if (k >= 0) {
+        if (k >= 0 && !r->stopping) {
             rt_failed_link_add(r, r->id->id, l->peer);
             rt_leg_lost(r, c, k, why);
         } else if (c->role == RT_ROLE_TRANSIT) {

@@ -29,7 +29,7 @@
 
 #define MAXREC 32
 #define TW_FN static __attribute__((unused)) /* not every test uses every helper */
-#define NROUTERS 3
+#define NROUTERS 4
 
 struct cred {
     char *cert, *key;
@@ -38,8 +38,9 @@ struct cred {
 static pr_ca ca;
 static struct cred rcred[NROUTERS], dcred, hcred;
 static unsigned char sign_pk[crypto_sign_PUBLICKEYBYTES], sign_sk[crypto_sign_SECRETKEYBYTES];
-static const char *const rid[NROUTERS] = {"ra", "rb", "rc"};
+static const char *const rid[NROUTERS] = {"ra", "rb", "rc", "rd"};
 static char svc_host[96] = "tcp:127.0.0.1:9"; /* "host" of service web in world maps */
+static char svc_mp[16] = "";                    /* "multipath" of service web ("": absent) */
 
 TW_FN void issue(const char *uri, int usage, struct cred *c)
 {
@@ -167,8 +168,8 @@ TW_FN void world_map(int i, unsigned link_mask, const char *hosted_by, const cha
     snprintf(map, sizeof(map),
              "{\"version\": 1, \"signing_key\": \"%s\", \"routers\": [%s],"
              " \"services\": [{\"id\": \"s1\", \"name\": \"web\", \"host\": \"%s\","
-             " \"hosted_by\": \"%s\"}]%s}",
-             b64, routers, svc_host, hosted_by ? hosted_by : "", extra ? extra : "");
+             " \"hosted_by\": \"%s\", \"multipath\": \"%s\"}]%s}",
+             b64, routers, svc_host, hosted_by ? hosted_by : "", svc_mp, extra ? extra : "");
     assert_int_equal(rt_map_apply_full(&w.r[i].map, map, strlen(map), err, sizeof(err)), 0);
     rt_router_map_changed(&w.r[i]);
 }
