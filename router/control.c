@@ -101,11 +101,13 @@ void rt_control_term_remove(rt_router *r, const rt_term *t)
 }
 
 /* {"event","circuit","service","identity","path","bytes_up","bytes_down","rtt_us"}
- * (docs/dataplane.md "Circuit events"); the circuit id is 16 hex digits
- * because a u64 does not survive JSON numbers everywhere. */
+ * (docs/dataplane.md "Circuit events"): service is the service id; the
+ * circuit id is 16 hex digits because a u64 does not survive JSON numbers
+ * everywhere. A reroute is an "update" carrying the new path. */
 static json_t *event_json(rt_router *r, rt_circuit *c, const char *event)
 {
     json_t *path = json_array();
+    const rt_map_service *svc = rt_map_service_by_name(&r->map, c->service);
     char id[17];
 
     snprintf(id, sizeof(id), "%016llx", (unsigned long long)c->id);
@@ -115,7 +117,7 @@ static json_t *event_json(rt_router *r, rt_circuit *c, const char *event)
     else if (path)
         json_array_append_new(path, json_string(r->id->id));
     return json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I}", "event", event, "circuit", id,
-                     "service", c->service, "identity", c->dialler, "path",
+                     "service", svc ? svc->id : c->service, "identity", c->dialler, "path",
                      path ? path : json_array(), "bytes_up", (json_int_t)c->bytes_up,
                      "bytes_down", (json_int_t)c->bytes_down, "rtt_us",
                      (json_int_t)rt_circuit_rtt(r, c));

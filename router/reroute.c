@@ -182,7 +182,7 @@ static void activate(rt_router *r, rt_circuit *c, const char *why)
     pr_info("circuit_reroute", "circuit=%016llx service=%s path=%s mode=%s reason=%s",
             (unsigned long long)c->id, pr_log_q(c->service), ps, rt_mp_name(c->mode),
             pr_log_q(why));
-    rt_control_circuit_event(r, c, "reroute");
+    rt_control_circuit_event(r, c, "update"); /* the new path */
 }
 
 static void ingress_leg_lost(rt_router *r, rt_circuit *c, int k, const char *why)
