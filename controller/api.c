@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "controller/controller.h"
+#include "controller/events.h"
 #include "controller/metrics.h"
 #include "controller/netmap.h"
 #include "proto/ident.h"
@@ -67,6 +68,11 @@ static const route routes[] = {
     {"POST", "/v1/cas/{id}/verify", ctl_api_cas_verify, 1},
     {"POST", "/v1/cas/{id}/disable", ctl_api_cas_disable, 1},
     {"POST", "/v1/cas/{id}/enable", ctl_api_cas_enable, 1},
+    {"GET", "/v1/events", ctl_api_events_list, 1},
+    {"GET", "/v1/webhooks", ctl_api_webhooks_list, 1},
+    {"POST", "/v1/webhooks", ctl_api_webhooks_create, 1},
+    {"DELETE", "/v1/webhooks/{id}", ctl_api_webhooks_delete, 1},
+    {"POST", "/v1/identities/{id}/rebind", ctl_api_identities_rebind, 1},
     {"GET", "/v1/credentials", ctl_api_credentials_list, 1},
     {"POST", "/v1/credentials", ctl_api_credentials_create, 1},
     {"GET", "/v1/credentials/{id}", ctl_api_credentials_get, 1},

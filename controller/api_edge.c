@@ -5,7 +5,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "controller/behaviour.h"
 #include "controller/controller.h"
+#include "controller/events.h"
 #include "controller/policy.h"
 #include "proto/ident.h"
 #include "proto/log.h"
@@ -49,6 +51,54 @@ static int edge_identity(ctl_call *call, json_t **out)
     return 0;
 }
 
+static void binding_event(ctl_call *call, const json_t *ident, const char *imei,
+                          const char *iccid, const char *why, int denied)
+{
+    json_t *ev;
+
+    if (call->c->events == NULL)
+        return;
+    ev = json_pack("{s:s, s:O, s:s, s:s, s:s, s:s, s:[s,s]}", "kind", "binding", "identity",
+                   json_object_get(ident, "id"), "imei", imei, "iccid", iccid, "msg", why,
+                   "source", "controller", "actions", "log", denied ? "alert" : "log");
+    if (ev)
+        ctl_events_emit(call->c, call->c->events, ev);
+    json_decref(ev);
+}
+
+/* The device binding, when the edge reports its hardware ids (query
+ * parameters imei and iccid): a mismatch is refused and alerted, a first use
+ * is recorded, a flagged change logged. Edges that report nothing here are
+ * checked by the router against EDGE_HELLO (the "hw" claim). */
+static int edge_binding(ctl_call *call, json_t **ident)
+{
+    char imei[65] = "", iccid[65] = "", why[320] = "";
+    json_t *update = NULL, *rec = NULL;
+    const char *id = json_string_value(json_object_get(*ident, "id"));
+    int flag, rc;
+
+    ctl_http_query(call->req, "imei", imei, sizeof(imei));
+    ctl_http_query(call->req, "iccid", iccid, sizeof(iccid));
+    if (imei[0] == '\0' && iccid[0] == '\0')
+        return 0;
+    rc = ctl_binding_check(*ident, imei, iccid, &update, why, sizeof(why), &flag);
+    if (rc < 0) {
+        pr_warn("edge_session_denied", "peer=%s id=%s reason=binding", call->req->peer_addr, id);
+        binding_event(call, *ident, imei, iccid, why, 1);
+        ctl_reply_error(call, 403, "binding_mismatch", "%s", why);
+        return rc;
+    }
+    if (flag)
+        binding_event(call, *ident, imei, iccid, why, 0);
+    if (update && ctl_store_update(call->c->store, "identities", id, update) == 0 &&
+        ctl_store_get(call->c->store, "identities", id, &rec) == 0) {
+        json_decref(*ident);
+        *ident = rec;
+    }
+    json_decref(update);
+    return 0;
+}
+
 /* With no router policies yet, every enrolled router with an edge listener. */
 static json_t *edge_routers(json_t *routers)
 {
@@ -69,10 +119,10 @@ static json_t *edge_routers(json_t *routers)
 }
 
 static int add_token(ctl_call *call, const char *ident_id, json_t *svc, const char *act,
-                     json_t *tokens, int64_t now, int64_t *exp)
+                     json_t *tokens, int64_t now, int64_t *exp, const json_t *extra)
 {
     char *tok = NULL;
-    int rc = ctl_svctoken_issue(call->c, ident_id, svc, act, now, &tok, exp);
+    int rc = ctl_svctoken_issue_ext(call->c, ident_id, svc, act, now, extra, &tok, exp);
 
     if (rc == 0)
         json_object_set_new(tokens, act, json_string(tok));
@@ -80,15 +130,35 @@ static int add_token(ctl_call *call, const char *ident_id, json_t *svc, const ch
     return rc;
 }
 
-static json_t *service_entry(ctl_call *call, const char *ident_id, json_t *svc, int acc,
-                             int64_t now)
+/* Claims the ingress router enforces offline (docs/policies.md): behaviour
+ * limits ("lim") and the device binding ("hw"). */
+static json_t *token_extra(const json_t *ident, const json_t *svc, const json_t *policies,
+                           int64_t now)
 {
+    json_t *extra = json_object(), *lim = ctl_behaviour_limits(policies, ident, svc, now);
+    json_t *hw = ctl_binding_claim(ident);
+
+    if (lim)
+        json_object_set_new(extra, "lim", lim);
+    if (hw)
+        json_object_set_new(extra, "hw", hw);
+    return extra;
+}
+
+static json_t *service_entry(ctl_call *call, const json_t *ident, json_t *svc, int acc,
+                             int64_t now, const json_t *policies)
+{
+    const char *ident_id = json_string_value(json_object_get(ident, "id"));
     char when[32];
     int64_t exp = now;
-    json_t *tokens = json_object(), *e;
+    json_t *tokens = json_object(), *e, *extra = token_extra(ident, svc, policies, now);
+    int bad = ((acc & CTL_POLICY_DIAL) &&
+               add_token(call, ident_id, svc, "dial", tokens, now, &exp, extra) < 0) ||
+              ((acc & CTL_POLICY_BIND) &&
+               add_token(call, ident_id, svc, "bind", tokens, now, &exp, extra) < 0);
 
-    if (((acc & CTL_POLICY_DIAL) && add_token(call, ident_id, svc, "dial", tokens, now, &exp) < 0) ||
-        ((acc & CTL_POLICY_BIND) && add_token(call, ident_id, svc, "bind", tokens, now, &exp) < 0)) {
+    json_decref(extra);
+    if (bad) {
         json_decref(tokens);
         return NULL;
     }
@@ -107,7 +177,6 @@ static json_t *service_entry(ctl_call *call, const char *ident_id, json_t *svc, 
 
 static json_t *edge_services(ctl_call *call, json_t *ident, json_t *svcs, json_t *policies)
 {
-    const char *ident_id = json_string_value(json_object_get(ident, "id"));
     int64_t now = (int64_t)time(NULL);
     json_t *out = json_array(), *s, *e;
     size_t i;
@@ -117,7 +186,7 @@ static json_t *edge_services(ctl_call *call, json_t *ident, json_t *svcs, json_t
         int acc = ctl_policy_access(policies, ident, s);
         if (acc == 0)
             continue;
-        if ((e = service_entry(call, ident_id, s, acc, now)) == NULL) {
+        if ((e = service_entry(call, ident, s, acc, now, policies)) == NULL) {
             json_decref(out);
             return NULL;
         }
@@ -133,8 +202,8 @@ void ctl_api_edge_session(ctl_call *call)
     ctl *c = call->c;
     int rc;
 
-    if (edge_identity(call, &ident) < 0)
-        return;
+    if (edge_identity(call, &ident) < 0 || edge_binding(call, &ident) < 0)
+        goto out;
     if ((rc = ctl_list_all(c->store, "routers", &routers)) < 0 ||
         (rc = ctl_list_all(c->store, "services", &svcs)) < 0 ||
         (rc = ctl_list_all(c->store, "policies", &policies)) < 0) {

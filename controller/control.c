@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "controller/circuits.h"
+#include "controller/events.h"
 #include "controller/netmap.h"
 #include "proto/addr.h"
 #include "proto/frame.h"
@@ -425,6 +426,10 @@ static int on_frame(void *arg, const pr_frame *f)
         return 0;
     case PR_CTL_CIRCUIT_EVENT:
         handle_circuit(k, f);
+        return 0;
+    case PR_CTL_EVENT: /* security events (docs/policies.md) */
+        if (ctl_events_from_router(k->srv->c, k->router_id, f->body, f->body_len) < 0)
+            pr_warn("event_rejected", "router=%s", k->router_id);
         return 0;
     case PR_CTL_PING:
         send_frame(k, PR_CTL_PONG, "{}", 2);

@@ -100,6 +100,7 @@ typedef struct {
     struct ctl_control *control;    /* the control channel server, or NULL */
     struct ctl_circuits *circuits;  /* circuits the routers reported, or NULL */
     struct ctl_metrics *metrics;    /* request counters, or NULL (metrics.h) */
+    struct ctl_events *events;      /* security events and webhooks, or NULL (events.h) */
     unsigned char secrets_key[crypto_secretbox_KEYBYTES]; /* tier-2 credentials at rest */
     int secrets_loaded;
 } ctl;

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "controller/circuits.h"
+#include "controller/events.h"
 #include "controller/control.h"
 #include "controller/controller.h"
 #include "controller/metrics.h"
@@ -99,7 +100,8 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     r->stopping = 1;
     pr_info("shutdown", "signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    r->pending = 3;
+    r->pending = 4;
+    ctl_events_stop(r->c->events, on_server_stopped, r);
     ctl_metrics_stop(r->c->metrics, on_server_stopped, r);
     ctl_control_stop(r->control, on_server_stopped, r);
     ctl_http_server_stop(r->http, on_server_stopped, r);
@@ -137,6 +139,11 @@ static int start_views(uv_loop_t *loop, ctl *c, const char *metrics_listen, char
         ctl_errf(err, errcap, "out of memory");
         return rc;
     }
+    if ((rc = ctl_events_open(loop, c->cfg.dir, &c->events)) < 0) {
+        ctl_errf(err, errcap, "cannot open the event store in %s; check its permissions",
+                 c->cfg.dir);
+        return rc;
+    }
     if (metrics_listen && (rc = ctl_metrics_start(loop, c, metrics_listen)) < 0)
         ctl_errf(err, errcap,
                  "cannot serve metrics on %s (%s); is the port taken? Choose another "
@@ -147,6 +154,8 @@ static int start_views(uv_loop_t *loop, ctl *c, const char *metrics_listen, char
 
 static void free_views(ctl *c)
 {
+    ctl_events_close(c->events);
+    c->events = NULL;
     ctl_circuits_free(c->circuits);
     c->circuits = NULL;
     ctl_metrics_free(c->metrics);

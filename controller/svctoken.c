@@ -3,6 +3,7 @@
  * identity dial or bind a service. */
 #include <string.h>
 
+#include "controller/behaviour.h"
 #include "controller/controller.h"
 #include "proto/ident.h"
 #include "proto/jwt.h"
@@ -10,6 +11,15 @@
 
 int ctl_svctoken_issue(const ctl *c, const char *identity_id, const json_t *service,
                        const char *act, int64_t now, char **tok, int64_t *exp)
+{
+    return ctl_svctoken_issue_ext(c, identity_id, service, act, now, NULL, tok, exp);
+}
+
+/* Extra claims (behaviour limits, the device binding) never replace the
+ * standard ones a router checks. */
+int ctl_svctoken_issue_ext(const ctl *c, const char *identity_id, const json_t *service,
+                           const char *act, int64_t now, const json_t *extra, char **tok,
+                           int64_t *exp)
 {
     const char *svc_id = json_string_value(json_object_get(service, "id"));
     const char *svc_name = json_string_value(json_object_get(service, "name"));
@@ -29,6 +39,8 @@ int ctl_svctoken_issue(const ctl *c, const char *identity_id, const json_t *serv
                        (json_int_t)now, "exp", (json_int_t)(now + ttl), "jti", jti);
     if (claims == NULL)
         return WEFT_ENOMEM;
+    if (extra != NULL)
+        json_object_update_missing(claims, (json_t *)extra);
     rc = pr_jwt_sign(claims, c->sk, tok);
     json_decref(claims);
     if (rc == 0 && exp)

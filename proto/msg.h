@@ -76,6 +76,8 @@ enum pr_payload_flags {
 #define PR_CTL_PING PR_TYPE(PR_FAM_CONTROL, 0x07)
 #define PR_CTL_PONG PR_TYPE(PR_FAM_CONTROL, 0x08)
 #define PR_CTL_LINK_REPORT PR_TYPE(PR_FAM_CONTROL, 0x09) /* router -> controller: JSON body */
+#define PR_CTL_EVENT PR_TYPE(PR_FAM_CONTROL, 0x0a)       /* router -> controller: security event
+                                                            (JSON; docs/policies.md) */
 
 /* ---- link family: router <-> router ----
  * Circuit frames cross links unchanged: EDGE_DIAL_OK, EDGE_DIAL_FAIL and

@@ -1,0 +1,72 @@
+/* Security and audit events (docs/policies.md "Events"): violations reported
+ * by routers (CTL_EVENT), binding mismatches seen by the controller,
+ * quarantines and re-enables. Each event is kept in DATA_DIR/events.db (its
+ * own SQLite file, so that an event storm never holds the main store's write
+ * lock), appended as one JSON line to DATA_DIR/events.jsonl, counted for
+ * /metrics, and, when its actions include "alert", posted to every webhook
+ * with retries. An event whose actions include "remove" quarantines the
+ * identity: it is disabled in the store and the map's revocation closes its
+ * sessions and circuits on every router. */
+#ifndef CTL_EVENTS_H
+#define CTL_EVENTS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "controller/controller.h"
+
+#define CTL_EVENTS_DB "events.db"
+#define CTL_EVENTS_LOG "events.jsonl"
+#define CTL_WEBHOOK_TRIES 6        /* first attempt and five retries */
+#define CTL_WEBHOOK_BACKOFF_MS 500 /* doubles after each failure */
+#define CTL_WEBHOOK_TIMEOUT_MS 5000
+
+typedef struct ctl_events ctl_events;
+
+/* Opens (creating) the event store in dir; loop (may be NULL: no webhook
+ * delivery, for tests) runs the deliveries. */
+int ctl_events_open(uv_loop_t *loop, const char *dir, ctl_events **out);
+/* Closes the store; pending deliveries are abandoned (logged). NULL: no-op. */
+void ctl_events_close(ctl_events *e);
+/* Stops the delivery timers so that the loop can end; cb runs once closed. */
+void ctl_events_stop(ctl_events *e, void (*cb)(void *arg), void *arg);
+
+/* Records ev (an object: "kind" required; "identity", "router", "service",
+ * "msg", "actions" [names], anything else kept) and carries out its actions.
+ * ev gains "id" and "ts". c may be NULL (no remove, tests). */
+int ctl_events_emit(ctl *c, ctl_events *e, json_t *ev);
+/* A CTL_EVENT body from router router_id: checked, then emitted. */
+int ctl_events_from_router(ctl *c, const char *router_id, const uint8_t *body, size_t len);
+
+/* Events with id > after, oldest first, at most limit (1..1000), optionally
+ * of one identity; *out a new array. */
+int ctl_events_list(ctl_events *e, int64_t after, int limit, const char *identity,
+                    json_t **out);
+
+/* Webhook targets: {"id","name","url","created_at"}. WEFT_EEXISTS for a name
+ * taken, WEFT_EINVAL for a URL that is not http://HOST:PORT/PATH. */
+int ctl_webhook_add(ctl_events *e, const char *name, const char *url, json_t **out);
+int ctl_webhook_list(ctl_events *e, json_t **out);
+int ctl_webhook_del(ctl_events *e, const char *id_or_name);
+/* Deliveries made, and given up after every retry (metrics and tests). */
+void ctl_webhook_stats(const ctl_events *e, uint64_t *sent, uint64_t *failed);
+
+/* Prometheus lines (weft_events_total{kind=...}, webhook counters) into buf;
+ * the length written, or a negative code when cap is too small. */
+int ctl_events_metrics(const ctl_events *e, char *buf, size_t cap);
+
+/* webhook.c: one POST of body to url (http://HOST:PORT/PATH), blocking, for
+ * a thread of the pool. 0 on a 2xx answer; otherwise negative with err. */
+int ctl_webhook_post(const char *url, const char *body, size_t len, int timeout_ms, char *err,
+                     size_t errcap);
+
+/* api_events.c: GET /v1/events, /v1/webhooks, POST /v1/identities/{id}/rebind. */
+void ctl_api_events_list(ctl_call *call);
+void ctl_api_webhooks_list(ctl_call *call);
+void ctl_api_webhooks_create(ctl_call *call);
+void ctl_api_webhooks_delete(ctl_call *call);
+void ctl_api_identities_rebind(ctl_call *call);
+
+#endif

@@ -1,0 +1,182 @@
+/* One webhook POST, blocking (a thread of libuv's pool runs it): plain HTTP
+ * to http://HOST:PORT/PATH, one request per connection, the answer's status
+ * read with llhttp. HTTPS targets are not supported yet (docs/policies.md). */
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <llhttp.h>
+
+#include "controller/events.h"
+#include "weft/errors.h"
+
+typedef struct {
+    char host[256], port[8], path[768];
+} url_parts;
+
+static int split_url(const char *url, url_parts *u)
+{
+    const char *hp = url + 7, *slash, *colon;
+    size_t hlen;
+
+    if (strncmp(url, "http://", 7) != 0)
+        return WEFT_EINVAL;
+    slash = strchr(hp, '/');
+    hlen = slash ? (size_t)(slash - hp) : strlen(hp);
+    snprintf(u->path, sizeof(u->path), "%s", slash ? slash : "/");
+    if (hlen == 0 || hlen >= sizeof(u->host))
+        return WEFT_EINVAL;
+    if (hp[0] == '[') { /* [v6]:port */
+        const char *end = memchr(hp, ']', hlen);
+        if (end == NULL)
+            return WEFT_EINVAL;
+        snprintf(u->host, sizeof(u->host), "%.*s", (int)(end - hp - 1), hp + 1);
+        colon = end + 1 < hp + hlen && end[1] == ':' ? end + 1 : NULL;
+    } else {
+        colon = memchr(hp, ':', hlen);
+        snprintf(u->host, sizeof(u->host), "%.*s", (int)(colon ? (size_t)(colon - hp) : hlen), hp);
+    }
+    if (colon)
+        snprintf(u->port, sizeof(u->port), "%.*s", (int)(hp + hlen - colon - 1), colon + 1);
+    else
+        snprintf(u->port, sizeof(u->port), "80");
+    return 0;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for fd to be ready for ev until the deadline; 0 ready, negative timeout. */
+static int wait_fd(int fd, short ev, long long deadline)
+{
+    struct pollfd p = {.fd = fd, .events = ev};
+    long long left = deadline - now_ms();
+
+    if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+        return WEFT_ETIMEDOUT;
+    return 0;
+}
+
+static int dial(const url_parts *u, long long deadline, char *err, size_t errcap)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *a;
+    int fd = -1;
+
+    if (getaddrinfo(u->host, u->port, &hints, &res) != 0) {
+        snprintf(err, errcap, "cannot resolve %s", u->host);
+        return WEFT_EREFUSED;
+    }
+    for (a = res; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        if (connect(fd, a->ai_addr, a->ai_addrlen) < 0 &&
+            (errno != EINPROGRESS || wait_fd(fd, POLLOUT, deadline) < 0)) {
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+        if (soerr != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        snprintf(err, errcap, "cannot connect to %s:%s", u->host, u->port);
+    return fd < 0 ? WEFT_EREFUSED : fd;
+}
+
+static int send_all(int fd, const char *p, size_t len, long long deadline)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_fd(fd, POLLOUT, deadline) < 0)
+                return WEFT_ETIMEDOUT;
+            continue;
+        }
+        if (n <= 0)
+            return WEFT_ECLOSED;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int on_headers_done(llhttp_t *p)
+{
+    (void)p;
+    return HPE_PAUSED; /* the status is all we need */
+}
+
+static int read_status(int fd, long long deadline, int *status)
+{
+    char buf[4096];
+    llhttp_settings_t s;
+    llhttp_t p;
+
+    llhttp_settings_init(&s);
+    s.on_headers_complete = on_headers_done;
+    llhttp_init(&p, HTTP_RESPONSE, &s);
+    for (;;) {
+        if (wait_fd(fd, POLLIN, deadline) < 0)
+            return WEFT_ETIMEDOUT;
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0)
+            return WEFT_ECLOSED;
+        llhttp_errno_t e = llhttp_execute(&p, buf, (size_t)n);
+        if (e == HPE_PAUSED) {
+            *status = p.status_code;
+            return 0;
+        }
+        if (e != HPE_OK)
+            return WEFT_EPROTO;
+    }
+}
+
+int ctl_webhook_post(const char *url, const char *body, size_t len, int timeout_ms, char *err,
+                     size_t errcap)
+{
+    long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : CTL_WEBHOOK_TIMEOUT_MS);
+    char head[1200];
+    url_parts u;
+    int fd, rc, status = 0;
+
+    if (split_url(url, &u) < 0) {
+        snprintf(err, errcap, "not an http:// URL");
+        return WEFT_EINVAL;
+    }
+    if ((fd = dial(&u, deadline, err, errcap)) < 0)
+        return fd;
+    snprintf(head, sizeof(head),
+             "POST %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: weft-controller\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+             u.path, u.host, u.port, len);
+    if ((rc = send_all(fd, head, strlen(head), deadline)) < 0 ||
+        (rc = send_all(fd, body, len, deadline)) < 0 ||
+        (rc = read_status(fd, deadline, &status)) < 0) {
+        snprintf(err, errcap, "%s", rc == WEFT_ETIMEDOUT ? "timed out" : "connection failed");
+        goto out;
+    }
+    if (status < 200 || status > 299) {
+        snprintf(err, errcap, "answered HTTP %d", status);
+        rc = WEFT_EPROTO;
+    }
+out:
+    close(fd);
+    return rc;
+}
