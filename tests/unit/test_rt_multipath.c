@@ -10,7 +10,8 @@
  * - a blackholed link (no reads at either end) is declared down and the
  *   circuit moves within about a second;
  * - split: payload is striped over both transits, and arrives intact;
- * - redundant: every payload frame crosses both transits. */
+ * - redundant: every payload frame crosses both transits;
+ * - GET /metrics over real HTTP (and 404, 405, 400). */
 #include "test_rt_world.h"
 
 #define NMSG   6
@@ -377,6 +378,80 @@ static void test_redundant(void **state)
     assert_true(es[1].dups >= NMSG); /* the host dropped the second copies */
 }
 
+/* ---- metrics over real HTTP ---- */
+
+static struct {
+    uv_tcp_t tcp;
+    uv_connect_t cr;
+    uv_write_t wr;
+    char got[8192];
+    size_t len;
+    const char *req;
+    int eof;
+} hc;
+
+static void hc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    *b = uv_buf_init(hc.got + hc.len, (unsigned)(sizeof(hc.got) - 1 - hc.len));
+}
+
+static void hc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    if (n > 0) {
+        hc.len += (size_t)n;
+        hc.got[hc.len] = '\0';
+        return;
+    }
+    if (n < 0) {
+        hc.eof = 1;
+        uv_close((uv_handle_t *)&hc.tcp, NULL);
+        world_stop();
+    }
+}
+
+static void hc_connected(uv_connect_t *cr, int status)
+{
+    uv_buf_t b = uv_buf_init((char *)hc.req, (unsigned)strlen(hc.req));
+
+    assert_int_equal(status, 0);
+    assert_int_equal(uv_write(&hc.wr, (uv_stream_t *)&hc.tcp, &b, 1, NULL), 0);
+    assert_int_equal(uv_read_start((uv_stream_t *)&hc.tcp, hc_alloc, hc_read), 0);
+}
+
+static void http_get(const char *req)
+{
+    struct sockaddr_storage ss;
+
+    memset(&hc, 0, sizeof(hc));
+    hc.req = req;
+    world_init(1, 1);
+    w.r[0].frames_fwd = 42;
+    w.r[0].reroutes = 3;
+    assert_int_equal(rt_metrics_listen(&w.r[0], "127.0.0.1:0"), 0);
+    assert_non_null(rt_metrics_addr(&w.r[0]));
+    assert_int_equal(pr_addr_resolve(rt_metrics_addr(&w.r[0]), &ss), 0);
+    uv_tcp_init(&w.loop, &hc.tcp);
+    assert_int_equal(uv_tcp_connect(&hc.cr, &hc.tcp, (struct sockaddr *)&ss, hc_connected), 0);
+    world_run(5000);
+    assert_true(hc.eof); /* one request per connection */
+}
+
+static void test_metrics_http(void **state)
+{
+    http_get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_non_null(strstr(hc.got, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(hc.got, "\nweft_router_links_up 0\n"));
+    assert_non_null(strstr(hc.got, "\nweft_router_frames_forwarded_total 42\n"));
+    assert_non_null(strstr(hc.got, "\nweft_router_reroutes_total 3\n"));
+    assert_non_null(strstr(hc.got, "# TYPE weft_router_circuits gauge"));
+    http_get("GET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_non_null(strstr(hc.got, "HTTP/1.1 404"));
+    http_get("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    assert_non_null(strstr(hc.got, "HTTP/1.1 405"));
+    http_get("NOT HTTP AT ALL\r\n\r\n");
+    assert_non_null(strstr(hc.got, "HTTP/1.1 400"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -384,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_failover_blackhole),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_redundant),
+        cmocka_unit_test(test_metrics_http),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
