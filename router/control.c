@@ -88,6 +88,12 @@ static json_t *term_json(const rt_router *r, const rt_term *t)
                      r->id->id, "identity", t->sess->identity);
 }
 
+void rt_control_event(rt_router *r, const json_t *ev)
+{
+    if (r->ctl)
+        send_json(r->ctl, PR_CTL_EVENT, json_deep_copy(ev));
+}
+
 void rt_control_term_add(rt_router *r, const rt_term *t)
 {
     if (r->ctl)

@@ -12,6 +12,7 @@
 #include "proto/jwt.h"
 #include "proto/log.h"
 #include "proto/msg.h"
+#include "router/enforce.h"
 #include "router/router.h"
 #include "router/token.h"
 #include "weft/errors.h"
@@ -265,6 +266,8 @@ static int handle_hello(rt_sess *s, const pr_frame *f)
     if (pr_frame_str(f, PR_H_HW_IMEI, imei, sizeof(imei)) == WEFT_EPROTO ||
         pr_frame_str(f, PR_H_HW_ICCID, iccid, sizeof(iccid)) == WEFT_EPROTO)
         return WEFT_EPROTO;
+    snprintf(s->imei, sizeof(s->imei), "%s", imei); /* the device binding (enforce.c) */
+    snprintf(s->iccid, sizeof(s->iccid), "%s", iccid);
     s->state = RT_SESS_OPEN;
     enc_start(s->r, &e, PR_EDGE_HELLO_OK);
     pr_enc_str(&e, PR_H_VERSION, RT_VERSION);
@@ -302,6 +305,12 @@ static int read_common(rt_sess *s, const pr_frame *f, const char *act, req_commo
                 (unsigned long long)s->num, s->identity, pr_log_q(q->service), act,
                 weft_err_name(rc), pr_log_q(err));
         send_error(s, PR_EDGE_ERROR, q->req, 0, rc, err);
+        rt_enforce_on_refused(s, act, q->service, rc);
+        return 1;
+    }
+    if (rt_enforce_on_admit(s, act, info->service_name, &info->lim, &info->hw, err,
+                            sizeof(err)) < 0) {
+        send_error(s, PR_EDGE_ERROR, q->req, 0, WEFT_EDENIED, err);
         return 1;
     }
     return 0;
@@ -614,6 +623,9 @@ static int handle_data(rt_sess *s, const pr_frame *f)
         return rc < 0 ? rc : 0;
     if (c->state != RT_CIRC_OPEN)
         return WEFT_EPROTO; /* no keys can exist before the host answered */
+    if (side == 0 && f->type == PR_PAYLOAD_DATA &&
+        rt_enforce_on_data(s, c, f->body_len) == WEFT_EDENIED)
+        return 0; /* the day's quota is spent: the circuit is gone */
     if (rt_forward(s->r, c, side, f) == 1 && s->conn) {
         pr_conn_read_stop(s->conn);
         s->paused = 1;

@@ -1,5 +1,6 @@
 /* The router object: its map, circuit table, edge listener and lifecycle. */
 #include "router/router.h"
+#include "router/enforce.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,8 @@ int rt_router_init(rt_router *r, uv_loop_t *loop, const pr_idfile *id)
         goto out;
     if ((ret = pr_tls_ctx_new(&cfg, &r->edge_ctx)) < 0 ||
         (ret = pr_tls_ctx_new(&cfg, &r->link_srv_ctx)) < 0 ||
-        (ret = pr_tls_ctx_new(&lcli, &r->link_cli_ctx)) < 0)
+        (ret = pr_tls_ctx_new(&lcli, &r->link_cli_ctx)) < 0 ||
+        (ret = rt_enforce_attach(r)) < 0)
         goto out;
     return 0;
 out:
@@ -71,6 +73,7 @@ static void tick_cb(uv_timer_t *t)
     rt_dial_sweep(r);
     rt_links_tick(r);
     rt_reroute_tick(r);
+    rt_enforce_tick(r);
 }
 
 void rt_router_tick_start(rt_router *r)
@@ -106,6 +109,8 @@ void rt_router_free(rt_router *r)
         free(t);
     }
     r->terms = NULL;
+    rt_enforce_free(r->enforce);
+    r->enforce = NULL;
     rt_circuits_free(&r->circuits);
     rt_map_free(&r->map);
     pr_tls_ctx_free(r->edge_ctx);

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "proto/frame.h"
@@ -41,6 +42,7 @@ struct rt_sess {
     int paused; /* reads stopped: an outgoing connection was full */
     uint64_t num; /* for logs */
     char identity[RT_ID_CAP];
+    char imei[65], iccid[65]; /* hardware ids from EDGE_HELLO ("" none) */
     rt_end_list ends;
     uint64_t recent[RT_RECENT_CLOSED];
     unsigned recent_pos;
@@ -120,6 +122,8 @@ struct rt_router {
     struct rt_metrics *metrics; /* NULL: no --metrics-listen */
     void (*on_event)(void *arg, const char *json); /* circuit events (tests) */
     void *event_arg;
+    struct rt_enforce *enforce; /* behaviour limits per identity (enforce.h), or NULL */
+    uint64_t shaped_until;      /* loop ms when sessions paused for bandwidth resume; 0 none */
 };
 
 /* ---- router.c ---- */
@@ -270,6 +274,9 @@ void rt_control_term_add(rt_router *r, const rt_term *t);
 void rt_control_term_remove(rt_router *r, const rt_term *t);
 /* CTL_CIRCUIT_EVENT ("open", "close", "reroute"); docs/dataplane.md "Circuit events". */
 void rt_control_circuit_event(rt_router *r, rt_circuit *c, const char *event);
+/* Sends a security event (CTL_EVENT, docs/policies.md); dropped when the
+ * channel is down. */
+void rt_control_event(rt_router *r, const json_t *ev);
 /* Sends CTL_LINK_REPORT now (docs/dataplane.md "Mesh"). */
 void rt_control_link_report(rt_router *r);
 /* Blocking, start-up only: asks GET /v1/version for the control address. */

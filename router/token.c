@@ -106,6 +106,7 @@ int rt_token_check(const rt_map *m, const char *network, const char *token,
         (ret = check_service(m, c, service, info, err, errcap)) < 0)
         goto out;
     info->exp = (long long)json_integer_value(json_object_get(c, "exp"));
+    rt_limits_from_claims(c, &info->lim, &info->hw);
 out:
     json_decref(c);
     return ret;

@@ -3,12 +3,15 @@
 #ifndef RT_TOKEN_H
 #define RT_TOKEN_H
 
+#include "router/enforce.h"
 #include "router/map.h"
 
 typedef struct {
     char service_id[RT_ID_CAP];
     char service_name[RT_NAME_CAP];
     long long exp;
+    rt_limits lim; /* "lim" claim: behaviour limits (docs/policies.md) */
+    rt_hwbind hw;  /* "hw" claim: the device binding */
 } rt_token_info;
 
 /* Checks token for identity_id (from the session's certificate) doing act

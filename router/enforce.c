@@ -1,0 +1,428 @@
+/* Behaviour limits and device binding at the ingress router (enforce.h).
+ * State is per identity, in a small hash table: a token bucket for new
+ * circuits (rate per minute), one for bytes (bandwidth), a byte counter for
+ * the UTC day (quota), and when each kind of violation was last reported. */
+#include "router/enforce.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto/log.h"
+#include "router/router.h"
+#include "weft/errors.h"
+
+enum { K_RATE, K_BW, K_QUOTA, K_MAXC, K_TIME, K_DEST, K_BINDING, K_N };
+static const char *const kind_names[K_N] = {"rate",        "bandwidth",   "quota", "max_circuits",
+                                            "time",        "destination", "binding"};
+
+typedef struct idstate idstate;
+struct idstate {
+    char id[RT_ID_CAP];
+    double rate_tokens;
+    uint64_t rate_ms;
+    double bw_tokens;
+    uint64_t bw_ms;
+    long long day, day_bytes;
+    rt_limits lim; /* from the newest admitted token */
+    uint64_t reported_ms[K_N];
+    unsigned suppressed[K_N];
+    idstate *next;
+};
+
+struct rt_enforce {
+    idstate *bucket[RT_ENF_BUCKETS];
+    rt_enforce_sink sink;
+    void *arg;
+    uint64_t violations;
+};
+
+/* ---- claims ---- */
+
+static unsigned act_bits(const json_t *arr)
+{
+    static const char *const names[] = {"block", "log", "alert", "remove"};
+    unsigned bits = 0;
+    const json_t *v;
+    size_t i;
+
+    json_array_foreach(arr, i, v)
+        for (size_t k = 0; k < 4; k++)
+            if (json_is_string(v) && strcmp(json_string_value(v), names[k]) == 0)
+                bits |= 1u << k;
+    return bits;
+}
+
+static long long claim_int(const json_t *o, const char *k)
+{
+    const json_t *v = json_object_get(o, k);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (long long)json_integer_value(v) : 0;
+}
+
+static void copy_str(char *dst, size_t cap, const json_t *v)
+{
+    const char *s = json_string_value(v);
+    snprintf(dst, cap, "%s", s && strlen(s) < cap ? s : "");
+}
+
+void rt_limits_from_claims(const json_t *claims, rt_limits *lim, rt_hwbind *hw)
+{
+    const json_t *l = json_object_get(claims, "lim"), *h = json_object_get(claims, "hw");
+    const json_t *w = json_object_get(l, "win");
+
+    memset(lim, 0, sizeof(*lim));
+    memset(hw, 0, sizeof(*hw));
+    if (json_is_object(l)) {
+        lim->have = 1;
+        lim->rate = claim_int(l, "rate");
+        lim->bw = claim_int(l, "bw");
+        lim->quota = claim_int(l, "quota");
+        lim->maxc = claim_int(l, "maxc");
+        lim->act = act_bits(json_object_get(l, "act"));
+        if (json_is_array(w) && json_array_size(w) == 3 &&
+            json_is_integer(json_array_get(w, 0)) && json_is_integer(json_array_get(w, 1)) &&
+            json_is_integer(json_array_get(w, 2))) {
+            lim->win_from = (int)json_integer_value(json_array_get(w, 0));
+            lim->win_to = (int)json_integer_value(json_array_get(w, 1));
+            lim->win_off = (long)json_integer_value(json_array_get(w, 2));
+            lim->have_win = lim->win_from >= 0 && lim->win_from <= 1440 && lim->win_to >= 0 &&
+                            lim->win_to <= 1440 && lim->win_off > -86400 && lim->win_off < 86400;
+        }
+    }
+    if (json_is_object(h)) {
+        copy_str(hw->mode, sizeof(hw->mode), json_object_get(h, "mode"));
+        copy_str(hw->imei, sizeof(hw->imei), json_object_get(h, "imei"));
+        copy_str(hw->iccid, sizeof(hw->iccid), json_object_get(h, "iccid"));
+    }
+}
+
+int rt_window_allows(int from, int to, int m)
+{
+    if (from < to)
+        return m >= from && m < to;
+    return m >= from || m < to; /* across midnight */
+}
+
+int rt_local_minute(long long t, long off_s)
+{
+    long long local = t + off_s;
+    long long m = (local / 60) % 1440;
+    return (int)(m < 0 ? m + 1440 : m);
+}
+
+/* ---- state ---- */
+
+int rt_enforce_new(rt_enforce_sink sink, void *arg, rt_enforce **out)
+{
+    if ((*out = calloc(1, sizeof(**out))) == NULL)
+        return WEFT_ENOMEM;
+    (*out)->sink = sink;
+    (*out)->arg = arg;
+    return 0;
+}
+
+void rt_enforce_free(rt_enforce *e)
+{
+    if (e == NULL)
+        return;
+    for (size_t i = 0; i < RT_ENF_BUCKETS; i++)
+        while (e->bucket[i]) {
+            idstate *n = e->bucket[i]->next;
+            free(e->bucket[i]);
+            e->bucket[i] = n;
+        }
+    free(e);
+}
+
+static idstate *state_of(rt_enforce *e, const char *id)
+{
+    size_t h = 5381;
+    idstate *s;
+
+    for (const char *p = id; *p; p++)
+        h = h * 33 + (unsigned char)*p;
+    h %= RT_ENF_BUCKETS;
+    for (s = e->bucket[h]; s; s = s->next)
+        if (strcmp(s->id, id) == 0)
+            return s;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return NULL;
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    s->rate_tokens = -1; /* full at first use */
+    s->bw_tokens = -1;
+    s->next = e->bucket[h];
+    e->bucket[h] = s;
+    return s;
+}
+
+uint64_t rt_enforce_violations(const rt_enforce *e)
+{
+    return e ? e->violations : 0;
+}
+
+/* Reports a violation, at most once a second per identity and kind; the
+ * ones held back are counted in the next report. */
+static void report(rt_enforce *e, idstate *st, int kind, unsigned act, const char *service,
+                   const char *msg, uint64_t now_ms)
+{
+    static const char *const names[] = {"block", "log", "alert", "remove"};
+    json_t *ev, *acts;
+
+    e->violations++;
+    if (st && st->reported_ms[kind] && now_ms - st->reported_ms[kind] < RT_ENF_REPORT_MS) {
+        st->suppressed[kind]++;
+        return;
+    }
+    pr_warn("policy_violation", "identity=%s kind=%s service=%s blocked=%d msg=%s",
+            st ? st->id : "-", kind_names[kind], pr_log_q(service), (act & RT_ACT_BLOCK) != 0,
+            pr_log_q(msg));
+    if (e->sink == NULL || st == NULL)
+        return;
+    ev = json_pack("{s:s, s:s, s:s, s:s, s:b, s:i}", "kind", kind_names[kind], "identity",
+                   st->id, "service", service ? service : "", "msg", msg, "blocked",
+                   (act & RT_ACT_BLOCK) != 0, "count", 1 + (int)st->suppressed[kind]);
+    if (ev && kind != K_DEST) { /* the controller decides a destination's actions */
+        acts = json_array();
+        for (size_t k = 0; k < 4; k++)
+            if (act & (1u << k))
+                json_array_append_new(acts, json_string(names[k]));
+        json_object_set_new(ev, "actions", acts);
+    }
+    if (ev)
+        e->sink(e->arg, ev);
+    json_decref(ev);
+    st->reported_ms[kind] = now_ms;
+    st->suppressed[kind] = 0;
+}
+
+/* Refills a bucket of cap tokens at per_ms tokens a millisecond. */
+static void refill(double *tokens, uint64_t *last, double cap, double per_ms, uint64_t now)
+{
+    if (*tokens < 0 && *last == 0) {
+        *tokens = cap;
+        *last = now;
+        return;
+    }
+    *tokens += (double)(now - *last) * per_ms;
+    if (*tokens > cap)
+        *tokens = cap;
+    *last = now;
+}
+
+static int violate(rt_enforce *e, idstate *st, int kind, const rt_limits *lim,
+                   const char *service, uint64_t now_ms, const char *msg)
+{
+    report(e, st, kind, lim->act, service, msg, now_ms);
+    return (lim->act & RT_ACT_BLOCK) ? WEFT_EDENIED : 0;
+}
+
+int rt_enforce_dial(rt_enforce *e, const char *identity, const char *service,
+                    const rt_limits *lim, unsigned open, uint64_t now_ms, long long now_s,
+                    char *msg, size_t cap)
+{
+    idstate *st;
+    int rc = 0;
+
+    if (e == NULL || lim == NULL || !lim->have || (st = state_of(e, identity)) == NULL)
+        return 0;
+    st->lim = *lim;
+    int m = rt_local_minute(now_s, lim->win_off);
+
+    if (lim->have_win && !rt_window_allows(lim->win_from, lim->win_to, m)) {
+        snprintf(msg, cap,
+                 "outside the identity's allowed hours (policy time window %02d:%02d-%02d:%02d, "
+                 "now %02d:%02d local)",
+                 lim->win_from / 60, lim->win_from % 60, lim->win_to / 60, lim->win_to % 60,
+                 m / 60, m % 60);
+        return violate(e, st, K_TIME, lim, service, now_ms, msg);
+    }
+    if (lim->maxc && open >= (unsigned long long)lim->maxc) {
+        snprintf(msg, cap,
+                 "too many circuits open at once (policy max_circuits %lld); close one first",
+                 lim->maxc);
+        return violate(e, st, K_MAXC, lim, service, now_ms, msg);
+    }
+    if (lim->rate) {
+        refill(&st->rate_tokens, &st->rate_ms, (double)lim->rate, (double)lim->rate / 60000.0,
+               now_ms);
+        if (st->rate_tokens < 1.0) {
+            snprintf(msg, cap, "too many new circuits (policy conn_rate %lld per minute); slow "
+                               "down",
+                     lim->rate);
+            return violate(e, st, K_RATE, lim, service, now_ms, msg);
+        }
+        st->rate_tokens -= 1.0;
+    }
+    return rc;
+}
+
+static int hw_differs(const char *bound, const char *seen)
+{
+    return bound[0] != '\0' && strcmp(bound, seen) != 0;
+}
+
+int rt_enforce_binding(rt_enforce *e, const char *identity, const rt_hwbind *hw,
+                       const char *imei, const char *iccid, uint64_t now_ms, char *msg,
+                       size_t cap)
+{
+    int exact = strcmp(hw->mode, "exact") == 0, by_iccid = strcmp(hw->mode, "iccid") == 0;
+    int by_imei = strcmp(hw->mode, "imei") == 0;
+    int bad_imei = hw_differs(hw->imei, imei), bad_iccid = hw_differs(hw->iccid, iccid);
+    idstate *st;
+
+    if (e == NULL || !(exact || by_iccid || by_imei) || (st = state_of(e, identity)) == NULL)
+        return 0;
+    if ((exact && (bad_imei || bad_iccid)) || (by_iccid && bad_iccid) || (by_imei && bad_imei)) {
+        snprintf(msg, cap,
+                 "device binding (%s): this device reports IMEI %s, ICCID %s, not the ids bound "
+                 "to the identity; an administrator may run 'weft identity rebind'",
+                 hw->mode, imei[0] ? imei : "none", iccid[0] ? iccid : "none");
+        report(e, st, K_BINDING, RT_ACT_BLOCK | RT_ACT_LOG | RT_ACT_ALERT, "", msg, now_ms);
+        return WEFT_EDENIED;
+    }
+    if ((by_iccid && bad_imei) || (by_imei && bad_iccid)) {
+        snprintf(msg, cap, "device binding (%s): %s changed (IMEI %s, ICCID %s)", hw->mode,
+                 by_iccid ? "IMEI" : "ICCID", imei[0] ? imei : "none", iccid[0] ? iccid : "none");
+        report(e, st, K_BINDING, RT_ACT_LOG, "", msg, now_ms);
+        msg[0] = '\0';
+    }
+    return 0;
+}
+
+void rt_enforce_refused(rt_enforce *e, const char *identity, const char *service, int err,
+                        uint64_t now_ms)
+{
+    char msg[192];
+    idstate *st;
+
+    /* An expired token or a revoked identity is not an attempt to reach more. */
+    if (e == NULL || err == WEFT_ETOKENEXPIRED || err == WEFT_EDISABLED ||
+        (st = state_of(e, identity)) == NULL)
+        return;
+    snprintf(msg, sizeof(msg), "dial of service %.128s refused: not entitled (%s)",
+             service ? service : "?", weft_err_name(err));
+    report(e, st, K_DEST, RT_ACT_BLOCK, service, msg, now_ms);
+}
+
+int rt_enforce_bytes(rt_enforce *e, const char *identity, const char *service, size_t len,
+                     uint64_t now_ms, long long now_s)
+{
+    char msg[192];
+    idstate *st;
+
+    if (e == NULL || (st = state_of(e, identity)) == NULL || !st->lim.have)
+        return 0;
+    if (st->lim.quota) {
+        if (st->day != now_s / 86400) {
+            st->day = now_s / 86400;
+            st->day_bytes = 0;
+        }
+        st->day_bytes += (long long)len;
+        if (st->day_bytes > st->lim.quota) {
+            snprintf(msg, sizeof(msg), "daily volume quota of %lld bytes spent (policy quota)",
+                     st->lim.quota);
+            report(e, st, K_QUOTA, st->lim.act, service, msg, now_ms);
+            if (st->lim.act & RT_ACT_BLOCK)
+                return WEFT_EDENIED;
+        }
+    }
+    if (st->lim.bw) {
+        /* One second of burst; a debt is paid back by pausing the reads. */
+        refill(&st->bw_tokens, &st->bw_ms, (double)st->lim.bw, (double)st->lim.bw / 1000.0,
+               now_ms);
+        st->bw_tokens -= (double)len;
+        if (st->bw_tokens < 0)
+            return 1 + (int)(-st->bw_tokens * 1000.0 / (double)st->lim.bw);
+    }
+    return 0;
+}
+
+/* ---- glue with the router's sessions ---- */
+
+static unsigned open_circuits(rt_router *r, const char *identity)
+{
+    unsigned n = 0;
+
+    for (rt_sess *s = r->sessions; s; s = s->next) {
+        if (strcmp(s->identity, identity) != 0)
+            continue;
+        for (rt_end *en = s->ends.head; en; en = en->next)
+            if (en->side == 0)
+                n++;
+    }
+    return n;
+}
+
+static void to_controller(void *arg, const json_t *ev)
+{
+    rt_control_event(arg, ev);
+}
+
+int rt_enforce_attach(rt_router *r)
+{
+    return rt_enforce_new(to_controller, r, &r->enforce);
+}
+
+void rt_enforce_tick(rt_router *r)
+{
+    if (r->shaped_until != 0 && uv_now(r->loop) >= r->shaped_until) {
+        r->shaped_until = 0;
+        rt_resume_paused(r);
+    }
+}
+
+static long long unix_now(void)
+{
+    return (long long)time(NULL);
+}
+
+int rt_enforce_on_admit(rt_sess *s, const char *act, const char *service,
+                        const rt_limits *lim, const rt_hwbind *hw, char *msg, size_t cap)
+{
+    rt_router *r = s->r;
+    uint64_t now = uv_now(r->loop);
+    int rc;
+
+    msg[0] = '\0';
+    if (r->enforce == NULL)
+        return 0;
+    if ((rc = rt_enforce_binding(r->enforce, s->identity, hw, s->imei, s->iccid, now, msg,
+                                 cap)) < 0)
+        return rc;
+    if (strcmp(act, "dial") != 0)
+        return 0;
+    return rt_enforce_dial(r->enforce, s->identity, service, lim,
+                           open_circuits(r, s->identity), now, unix_now(), msg, cap);
+}
+
+void rt_enforce_on_refused(rt_sess *s, const char *act, const char *service, int err)
+{
+    if (s->r->enforce && strcmp(act, "dial") == 0)
+        rt_enforce_refused(s->r->enforce, s->identity, service, err, uv_now(s->r->loop));
+}
+
+int rt_enforce_on_data(rt_sess *s, rt_circuit *c, size_t len)
+{
+    rt_router *r = s->r;
+    int rc;
+
+    if (r->enforce == NULL || c->end[0].peer != s)
+        return 0; /* limits are the dialler's, counted where it enters */
+    rc = rt_enforce_bytes(r->enforce, s->identity, c->service, len, uv_now(r->loop),
+                          unix_now());
+    if (rc == WEFT_EDENIED) {
+        rt_circuit_end(r, c, -1, WEFT_EDENIED,
+                       "daily volume quota spent (behaviour policy); try again tomorrow");
+        return rc;
+    }
+    if (rc > 0 && s->conn && !s->paused) {
+        pr_conn_read_stop(s->conn);
+        s->paused = 1;
+        uint64_t until = uv_now(r->loop) + (uint64_t)rc;
+        if (r->shaped_until == 0 || until < r->shaped_until)
+            r->shaped_until = until; /* the tick resumes it (rt_enforce_tick) */
+        return 1;
+    }
+    return 0;
+}

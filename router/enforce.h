@@ -1,0 +1,95 @@
+/* Behaviour limits and device binding at the ingress router (docs/policies.md):
+ * what the controller put in the service tokens ("lim", "hw") is enforced here,
+ * per identity, without asking the controller. Violations are refused (action
+ * "block"), or let through, and reported to the controller as CTL_EVENT, which
+ * logs, alerts and quarantines. */
+#ifndef RT_ENFORCE_H
+#define RT_ENFORCE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "router/map.h"
+
+#define RT_ACT_BLOCK 0x1
+#define RT_ACT_LOG 0x2
+#define RT_ACT_ALERT 0x4
+#define RT_ACT_REMOVE 0x8
+
+#define RT_HW_CAP 65
+#define RT_ENF_BUCKETS 1024
+#define RT_ENF_REPORT_MS 1000 /* one event per identity and kind per second; the rest counted */
+
+/* The "lim" claim: 0 means no limit. */
+typedef struct {
+    int have;
+    int have_win;
+    int win_from, win_to; /* minutes of the local day */
+    long win_off;         /* the zone's UTC offset in seconds when the token was issued */
+    long long rate;       /* new circuits per minute */
+    long long bw;         /* bytes per second from the identity */
+    long long quota;      /* bytes per UTC day from the identity */
+    long long maxc;       /* circuits open at once */
+    unsigned act;         /* RT_ACT_* */
+} rt_limits;
+
+/* The "hw" claim: mode "exact", "iccid" or "imei" ("" none); ids bound ("" not yet). */
+typedef struct {
+    char mode[8];
+    char imei[RT_HW_CAP];
+    char iccid[RT_HW_CAP];
+} rt_hwbind;
+
+/* Reads the "lim" and "hw" claims of a checked token (absent: none). */
+void rt_limits_from_claims(const json_t *claims, rt_limits *lim, rt_hwbind *hw);
+/* Is minute-of-day m (local) in [from, to) (a window may cross midnight)? */
+int rt_window_allows(int from, int to, int m);
+/* The local minute of the day at Unix time t for a zone offset. */
+int rt_local_minute(long long t, long off_s);
+
+typedef struct rt_enforce rt_enforce;
+struct rt_router;
+struct rt_sess;
+struct rt_circuit;
+
+/* Per-identity buckets and counters; the sink gets every violation event
+ * (JSON object, borrowed) to send to the controller. */
+typedef void (*rt_enforce_sink)(void *arg, const json_t *ev);
+int rt_enforce_new(rt_enforce_sink sink, void *arg, rt_enforce **out);
+void rt_enforce_free(rt_enforce *e); /* NULL: no-op */
+
+/* Decisions, at monotonic time now_ms and Unix time now_s. `open` is the
+ * number of circuits the identity has open at this router. 0: admitted;
+ * WEFT_EDENIED with a sentence in msg: refused (the caller answers EDGE_ERROR). */
+int rt_enforce_dial(rt_enforce *e, const char *identity, const char *service,
+                    const rt_limits *lim, unsigned open, uint64_t now_ms, long long now_s,
+                    char *msg, size_t cap);
+/* The device binding: hello ids of the session against the token's claim. */
+int rt_enforce_binding(rt_enforce *e, const char *identity, const rt_hwbind *hw,
+                       const char *imei, const char *iccid, uint64_t now_ms, char *msg,
+                       size_t cap);
+/* A refused token (a dial of a service the identity is not entitled to). */
+void rt_enforce_refused(rt_enforce *e, const char *identity, const char *service, int err,
+                        uint64_t now_ms);
+/* len payload bytes from the identity: 0 go on; > 0 pause its reads for that
+ * many ms (bandwidth); WEFT_EDENIED the day's quota is spent (end the circuit). */
+int rt_enforce_bytes(rt_enforce *e, const char *identity, const char *service, size_t len,
+                     uint64_t now_ms, long long now_s);
+/* Violations seen (metrics). */
+uint64_t rt_enforce_violations(const rt_enforce *e);
+
+/* ---- glue with the router (enforce.c) ---- */
+/* Makes r->enforce, reporting to the controller (rt_control_event). */
+int rt_enforce_attach(struct rt_router *r);
+/* Every router tick: resumes sessions paused for shaping once their time is up. */
+void rt_enforce_tick(struct rt_router *r);
+/* Called by the edge session code; all return as above. */
+int rt_enforce_on_admit(struct rt_sess *s, const char *act, const char *service,
+                        const rt_limits *lim, const rt_hwbind *hw, char *msg, size_t cap);
+void rt_enforce_on_refused(struct rt_sess *s, const char *act, const char *service, int err);
+/* A payload frame of len bytes from s on circuit c (s is its dialler): 1 when
+ * the session was paused for shaping, WEFT_EDENIED when the circuit was ended. */
+int rt_enforce_on_data(struct rt_sess *s, struct rt_circuit *c, size_t len);
+
+#endif
