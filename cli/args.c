@@ -22,6 +22,7 @@ static const optdef optdefs[] = {
     {"admin", 0, 0},      {"token-ttl", 1, 0}, {"limit", 1, 0},    {"offset", 1, 0},
     {"name", 1, 0},       {"intercept", 1, 0}, {"host", 1, 0},     {"type", 1, 0},
     {"identities", 1, 0}, {"services", 1, 0},  {"semantic", 1, 0}, {"hosted-by", 1, 0},
+    {"multipath", 1, 0},
     {"cert", 1, 0},       {"key", 1, 0},       {"auto-enroll", 0, 0}, {"roles", 1, 0},
     {"identity-name-template", 1, 0},          {"crl", 1, 0},      {"file", 1, 0},
     {"for-identity", 1, 0},

@@ -55,6 +55,12 @@ static int add_endpoints(cli_ctx *c, const cli_args *a, json_t *body)
     /* The controller checks that the router exists; "" clears it. */
     if (cli_opt_get(a, "hosted-by") != NULL)
         json_object_set_new(body, "hosted_by", json_string(cli_opt_get(a, "hosted-by")));
+    const char *mp = cli_opt_get(a, "multipath");
+    if (mp != NULL) {
+        if (strcmp(mp, "failover") != 0 && strcmp(mp, "split") != 0 && strcmp(mp, "redundant") != 0)
+            return cli_usage_error(c, "--multipath must be failover, split or redundant");
+        json_object_set_new(body, "multipath", json_string(mp));
+    }
     return CLI_OK;
 }
 
@@ -82,7 +88,8 @@ static int service_write(cli_ctx *c, const cli_args *a, int create)
     int rc = build_body(c, a, create, &body);
     if (rc == CLI_OK && !create && json_object_size(body) == 0)
         rc = cli_usage_error(c,
-                             "nothing to change: give --role, --intercept, --host or --hosted-by");
+                             "nothing to change: give --role, --intercept, --host, --hosted-by or "
+                             "--multipath");
     if (rc == CLI_OK && !create &&
         cli_ref_path("services", a->pos[0], NULL, path, sizeof(path)) < 0)
         rc = cli_usage_error(c, "the id or name is too long");
@@ -128,23 +135,25 @@ static int service_delete(cli_ctx *c, const cli_args *a)
 #define ENDPOINT_HELP                                                                              \
     "  --role R           give the service role R (repeat, or R1,R2)\n"                            \
     "  --intercept P:H:P  address dialling edges capture, e.g. tcp:db.internal:5432\n"             \
-    "  --host P:H:P       address the hosting edge connects to, e.g. tcp:127.0.0.1:5432\n"    \
-    "  --hosted-by ROUTER the router (id or name) that connects to --host itself\n"
+    "  --host P:H:P       address the hosting edge connects to, e.g. tcp:127.0.0.1:5432\n"         \
+    "  --hosted-by ROUTER the router (id or name) that connects to --host itself\n"                \
+    "  --multipath MODE   failover (default), split or redundant: how routers use several paths\n"
 
 const cli_cmd cli_service_cmds[] = {
     {"service", "create",
      "NAME [--role R]... [--intercept PROTO:HOST:PORT] [--host PROTO:HOST:PORT] "
-     "[--hosted-by ROUTER]",
-     "create a service", ENDPOINT_HELP, "role intercept host hosted-by", 1, 1, service_create},
+     "[--hosted-by ROUTER] [--multipath MODE]",
+     "create a service", ENDPOINT_HELP, "role intercept host hosted-by multipath", 1, 1,
+     service_create},
     {"service", "list", "[--limit N] [--offset N] [--name FILTER] [--role R]", "list services",
      CLI_LIST_HELP "  --role R           only services with role R\n", "limit offset name role", 0,
      0, service_list},
     {"service", "show", CLI_REF_ARG, "show one service", NULL, "", 1, 1, service_show},
     {"service", "update",
      CLI_REF_ARG " [--role R]... [--intercept PROTO:HOST:PORT] [--host PROTO:HOST:PORT] "
-                 "[--hosted-by ROUTER]",
+                 "[--hosted-by ROUTER] [--multipath MODE]",
      "change a service (given fields only; --role replaces the roles)", ENDPOINT_HELP,
-     "role intercept host hosted-by", 1, 1, service_update},
+     "role intercept host hosted-by multipath", 1, 1, service_update},
     {"service", "delete", CLI_REF_ARG, "delete a service", NULL, "", 1, 1, service_delete},
     {0},
 };

@@ -8,7 +8,8 @@
 #include "proto/ident.h"
 #include "weft/errors.h"
 
-static const char *const allowed[] = {"name", "roles", "intercept", "host", "hosted_by", NULL};
+static const char *const allowed[] = {"name",      "roles",     "intercept", "host",
+                                      "hosted_by", "multipath", NULL};
 
 /* "tcp:HOST:PORT" or "udp:HOST:PORT", HOST non-empty, PORT 1..65535. */
 static int valid_target(const char *s)
@@ -66,6 +67,25 @@ static int field_hosted_by(ctl_call *call, json_t *body, json_t *fields)
     return 0;
 }
 
+/* multipath: how routers spread a circuit over paths (docs/dataplane.md). */
+static int field_multipath(ctl_call *call, json_t *body, int creating, json_t *fields)
+{
+    const char *m = NULL;
+    int rc = ctl_field_str(call, body, "multipath", 0, &m);
+
+    if (rc < 0)
+        return rc;
+    if (rc == 1 && strcmp(m, "failover") != 0 && strcmp(m, "split") != 0 &&
+        strcmp(m, "redundant") != 0) {
+        ctl_reply_error(call, 400, "bad_request",
+                        "field 'multipath' must be failover, split or redundant");
+        return WEFT_EINVAL;
+    }
+    if (rc == 1 || creating)
+        json_object_set_new(fields, "multipath", json_string(rc == 1 ? m : "failover"));
+    return 0;
+}
+
 /* Validates body into fields (only what is present). */
 static int parse(ctl_call *call, json_t *body, int creating, json_t *fields)
 {
@@ -80,7 +100,8 @@ static int parse(ctl_call *call, json_t *body, int creating, json_t *fields)
     else if (creating)
         json_object_set_new(fields, "roles", json_array());
     if (field_target(call, body, "intercept", &intercept) < 0 ||
-        field_target(call, body, "host", &host) < 0 || field_hosted_by(call, body, fields) < 0)
+        field_target(call, body, "host", &host) < 0 || field_hosted_by(call, body, fields) < 0 ||
+        field_multipath(call, body, creating, fields) < 0)
         return WEFT_EINVAL;
     if (name)
         json_object_set_new(fields, "name", json_string(name));

@@ -66,6 +66,7 @@ static json_t *service_obj(const json_t *rec)
     copy_field(o, rec, "intercept");
     copy_field(o, rec, "host");
     copy_field(o, rec, "hosted_by");
+    copy_field(o, rec, "multipath");
     return o;
 }
 

@@ -229,3 +229,16 @@ assert_rc 1 "missing identity file -> exit 1"
 t_run "$WEFT" --identity "$T_TMP/device1.json" identity list
 assert_rc 1 "device identity on the admin API -> exit 1"
 assert_match "forbidden|admin|permission" "$T_ERR" "403 is explained on stderr"
+
+# Multipath mode per service: failover by default, split and redundant on request.
+weft --json service create mp-default --host tcp:127.0.0.1:9
+assert_eq failover "$(jget "$T_OUT" .data.multipath)" "a new service defaults to failover multipath"
+weft --json service create mp-split --host tcp:127.0.0.1:9 --multipath split
+assert_eq split "$(jget "$T_OUT" .data.multipath)" "--multipath split is stored"
+weft --json service update mp-split --multipath redundant
+assert_eq redundant "$(jget "$T_OUT" .data.multipath)" "--multipath can be changed"
+weft service create mp-bad --multipath sideways
+assert_rc 2 "a bad --multipath value -> exit 2"
+api POST /v1/services '{"name":"mp-bad2","multipath":"sideways"}'
+assert_status 400 "a bad multipath value in the API -> 400"
+assert_match multipath "$T_BODY" "the error names the multipath field"
