@@ -27,6 +27,9 @@ static const optdef optdefs[] = {
     {"identity-name-template", 1, 0},          {"crl", 1, 0},      {"file", 1, 0},
     {"for-identity", 1, 0},
     {"state", 1, 0},
+    {"time", 1, 0},       {"conn-rate", 1, 0}, {"bandwidth", 1, 0}, {"quota", 1, 0},
+    {"max-circuits", 1, 0}, {"action", 1, 0},  {"url", 1, 0},      {"follow", 0, 0},
+    {"after", 1, 0},
 };
 
 static const optdef *optdef_find(const char *name, size_t len)

@@ -102,6 +102,11 @@ static int identity_enable(cli_ctx *c, const cli_args *a)
     return identity_change(c, a, "enable", NULL, "enabled");
 }
 
+static int identity_rebind(cli_ctx *c, const cli_args *a)
+{
+    return identity_change(c, a, "rebind", NULL, "reset the device binding of");
+}
+
 static int identity_update(cli_ctx *c, const cli_args *a)
 {
     json_t *roles = NULL;
@@ -140,5 +145,8 @@ const cli_cmd cli_identity_cmds[] = {
     {"identity", "enable", CLI_REF_ARG, "enable a disabled identity", NULL, "", 1, 1,
      identity_enable},
     {"identity", "delete", CLI_REF_ARG, "delete an identity", NULL, "", 1, 1, identity_delete},
+    {"identity", "rebind", CLI_REF_ARG,
+     "forget the hardware ids bound to an identity: the next session binds afresh", NULL, "", 1,
+     1, identity_rebind},
     {0},
 };

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/units.h"
 
 static const cli_col policy_cols[] = {
     {"ID", "id"},
@@ -13,6 +14,7 @@ static const cli_col policy_cols[] = {
     {"SEMANTIC", "semantic"},
     {"IDENTITIES", "identity_roles"},
     {"SERVICES", "service_roles"},
+    {"ACTIONS", "actions"},
 };
 
 static int ref_list(cli_ctx *c, const cli_args *a, const char *opt, json_t **out)
@@ -45,17 +47,78 @@ static int check_choice(cli_ctx *c, const cli_args *a, const char *opt, const ch
     return CLI_OK;
 }
 
+/* One quantity option of a behaviour policy into body[key]. */
+static int quantity(cli_ctx *c, const cli_args *a, const char *opt, const char *key,
+                    int (*parse)(const char *, long long *), const char *form, json_t *body)
+{
+    long long v;
+    if (!cli_opt_has(a, opt))
+        return CLI_OK;
+    if (parse(cli_opt_get(a, opt), &v) < 0)
+        return cli_usage_error(c, "--%s must look like %s, not \"%s\"", opt, form,
+                               cli_opt_get(a, opt));
+    json_object_set_new(body, key, json_integer(v));
+    return CLI_OK;
+}
+
+static int parse_count(const char *s, long long *v)
+{
+    long n;
+    if (cli_parse_uint(s, 1000000, &n) < 0 || n < 1)
+        return -1;
+    *v = n;
+    return 0;
+}
+
+/* The limits and actions of a behaviour policy (docs/policies.md). */
+static int behaviour_body(cli_ctx *c, const cli_args *a, json_t *body)
+{
+    json_t *acts = NULL;
+    int rc;
+    if (cli_opt_has(a, "time"))
+        json_object_set_new(body, "time", json_string(cli_opt_get(a, "time")));
+    if ((rc = quantity(c, a, "conn-rate", "conn_rate", cli_parse_rate, "10/min", body)) ||
+        (rc = quantity(c, a, "bandwidth", "bandwidth", cli_parse_bandwidth, "1MB/s", body)) ||
+        (rc = quantity(c, a, "quota", "quota", cli_parse_quota, "100MB/day", body)) ||
+        (rc = quantity(c, a, "max-circuits", "max_circuits", parse_count, "a count (1..1000000)",
+                       body)))
+        return rc;
+    if (cli_opt_has(a, "action")) {
+        char err[256];
+        size_t i;
+        json_t *v;
+        if (cli_opt_list(a, "action", &acts, err, sizeof(err)) < 0)
+            return cli_usage_error(c, "%s", err);
+        json_array_foreach(acts, i, v)
+        {
+            const char *s = json_string_value(v);
+            if (strcmp(s, "block") && strcmp(s, "log") && strcmp(s, "alert") && strcmp(s, "remove")) {
+                json_decref(acts);
+                return cli_usage_error(c, "--action items are block, log, alert or remove, not "
+                                          "\"%s\"", s);
+            }
+        }
+        json_object_set_new(body, "actions", acts);
+    }
+    return CLI_OK;
+}
+
 /* Adds the options that were given to body; create requires all of them. */
 static int build_body(cli_ctx *c, const cli_args *a, int create, json_t *body)
 {
     static const char *const req[] = {"type", "identities", "services"};
+    const char *type = cli_opt_get(a, "type");
+    int beh = type && strcmp(type, "behaviour") == 0;
     json_t *ids = NULL, *svcs = NULL;
     int rc;
     for (size_t i = 0; create && i < 3; i++)
-        if (!cli_opt_has(a, req[i]))
+        if (!cli_opt_has(a, req[i]) && !(beh && i == 2))
             return cli_usage_error(c, "missing --%s", req[i]);
-    if ((rc = check_choice(c, a, "type", "dial", "bind")) != CLI_OK ||
-        (rc = check_choice(c, a, "semantic", "AnyOf", "AllOf")) != CLI_OK)
+    if (create && beh && !cli_opt_has(a, "action"))
+        return cli_usage_error(c, "missing --action (block, log, alert, remove)");
+    if ((!beh && (rc = check_choice(c, a, "type", "dial", "bind")) != CLI_OK) ||
+        (rc = check_choice(c, a, "semantic", "AnyOf", "AllOf")) != CLI_OK ||
+        (rc = behaviour_body(c, a, body)) != CLI_OK)
         return rc;
     if (create)
         json_object_set_new(body, "name", json_string(a->pos[0]));
@@ -134,19 +197,30 @@ static int policy_delete(cli_ctx *c, const cli_args *a)
     "  --type dial|bind   dial: use the services; bind: host them\n"                               \
     "  --identities REFS  who: comma-separated ROLE, #ROLE, @NAME or #all\n"                       \
     "  --services REFS    what: comma-separated ROLE, #ROLE, @NAME or #all\n"                      \
-    "  --semantic S       AnyOf (default: any listed role matches) or AllOf (all must)\n"
+    "  --semantic S       AnyOf (default: any listed role matches) or AllOf (all must)\n"       \
+    "Behaviour policies (--type behaviour; --services optional, default every service):\n"     \
+    "  --time W           allowed hours, HH:MM-HH:MM[@Zone], e.g. 08:00-18:00@Europe/Paris\n"   \
+    "  --conn-rate R      new circuits, e.g. 10/min or 1/s\n"                                    \
+    "  --bandwidth B      bytes per second from the identity, e.g. 1MB/s or 512KiB/s\n"          \
+    "  --quota Q          bytes per day from the identity, e.g. 100MB/day\n"                     \
+    "  --max-circuits N   circuits open at once\n"                                               \
+    "  --action A         on violation: block,log,alert,remove (any of them)\n"
 
 const cli_cmd cli_policy_cmds[] = {
     {"policy", "create",
-     "NAME --type dial|bind --identities ROLES --services ROLES "
-     "[--semantic AnyOf|AllOf]",
-     "create a policy", POLICY_HELP, "type identities services semantic", 1, 1, policy_create},
+     "NAME --type dial|bind|behaviour --identities ROLES [--services ROLES] "
+     "[--semantic AnyOf|AllOf] [--time 08:00-18:00@Europe/Paris] [--conn-rate 10/min] "
+     "[--bandwidth 1MB/s] [--quota 100MB/day] [--max-circuits N] [--action block,log,alert,remove]",
+     "create a policy", POLICY_HELP,
+     "type identities services semantic time conn-rate bandwidth quota max-circuits action", 1, 1,
+     policy_create},
     {"policy", "list", "[--limit N] [--offset N] [--name FILTER]", "list policies", CLI_LIST_HELP,
      "limit offset name", 0, 0, policy_list},
     {"policy", "show", CLI_REF_ARG, "show one policy", NULL, "", 1, 1, policy_show},
     {"policy", "update",
      CLI_REF_ARG " [--type dial|bind] [--identities ROLES] [--services ROLES] [--semantic S]",
-     "change a policy (given fields only)", POLICY_HELP, "type identities services semantic", 1, 1,
+     "change a policy (given fields only)", POLICY_HELP,
+     "type identities services semantic time conn-rate bandwidth quota max-circuits action", 1, 1,
      policy_update},
     {"policy", "delete", CLI_REF_ARG, "delete a policy", NULL, "", 1, 1, policy_delete},
     {0},

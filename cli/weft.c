@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cmd_events.h"
 #include "cli/cmd_mesh.h"
 
 #define WEFT_VERSION_STRING "0.1.0"
@@ -18,6 +19,9 @@ static const cli_cmd top_cmds[] = {
      cmd_version},
     {NULL, "mesh", "", "show the routers and the links between them, with latencies", NULL, "",
      0, 0, cli_mesh_run},
+    {NULL, "events", CLI_EVENTS_ARGS,
+     "security and audit events (violations, binding mismatches, quarantines)", CLI_EVENTS_HELP,
+     "follow after limit", 0, 0, cli_events_run},
     {0},
 };
 
@@ -36,6 +40,7 @@ static const cmd_group groups[] = {
     {"credential", cli_credential_cmds, "enterprise credentials delivered to devices (tier 2)"},
     {"link", cli_link_cmds, "links between routers, as the routers report them"},
     {"circuit", cli_circuit_cmds, "circuits through the fabric, as the routers report them"},
+    {"webhook", cli_webhook_cmds, "where security alerts are posted"},
 };
 #define NGROUPS (sizeof(groups) / sizeof(groups[0]))
 

@@ -1,0 +1,12 @@
+/* Quantities on the command line of behaviour policies: "10/min",
+ * "1MB/s", "100MB/day" (decimal K M G T, binary Ki Mi Gi Ti; a bare number is
+ * per minute, bytes per second, bytes per day). */
+#ifndef WEFT_CLI_UNITS_H
+#define WEFT_CLI_UNITS_H
+
+/* Each returns 0 and the value, or -1 when s is not of the form. */
+int cli_parse_rate(const char *s, long long *per_min);
+int cli_parse_bandwidth(const char *s, long long *bytes_per_s);
+int cli_parse_quota(const char *s, long long *bytes_per_day);
+
+#endif
