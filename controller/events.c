@@ -382,6 +382,40 @@ int ctl_events_emit(ctl *c, ctl_events *e, json_t *ev)
     return 0;
 }
 
+/* What the controller adds to a router's event: the actions of a destination
+ * violation (the router had no token saying them), and the hardware ids of a
+ * first use of a binding, recorded so that the binding is fixed from now on. */
+static void router_event_context(ctl *c, json_t *ev)
+{
+    const char *kind = json_string_value(json_object_get(ev, "kind"));
+    const char *ident = json_string_value(json_object_get(ev, "identity"));
+    json_t *rec = NULL, *pols = NULL, *upd = NULL;
+    char why[320];
+    int flag;
+
+    if (ctl_store_get(c->store, "identities", ident, &rec) < 0)
+        return;
+    if (strcmp(kind, "destination") == 0 && json_object_get(ev, "actions") == NULL &&
+        ctl_list_all(c->store, "policies", &pols) == 0) {
+        unsigned bits = ctl_behaviour_identity_actions(pols, rec) | CTL_ACT_LOG;
+        json_t *acts = json_array();
+        static const char *const names[] = {"block", "log", "alert", "remove"};
+        for (size_t k = 0; k < 4; k++)
+            if (bits & (1u << k))
+                json_array_append_new(acts, json_string(names[k]));
+        json_object_set_new(ev, "actions", acts);
+    }
+    if (strcmp(kind, "binding") == 0 && json_is_true(json_object_get(ev, "first_use")) &&
+        ctl_binding_check(rec, json_string_value(json_object_get(ev, "imei")) ?: "",
+                          json_string_value(json_object_get(ev, "iccid")) ?: "", &upd, why,
+                          sizeof(why), &flag) == 0 &&
+        upd != NULL)
+        ctl_store_update(c->store, "identities", ident, upd);
+    json_decref(upd);
+    json_decref(pols);
+    json_decref(rec);
+}
+
 /* Routers are authenticated and name the identity; the controller only
  * checks the shape and marks where the event came from. */
 int ctl_events_from_router(ctl *c, const char *router_id, const uint8_t *body, size_t len)
@@ -400,6 +434,7 @@ int ctl_events_from_router(ctl *c, const char *router_id, const uint8_t *body, s
     json_object_del(ev, "id");
     json_object_set_new(ev, "router", json_string(router_id));
     json_object_set_new(ev, "source", json_string("router"));
+    router_event_context(c, ev);
     rc = ctl_events_emit(c, c->events, ev);
 out:
     json_decref(ev);

@@ -163,8 +163,18 @@ uint64_t rt_enforce_violations(const rt_enforce *e)
 
 /* Reports a violation, at most once a second per identity and kind; the
  * ones held back are counted in the next report. */
+static void report_x(rt_enforce *e, idstate *st, int kind, unsigned act, const char *service,
+                     const char *msg, uint64_t now_ms, const json_t *extra);
+
 static void report(rt_enforce *e, idstate *st, int kind, unsigned act, const char *service,
                    const char *msg, uint64_t now_ms)
+{
+    report_x(e, st, kind, act, service, msg, now_ms, NULL);
+}
+
+/* extra: fields added to the event (the hardware ids of a binding event). */
+static void report_x(rt_enforce *e, idstate *st, int kind, unsigned act, const char *service,
+                     const char *msg, uint64_t now_ms, const json_t *extra)
 {
     static const char *const names[] = {"block", "log", "alert", "remove"};
     json_t *ev, *acts;
@@ -189,6 +199,8 @@ static void report(rt_enforce *e, idstate *st, int kind, unsigned act, const cha
                 json_array_append_new(acts, json_string(names[k]));
         json_object_set_new(ev, "actions", acts);
     }
+    if (ev && extra)
+        json_object_update(ev, (json_t *)extra);
     if (ev)
         e->sink(e->arg, ev);
     json_decref(ev);
@@ -273,21 +285,30 @@ int rt_enforce_binding(rt_enforce *e, const char *identity, const rt_hwbind *hw,
 
     if (e == NULL || !(exact || by_iccid || by_imei) || (st = state_of(e, identity)) == NULL)
         return 0;
+    json_t *ids = json_pack("{s:s, s:s}", "imei", imei, "iccid", iccid);
+    int rc = 0;
+
     if ((exact && (bad_imei || bad_iccid)) || (by_iccid && bad_iccid) || (by_imei && bad_imei)) {
         snprintf(msg, cap,
                  "device binding (%s): this device reports IMEI %s, ICCID %s, not the ids bound "
                  "to the identity; an administrator may run 'weft identity rebind'",
                  hw->mode, imei[0] ? imei : "none", iccid[0] ? iccid : "none");
-        report(e, st, K_BINDING, RT_ACT_BLOCK | RT_ACT_LOG | RT_ACT_ALERT, "", msg, now_ms);
-        return WEFT_EDENIED;
-    }
-    if ((by_iccid && bad_imei) || (by_imei && bad_iccid)) {
+        report_x(e, st, K_BINDING, RT_ACT_BLOCK | RT_ACT_LOG | RT_ACT_ALERT, "", msg, now_ms, ids);
+        rc = WEFT_EDENIED;
+    } else if ((by_iccid && bad_imei) || (by_imei && bad_iccid)) {
         snprintf(msg, cap, "device binding (%s): %s changed (IMEI %s, ICCID %s)", hw->mode,
                  by_iccid ? "IMEI" : "ICCID", imei[0] ? imei : "none", iccid[0] ? iccid : "none");
-        report(e, st, K_BINDING, RT_ACT_LOG, "", msg, now_ms);
+        report_x(e, st, K_BINDING, RT_ACT_LOG, "", msg, now_ms, ids);
+        msg[0] = '\0';
+    } else if ((imei[0] && !hw->imei[0]) || (iccid[0] && !hw->iccid[0])) {
+        /* First use: the controller records the ids (the pair is fixed from now on). */
+        json_object_set_new(ids, "first_use", json_true());
+        snprintf(msg, cap, "device binding (%s): first use", hw->mode);
+        report_x(e, st, K_BINDING, RT_ACT_LOG, "", msg, now_ms, ids);
         msg[0] = '\0';
     }
-    return 0;
+    json_decref(ids);
+    return rc;
 }
 
 void rt_enforce_refused(rt_enforce *e, const char *identity, const char *service, int err,
