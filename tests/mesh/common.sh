@@ -282,3 +282,32 @@ mb_diamond() {
     mb_edge host hosts r4
     mb_edge dialer dialers r1
 }
+
+# mb_ctl_links: the controller's links as sorted "nameA-nameB up|down rtt_us"
+# lines (names in order), from weft link list --json.
+mb_ctl_links() {
+    weft link list --json
+    [ "$T_RC" == 0 ] || return 1
+    printf '%s' "$T_OUT" | python3 -c '
+import json, sys
+ids = dict(a.split("=", 1) for a in sys.argv[1:])
+d = json.load(sys.stdin)
+d = d.get("data", d) if isinstance(d, dict) else d
+out = set()
+for l in d:
+    a, b = sorted((ids.get(l.get("a"), l.get("a")), ids.get(l.get("b"), l.get("b"))))
+    out.add("%s-%s %s %d" % (a, b, "up" if l.get("up") else "down", int(l.get("rtt_us") or 0)))
+print("\n".join(sorted(out)))' $(for n in "${MB_ROUTERS[@]}"; do printf '%s=%s ' "${MB_ID[$n]}" "$n"; done)
+}
+
+# mb_wait_ctl_links N SECS: until the controller lists N links up, each with an
+# RTT sample (so paths are chosen by measured cost, not by the 1 us floor).
+mb_wait_ctl_links() {
+    local i got
+    for ((i = 0; i < $2 * 2; i++)); do
+        got=$(mb_ctl_links 2>/dev/null | awk '$2 == "up" && $3 > 0' | wc -l)
+        [ "$got" -ge "$1" ] && return 0
+        sleep 0.5
+    done
+    return 1
+}
