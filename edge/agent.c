@@ -1,11 +1,13 @@
 /* The agent's loop: libweft, the services coming and going with each refresh
- * of the session data, the UDP idle sweep and an orderly stop on SIGINT or
- * SIGTERM (listeners first, then every connection, then libweft). */
+ * of the session data, the UDP idle sweep, certificate renewal and an orderly
+ * stop on SIGINT or SIGTERM (listeners first, then every connection, then
+ * libweft). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "edge/agent.h"
 #include "proto/log.h"
+#include "proto/renew.h"
 
 /* ---- services ---- */
 
@@ -107,12 +109,12 @@ static int svc_listed(const edge_svc *svcs, size_t n, const edge_service *s)
     return 0;
 }
 
-void edge_services_update(edge_agent *a, edge_svc *svcs, size_t n, unsigned refresh_s)
+void edge_services_update(edge_agent *a, edge_svc *svcs, size_t n)
 {
     edge_service *s, *next;
     size_t i;
 
-    pr_debug("edge_services", "count=%zu refresh_s=%u", n, refresh_s);
+    pr_debug("edge_services", "count=%zu", n);
     for (s = a->services; s; s = next) {
         next = s->next;
         if (!s->removed && !svc_listed(svcs, n, s))
@@ -122,6 +124,56 @@ void edge_services_update(edge_agent *a, edge_svc *svcs, size_t n, unsigned refr
         if ((svcs[i].dial || svcs[i].bind) && service_find(a, svcs[i].name) == NULL)
             service_add(a, &svcs[i]);
     free(svcs);
+}
+
+/* ---- certificate renewal ----
+ * pr_renew_if_due blocks (HTTPS), so it runs on a worker thread; a renewed
+ * file is loaded by libweft for new sessions and circuits, and nothing open
+ * is cut: the old certificate stays valid until it expires. */
+
+typedef struct {
+    edge_agent *a;
+    int rc;
+    char err[256];
+} renew_job;
+
+static void renew_work(uv_work_t *w)
+{
+    renew_job *j = w->data;
+
+    j->rc = pr_renew_if_due(j->a->identity, 0, EDGE_RENEW_TIMEOUT_MS, j->err, sizeof(j->err));
+}
+
+static void renew_done(uv_work_t *w, int status)
+{
+    renew_job *j = w->data;
+    edge_agent *a = j->a;
+
+    a->renew_job = NULL;
+    if (status == 0 && j->rc < 0)
+        pr_warn("edge_renew_failed", "err=%s why=%s hint=%s", weft_err_name(j->rc),
+                pr_log_q(j->err), pr_log_q("retried in an hour; weft-edge renew tries at once"));
+    if (status == 0 && j->rc == 1 && !a->stopping) {
+        pr_info("edge_renewed", "identity=%s", pr_log_q(a->identity));
+        weft_reload_identity(a->ctx);
+    }
+    free(j);
+}
+
+static void on_renew(uv_timer_t *t)
+{
+    edge_agent *a = t->data;
+    renew_job *j;
+
+    if (a->renew_job != NULL || a->stopping || (j = calloc(1, sizeof(*j))) == NULL)
+        return;
+    j->a = a;
+    a->renew_work.data = j;
+    if (uv_queue_work(a->loop, &a->renew_work, renew_work, renew_done) < 0) {
+        free(j);
+        return;
+    }
+    a->renew_job = j;
 }
 
 /* ---- timers and signals ---- */
@@ -144,10 +196,14 @@ static void agent_stop(edge_agent *a)
     a->stopping = 1;
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
-    uv_close((uv_handle_t *)&a->refresh, NULL);
+    uv_close((uv_handle_t *)&a->renew, NULL);
     uv_close((uv_handle_t *)&a->tick, NULL);
     if (a->job != NULL)
         uv_cancel((uv_req_t *)&a->work);
+    if (a->renew_job != NULL)
+        uv_cancel((uv_req_t *)&a->renew_work);
+    free(a->pending);
+    a->pending = NULL;
     while (a->pipes != NULL)
         edge_pipe_stop(a->pipes);
     while (a->flows != NULL)
@@ -174,12 +230,13 @@ static void handles_start(edge_agent *a)
 {
     uv_signal_init(a->loop, &a->sigint);
     uv_signal_init(a->loop, &a->sigterm);
-    uv_timer_init(a->loop, &a->refresh);
+    uv_timer_init(a->loop, &a->renew);
     uv_timer_init(a->loop, &a->tick);
-    a->sigint.data = a->sigterm.data = a->refresh.data = a->tick.data = a;
+    a->sigint.data = a->sigterm.data = a->renew.data = a->tick.data = a;
     uv_signal_start(&a->sigint, on_signal, SIGINT);
     uv_signal_start(&a->sigterm, on_signal, SIGTERM);
     uv_timer_start(&a->tick, on_tick, EDGE_TICK_MS, EDGE_TICK_MS);
+    uv_timer_start(&a->renew, on_renew, 0, EDGE_RENEW_MS);
 }
 
 static int agent_init(edge_agent *a, uv_loop_t *loop, const edge_agent_cfg *cfg)
@@ -189,12 +246,10 @@ static int agent_init(edge_agent *a, uv_loop_t *loop, const edge_agent_cfg *cfg)
 
     a->loop = loop;
     a->identity = cfg->identity;
-    a->backoff_ms = 1000;
-    a->refresh_s = cfg->refresh_s ? cfg->refresh_s : 60;
     if ((r = weft_init(loop, cfg->identity, &opt, &a->ctx)) < 0)
         return r;
     handles_start(a);
-    edge_svcs_fetch(a);
+    edge_svcs_watch(a);
     return 0;
 }
 

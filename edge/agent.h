@@ -4,8 +4,8 @@
  *     and carries every local TCP connection / UDP flow over a circuit;
  *   - for a service it may bind, hosts it and connects every incoming circuit
  *     to the service's host address.
- * Files: agent.c (loop, signals, services coming and going), services.c
- * (session data), pipe_tcp.c (a TCP connection spliced to a circuit),
+ * Files: agent.c (loop, signals, services coming and going, certificate
+ * renewal), services.c (the services libweft reads from the session data), pipe_tcp.c (a TCP connection spliced to a circuit),
  * intercept_tcp.c / host_tcp.c (where those come from), udp_frame.c,
  * flow_udp.c (a UDP flow over a circuit), intercept_udp.c / host_udp.c. */
 #ifndef WEFT_EDGE_AGENT_H
@@ -32,6 +32,8 @@
 #define EDGE_UDP_IDLE_MS   60000
 #define EDGE_UDP_FLOWS_MAX 1024
 #define EDGE_TICK_MS       5000
+#define EDGE_RENEW_MS      (3600 * 1000) /* renewal is checked at start and this often */
+#define EDGE_RENEW_TIMEOUT_MS 20000
 
 enum edge_proto { EDGE_TCP = 1, EDGE_UDP };
 
@@ -80,11 +82,13 @@ struct edge_agent {
     weft_ctx *ctx;
     const char *identity;
     uv_signal_t sigint, sigterm;
-    uv_timer_t refresh, tick;
+    uv_timer_t renew, tick;
     uv_work_t work;
-    void *job; /* fetch in flight */
-    unsigned backoff_ms;
-    unsigned refresh_s;
+    void *job;         /* address resolution in flight */
+    edge_svc *pending; /* a newer service list waiting for it */
+    size_t npending;
+    uv_work_t renew_work;
+    void *renew_job; /* renewal in flight */
     edge_service *services;
     edge_pipe *pipes;
     edge_flow *flows;
@@ -106,12 +110,13 @@ int edge_agent_run(const edge_agent_cfg *cfg);
 int edge_ep_parse(const char *s, edge_ep *ep);
 /* Resolves ep->text (blocking: worker thread only). */
 int edge_ep_resolve(edge_ep *ep);
-/* The services array of GET /v1/edge/session (len bytes of JSON). */
-int edge_svcs_parse(const char *json, size_t len, edge_svc **out, size_t *n, unsigned *refresh_s,
-                    char *err, size_t errcap);
-void edge_svcs_fetch(edge_agent *a);
-/* agent.c: new session data (takes svcs). */
-void edge_services_update(edge_agent *a, edge_svc *svcs, size_t n, unsigned refresh_s);
+/* libweft's view of the services into records (*out: n + 1 zeroed, free()d
+ * by the caller); a service whose name or addresses do not fit is left out. */
+int edge_svcs_from(const weft_service *v, size_t n, edge_svc **out, size_t *nout);
+/* Follows libweft's services: each change is resolved, then applied. */
+void edge_svcs_watch(edge_agent *a);
+/* agent.c: new services (takes svcs). */
+void edge_services_update(edge_agent *a, edge_svc *svcs, size_t n);
 void edge_service_unref(edge_service *s);
 
 /* pipe_tcp.c: a local TCP connection spliced to a circuit. */

@@ -9,10 +9,14 @@ static void on_accept(weft_conn *conn, void *data)
 
     if (s->removed || s->a->stopping)
         return weft_close(conn, NULL); /* refused: the dialler hears so */
-    if (s->cfg.host_ep.proto == EDGE_UDP)
+    if (s->cfg.host_ep.proto == EDGE_UDP) {
         edge_flow_host(s, conn);
-    else
-        edge_pipe_host(s, conn);
+        return;
+    }
+    /* The dialler hears yes only once the host took the connection, or the
+     * host's refusal with its reason (pipe_tcp.c answers). */
+    weft_accept_defer(conn);
+    edge_pipe_host(s, conn);
 }
 
 static void on_listen(weft_ctx *ctx, const char *service, int status, void *data)

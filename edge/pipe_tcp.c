@@ -369,8 +369,8 @@ static void on_dialled(weft_conn *conn, int status, void *data)
     edge_pipe *p = data;
 
     if (status < 0 && status != WEFT_ECANCELED) {
-        pr_warn("edge_dial_failed", "service=%s client=%s err=%s hint=%s", p->service, p->local,
-                weft_err_name(status),
+        pr_warn("edge_dial_failed", "service=%s client=%s err=%s msg=%s hint=%s", p->service,
+                p->local, weft_err_name(status), pr_log_q(weft_last_error_msg(p->a->ctx)),
                 pr_log_q(status == WEFT_ENOPOLICY ? "no dial policy for this identity"
                                                   : "is the service hosted and its router up?"));
     }
@@ -424,8 +424,8 @@ static void on_host_connected(uv_connect_t *req, int status)
     if (status == UV_ECANCELED)
         return;
     if (status < 0) {
-        /* weft_close before anything was sent: the dialling side's client
-         * gets a reset rather than waiting. */
+        /* The circuit was never accepted: the dialler's dial fails with the
+         * reason, and its client is reset rather than left waiting. */
         snprintf(msg, sizeof(msg), "service %s: host %s %s", p->service, p->local,
                  status == UV_ECONNREFUSED ? "refused the connection; is the service running?"
                                            : "cannot be reached");
@@ -433,9 +433,14 @@ static void on_host_connected(uv_connect_t *req, int status)
                  p->local, uv_err_name(status), pr_log_q(msg),
                  pr_log_q("start the service or correct its host address"));
         p->result = status == UV_ECONNREFUSED ? "host_refused" : "host_unreachable";
+        weft_reject(p->conn, status == UV_ECONNREFUSED ? WEFT_EREFUSED : WEFT_EIO, msg);
         return pipe_event(p, PE_FAILED, status);
     }
     uv_tcp_nodelay(&p->tcp, 1);
+    if ((status = weft_accept(p->conn)) < 0) { /* the dialler went meanwhile */
+        p->result = "circuit_reset";
+        return pipe_event(p, PE_FAILED, status);
+    }
     pipe_event(p, PE_READY, 0);
 }
 
@@ -456,6 +461,7 @@ void edge_pipe_host(edge_service *svc, weft_conn *conn)
                             on_host_connected)) < 0) {
         pr_error("edge_host_connect_failed", "service=%s host=%s err=%s", p->service, p->local,
                  uv_err_name(r));
+        weft_reject(conn, WEFT_EIO, "the hosting edge cannot connect to the service's host");
         pipe_close(p, "host_unreachable", 0);
     }
 }

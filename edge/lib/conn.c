@@ -148,6 +148,8 @@ static int send_ack(weft_conn *c, int grant)
     uint64_t w = grant ? weft__rxflow_grant(&c->rx) : c->rx.granted;
     size_t len;
 
+    if (c->resume_req != 0)
+        return 0; /* the next ack after the switch covers it (credit is cumulative) */
     c->acked_next = c->rx_seq;
     if (weft__msg_ack(c->ctx->fbuf, PR_FRAME_MAX, c->circuit, w, c->rx_seq > 0, c->rx_seq - 1,
                       &len) < 0)
@@ -250,7 +252,7 @@ int weft__conn_retransmit(weft_conn *c)
     unsigned i;
     int r = 0;
 
-    if (c->state != CS_OPEN || c->rtx_mode == RTX_OFF)
+    if (c->state != CS_OPEN || c->rtx_mode == RTX_OFF || c->resume_req != 0)
         return 0;
     for (i = 0; i < c->rtxq.n && r == 0; i++) {
         e = weft__rtxq_at(&c->rtxq, i);
@@ -317,7 +319,7 @@ static void pump(weft_conn *c)
     const uint8_t *p;
     size_t n;
 
-    if (c->state != CS_OPEN)
+    if (c->state != CS_OPEN || c->resume_req != 0)
         return;
     while (c->sendq.len > 0 && weft__sess_writable(c->sess)) {
         n = weft__chunk_len(weft__ring_peek(&c->sendq, &p), weft__txflow_credit(&c->tx));
@@ -364,7 +366,8 @@ int weft_write(weft_conn *c, const void *buf, size_t len, weft_write_cb cb, void
     if ((r = write_check(c, buf, len)) < 0)
         return r;
     /* Straight to the transport what the window allows when nothing waits. */
-    if (c->state == CS_OPEN && c->sendq.len == 0 && weft__sess_writable(c->sess))
+    if (c->state == CS_OPEN && c->sendq.len == 0 && c->resume_req == 0 &&
+        weft__sess_writable(c->sess))
         direct = weft__txflow_credit(&c->tx) < len ? (size_t)weft__txflow_credit(&c->tx) : len;
     /* Bytes always fit the retransmission queue (it holds a window); frames
      * may not, when many small ones wait for an ack. */
@@ -632,9 +635,11 @@ static void dial_fail(weft_conn *c, int err)
 {
     weft_dial_cb cb = c->dial_cb;
     void *data = c->dial_data;
+    weft_ctx *ctx = c->ctx;
 
     conn_free(c);
     cb(NULL, err, data);
+    ctx->last_err[0] = '\0'; /* the reason belongs to this callback only */
 }
 
 static int dial_send(weft_conn *c)
@@ -729,9 +734,11 @@ void weft__dial_answer(weft_conn *c, const weft_msg *m)
         r = m->err ? m->err : WEFT_EREFUSED;
         pr_warn("edge_dial_refused", "service=%s err=%s msg=%s", c->service, weft_err_name(r),
                 pr_log_q(m->err_msg));
+        snprintf(ctx->last_err, sizeof(ctx->last_err), "%s", m->err_msg);
         return dial_fail(c, r);
     }
     c->circuit = m->circuit;
+    snprintf(c->anchor, sizeof(c->anchor), "%s", m->router_id);
     r = weft__e2e_verify_peer(ctx->id.ca_pem, ctx->id.network, m->cert, WEFT_E2E_SERVER, m->kx_pk,
                               c->service, m->sig, m->sig_len, c->peer, sizeof(c->peer));
     if (r == 0 && weft__conn_by_circuit(ctx, m->circuit) != NULL)
@@ -790,6 +797,7 @@ static weft_conn *accept_new(weft_ctx *ctx, weft_rsess *s, const weft_msg *m)
     }
     c->sess = s;
     c->circuit = m->circuit;
+    snprintf(c->anchor, sizeof(c->anchor), "%s", m->router_id);
     r = weft__e2e_verify_peer(ctx->id.ca_pem, ctx->id.network, m->cert, WEFT_E2E_CLIENT, m->kx_pk,
                               m->service, m->sig, m->sig_len, c->peer, sizeof(c->peer));
     if (r < 0 || (r = keys_up(c, m)) < 0) {
@@ -799,6 +807,21 @@ static weft_conn *accept_new(weft_ctx *ctx, weft_rsess *s, const weft_msg *m)
     }
     change_state(c, CS_ACCEPTING);
     return c;
+}
+
+/* The host's yes: keys are up, our stream starts, waiting writes go. */
+static int accept_finish(weft_conn *c)
+{
+    int r;
+
+    if ((r = answer_ok(c)) < 0)
+        return r;
+    change_state(c, CS_OPEN);
+    send_header(c);
+    pr_info("edge_accepted", "service=%s circuit=%016llx peer=%s", c->service,
+            (unsigned long long)c->circuit, c->peer);
+    pump(c);
+    return 0;
 }
 
 void weft__incoming_dial(weft_ctx *ctx, weft_rsess *s, const weft_msg *m)
@@ -812,38 +835,106 @@ void weft__incoming_dial(weft_ctx *ctx, weft_rsess *s, const weft_msg *m)
         return refuse(ctx, s, m->circuit, WEFT_EEXISTS, "circuit id already in use");
     if ((c = accept_new(ctx, s, m)) == NULL)
         return;
+    c->in_accept = 1;
     l->accept_cb(c, l->data);
+    c->in_accept = 0;
     if (c->state == CS_CLOSING) /* the application refused it */
-        return refuse(ctx, s, c->circuit, WEFT_EREFUSED, "refused by the hosting application");
-    if (answer_ok(c) < 0)
+        return refuse(ctx, s, c->circuit, c->close_err ? c->close_err : WEFT_EREFUSED,
+                      "refused by the hosting application");
+    if (c->state != CS_ACCEPTING) /* answered inside the callback */
         return;
-    change_state(c, CS_OPEN);
-    send_header(c);
-    pr_info("edge_accepted", "service=%s circuit=%016llx peer=%s", c->service,
-            (unsigned long long)c->circuit, c->peer);
-    pump(c);
+    if (c->deferred) {
+        c->deadline = weft__now(ctx) + WEFT_REQ_TIMEOUT_MS;
+        return;
+    }
+    accept_finish(c);
+}
+
+int weft_accept_defer(weft_conn *c)
+{
+    if (c == NULL)
+        return WEFT_EINVAL;
+    if (c->state != CS_ACCEPTING || !c->in_accept)
+        return WEFT_ECLOSED;
+    c->deferred = 1;
+    return 0;
+}
+
+int weft_accept(weft_conn *c)
+{
+    if (c == NULL)
+        return WEFT_EINVAL;
+    if (c->state != CS_ACCEPTING)
+        return c->err ? c->err : WEFT_ECLOSED;
+    c->deferred = 0;
+    if (c->in_accept)
+        return 0; /* the answer goes when accept_cb returns */
+    return accept_finish(c);
+}
+
+int weft_reject(weft_conn *c, int err, const char *msg)
+{
+    if (c == NULL || err > 0)
+        return WEFT_EINVAL;
+    if (c->state != CS_ACCEPTING)
+        return c->err ? c->err : WEFT_ECLOSED;
+    err = err ? err : WEFT_EREFUSED;
+    refuse(c->ctx, c->sess, c->circuit, err, msg ? msg : "refused by the hosting application");
+    hash_del(c);
+    c->err = err;
+    cancel_writes(c);
+    change_state(c, CS_DONE);
+    weft__mark_dirty(c);
+    return 0;
+}
+
+const char *weft_last_error_msg(const weft_ctx *ctx)
+{
+    return ctx ? ctx->last_err : "";
 }
 
 /* ---- close ---- */
 
 void weft_close(weft_conn *c, weft_close_cb cb)
 {
+    weft_close_err(c, 0, cb);
+}
+
+void weft_close_err(weft_conn *c, int err, weft_close_cb cb)
+{
     if (c == NULL || c->state == CS_CLOSING)
         return;
+    if (err > 0)
+        err = WEFT_EINVAL;
     c->close_cb = cb;
+    c->close_err = err;
     if (c->hashed && c->state == CS_OPEN)
-        send_close(c, 0);
+        send_close(c, err);
+    else if (c->hashed && c->state == CS_ACCEPTING && !c->in_accept) /* deferred, never answered */
+        refuse(c->ctx, c->sess, c->circuit, err ? err : WEFT_EREFUSED,
+               "closed by the hosting application");
     hash_del(c);
     cancel_writes(c);
     change_state(c, CS_CLOSING);
     weft__mark_dirty(c);
 }
 
-/* Circuits over a lost session end (no router resumes them yet: see
- * docs/dataplane.md, EDGE_RESUME); its dials go again on the other session
- * at once, or on the next to come up, within their 10 s. */
+/* The other session, when the ctx holds two. */
+static weft_rsess *other_sess(weft_ctx *ctx, const weft_rsess *s)
+{
+    for (int i = 0; i < ctx->nsess; i++)
+        if (&ctx->sess[i] != s && weft__rsess_ready(&ctx->sess[i]))
+            return &ctx->sess[i];
+    return NULL;
+}
+
+/* Circuits over a lost session move to the other session when its router
+ * carries EDGE_RESUME (docs/dataplane.md, "Re-homing live circuits"), else
+ * they end; its dials go again on the other session at once, or on the next
+ * to come up, within their 10 s. */
 void weft__conns_session_lost(weft_ctx *ctx, weft_rsess *s)
 {
+    weft_rsess *o = other_sess(ctx, s);
     weft_conn *c;
 
     for (c = ctx->conns; c; c = c->next) {
@@ -852,6 +943,9 @@ void weft__conns_session_lost(weft_ctx *ctx, weft_rsess *s)
         if (c->state == CS_DIALING) {
             change_state(c, CS_DIAL_WAIT);
             c->sess = NULL;
+        } else if (c->state == CS_OPEN && c->resume_req == 0 && weft__resume_possible(c, o)) {
+            if (weft__resume_start(c, o) < 0)
+                circuit_gone(c, WEFT_ERESET);
         } else if (c->state == CS_OPEN || c->state == CS_ACCEPTING) {
             circuit_gone(c, WEFT_ERESET);
         }
@@ -859,11 +953,40 @@ void weft__conns_session_lost(weft_ctx *ctx, weft_rsess *s)
     weft__dials_send(ctx);
 }
 
+void weft__conn_gone(weft_conn *c, int err)
+{
+    circuit_gone(c, err);
+}
+
+void weft__conn_pump(weft_conn *c)
+{
+    pump(c);
+}
+
+int weft__conn_ack(weft_conn *c)
+{
+    return c->state == CS_OPEN && c->hashed ? send_ack(c, 0) : 0;
+}
+
+int weft__conns_open_on(const weft_ctx *ctx, const weft_rsess *s)
+{
+    int n = 0;
+
+    for (const weft_conn *c = ctx->conns; c; c = c->next)
+        if (c->sess == s && c->state != CS_CLOSING && c->state != CS_DONE &&
+            c->state != CS_DIAL_WAIT)
+            n++;
+    return n;
+}
+
 /* Delayed acks, and retransmission after rto_ms without progress (doubling
  * while nothing moves): frames are lost only when a path dies, and a session
  * whose own queue is not drained is not a path that lost anything. */
 static void open_tick(weft_conn *c, uint64_t now)
 {
+    weft__resumes_tick(c, now);
+    if (c->state != CS_OPEN || c->resume_req != 0)
+        return;
     if (c->rx_seq != c->acked_next)
         send_ack(c, 0);
     if (c->rtx_mode != RTX_ON || c->rtxq.n == 0 || now - c->rtx_at < c->rto_ms ||
@@ -881,8 +1004,14 @@ void weft__conns_tick(weft_ctx *ctx, uint64_t now)
 
     for (c = ctx->conns; c; c = next) {
         next = c->next;
-        if (c->state == CS_OPEN && c->hashed && weft__rsess_ready(c->sess))
+        if (c->state == CS_OPEN && c->hashed && (weft__rsess_ready(c->sess) || c->resume_req))
             open_tick(c, now);
+        if (c->state == CS_ACCEPTING && c->deferred && c->deadline <= now) {
+            pr_warn("edge_accept_timeout", "service=%s circuit=%016llx hint=%s", c->service,
+                    (unsigned long long)c->circuit,
+                    pr_log_q("the hosting application did not answer in 10 s"));
+            weft_reject(c, WEFT_ETIMEDOUT, "the hosting application did not answer in 10 s");
+        }
         if ((c->state == CS_DIAL_WAIT || c->state == CS_DIALING) && c->deadline <= now) {
             pr_warn("edge_dial_timeout", "service=%s hint=%s", c->service,
                     pr_log_q("no answer from the router; check it and the service's host"));

@@ -233,6 +233,7 @@ void weft__session_down(weft_ctx *ctx, weft_rsess *s)
 /* ---- session data ---- */
 
 static void start_fetch(weft_ctx *ctx);
+static void identity_swap(weft_ctx *ctx);
 
 static void on_refresh(uv_timer_t *t)
 {
@@ -244,7 +245,86 @@ static void fetch_retry(weft_ctx *ctx)
     unsigned d = ctx->fetch_backoff_ms;
 
     ctx->fetch_backoff_ms = d * 2 > FETCH_RETRY_MAX_MS ? FETCH_RETRY_MAX_MS : d * 2;
-    uv_timer_start(&ctx->refresh, on_refresh, d / 2 + (unsigned)(random() % (d / 2 + 1)), 0);
+    uv_timer_start(&ctx->refresh, on_refresh, d / 2 + randombytes_uniform(d / 2 + 1), 0);
+}
+
+/* ---- services for the application ---- */
+
+static void services_changed(weft_ctx *ctx);
+
+static void svc_view(const weft_svc *v, weft_service *out)
+{
+    *out = (weft_service){v->name, v->intercept, v->host, v->dial && v->dial_token != NULL,
+                          v->bind && v->bind_token != NULL};
+}
+
+static int services_list(weft_ctx *ctx, weft_services_cb cb, void *data)
+{
+    weft_service *v = calloc(ctx->sd.nsvcs + 1, sizeof(*v));
+
+    if (v == NULL)
+        return WEFT_ENOMEM;
+    for (size_t i = 0; i < ctx->sd.nsvcs; i++)
+        svc_view(&ctx->sd.svcs[i], &v[i]);
+    cb(ctx, v, ctx->sd.nsvcs, data);
+    free(v);
+    return 0;
+}
+
+int weft_services(weft_ctx *ctx, weft_services_cb cb, void *data)
+{
+    if (ctx == NULL || cb == NULL)
+        return WEFT_EINVAL;
+    if (!ctx->have_sd)
+        return WEFT_EAGAIN;
+    return services_list(ctx, cb, data);
+}
+
+void weft_set_services_cb(weft_ctx *ctx, weft_services_cb cb, void *data)
+{
+    if (ctx == NULL)
+        return;
+    ctx->svcs_cb = cb;
+    ctx->svcs_data = data;
+    ctx->svcs_told = 0;
+    if (cb && ctx->have_sd) /* what is known already, at once */
+        services_changed(ctx);
+}
+
+/* What the application sees of the services, summed: tokens are renewed at
+ * every refresh, which is no change to it. */
+static void services_sum(const weft_ctx *ctx, uint8_t sum[32])
+{
+    crypto_generichash_state st;
+    weft_service v;
+    uint8_t flags[2];
+
+    crypto_generichash_init(&st, NULL, 0, 32);
+    for (size_t i = 0; i < ctx->sd.nsvcs; i++) {
+        svc_view(&ctx->sd.svcs[i], &v);
+        flags[0] = (uint8_t)v.dial;
+        flags[1] = (uint8_t)v.bind;
+        crypto_generichash_update(&st, (const uint8_t *)v.name, strlen(v.name) + 1);
+        crypto_generichash_update(&st, (const uint8_t *)v.intercept, strlen(v.intercept) + 1);
+        crypto_generichash_update(&st, (const uint8_t *)v.host, strlen(v.host) + 1);
+        crypto_generichash_update(&st, flags, sizeof(flags));
+    }
+    crypto_generichash_final(&st, sum, 32);
+}
+
+static void services_changed(weft_ctx *ctx)
+{
+    uint8_t sum[32];
+
+    if (ctx->svcs_cb == NULL)
+        return;
+    services_sum(ctx, sum);
+    if (ctx->svcs_told && memcmp(sum, ctx->svcs_sum, sizeof(sum)) == 0)
+        return;
+    memcpy(ctx->svcs_sum, sum, sizeof(sum));
+    ctx->svcs_told = 1;
+    if (services_list(ctx, ctx->svcs_cb, ctx->svcs_data) < 0)
+        ctx->svcs_told = 0; /* told at the next refresh */
 }
 
 static void sessdata_use(weft_ctx *ctx, weft_sessdata *sd)
@@ -261,6 +341,7 @@ static void sessdata_use(weft_ctx *ctx, weft_sessdata *sd)
         uv_timer_start(&ctx->refresh, on_refresh, (uint64_t)next * 1000, 0);
     weft__rsess_start(ctx);
     weft__session_up(ctx, NULL); /* dials and binds that waited for tokens */
+    services_changed(ctx);
 }
 
 static int fetch_result(weft_ctx *ctx, fetch_job *j)
@@ -310,7 +391,64 @@ static void fetch_done(uv_work_t *w, int status)
         fetch_retry(ctx);
     pr_http_resp_free(&j->resp);
     free(j);
+    identity_swap(ctx); /* a reload that waited for the fetch to let go of the old one */
     weft__maybe_finish(ctx);
+}
+
+/* ---- identity reload ---- */
+
+static void identity_swap(weft_ctx *ctx)
+{
+    if (!ctx->have_next || ctx->job)
+        return;
+    pr_tls_ctx_free(ctx->tls); /* sessions open on it hold their own reference */
+    pr_idfile_free(&ctx->id);
+    ctx->tls = ctx->tls_next;
+    ctx->id = ctx->id_next;
+    ctx->tls_next = NULL;
+    memset(&ctx->id_next, 0, sizeof(ctx->id_next));
+    ctx->have_next = 0;
+    pr_info("edge_identity_reloaded", "identity=%s file=%s", ctx->id.id, pr_log_q(ctx->id_path));
+}
+
+int weft_reload_identity(weft_ctx *ctx)
+{
+    pr_tls_cfg cfg = {0};
+    pr_idfile id;
+    pr_tls_ctx *tls;
+    char err[256];
+    int r;
+
+    if (ctx == NULL)
+        return WEFT_EINVAL;
+    if (ctx->freeing)
+        return WEFT_ECANCELED;
+    if ((r = pr_idfile_load(ctx->id_path, &id, err, sizeof(err))) < 0) {
+        pr_error("edge_identity_reload_failed", "file=%s err=%s why=%s hint=%s",
+                 pr_log_q(ctx->id_path), weft_err_name(r), pr_log_q(err),
+                 pr_log_q("the identity in use stays; check the file weft-edge renew wrote"));
+        return r;
+    }
+    if (strcmp(id.id, ctx->id.id) != 0 || strcmp(id.network, ctx->id.network) != 0) {
+        pr_error("edge_identity_reload_failed", "file=%s err=EINVAL hint=%s",
+                 pr_log_q(ctx->id_path), pr_log_q("the file now holds another identity; restart"));
+        pr_idfile_free(&id);
+        return WEFT_EINVAL;
+    }
+    cfg = (pr_tls_cfg){.ca_pem = id.ca_pem, .cert_pem = id.cert_pem, .key_pem = id.key_pem};
+    if ((r = pr_tls_ctx_new(&cfg, &tls)) < 0) {
+        pr_idfile_free(&id);
+        return r;
+    }
+    if (ctx->have_next) {
+        pr_tls_ctx_free(ctx->tls_next);
+        pr_idfile_free(&ctx->id_next);
+    }
+    ctx->tls_next = tls;
+    ctx->id_next = id;
+    ctx->have_next = 1;
+    identity_swap(ctx);
+    return 0;
 }
 
 static void start_fetch(weft_ctx *ctx)
@@ -343,6 +481,7 @@ static void on_tick(uv_timer_t *t)
 
     weft__conns_tick(ctx, weft__now(ctx));
     listeners_tick(ctx, weft__now(ctx));
+    weft__probes_tick(ctx);
 }
 
 static void on_idle(uv_idle_t *h);
@@ -383,6 +522,11 @@ static int ctx_alloc(const char *identity_file, const weft_options *opt, weft_ct
 
     if (ctx == NULL)
         return WEFT_ENOMEM;
+    if (strlen(identity_file) >= sizeof(ctx->id_path)) {
+        free(ctx);
+        return WEFT_ETOOBIG;
+    }
+    memcpy(ctx->id_path, identity_file, strlen(identity_file) + 1);
     if ((r = pr_idfile_load(identity_file, &ctx->id, err, sizeof(err))) < 0) {
         pr_error("edge_identity", "file=%s err=%s why=%s hint=%s", pr_log_q(identity_file),
                  weft_err_name(r), pr_log_q(err), pr_log_q("enrol with weft-edge enroll first"));
@@ -395,6 +539,8 @@ static int ctx_alloc(const char *identity_file, const weft_options *opt, weft_ct
     }
     ctx->refresh_s = opt && opt->refresh_s ? opt->refresh_s : 60;
     ctx->window = opt && opt->window ? opt->window : WEFT_WINDOW_DEFAULT;
+    ctx->probe_every_ms = WEFT_PROBE_EVERY_MS;
+    ctx->resume = 1;
     if (ctx->window < WEFT_WINDOW_MIN)
         ctx->window = WEFT_WINDOW_MIN;
     if (ctx->window > WEFT_WINDOW_MAX)
@@ -426,6 +572,10 @@ static void ctx_release(weft_ctx *ctx)
     pr_reader_free(&ctx->sess[1].rd);
     pr_tls_ctx_free(ctx->tls);
     pr_idfile_free(&ctx->id);
+    if (ctx->have_next) {
+        pr_tls_ctx_free(ctx->tls_next);
+        pr_idfile_free(&ctx->id_next);
+    }
     free(ctx->fbuf);
     free(ctx->pbuf);
     sodium_memzero(ctx, sizeof(*ctx));
@@ -438,9 +588,10 @@ static void handles_init(uv_loop_t *loop, weft_ctx *ctx)
     uv_timer_init(loop, &ctx->refresh);
     uv_timer_init(loop, &ctx->tick);
     uv_idle_init(loop, &ctx->idle);
-    ctx->refresh.data = ctx->tick.data = ctx->idle.data = ctx;
+    uv_timer_init(loop, &ctx->probe_timer);
+    ctx->refresh.data = ctx->tick.data = ctx->idle.data = ctx->probe_timer.data = ctx;
     weft__rsess_init(ctx);
-    ctx->handles = 3 + WEFT_SESS_MAX;
+    ctx->handles = 4 + WEFT_SESS_MAX;
     ctx->fetch_backoff_ms = WEFT_BACKOFF_MIN_MS;
     uv_timer_start(&ctx->tick, on_tick, WEFT_TICK_MS, WEFT_TICK_MS);
 }
@@ -505,7 +656,8 @@ static void on_handle_closed(uv_handle_t *h)
 
 void weft__maybe_finish(weft_ctx *ctx)
 {
-    if (!ctx->freeing || ctx->conns || ctx->dirty || ctx->job || !weft__rsess_done(ctx) ||
+    if (!ctx->freeing || ctx->conns || ctx->dirty || ctx->job || ctx->probing ||
+        !weft__rsess_done(ctx) ||
         uv_is_closing((uv_handle_t *)&ctx->idle))
         return;
     uv_close((uv_handle_t *)&ctx->idle, on_handle_closed);
@@ -524,6 +676,8 @@ void weft_free(weft_ctx *ctx)
         free(l);
     }
     weft__rsess_stop(ctx);
+    weft__probes_stop(ctx);
+    uv_close((uv_handle_t *)&ctx->probe_timer, on_handle_closed);
     if (ctx->job)
         uv_cancel((uv_req_t *)&ctx->work);
     uv_close((uv_handle_t *)&ctx->refresh, on_handle_closed);

@@ -77,3 +77,38 @@ int weft__e2e_open(weft_e2e *e, const uint8_t *in, size_t len, uint8_t *out, siz
 {
     return pr_e2e_pull(&e->rx, in, len, out, cap, out_len, final);
 }
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+int weft__e2e_resume_mac(const weft_e2e *e, int role, uint64_t circuit, uint64_t ack_seq,
+                         const uint8_t nonce[16], uint8_t mac[32])
+{
+    static const char tag[] = "weft-resume-v1";
+    const uint8_t *ctx_tx = e->role == WEFT_E2E_CLIENT ? e->keys.tx : e->keys.rx;
+    const uint8_t *srv_tx = e->role == WEFT_E2E_CLIENT ? e->keys.rx : e->keys.tx;
+    uint8_t k[32], rk[32], msg[sizeof(tag) - 1 + 24 + 16];
+    crypto_generichash_state st;
+    int r = WEFT_ECRYPTO;
+
+    if (crypto_generichash_init(&st, NULL, 0, sizeof(k)) != 0 ||
+        crypto_generichash_update(&st, ctx_tx, PR_E2E_KEY_BYTES) != 0 ||
+        crypto_generichash_update(&st, srv_tx, PR_E2E_KEY_BYTES) != 0 ||
+        crypto_generichash_final(&st, k, sizeof(k)) != 0 ||
+        crypto_kdf_derive_from_key(rk, sizeof(rk), 1, "weftrsm1", k) != 0)
+        goto out;
+    memcpy(msg, tag, sizeof(tag) - 1);
+    put_be64(msg + sizeof(tag) - 1, (uint64_t)role);
+    put_be64(msg + sizeof(tag) - 1 + 8, circuit);
+    put_be64(msg + sizeof(tag) - 1 + 16, ack_seq);
+    memcpy(msg + sizeof(tag) - 1 + 24, nonce, 16);
+    if (crypto_generichash(mac, 32, msg, sizeof(msg), rk, sizeof(rk)) == 0)
+        r = 0;
+out:
+    sodium_memzero(k, sizeof(k));
+    sodium_memzero(rk, sizeof(rk));
+    return r;
+}

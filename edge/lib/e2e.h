@@ -55,6 +55,13 @@ static inline int weft__e2e_rx_ready(const weft_e2e *e)
     return e->rx.started;
 }
 
+/* The proof of a resume (docs/dataplane.md, "Re-homing live circuits"):
+ * BLAKE2b-256 keyed with rk = KDF(BLAKE2b-256(client_tx || server_tx)) over
+ * "weft-resume-v1" || role || circuit || ack_seq (big-endian u64) || nonce.
+ * Only the two ends hold the keys it comes from. */
+int weft__e2e_resume_mac(const weft_e2e *e, int role, uint64_t circuit, uint64_t ack_seq,
+                         const uint8_t nonce[16], uint8_t mac[32]);
+
 /* out needs len + WEFT_E2E_ABYTES bytes; final tags the message FINAL. */
 int weft__e2e_seal(weft_e2e *e, const uint8_t *in, size_t len, int final, uint8_t *out, size_t cap,
                    size_t *out_len);

@@ -72,6 +72,18 @@ static int decode_ack(const pr_frame *f, weft_msg *m)
     return pr_frame_u64(f, PR_H_WINDOW, &m->window) < 0 ? WEFT_EPROTO : 0;
 }
 
+static int decode_resume(const pr_frame *f, weft_msg *m)
+{
+    size_t n, k;
+
+    if (pr_frame_bytes(f, PR_H_NONCE, &m->nonce, &n) < 0 || n != WEFT_RESUME_NONCE ||
+        pr_frame_bytes(f, PR_H_MAC, &m->mac, &k) < 0 || k != WEFT_RESUME_MAC ||
+        pr_frame_u64(f, PR_H_ACK_SEQ, &m->ack_seq) < 0)
+        return WEFT_EPROTO;
+    m->has_ack_seq = 1;
+    return 0;
+}
+
 static int need_circuit(const pr_frame *f, weft_msg *m)
 {
     return pr_frame_u64(f, PR_H_CIRCUIT, &m->circuit) < 0 || m->circuit == 0 ? WEFT_EPROTO : 0;
@@ -94,7 +106,14 @@ static int decode_type(const pr_frame *f, weft_msg *m)
     case PR_EDGE_ERROR:
         return m->has_req || m->type != PR_EDGE_BIND_OK ? 0 : WEFT_EPROTO;
     case PR_EDGE_CLOSE:
+    case PR_EDGE_RETRANSMIT:
+    case PR_EDGE_RESUME_FAIL:
         return need_circuit(f, m);
+    case PR_EDGE_RESUME:
+    case PR_EDGE_RESUME_OK:
+        return need_circuit(f, m) < 0 ? WEFT_EPROTO : decode_resume(f, m);
+    case PR_EDGE_HELLO_OK:
+        return pr_frame_u32(f, PR_H_EDGE_CAPS, &m->caps) == WEFT_EPROTO ? WEFT_EPROTO : 0;
     case PR_PAYLOAD_DATA:
         if (need_circuit(f, m) < 0 || pr_frame_u64(f, PR_H_SEQ, &m->seq) < 0)
             return WEFT_EPROTO;
@@ -117,7 +136,9 @@ int weft__msg_decode(const pr_frame *f, weft_msg *m)
     m->circuit = m->seq = m->window = m->rwnd = m->ack_seq = 0;
     m->has_ack_seq = 0;
     m->err = 0;
-    m->err_msg[0] = m->service[0] = m->terminator[0] = '\0';
+    m->err_msg[0] = m->service[0] = m->terminator[0] = m->router_id[0] = '\0';
+    m->caps = 0;
+    m->nonce = m->mac = NULL;
     m->kx_pk = m->sig = NULL;
     m->sig_len = 0;
     m->cert[0] = '\0';
@@ -129,6 +150,7 @@ int weft__msg_decode(const pr_frame *f, weft_msg *m)
     m->has_req = r == 0 && m->req_id != 0; /* ids are never 0: the encoders leave it out */
     if (decode_err(f, m) < 0 || opt_str(f, PR_H_SERVICE, m->service, sizeof(m->service)) < 0 ||
         opt_str(f, PR_H_TERMINATOR, m->terminator, sizeof(m->terminator)) < 0 ||
+        opt_str(f, PR_H_ROUTER_ID, m->router_id, sizeof(m->router_id)) < 0 ||
         opt_u64(f, PR_H_CIRCUIT, &m->circuit) < 0)
         return WEFT_EPROTO;
     return decode_type(f, m);
@@ -239,6 +261,23 @@ int weft__msg_ack(uint8_t *buf, size_t cap, uint64_t circuit, uint64_t window, i
     pr_enc_u64(&e, PR_H_WINDOW, window);
     if (has_seq)
         pr_enc_u64(&e, PR_H_ACK_SEQ, seq);
+    return pr_enc_finish(&e, NULL, 0, len);
+}
+
+int weft__msg_resume(uint8_t *buf, size_t cap, uint16_t type, const weft_resume_msg *r,
+                     size_t *len)
+{
+    pr_enc e;
+
+    pr_enc_init(&e, buf, cap, type, 0);
+    if (r->req_id)
+        pr_enc_u32(&e, PR_H_REQ_ID, r->req_id);
+    pr_enc_u64(&e, PR_H_CIRCUIT, r->circuit);
+    if (r->anchor && r->anchor[0])
+        pr_enc_str(&e, PR_H_ROUTER_ID, r->anchor);
+    pr_enc_u64(&e, PR_H_ACK_SEQ, r->ack_seq);
+    pr_enc_bytes(&e, PR_H_NONCE, r->nonce, WEFT_RESUME_NONCE);
+    pr_enc_bytes(&e, PR_H_MAC, r->mac, WEFT_RESUME_MAC);
     return pr_enc_finish(&e, NULL, 0, len);
 }
 

@@ -19,7 +19,9 @@
 #define WEFT_RWND_MIN     4096
 #define WEFT_RWND_MAX     (1ull << 32)
 #define WEFT_RWND_DEFAULT (512 * 1024)
-#define WEFT_PAYLOAD_HDR_MAX 64 /* fixed header, circuit and seq of a payload frame */
+#define WEFT_PAYLOAD_HDR_MAX 64
+#define WEFT_RESUME_NONCE 16
+#define WEFT_RESUME_MAC   32 /* fixed header, circuit and seq of a payload frame */
 
 /* A decoded edge, payload or ack frame; pointers point into the frame. */
 typedef struct {
@@ -37,6 +39,10 @@ typedef struct {
     char err_msg[WEFT_ERRMSG_MAX];
     char service[WEFT_NAME_MAX];
     char terminator[WEFT_NAME_MAX];
+    char router_id[WEFT_NAME_MAX]; /* PR_H_ROUTER_ID: the far end's router (dial, answer) */
+    uint32_t caps;                 /* PR_H_EDGE_CAPS of EDGE_HELLO_OK */
+    const uint8_t *nonce;          /* EDGE_RESUME(_OK): WEFT_RESUME_NONCE bytes */
+    const uint8_t *mac;            /* EDGE_RESUME(_OK): WEFT_RESUME_MAC bytes */
     const uint8_t *kx_pk;
     const uint8_t *sig;
     size_t sig_len;
@@ -76,6 +82,17 @@ int weft__msg_close(uint8_t *buf, size_t cap, uint64_t circuit, int err, size_t 
  * seq received in order. */
 int weft__msg_ack(uint8_t *buf, size_t cap, uint64_t circuit, uint64_t window, int has_seq,
                   uint64_t seq, size_t *len);
+/* EDGE_RESUME (req != 0, router id of the anchor) and EDGE_RESUME_OK (req 0). */
+typedef struct {
+    uint32_t req_id;
+    uint64_t circuit;
+    const char *anchor;
+    uint64_t ack_seq;
+    const uint8_t *nonce;
+    const uint8_t *mac;
+} weft_resume_msg;
+int weft__msg_resume(uint8_t *buf, size_t cap, uint16_t type, const weft_resume_msg *r,
+                     size_t *len);
 int weft__msg_pong(uint8_t *buf, size_t cap, const weft_msg *ping, size_t *len);
 
 /* Payload frames are built in place so that ciphertext is sealed straight into

@@ -55,7 +55,9 @@ static int parse_svc(json_t *o, weft_svc *s)
     const char *exp = json_string_value(json_object_get(o, "expires_at"));
 
     if (!json_is_object(o) || copy_str(o, "name", s->name, sizeof(s->name), 1) < 0 ||
-        copy_str(o, "id", s->id, sizeof(s->id), 0) < 0)
+        copy_str(o, "id", s->id, sizeof(s->id), 0) < 0 ||
+        copy_str(o, "intercept", s->intercept, sizeof(s->intercept), 0) < 0 ||
+        copy_str(o, "host", s->host, sizeof(s->host), 0) < 0)
         return WEFT_EJSON;
     s->dial = json_is_true(json_object_get(o, "dial"));
     s->bind = json_is_true(json_object_get(o, "bind"));

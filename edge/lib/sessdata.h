@@ -11,6 +11,8 @@
 typedef struct {
     char id[WEFT_NAME_MAX];
     char name[WEFT_NAME_MAX];
+    char intercept[256]; /* "tcp:HOST:PORT" / "udp:HOST:PORT", "" when not given */
+    char host[256];
     int dial, bind;
     char *dial_token; /* NULL when the identity may not dial */
     char *bind_token;

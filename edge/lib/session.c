@@ -3,6 +3,7 @@
  * machine (rsess_event) per session with one place that changes state. With
  * two or more routers in the session data the edge holds two sessions, each
  * to a different router, and measures their round trips (ARCHITECTURE 3a). */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,10 +100,10 @@ static void on_timer(uv_timer_t *t)
 
 static void start_backoff(weft_rsess *s)
 {
-    unsigned d = s->backoff_ms, jittered = d / 2 + (unsigned)(random() % (d / 2 + 1));
+    unsigned d = s->backoff_ms, jittered = d / 2 + randombytes_uniform(d / 2 + 1);
 
     s->backoff_ms = d * 2 > WEFT_BACKOFF_MAX_MS ? WEFT_BACKOFF_MAX_MS : d * 2;
-    s->router_idx++; /* the next attempt tries the next router */
+    s->skip++; /* the next attempt tries the next router of the ranking */
     change_state(s, RS_BACKOFF);
     uv_timer_start(&s->timer, on_timer, jittered, 0);
 }
@@ -139,21 +140,38 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     uv_freeaddrinfo(res);
 }
 
-/* The router for this attempt: the next of the list, but never the one the
- * other session holds or tries. */
+/* The router the other session holds or tries, or (size_t)-1. */
+static size_t other_router(const weft_rsess *s)
+{
+    for (int i = 0; i < s->ctx->nsess; i++) {
+        const weft_rsess *o = &s->ctx->sess[i];
+        if (o != s && o->state != RS_IDLE && o->state != RS_STOPPED && o->state != RS_BACKOFF)
+            return o->cur;
+    }
+    return (size_t)-1;
+}
+
+/* The router for this attempt: a move decided by the ranking, else the
+ * nearest the other session does not hold, the next one down after each
+ * failed attempt. */
 static size_t pick_router(weft_rsess *s)
 {
     const weft_sessdata *sd = &s->ctx->sd;
-    size_t idx = s->router_idx % sd->nrouters;
-    int i;
+    size_t rank[WEFT_PROBE_MAX], n, held = other_router(s), m = 0, idx;
 
-    for (i = 0; i < s->ctx->nsess && sd->nrouters > 1; i++) {
-        weft_rsess *o = &s->ctx->sess[i];
-        if (o != s && o->state != RS_IDLE && o->state != RS_STOPPED && o->state != RS_BACKOFF &&
-            o->cur == idx)
-            idx = (idx + 1) % sd->nrouters;
+    if (s->move_to != 0 && s->move_to - 1 < sd->nrouters && s->move_to - 1 != held) {
+        idx = s->move_to - 1;
+        s->move_to = 0;
+        return idx;
     }
-    return idx;
+    s->move_to = 0;
+    n = weft__rank(s->ctx, rank, WEFT_PROBE_MAX);
+    if (n == 0) /* more routers than are ranked: never here, WEFT_PROBE_MAX >= 1 */
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (rank[i] != held || n == 1)
+            rank[m++] = rank[i];
+    return rank[s->skip % m];
 }
 
 static int start_resolve(weft_rsess *s)
@@ -204,6 +222,7 @@ static int check_router(weft_rsess *s)
                  pr_log_q("the address in the session data is not a router of this network"));
         return WEFT_EUNTRUSTED;
     }
+    snprintf(s->router_id, sizeof(s->router_id), "%s", id);
     return 0;
 }
 
@@ -283,6 +302,8 @@ static void on_ready(weft_rsess *s)
     uv_timer_stop(&s->timer);
     uv_timer_start(&s->timer, on_timer, RTT_PING_MS, RTT_PING_MS);
     s->backoff_ms = WEFT_BACKOFF_MIN_MS;
+    s->skip = 0;
+    s->better_rounds = 0;
     change_state(s, RS_READY);
     send_ping(s);
     weft__session_up(s->ctx, s);
@@ -314,6 +335,10 @@ static void live_event(weft_rsess *s, int ev, int status)
         uv_timer_stop(&s->timer);
         if (s->state == RS_READY)
             weft__session_down(s->ctx, s);
+        if (s->move_to != 0 && !s->ctx->freeing) {
+            attempt(s); /* a move to a nearer router: no backoff */
+            break;
+        }
         start_backoff(s);
         break;
     }
@@ -416,6 +441,16 @@ static int ready_frame(weft_rsess *s, const weft_msg *m)
     case PR_EDGE_PONG:
         on_pong(s, m);
         return 0;
+    case PR_EDGE_RETRANSMIT:
+        weft__conn_retransmit_notice(ctx, s, m);
+        return 0;
+    case PR_EDGE_RESUME:
+        weft__resume_request(ctx, s, m);
+        return 0;
+    case PR_EDGE_RESUME_OK:
+    case PR_EDGE_RESUME_FAIL:
+        weft__resume_answer(ctx, s, m);
+        return 0;
     default:
         pr_debug("edge_ignored_frame", "type=0x%04x", m->type);
         return 0;
@@ -438,6 +473,7 @@ static int on_frame(void *arg, const pr_frame *f)
     s->ctx->rx_sess = s;
     if (s->state == RS_HELLO) {
         if (m->type == PR_EDGE_HELLO_OK) {
+            s->caps = m->caps;
             weft__rsess_event(s, RE_HELLO_OK, 0);
             return 0;
         }
@@ -496,17 +532,16 @@ static void on_close(pr_conn *c, int status)
 
 void weft__rsess_init(weft_ctx *ctx)
 {
-    size_t first = (size_t)random();
     weft_rsess *s;
     int i;
 
+    ctx->rank_salt = randombytes_uniform(WEFT_PROBE_MAX * 16);
     for (i = 0; i < WEFT_SESS_MAX; i++) {
         s = &ctx->sess[i];
         s->ctx = ctx;
         s->slot = i;
         s->state = RS_IDLE;
         s->backoff_ms = WEFT_BACKOFF_MIN_MS;
-        s->router_idx = first + (size_t)i; /* two sessions start on two routers */
         s->cur = (size_t)-1;
         uv_timer_init(ctx->loop, &s->timer);
         s->timer.data = s;
@@ -518,6 +553,10 @@ void weft__rsess_start(weft_ctx *ctx)
 {
     int i;
 
+    if (ctx->sd.nrouters > WEFT_SESS_MAX && !ctx->probed) {
+        weft__probe_round(ctx); /* sessions start once the routers are ranked */
+        return;
+    }
     if (ctx->sd.nrouters >= 2) /* never fewer again: a running session stays counted */
         ctx->nsess = WEFT_SESS_MAX;
     for (i = 0; i < ctx->nsess; i++)
@@ -531,4 +570,38 @@ void weft__rsess_stop(weft_ctx *ctx)
 
     for (i = 0; i < WEFT_SESS_MAX; i++)
         weft__rsess_event(&ctx->sess[i], RE_STOP, 0);
+}
+
+/* After a probe round: a ready session whose router is clearly farther than
+ * the nearest router no session holds, in two rounds in a row, moves there
+ * once it carries no circuit (moving would cut them). */
+void weft__rsess_reevaluate(weft_ctx *ctx)
+{
+    size_t rank[WEFT_PROBE_MAX], n = weft__rank(ctx, rank, WEFT_PROBE_MAX), cand = (size_t)-1;
+    weft_rsess *s;
+    int i, j;
+
+    for (size_t k = 0; k < n && cand == (size_t)-1; k++) {
+        cand = rank[k];
+        for (j = 0; j < ctx->nsess; j++)
+            if (ctx->sess[j].state != RS_IDLE && ctx->sess[j].state != RS_STOPPED &&
+                ctx->sess[j].cur == rank[k])
+                cand = (size_t)-1;
+    }
+    for (i = 0; i < ctx->nsess; i++) {
+        s = &ctx->sess[i];
+        if (!weft__rsess_ready(s) || cand == (size_t)-1 || s->cur >= ctx->sd.nrouters ||
+            !weft__clearly_nearer(weft__dist_of(ctx, ctx->sd.routers[cand].edge_listen),
+                                  weft__dist_of(ctx, ctx->sd.routers[s->cur].edge_listen))) {
+            s->better_rounds = 0;
+            continue;
+        }
+        if (++s->better_rounds < 2 || weft__conns_open_on(ctx, s) > 0)
+            continue;
+        pr_info("edge_session_move", "slot=%d from=%s to=%s", s->slot, s->addr,
+                ctx->sd.routers[cand].edge_listen);
+        s->move_to = cand + 1;
+        pr_conn_close(s->tls, WEFT_ECANCELED);
+        return; /* one move per round */
+    }
 }

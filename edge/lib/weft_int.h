@@ -27,6 +27,9 @@
 #define WEFT_ACK_EVERY      16   /* frames received in order between two acknowledgements */
 #define WEFT_RTO_MIN_MS     1000 /* first retransmission after this long without progress */
 #define WEFT_RTO_MAX_MS     32000
+#define WEFT_PROBE_MAX      16     /* routers measured by TCP connect time */
+#define WEFT_PROBE_TIMEOUT_MS 2000
+#define WEFT_PROBE_EVERY_MS 300000 /* routers are measured again this often */
 
 /* Router session states; rsess_change_state() is the only place that moves. */
 #define RSESS_STATES(XX)                                                                           \
@@ -71,8 +74,20 @@ typedef struct weft_rsess {
     uint64_t srtt_us; /* smoothed round trip of EDGE_PING/PONG; 0 before the first */
     uint32_t ping_req;
     uint64_t ping_at; /* uv_hrtime of the ping in flight */
+    uint32_t caps;    /* PR_CAP_* of the router's EDGE_HELLO_OK */
+    unsigned skip;    /* failed attempts since the last ready: how far down the ranking */
+    size_t move_to;   /* a nearer router to move to once closed, + 1; 0 = none */
+    int better_rounds; /* consecutive probe rounds that found a clearly nearer router */
+    char router_id[WEFT_NAME_MAX];
     char addr[256];
 } weft_rsess;
+
+/* A router's measured distance (probe.c): the TCP connect time, smoothed. */
+typedef struct {
+    char addr[256];
+    uint64_t rtt_us; /* 0: not measured yet */
+    int failed;      /* the last probe could not connect */
+} weft_dist;
 
 /* Circuit states; conn_change_state() is the only place that moves. */
 #define CONN_STATES(XX)                                                                            \
@@ -132,6 +147,12 @@ struct weft_conn {
     weft_ring sendq, recvq;
     weft_wreq wr[WEFT_WRITES_MAX];
     unsigned wr_head, wr_n, wr_done;
+    int in_accept, deferred; /* inside accept_cb; the application answers later */
+    int close_err;           /* sent in EDGE_CLOSE by weft_close_err */
+    char anchor[WEFT_NAME_MAX]; /* the far end's router (PR_H_ROUTER_ID) */
+    uint32_t resume_req;        /* EDGE_RESUME in flight (0: none) */
+    uint64_t resume_deadline;
+    uint8_t resume_nonce[WEFT_RESUME_NONCE];
     weft_read_cb read_cb;
     int reading;
     int shut_req, fin_sent, fin_rcvd, eof_given;
@@ -181,6 +202,24 @@ struct weft_ctx {
     uint8_t *pbuf; /* one message being decrypted */
     weft_msg msg;
     int freeing;
+    char id_path[4096];
+    pr_tls_ctx *tls_next; /* a reloaded identity waiting for the fetch in flight to end */
+    pr_idfile id_next;
+    int have_next;
+    char last_err[WEFT_ERRMSG_MAX];
+    weft_services_cb svcs_cb;
+    void *svcs_data;
+    uint8_t svcs_sum[32]; /* what the last services callback saw */
+    int svcs_told;
+    weft_dist dist[WEFT_PROBE_MAX];
+    size_t ndist;
+    int probing;          /* probes in flight */
+    int probed;           /* a round finished since the session data came */
+    uint64_t probe_every_ms;
+    uv_timer_t probe_timer;
+    struct weft_probe *probes;
+    int resume;           /* re-home circuits when the router offers it (default on) */
+    size_t rank_salt;     /* this edge's order of routers not measured yet */
 };
 
 uint64_t weft__now(const weft_ctx *ctx);
@@ -201,6 +240,21 @@ int weft__send(weft_rsess *s, size_t len);
 int weft__send_buf(weft_rsess *s, const uint8_t *p, size_t len);
 int weft__sess_writable(const weft_rsess *s);
 int weft__rsess_done(const weft_ctx *ctx);
+
+/* probe.c: routers ranked by distance */
+void weft__probe_round(weft_ctx *ctx);
+void weft__probes_stop(weft_ctx *ctx);
+void weft__probe_round_done(weft_ctx *ctx);
+void weft__probes_tick(weft_ctx *ctx);
+/* Smoothed connect time of the router at addr, UINT64_MAX when it failed, 0 unknown. */
+uint64_t weft__dist_of(const weft_ctx *ctx, const char *addr);
+void weft__dist_sample(weft_ctx *ctx, const char *addr, uint64_t rtt_us, int failed);
+/* Router indexes of the session data, nearest first (unknown after known, failed last). */
+size_t weft__rank(const weft_ctx *ctx, size_t *out, size_t cap);
+/* Hysteresis: 1 when cand is clearly nearer than cur (30 % and 1 ms). */
+int weft__clearly_nearer(uint64_t cand_us, uint64_t cur_us);
+/* After a probe round: sessions on a clearly farther router move (session.c). */
+void weft__rsess_reevaluate(weft_ctx *ctx);
 
 /* ctx.c */
 void weft__session_up(weft_ctx *ctx, weft_rsess *s);
@@ -228,6 +282,18 @@ void weft__late_dial_ok(weft_ctx *ctx, weft_rsess *s, const weft_msg *m);
 /* Sends again, byte for byte, every frame the peer has not acknowledged: for
  * a circuit that moved to a new path. */
 int weft__conn_retransmit(weft_conn *c);
+/* EDGE_RETRANSMIT from s: the circuit moved to a new path inside the fabric. */
+void weft__conn_retransmit_notice(weft_ctx *ctx, weft_rsess *s, const weft_msg *m);
+/* EDGE_RESUME from the far edge, and the answers to ours. */
+void weft__resume_request(weft_ctx *ctx, weft_rsess *s, const weft_msg *m);
+void weft__resume_answer(weft_ctx *ctx, weft_rsess *s, const weft_msg *m);
+int weft__conns_open_on(const weft_ctx *ctx, const weft_rsess *s);
+int weft__resume_possible(const weft_conn *c, const weft_rsess *to);
+int weft__resume_start(weft_conn *c, weft_rsess *to);
+void weft__resumes_tick(weft_conn *c, uint64_t now);
+void weft__conn_gone(weft_conn *c, int err);
+void weft__conn_pump(weft_conn *c);
+int weft__conn_ack(weft_conn *c);
 
 /* Tests and embedders with their own session source: a ctx that never asks
  * the controller and uses session_json (the body of GET /v1/edge/session). */

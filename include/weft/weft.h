@@ -67,7 +67,8 @@ int weft_dial(weft_ctx *ctx, const char *service, weft_dial_cb cb, void *data);
  * again with an error if the binding is lost for good: refused or never
  * answered; the listener is then gone). After a reconnect the service is
  * bound again without a callback. accept_cb runs per circuit; closing the
- * conn inside accept_cb refuses the dial (the dialler gets WEFT_EREFUSED). */
+ * conn inside accept_cb refuses the dial (the dialler gets WEFT_EREFUSED);
+ * weft_accept_defer lets the application answer later. */
 int weft_listen(weft_ctx *ctx, const char *service, weft_listen_cb cb, weft_accept_cb accept_cb,
                 void *data);
 int weft_unlisten(weft_ctx *ctx, const char *service);
@@ -88,6 +89,50 @@ int weft_shutdown(weft_conn *conn);
 /* Ends the circuit at once (the peer reads WEFT_ERESET unless both sides had
  * half-closed); cb runs on a later loop iteration, then conn is freed. */
 void weft_close(weft_conn *conn, weft_close_cb cb);
+
+/* Like weft_close, but the peer reads err (a negative WEFT_E* code) rather
+ * than WEFT_ERESET: say why the circuit ends (e.g. WEFT_EREFUSED when the
+ * local service went away). err 0 is weft_close. */
+void weft_close_err(weft_conn *conn, int err, weft_close_cb cb);
+
+/* ---- deferred accept ----
+ * Called inside accept_cb, weft_accept_defer holds the host's answer: the
+ * dialler waits until weft_accept (it then sees its dial succeed) or
+ * weft_reject (its dial fails with err, e.g. WEFT_EREFUSED, and msg is its
+ * reason; the conn is then dead, close it). A deferred circuit not answered
+ * within 10 s is rejected with WEFT_ETIMEDOUT. Reads and writes may be set up
+ * meanwhile: bytes wait for the answer. Without weft_accept_defer the answer
+ * goes as soon as accept_cb returns, as before. */
+int weft_accept_defer(weft_conn *conn);
+int weft_accept(weft_conn *conn);
+int weft_reject(weft_conn *conn, int err, const char *msg);
+/* The reason text the router or the hosting side gave with the last failed
+ * dial of ctx: valid inside that dial's callback; "" when there was none. */
+const char *weft_last_error_msg(const weft_ctx *ctx);
+
+/* ---- the identity's services ---- */
+typedef struct {
+    const char *name;
+    const char *intercept; /* "tcp:HOST:PORT" or "udp:HOST:PORT", "" if none */
+    const char *host;      /* where a hosting edge connects circuits, "" if none */
+    int dial;              /* this identity may dial it (policy and token) */
+    int bind;              /* this identity may host it */
+} weft_service;
+/* svcs[0..n) is valid only during the call. */
+typedef void (*weft_services_cb)(weft_ctx *ctx, const weft_service *svcs, size_t n, void *data);
+/* Calls cb at once with the services of the session data held now;
+ * WEFT_EAGAIN when none has arrived yet (weft_set_services_cb tells when). */
+int weft_services(weft_ctx *ctx, weft_services_cb cb, void *data);
+/* cb runs on the loop when the first session data arrives and after each
+ * refresh that changed a service's name, addresses or flags (cb NULL: none). */
+void weft_set_services_cb(weft_ctx *ctx, weft_services_cb cb, void *data);
+
+/* ---- identity renewal ----
+ * Reads the identity file again (after weft-edge renew or pr_renew_if_due
+ * rewrote it): new sessions, session-data fetches and new circuits use the
+ * new certificate and key; sessions and circuits already open keep running
+ * on the old one, which stays valid until it expires. */
+int weft_reload_identity(weft_ctx *ctx);
 
 void *weft_conn_data(const weft_conn *conn);
 void weft_conn_set_data(weft_conn *conn, void *data);

@@ -1,6 +1,6 @@
-/* The agent's reading of the session data (edge/services.c): services with
- * their intercept and host addresses and dial/bind flags, the refresh
- * period, malformed documents refused, endpoints parsed and resolved. */
+/* The agent's records of the services libweft reads (edge/services.c): names,
+ * intercept and host addresses and dial/bind flags, oversized ones left out,
+ * endpoints parsed and resolved. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,29 +14,22 @@
 
 #include "edge/agent.h"
 
-static const char doc[] =
-    "{\"data\": {\"identity\": {\"id\": \"i1\", \"name\": \"laptop\", \"roles\": []},"
-    " \"routers\": [{\"id\": \"r\", \"name\": \"r1\", \"edge_listen\": \"127.0.0.1:3022\"}],"
-    " \"services\": ["
-    "  {\"id\": \"s1\", \"name\": \"web\", \"intercept\": \"tcp:127.0.0.1:8080\","
-    "   \"host\": \"tcp:127.0.0.1:80\", \"dial\": true, \"bind\": false,"
-    "   \"tokens\": {\"dial\": \"x.y.z\"}, \"expires_at\": \"2026-11-25T03:15:00Z\"},"
-    "  {\"id\": \"s2\", \"name\": \"dns\", \"intercept\": \"udp:[::1]:5353\","
-    "   \"host\": \"udp:127.0.0.1:53\", \"dial\": false, \"bind\": true},"
-    "  {\"id\": \"s3\", \"name\": \"bare\", \"dial\": true}],"
-    " \"signing_key\": \"AAAA\", \"refresh_s\": 30}}";
+/* What libweft hands the agent (weft_services / weft_set_services_cb). */
+static const weft_service svcs[] = {
+    {"web", "tcp:127.0.0.1:8080", "tcp:127.0.0.1:80", 1, 0},
+    {"dns", "udp:[::1]:5353", "udp:127.0.0.1:53", 0, 1},
+    {"bare", "", "", 1, 0},
+    {"", "tcp:127.0.0.1:1", "", 1, 1}, /* no name: not a service the agent can run */
+};
 
-static void parse_services(void **state)
+static void from_services(void **state)
 {
     edge_svc *v = NULL;
     size_t n = 0;
-    unsigned refresh = 0;
-    char err[128];
     (void)state;
 
-    assert_int_equal(edge_svcs_parse(doc, strlen(doc), &v, &n, &refresh, err, sizeof(err)), 0);
+    assert_int_equal(edge_svcs_from(svcs, 4, &v, &n), 0);
     assert_int_equal(n, 3);
-    assert_int_equal(refresh, 30);
     assert_string_equal(v[0].name, "web");
     assert_string_equal(v[0].intercept, "tcp:127.0.0.1:8080");
     assert_string_equal(v[0].host, "tcp:127.0.0.1:80");
@@ -46,55 +39,34 @@ static void parse_services(void **state)
     assert_string_equal(v[0].icpt_ep.text, "127.0.0.1:8080");
     assert_int_equal(v[1].icpt_ep.proto, EDGE_UDP);
     assert_string_equal(v[1].icpt_ep.text, "[::1]:5353");
+    assert_int_equal(v[1].host_ep.proto, EDGE_UDP);
     assert_false(v[1].dial);
     assert_true(v[1].bind);
     /* No addresses: nothing to start, but the service is there. */
     assert_string_equal(v[2].intercept, "");
     assert_int_equal(v[2].icpt_ep.proto, 0);
+    assert_string_equal(v[3].name, ""); /* the zeroed record after the last */
     free(v);
 }
 
-static void parse_refused(void **state)
+/* An address longer than the agent's records: that service is left out. */
+static void from_oversized(void **state)
 {
-    static const char *const bad[] = {
-        "",
-        "not json",
-        "[]",
-        "{\"data\": {}}",
-        "{\"services\": {}}",
-        "{\"services\": [{\"intercept\": \"tcp:127.0.0.1:1\"}]}", /* no name */
-        "{\"services\": [7]}",
-    };
-    edge_svc *v = (edge_svc *)1;
-    size_t n = 9;
-    unsigned refresh = 0;
-    char err[128];
-    (void)state;
-
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        err[0] = '\0';
-        assert_int_equal(
-            edge_svcs_parse(bad[i], strlen(bad[i]), &v, &n, &refresh, err, sizeof(err)),
-            WEFT_EJSON);
-        assert_null(v);
-        assert_int_equal(n, 0);
-        assert_true(strlen(err) > 0);
-    }
-}
-
-/* No "data" envelope and no refresh_s: the default period. */
-static void parse_bare(void **state)
-{
-    static const char d[] = "{\"services\": []}";
+    char big[EDGE_ADDR_MAX + 8];
+    weft_service one[2] = {{"long", big, "", 1, 0}, {"ok", "tcp:127.0.0.1:9", NULL, 1, 0}};
     edge_svc *v = NULL;
-    size_t n = 1;
-    unsigned refresh = 0;
-    char err[64];
+    size_t n = 9;
     (void)state;
 
-    assert_int_equal(edge_svcs_parse(d, strlen(d), &v, &n, &refresh, err, sizeof(err)), 0);
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(edge_svcs_from(one, 2, &v, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].name, "ok");
+    assert_string_equal(v[0].host, "");
+    free(v);
+    assert_int_equal(edge_svcs_from(NULL, 0, &v, &n), 0);
     assert_int_equal(n, 0);
-    assert_int_equal(refresh, 60);
     free(v);
 }
 
@@ -132,9 +104,8 @@ static void endpoints(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(parse_services),
-        cmocka_unit_test(parse_refused),
-        cmocka_unit_test(parse_bare),
+        cmocka_unit_test(from_services),
+        cmocka_unit_test(from_oversized),
         cmocka_unit_test(endpoints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
