@@ -127,4 +127,19 @@ enum pr_edge_caps {
                                                           circuit, ack seq, nonce, mac (+ req) */
 #define PR_EDGE_RESUME_FAIL PR_TYPE(PR_FAM_EDGE, 0x10) /* circuit, err, msg (+ req) */
 
+
+/* ---- maps in parts (docs/dataplane.md "Maps larger than a frame") ---- */
+#define PR_CTL_MAP_F_MORE 0x0001 /* CTL_MAP_FULL / CTL_MAP_DELTA flag: more parts follow (as
+                                    CTL_MAP_F_MORE in controller/control.h) */
+
+/* ---- re-homing on routers (docs/dataplane.md "Re-homing live circuits") ---- */
+enum pr_hkey_resume_link {
+    PR_H_RESUME_ROLE = 0x0117, /* u32: 1 the dialler, 2 the host is resuming (EDGE_RESUME_OK as
+                                  the anchor router relays it over links) */
+};
+
+#define PR_LINK_RESUME PR_TYPE(PR_FAM_LINK, 0x06) /* circuit, path (new router first, anchor
+                                                     last), hop, identity, ack seq, nonce, mac:
+                                                     an EDGE_RESUME on its way to the anchor */
+
 #endif

@@ -1,10 +1,12 @@
-/* The network map: JSON (jansson) into small arrays keyed by id. Look-ups are
- * linear: maps are hundreds of entries today; an index joins them when a
- * network grows to need one (the interface does not change). */
+/* The network map: JSON (jansson) into arrays with a hash index by id
+ * (SipHash, libsodium's crypto_shorthash, with a per-process random key so
+ * that ids chosen by anyone cannot pile up in one chain). */
 #include "router/map.h"
 
 #include <jansson.h>
+#include <sodium.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,49 +56,136 @@ static int fail(char *err, size_t errcap, int rc, const char *fmt, ...)
 
 static void vec_init(rt_vec *v, size_t esz)
 {
-    v->v = NULL;
-    v->n = v->cap = 0;
+    memset(v, 0, sizeof(*v));
     v->esz = esz;
+}
+
+static void vec_free(rt_vec *v)
+{
+    free(v->v);
+    free(v->idx);
+}
+
+static const char *vec_id(const rt_vec *v, size_t i)
+{
+    return (const char *)v->v + i * v->esz; /* every element starts with its id */
+}
+
+static size_t id_hash(const char *id)
+{
+    static unsigned char key[crypto_shorthash_KEYBYTES];
+    static int keyed;
+    unsigned char h[crypto_shorthash_BYTES];
+    uint64_t x;
+
+    if (!keyed) {
+        randombytes_buf(key, sizeof(key));
+        keyed = 1;
+    }
+    crypto_shorthash(h, (const unsigned char *)id, strlen(id), key);
+    memcpy(&x, h, sizeof(x));
+    return (size_t)x;
+}
+
+/* The slot holding id, or (with want_free) the first free slot on its probe
+ * sequence; SIZE_MAX when neither exists (the table is empty). */
+static size_t slot_of(const rt_vec *v, const char *id, int want_free)
+{
+    size_t mask = v->icap - 1, free_at = SIZE_MAX;
+
+    if (v->icap == 0)
+        return SIZE_MAX;
+    for (size_t s = id_hash(id) & mask, k = 0; k < v->icap; s = (s + 1) & mask, k++) {
+        size_t e = v->idx[s];
+        if (e == 0)
+            return want_free ? (free_at != SIZE_MAX ? free_at : s) : SIZE_MAX;
+        if (e == RT_VEC_TOMB) {
+            if (free_at == SIZE_MAX)
+                free_at = s;
+        } else if (strcmp(vec_id(v, e - 1), id) == 0) {
+            return s;
+        }
+    }
+    return want_free ? free_at : SIZE_MAX;
+}
+
+/* Rebuilt at twice the live count (at least 16 slots): tombstones go. */
+static int index_rebuild(rt_vec *v, size_t want)
+{
+    size_t cap = 16, *old = v->idx;
+
+    while (cap < 2 * want)
+        cap *= 2;
+    if ((v->idx = calloc(cap, sizeof(*v->idx))) == NULL) {
+        v->idx = old;
+        return WEFT_ENOMEM;
+    }
+    free(old);
+    v->icap = cap;
+    v->iused = v->n;
+    for (size_t i = 0; i < v->n; i++)
+        v->idx[slot_of(v, vec_id(v, i), 1)] = i + 1;
+    return 0;
 }
 
 static long vec_find(const rt_vec *v, const char *id)
 {
-    for (size_t i = 0; i < v->n; i++)
-        if (strcmp((const char *)v->v + i * v->esz, id) == 0)
-            return (long)i;
-    return -1;
+    size_t s = slot_of(v, id, 0);
+
+    return s == SIZE_MAX ? -1 : (long)(v->idx[s] - 1);
+}
+
+static int vec_grow(rt_vec *v)
+{
+    size_t cap = v->cap ? v->cap * 2 : 16;
+    void *nv;
+
+    if (v->n < v->cap)
+        return 0;
+    if ((nv = realloc(v->v, cap * v->esz)) == NULL)
+        return WEFT_ENOMEM;
+    v->v = nv;
+    v->cap = cap;
+    return 0;
 }
 
 static int vec_put(rt_vec *v, const void *elem)
 {
     long i = vec_find(v, (const char *)elem);
+    size_t s;
+    int rc;
 
     if (i >= 0) {
         memcpy((char *)v->v + (size_t)i * v->esz, elem, v->esz);
         return 0;
     }
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 16;
-        void *nv = realloc(v->v, cap * v->esz);
-        if (nv == NULL)
-            return WEFT_ENOMEM;
-        v->v = nv;
-        v->cap = cap;
-    }
+    if ((rc = vec_grow(v)) < 0)
+        return rc;
+    /* Load factor at most 3/4, counting tombstones. */
+    if (4 * (v->iused + 1) > 3 * v->icap && (rc = index_rebuild(v, v->n + 1)) < 0)
+        return rc;
     memcpy((char *)v->v + v->n * v->esz, elem, v->esz);
-    v->n++;
+    s = slot_of(v, (const char *)elem, 1);
+    if (v->idx[s] == 0)
+        v->iused++;
+    v->idx[s] = ++v->n;
     return 0;
 }
 
+/* The last element fills the hole, so its slot is pointed at its new place. */
 static void vec_del(rt_vec *v, const char *id)
 {
-    long i = vec_find(v, id);
+    size_t s = slot_of(v, id, 0), i, last;
 
-    if (i < 0)
+    if (s == SIZE_MAX)
         return;
-    v->n--;
-    if ((size_t)i != v->n)
-        memcpy((char *)v->v + (size_t)i * v->esz, (char *)v->v + v->n * v->esz, v->esz);
+    i = v->idx[s] - 1;
+    v->idx[s] = RT_VEC_TOMB;
+    last = --v->n;
+    if (i != last) {
+        memcpy((char *)v->v + i * v->esz, (char *)v->v + last * v->esz, v->esz);
+        v->idx[slot_of(v, vec_id(v, i), 0)] = i + 1;
+    }
 }
 
 /* ---- element parsers ---- */
@@ -236,7 +325,7 @@ void rt_map_free(rt_map *m)
     if (m == NULL)
         return;
     for (size_t i = 0; i < NKINDS; i++)
-        free(vec_of(m, &kinds[i])->v);
+        vec_free(vec_of(m, &kinds[i]));
     rt_map_init(m);
 }
 

@@ -55,9 +55,15 @@ typedef struct {
     int up;
 } rt_map_link;
 
+/* Elements in an array, indexed by id in an open-addressing hash table
+ * (slot = element index + 1; 0 empty; RT_VEC_TOMB a deleted slot), so that
+ * a 100,000-entry map applies in linear time and look-ups are O(1). */
+#define RT_VEC_TOMB ((size_t)-1)
 typedef struct {
     void *v;
     size_t n, cap, esz;
+    size_t *idx;
+    size_t icap, iused; /* slots (power of two, or 0) and slots not empty (with tombstones) */
 } rt_vec;
 
 typedef struct {
