@@ -13,9 +13,11 @@
 #include "router/router.h"
 #include "weft/errors.h"
 
-enum { K_RATE, K_BW, K_QUOTA, K_MAXC, K_TIME, K_DEST, K_BINDING, K_N };
-static const char *const kind_names[K_N] = {"rate",        "bandwidth",   "quota", "max_circuits",
-                                            "time",        "destination", "binding"};
+/* A first use has a slot of its own so that a burst of mismatches never
+ * holds back the report that records the new binding. */
+enum { K_RATE, K_BW, K_QUOTA, K_MAXC, K_TIME, K_DEST, K_BINDING, K_FIRST_USE, K_N };
+static const char *const kind_names[K_N] = {"rate", "bandwidth",   "quota",   "max_circuits",
+                                            "time", "destination", "binding", "binding"};
 
 typedef struct idstate idstate;
 struct idstate {
@@ -304,7 +306,7 @@ int rt_enforce_binding(rt_enforce *e, const char *identity, const rt_hwbind *hw,
         /* First use: the controller records the ids (the pair is fixed from now on). */
         json_object_set_new(ids, "first_use", json_true());
         snprintf(msg, cap, "device binding (%s): first use", hw->mode);
-        report_x(e, st, K_BINDING, RT_ACT_LOG, "", msg, now_ms, ids);
+        report_x(e, st, K_FIRST_USE, RT_ACT_LOG, "", msg, now_ms, ids);
         msg[0] = '\0';
     }
     json_decref(ids);

@@ -34,6 +34,7 @@ enum { PX_OK = 0, PX_REFUSED = 1, PX_USAGE = 2, PX_TLS = 3, PX_CLOSED = 4, PX_TI
 
 typedef struct {
     const char *idpath, *router, *service;
+    const char *imei, *iccid; /* hardware ids in EDGE_HELLO (--imei, --iccid) */
     char *token;
     long garbage, junk, garbage_first;
     unsigned timeout_ms;
@@ -201,6 +202,10 @@ static void on_open(pr_conn *c, int status)
     }
     pr_enc_init(&e, txbuf, sizeof(txbuf), PR_EDGE_HELLO, 0);
     pr_enc_str(&e, PR_H_VERSION, "dp_edgeprobe");
+    if (p->o.imei)
+        pr_enc_str(&e, PR_H_HW_IMEI, p->o.imei);
+    if (p->o.iccid)
+        pr_enc_str(&e, PR_H_HW_ICCID, p->o.iccid);
     send_enc(p, &e);
 }
 
@@ -269,7 +274,8 @@ static int parse_args(probe_opts *o, int argc, char **argv)
     static const struct option lo[] = {
         {"identity", 1, 0, 'i'}, {"router", 1, 0, 'r'}, {"dial", 1, 0, 'd'},
         {"token", 1, 0, 't'}, {"garbage", 1, 0, 'g'}, {"junk-frames", 1, 0, 'j'},
-        {"garbage-first", 1, 0, 'f'}, {"timeout", 1, 0, 'T'}, {0, 0, 0, 0}};
+        {"garbage-first", 1, 0, 'f'}, {"timeout", 1, 0, 'T'}, {"imei", 1, 0, 'M'},
+        {"iccid", 1, 0, 'C'}, {0, 0, 0, 0}};
     int ch;
 
     o->timeout_ms = 10000;
@@ -283,6 +289,8 @@ static int parse_args(probe_opts *o, int argc, char **argv)
         case 'j': o->junk = atol(optarg); break;
         case 'f': o->garbage_first = atol(optarg); break;
         case 'T': o->timeout_ms = (unsigned)atol(optarg); break;
+        case 'M': o->imei = optarg; break;
+        case 'C': o->iccid = optarg; break;
         default: return usage();
         }
     }
