@@ -63,7 +63,8 @@ st_conf() { # NAME then lines "service accept connect client"
 }
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench \
     -keyout "$T_TMP/st.key" -out "$T_TMP/st.pem" >/dev/null 2>&1 || t_bail "openssl req failed"
-stunnel_chain() { # SERVER_PORT: prints the port clients connect to
+stunnel_chain() { # SERVER_PORT: sets ST_PORT, the port clients connect to (no $(...):
+                 # the processes must be started by this shell to be cleaned up)
     local p1 p2 p3 p4
     p1=$(dp_port); p2=$(dp_port); p3=$(dp_port); p4=$(dp_port)
     bg "stunnel-$1-a" stunnel4 "$(st_conf "$1-a" in "$p1" "$p2" yes)"
@@ -71,10 +72,12 @@ stunnel_chain() { # SERVER_PORT: prints the port clients connect to
     bg "stunnel-$1-c" stunnel4 "$(st_conf "$1-c" out "$p4" "$1" no)"
     dp_wait_port "$p1" 10 && dp_wait_port "$p2" 10 && dp_wait_port "$p4" 10 ||
         t_bail "stunnel did not start: $(tail -5 "$T_TMP"/logs/stunnel-"$1"-*.log)"
-    echo "$p1"
+    ST_PORT=$p1
 }
-ST_SINK=$(stunnel_chain "$SINK")
-ST_ECHO=$(stunnel_chain "$ECHO")
+stunnel_chain "$SINK"
+ST_SINK=$ST_PORT
+stunnel_chain "$ECHO"
+ST_ECHO=$ST_PORT
 
 # ---------------------------------------------------------------- weft fabric
 dp_fabric dpbench
@@ -107,19 +110,28 @@ R[edge_anon,host]=$(awk '/^RssAnon/ {print $2}' "/proc/$HOST_PID/status")
 R[router_idle,weft]=$(dp_rss_kb "$DP_ROUTER_PID")
 
 # ---------------------------------------------------------------- runs
-# The median of three single-flow runs: on two shared cores one run varies by ~20%.
-single_flow() { # PORT
-    local i o v=()
+# Single flow: three rounds, each running raw, stunnel and weft in turn, and
+# the median per shape. Interleaving keeps drift in the machine's load (two
+# shared cores) from favouring one shape; one run varies by 20 % or more.
+single_flows() {
+    local i shape port o
+    declare -A v
     for i in 1 2 3; do
-        o=$(timeout $((secs + 60)) "$DP_BLAST" send "127.0.0.1:$1" --seconds "$secs" --max-seconds $((secs + 50)))
-        v+=("$(sample mbit "$(grep ^total <<<"$o")")")
+        for shape in raw stunnel weft; do
+            case $shape in raw) port=$SINK ;; stunnel) port=$ST_SINK ;; weft) port=$W_SINK ;; esac
+            o=$(timeout $((secs + 60)) "$DP_BLAST" send "127.0.0.1:$port" --seconds "$secs" \
+                --max-seconds $((secs + 50)))
+            v[$shape]+="$(sample mbit "$(grep ^total <<<"$o")") "
+        done
     done
-    printf '%s\n' "${v[@]}" | sort -g | sed -n 2p
+    for shape in raw stunnel weft; do
+        R[single,$shape]=$(printf '%s\n' ${v[$shape]} | sort -g | sed -n 2p)
+        R[single_all,$shape]=${v[$shape]}
+    done
 }
 
 run_shape() { # SHAPE SINK_PORT ECHO_PORT
     local o
-    R[single,$1]=$(single_flow "$2")
     o=$(timeout $((secs + 60)) "$DP_BLAST" send "127.0.0.1:$2" --seconds "$secs" --flows 8 --max-seconds $((secs + 50)))
     R[eight,$1]=$(sample mbit "$(grep ^total <<<"$o")")
     R[jain,$1]=$(sample jain "$(grep ^total <<<"$o")")
@@ -135,9 +147,13 @@ run_shape() { # SHAPE SINK_PORT ECHO_PORT
     R[dial1_p99,$1]=$(sample p99_ms "$o")
     echo "# $1 done"
 }
+echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+single_flows
 run_shape raw "$SINK" "$ECHO"
 run_shape stunnel "$ST_SINK" "$ST_ECHO"
 run_shape weft "$W_SINK" "$W_ECHO"
+echo "# load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# single-flow runs (Mbit/s): raw ${R[single_all,raw]}; stunnel ${R[single_all,stunnel]}; weft ${R[single_all,weft]}"
 R[edge_busy,dial]=$(dp_rss_kb "$DIAL_PID")
 R[router_busy,weft]=$(dp_rss_kb "$DP_ROUTER_PID")
 
