@@ -311,3 +311,22 @@ mb_wait_ctl_links() {
     done
     return 1
 }
+
+# mb_gap_ok GAP_MS LIMIT_MS: true when 0 <= GAP < LIMIT.
+mb_gap_ok() { python3 -c "import sys; sys.exit(0 if 0 <= float('$1') <= float('$2') else 1)"; }
+
+# mb_fail_case TAG LIMIT_MS RECV ICPT CMD...: a 64 MiB stream paced at 16 MiB/s;
+# CMD runs once 16 MiB arrived; asserts the SHA-256 and a max gap <= LIMIT_MS.
+mb_fail_case() {
+    local tag=$1 limit=$2 recv=$3 icpt=$4 ok gap bytes err
+    shift 4
+    mb_stream_start "$recv" 64M 16M "$tag" "$icpt"
+    if ! mb_wait_progress "$tag" $((16 * 1024 * 1024)) 30; then
+        t_fail "$tag: the stream reached 16 MiB" "progress: $(mb_progress "$tag")"
+    fi
+    "$@" >/dev/null
+    read -r ok gap bytes err <<<"$(mb_stream_end "$tag" 90)"
+    assert_eq yes "$ok" "$tag: 64 MiB arrive intact (SHA-256 equal; $bytes bytes; $err)"
+    assert_cond "$tag: stall ${gap} ms <= ${limit} ms" mb_gap_ok "$gap" "$limit"
+    printf '%s %s\n' "$tag" "$gap" >>"$T_TMP/stalls"
+}
