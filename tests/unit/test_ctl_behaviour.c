@@ -1,0 +1,286 @@
+/* Behaviour policies and device binding in the controller (controller/behaviour.c),
+ * and the event store with a real SQLite file and a real webhook POST over
+ * loopback (controller/events.c, webhook.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+
+#include "controller/behaviour.h"
+#include "controller/events.h"
+#include "weft/errors.h"
+
+static json_t *J(const char *text)
+{
+    json_t *j = json_loads(text, 0, NULL);
+    assert_non_null(j);
+    return j;
+}
+
+static void test_window_parse(void **state)
+{
+    char zone[64];
+    int a, b;
+    (void)state;
+    assert_int_equal(ctl_behaviour_parse_window("08:00-18:00@Europe/Paris", &a, &b, zone,
+                                                sizeof(zone)), 0);
+    assert_int_equal(a, 480);
+    assert_int_equal(b, 1080);
+    assert_string_equal(zone, "Europe/Paris");
+    assert_int_equal(ctl_behaviour_parse_window("22:00-06:00", &a, &b, zone, sizeof(zone)), 0);
+    assert_string_equal(zone, "UTC");
+    assert_int_equal(ctl_behaviour_parse_window("8:00-18:00", &a, &b, zone, sizeof(zone)),
+                     WEFT_EINVAL);
+    assert_int_equal(ctl_behaviour_parse_window("08:00-18:00@../../etc/passwd", &a, &b, zone,
+                                                sizeof(zone)), WEFT_EINVAL);
+    assert_int_equal(ctl_behaviour_parse_window("08:00-08:00", &a, &b, zone, sizeof(zone)),
+                     WEFT_EINVAL);
+    assert_int_equal(ctl_behaviour_parse_window("25:00-08:00", &a, &b, zone, sizeof(zone)),
+                     WEFT_EINVAL);
+}
+
+static void test_zone_offset(void **state)
+{
+    long off = 0;
+    (void)state;
+    /* 2026-01-15 12:00 UTC: Paris is UTC+1 in winter, +2 in July. */
+    assert_int_equal(ctl_behaviour_zone_offset("Europe/Paris", 1768478400, &off), 0);
+    assert_int_equal(off, 3600);
+    assert_int_equal(ctl_behaviour_zone_offset("Europe/Paris", 1784116800, &off), 0);
+    assert_int_equal(off, 7200);
+}
+
+static void test_limits_combine(void **state)
+{
+    json_t *pols = J("[{\"name\":\"b\",\"type\":\"behaviour\",\"identity_roles\":[\"#dev\"],"
+                     "\"service_roles\":[],\"conn_rate\":10,\"quota\":500,\"actions\":[\"log\"]},"
+                     "{\"name\":\"a\",\"type\":\"behaviour\",\"identity_roles\":[\"#dev\"],"
+                     "\"service_roles\":[\"#web\"],\"conn_rate\":3,\"max_circuits\":2,"
+                     "\"time\":\"08:00-18:00@UTC\",\"actions\":[\"block\",\"remove\"]},"
+                     "{\"name\":\"c\",\"type\":\"dial\",\"identity_roles\":[\"#dev\"],"
+                     "\"service_roles\":[\"#all\"]}]");
+    json_t *id = J("{\"id\":\"i1\",\"name\":\"d1\",\"roles\":[\"dev\"]}");
+    json_t *web = J("{\"id\":\"s1\",\"name\":\"web\",\"roles\":[\"web\"]}");
+    json_t *db = J("{\"id\":\"s2\",\"name\":\"db\",\"roles\":[\"db\"]}");
+    json_t *other = J("{\"id\":\"i2\",\"name\":\"x\",\"roles\":[\"ops\"]}");
+    json_t *lim;
+    (void)state;
+
+    lim = ctl_behaviour_limits(pols, id, web, 1768478400);
+    assert_non_null(lim);
+    assert_int_equal(json_integer_value(json_object_get(lim, "rate")), 3); /* the strictest */
+    assert_int_equal(json_integer_value(json_object_get(lim, "quota")), 500);
+    assert_int_equal(json_integer_value(json_object_get(lim, "maxc")), 2);
+    assert_int_equal(json_array_size(json_object_get(lim, "act")), 3); /* block, log, remove */
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(lim, "win"), 0)), 480);
+    json_decref(lim);
+    lim = ctl_behaviour_limits(pols, id, db, 1768478400); /* only "b" applies to db */
+    assert_int_equal(json_integer_value(json_object_get(lim, "rate")), 10);
+    assert_null(json_object_get(lim, "maxc"));
+    json_decref(lim);
+    assert_null(ctl_behaviour_limits(pols, other, web, 0));
+    assert_int_equal(ctl_behaviour_identity_actions(pols, id),
+                     CTL_ACT_BLOCK | CTL_ACT_LOG | CTL_ACT_REMOVE);
+    assert_int_equal(ctl_behaviour_identity_actions(pols, other), 0);
+    json_decref(pols);
+    json_decref(id);
+    json_decref(web);
+    json_decref(db);
+    json_decref(other);
+}
+
+static void test_fields(void **state)
+{
+    char err[256];
+    json_t *f = json_object(), *b;
+    (void)state;
+    b = J("{\"conn_rate\":10,\"actions\":[\"block\",\"alert\"]}");
+    assert_int_equal(ctl_behaviour_fields(b, 1, f, err, sizeof(err)), 0);
+    assert_int_equal(json_integer_value(json_object_get(f, "conn_rate")), 10);
+    json_decref(b);
+    b = J("{\"conn_rate\":10}");
+    assert_int_equal(ctl_behaviour_fields(b, 1, f, err, sizeof(err)), WEFT_EINVAL);
+    json_decref(b);
+    b = J("{\"actions\":[\"explode\"]}");
+    assert_int_equal(ctl_behaviour_fields(b, 1, f, err, sizeof(err)), WEFT_EINVAL);
+    json_decref(b);
+    b = J("{\"quota\":-1,\"actions\":[\"log\"]}");
+    assert_int_equal(ctl_behaviour_fields(b, 1, f, err, sizeof(err)), WEFT_EINVAL);
+    json_decref(b);
+    json_decref(f);
+}
+
+static void check_binding(const char *ident, const char *imei, const char *iccid, int want_rc,
+                          int want_flag, int want_update)
+{
+    json_t *id = J(ident), *upd = NULL;
+    char why[320];
+    int flag = -1;
+
+    assert_int_equal(ctl_binding_check(id, imei, iccid, &upd, why, sizeof(why), &flag), want_rc);
+    if (want_rc == 0) {
+        assert_int_equal(flag, want_flag);
+        assert_int_equal(upd != NULL, want_update);
+    }
+    json_decref(upd);
+    json_decref(id);
+}
+
+static void test_binding(void **state)
+{
+    (void)state;
+    const char *exact = "{\"id\":\"i\",\"binding\":\"exact\",\"imei\":\"1\",\"iccid\":\"A\"}";
+    check_binding(exact, "1", "A", 0, 0, 0);
+    check_binding(exact, "2", "A", WEFT_EDENIED, 0, 0); /* the SIM in another device */
+    check_binding(exact, "1", "B", WEFT_EDENIED, 0, 0); /* another SIM in the device */
+    check_binding("{\"id\":\"i\",\"binding\":\"exact\"}", "1", "A", 0, 0, 1); /* first use */
+    const char *iccid = "{\"id\":\"i\",\"binding\":\"iccid\",\"imei\":\"1\",\"iccid\":\"A\"}";
+    check_binding(iccid, "2", "A", 0, 1, 1); /* IMEI change flagged and recorded */
+    check_binding(iccid, "1", "B", WEFT_EDENIED, 0, 0);
+    const char *imei = "{\"id\":\"i\",\"binding\":\"imei\",\"imei\":\"1\",\"iccid\":\"A\"}";
+    check_binding(imei, "1", "B", 0, 1, 1);
+    check_binding(imei, "2", "A", WEFT_EDENIED, 0, 0);
+    check_binding("{\"id\":\"i\",\"binding\":\"none\",\"imei\":\"1\"}", "9", "Z", 0, 0, 0);
+
+    json_t *id = J(exact), *hw = ctl_binding_claim(id);
+    assert_string_equal(json_string_value(json_object_get(hw, "imei")), "1");
+    json_decref(hw);
+    json_decref(id);
+    id = J("{\"id\":\"i\",\"binding\":\"none\"}");
+    assert_null(ctl_binding_claim(id));
+    json_decref(id);
+}
+
+/* ---- events and a webhook over loopback ---- */
+
+typedef struct {
+    int fd;
+    char got[4096];
+    int status;
+} hook_srv;
+
+static void *hook_thread(void *arg)
+{
+    hook_srv *h = arg;
+    char reply[64];
+    int c = accept(h->fd, NULL, NULL);
+    size_t n = 0;
+    ssize_t r;
+
+    if (c < 0)
+        return NULL;
+    while (n < sizeof(h->got) - 1 && (r = recv(c, h->got + n, sizeof(h->got) - 1 - n, 0)) > 0) {
+        n += (size_t)r;
+        h->got[n] = '\0';
+        if (strstr(h->got, "\r\n\r\n") && strstr(h->got, "}"))
+            break;
+    }
+    snprintf(reply, sizeof(reply), "HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n", h->status);
+    send(c, reply, strlen(reply), 0);
+    close(c);
+    return NULL;
+}
+
+static int hook_listen(hook_srv *h, int *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof(a);
+
+    h->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (h->fd < 0 || bind(h->fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(h->fd, 4) < 0 ||
+        getsockname(h->fd, (struct sockaddr *)&a, &l) < 0)
+        return -1;
+    *port = ntohs(a.sin_port);
+    return 0;
+}
+
+static void test_webhook_post(void **state)
+{
+    hook_srv h = {.status = 204};
+    char url[64], err[128];
+    pthread_t t;
+    int port = 0;
+    (void)state;
+
+    assert_int_equal(hook_listen(&h, &port), 0);
+    pthread_create(&t, NULL, hook_thread, &h);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/alerts", port);
+    assert_int_equal(ctl_webhook_post(url, "{\"kind\":\"rate\"}", 15, 3000, err, sizeof(err)), 0);
+    pthread_join(t, NULL);
+    assert_non_null(strstr(h.got, "POST /alerts HTTP/1.1"));
+    assert_non_null(strstr(h.got, "{\"kind\":\"rate\"}"));
+    h.status = 500;
+    pthread_create(&t, NULL, hook_thread, &h);
+    assert_int_equal(ctl_webhook_post(url, "{}", 2, 3000, err, sizeof(err)), WEFT_EPROTO);
+    assert_non_null(strstr(err, "500"));
+    pthread_join(t, NULL);
+    close(h.fd);
+    /* Nobody listening: refused, not a hang. */
+    assert_true(ctl_webhook_post(url, "{}", 2, 1000, err, sizeof(err)) < 0);
+}
+
+static void test_event_store(void **state)
+{
+    char dir[] = "/tmp/weft-beh-XXXXXX", path[128], line[512];
+    ctl_events *e = NULL;
+    json_t *ev, *list = NULL, *hooks = NULL, *rec = NULL;
+    FILE *f;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(ctl_events_open(NULL, dir, &e), 0);
+    ev = J("{\"kind\":\"rate\",\"identity\":\"i1\",\"actions\":[\"log\"]}");
+    assert_int_equal(ctl_events_emit(NULL, e, ev), 0);
+    json_decref(ev);
+    ev = J("{\"kind\":\"destination\",\"identity\":\"i2\",\"actions\":[\"log\"]}");
+    assert_int_equal(ctl_events_emit(NULL, e, ev), 0);
+    json_decref(ev);
+    assert_int_equal(ctl_events_list(e, 0, 100, NULL, &list), 0);
+    assert_int_equal(json_array_size(list), 2);
+    json_decref(list);
+    assert_int_equal(ctl_events_list(e, 1, 100, NULL, &list), 0);
+    assert_int_equal(json_array_size(list), 1);
+    json_decref(list);
+    assert_int_equal(ctl_events_list(e, 0, 100, "i1", &list), 0);
+    assert_int_equal(json_array_size(list), 1);
+    json_decref(list);
+    assert_int_equal(ctl_webhook_add(e, "soc", "http://127.0.0.1:9/x", &rec), 0);
+    json_decref(rec);
+    assert_int_equal(ctl_webhook_add(e, "soc", "http://127.0.0.1:9/y", &rec), WEFT_EEXISTS);
+    assert_int_equal(ctl_webhook_add(e, "bad", "ftp://x", &rec), WEFT_EINVAL);
+    assert_int_equal(ctl_webhook_list(e, &hooks), 0);
+    assert_int_equal(json_array_size(hooks), 1);
+    json_decref(hooks);
+    assert_int_equal(ctl_webhook_del(e, "soc"), 0);
+    assert_int_equal(ctl_webhook_del(e, "soc"), WEFT_ENOTFOUND);
+    ctl_events_close(e);
+    snprintf(path, sizeof(path), "%s/events.jsonl", dir);
+    assert_non_null(f = fopen(path, "r"));
+    assert_non_null(fgets(line, sizeof(line), f));
+    assert_non_null(strstr(line, "\"kind\":\"rate\""));
+    fclose(f);
+    snprintf(path, sizeof(path), "rm -rf %s", dir);
+    assert_int_equal(system(path), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_window_parse), cmocka_unit_test(test_zone_offset),
+        cmocka_unit_test(test_limits_combine), cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_binding),        cmocka_unit_test(test_webhook_post),
+        cmocka_unit_test(test_event_store),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

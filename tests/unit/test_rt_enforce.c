@@ -1,0 +1,191 @@
+/* Behaviour limits and device binding at the ingress router (router/enforce.c):
+ * decisions over a simulated clock, and the events they report. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "router/enforce.h"
+#include "weft/errors.h"
+
+typedef struct {
+    int n;
+    char last_kind[32];
+    int last_count;
+    int has_actions;
+} sink_log;
+
+static void sink(void *arg, const json_t *ev)
+{
+    sink_log *l = arg;
+    l->n++;
+    snprintf(l->last_kind, sizeof(l->last_kind), "%s",
+             json_string_value(json_object_get(ev, "kind")));
+    l->last_count = (int)json_integer_value(json_object_get(ev, "count"));
+    l->has_actions = json_object_get(ev, "actions") != NULL;
+}
+
+static rt_limits lim_of(const char *claims)
+{
+    json_t *c = json_loads(claims, 0, NULL);
+    rt_limits lim;
+    rt_hwbind hw;
+    assert_non_null(c);
+    rt_limits_from_claims(c, &lim, &hw);
+    json_decref(c);
+    return lim;
+}
+
+static void test_claims(void **state)
+{
+    json_t *c = json_loads("{\"lim\":{\"rate\":5,\"bw\":1000,\"maxc\":2,\"win\":[480,1080,3600],"
+                           "\"act\":[\"block\",\"alert\"]},\"hw\":{\"mode\":\"exact\",\"imei\":"
+                           "\"1\",\"iccid\":\"A\"}}",
+                           0, NULL);
+    rt_limits lim;
+    rt_hwbind hw;
+    (void)state;
+    rt_limits_from_claims(c, &lim, &hw);
+    assert_true(lim.have && lim.have_win);
+    assert_int_equal(lim.rate, 5);
+    assert_int_equal(lim.win_off, 3600);
+    assert_int_equal(lim.act, RT_ACT_BLOCK | RT_ACT_ALERT);
+    assert_string_equal(hw.mode, "exact");
+    assert_string_equal(hw.iccid, "A");
+    json_decref(c);
+    c = json_loads("{\"lim\":{\"rate\":\"x\",\"win\":[1,2]}}", 0, NULL);
+    rt_limits_from_claims(c, &lim, &hw);
+    assert_int_equal(lim.rate, 0); /* malformed values mean no limit, not a crash */
+    assert_false(lim.have_win);
+    json_decref(c);
+}
+
+static void test_window(void **state)
+{
+    (void)state;
+    assert_true(rt_window_allows(480, 1080, 600));
+    assert_false(rt_window_allows(480, 1080, 1080));
+    assert_true(rt_window_allows(1320, 360, 30)); /* 22:00-06:00 */
+    assert_false(rt_window_allows(1320, 360, 720));
+    /* 07:30 UTC is 08:30 at UTC+1. */
+    assert_int_equal(rt_local_minute(7 * 3600 + 30 * 60, 3600), 510);
+    assert_int_equal(rt_local_minute(30 * 60, -3600), 1410);
+}
+
+static void test_rate_and_reports(void **state)
+{
+    sink_log log = {0};
+    rt_enforce *e = NULL;
+    rt_limits lim = lim_of("{\"lim\":{\"rate\":3,\"act\":[\"block\",\"log\"]}}");
+    char msg[256];
+    uint64_t t = 1000;
+    (void)state;
+
+    assert_int_equal(rt_enforce_new(sink, &log, &e), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rt_enforce_dial(e, "i1", "web", &lim, 0, t, 0, msg, sizeof(msg)), 0);
+    assert_int_equal(rt_enforce_dial(e, "i1", "web", &lim, 0, t, 0, msg, sizeof(msg)),
+                     WEFT_EDENIED);
+    assert_non_null(strstr(msg, "conn_rate"));
+    assert_int_equal(log.n, 1);
+    assert_string_equal(log.last_kind, "rate");
+    /* Within a second further violations are counted, not sent. */
+    rt_enforce_dial(e, "i1", "web", &lim, 0, t + 10, 0, msg, sizeof(msg));
+    rt_enforce_dial(e, "i1", "web", &lim, 0, t + 20, 0, msg, sizeof(msg));
+    assert_int_equal(log.n, 1);
+    /* Another identity has its own bucket. */
+    assert_int_equal(rt_enforce_dial(e, "i2", "web", &lim, 0, t, 0, msg, sizeof(msg)), 0);
+    /* 20 s later one token (3 a minute) is back, and the held-back count is reported. */
+    assert_int_equal(rt_enforce_dial(e, "i1", "web", &lim, 0, t + 20000, 0, msg, sizeof(msg)), 0);
+    assert_int_equal(rt_enforce_dial(e, "i1", "web", &lim, 0, t + 20001, 0, msg, sizeof(msg)),
+                     WEFT_EDENIED);
+    assert_int_equal(log.n, 2);
+    assert_int_equal(log.last_count, 3);
+    assert_int_equal(rt_enforce_violations(e), 4);
+    rt_enforce_free(e);
+}
+
+static void test_log_only_and_maxc_time(void **state)
+{
+    sink_log log = {0};
+    rt_enforce *e = NULL;
+    rt_limits lim = lim_of("{\"lim\":{\"maxc\":2,\"act\":[\"log\"]}}");
+    rt_limits win = lim_of("{\"lim\":{\"win\":[480,1080,0],\"act\":[\"block\"]}}");
+    char msg[256];
+    (void)state;
+
+    assert_int_equal(rt_enforce_new(sink, &log, &e), 0);
+    /* log only: admitted, but reported. */
+    assert_int_equal(rt_enforce_dial(e, "i1", "web", &lim, 2, 1, 0, msg, sizeof(msg)), 0);
+    assert_string_equal(log.last_kind, "max_circuits");
+    assert_int_equal(rt_enforce_dial(e, "i3", "web", &win, 0, 1, 9 * 3600, msg, sizeof(msg)), 0);
+    assert_int_equal(rt_enforce_dial(e, "i3", "web", &win, 0, 1, 20 * 3600, msg, sizeof(msg)),
+                     WEFT_EDENIED);
+    assert_string_equal(log.last_kind, "time");
+    rt_enforce_refused(e, "i4", "other", WEFT_EDENIED, 5);
+    assert_string_equal(log.last_kind, "destination");
+    assert_false(log.has_actions); /* the controller decides them */
+    rt_enforce_refused(e, "i5", "other", WEFT_ETOKENEXPIRED, 5);
+    assert_int_equal(log.n, 3); /* an expired token is not a violation */
+    rt_enforce_free(e);
+}
+
+static void test_bytes(void **state)
+{
+    sink_log log = {0};
+    rt_enforce *e = NULL;
+    rt_limits lim = lim_of("{\"lim\":{\"bw\":1000,\"quota\":5000,\"act\":[\"block\"]}}");
+    char msg[64];
+    (void)state;
+
+    assert_int_equal(rt_enforce_new(sink, &log, &e), 0);
+    assert_int_equal(rt_enforce_dial(e, "i1", "web", &lim, 0, 100, 0, msg, sizeof(msg)), 0);
+    assert_int_equal(rt_enforce_bytes(e, "i1", "web", 1000, 100, 0), 0); /* the burst */
+    int wait = rt_enforce_bytes(e, "i1", "web", 500, 100, 0);
+    assert_in_range(wait, 400, 600); /* 500 bytes of debt at 1000 B/s */
+    assert_int_equal(rt_enforce_bytes(e, "i1", "web", 900, 5000, 0), 0); /* refilled */
+    assert_int_equal(rt_enforce_bytes(e, "i1", "web", 3000, 9000, 0), WEFT_EDENIED); /* 5400 */
+    assert_string_equal(log.last_kind, "quota");
+    /* A new UTC day resets the quota. */
+    assert_int_equal(rt_enforce_bytes(e, "i1", "web", 100, 20000, 86400), 0);
+    /* No token admitted yet: no limits known. */
+    assert_int_equal(rt_enforce_bytes(e, "i9", "web", 1 << 20, 1, 0), 0);
+    rt_enforce_free(e);
+}
+
+static void test_binding(void **state)
+{
+    sink_log log = {0};
+    rt_enforce *e = NULL;
+    rt_hwbind exact = {"exact", "1", "A"}, iccid = {"iccid", "1", "A"}, fresh = {"exact", "", ""};
+    rt_hwbind none = {"", "", ""};
+    char msg[256];
+    (void)state;
+
+    assert_int_equal(rt_enforce_new(sink, &log, &e), 0);
+    assert_int_equal(rt_enforce_binding(e, "i1", &exact, "1", "A", 1, msg, sizeof(msg)), 0);
+    assert_int_equal(rt_enforce_binding(e, "i1", &exact, "2", "A", 1, msg, sizeof(msg)),
+                     WEFT_EDENIED);
+    assert_string_equal(log.last_kind, "binding");
+    assert_int_equal(rt_enforce_binding(e, "i2", &iccid, "2", "A", 1, msg, sizeof(msg)), 0);
+    assert_int_equal(rt_enforce_binding(e, "i2", &iccid, "1", "B", 5000, msg, sizeof(msg)),
+                     WEFT_EDENIED);
+    int before = log.n;
+    assert_int_equal(rt_enforce_binding(e, "i1", &fresh, "7", "Z", 2, msg, sizeof(msg)), 0);
+    assert_int_equal(log.n, before + 1); /* first use reported even right after a mismatch */
+    assert_int_equal(rt_enforce_binding(e, "i3", &none, "7", "Z", 2, msg, sizeof(msg)), 0);
+    rt_enforce_free(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_claims),          cmocka_unit_test(test_window),
+        cmocka_unit_test(test_rate_and_reports), cmocka_unit_test(test_log_only_and_maxc_time),
+        cmocka_unit_test(test_bytes),           cmocka_unit_test(test_binding),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
