@@ -646,6 +646,20 @@ int weft__init_offline(uv_loop_t *loop, const char *identity_file, const weft_op
     return 0;
 }
 
+int weft__use_session_json(weft_ctx *ctx, const char *session_json)
+{
+    weft_sessdata sd;
+    char err[256];
+    int r;
+
+    if (ctx == NULL || session_json == NULL)
+        return WEFT_EINVAL;
+    if ((r = weft__sessdata_parse(session_json, strlen(session_json), &sd, err, sizeof(err))) < 0)
+        return r;
+    sessdata_use(ctx, &sd);
+    return 0;
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     weft_ctx *ctx = h->data;

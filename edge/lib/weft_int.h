@@ -299,5 +299,7 @@ int weft__conn_ack(weft_conn *c);
  * the controller and uses session_json (the body of GET /v1/edge/session). */
 int weft__init_offline(uv_loop_t *loop, const char *identity_file, const weft_options *opt,
                        const char *session_json, weft_ctx **out);
+/* New session data for a ctx, as if fetched (tests). */
+int weft__use_session_json(weft_ctx *ctx, const char *session_json);
 
 #endif

@@ -175,6 +175,17 @@ struct relay {
     int binds, live;
     int tamper_kx, tamper_data; /* a relay that tries to read or alter a circuit */
     int lossy;                  /* drops, repeats and reorders circuit frames */
+    int caps;                   /* PR_H_EDGE_CAPS in EDGE_HELLO_OK (0: none) */
+    int rehome;                 /* circuits outlive an end's session, awaiting EDGE_RESUME */
+    int blackhole;              /* drops payload frames 40..80, then sends EDGE_RETRANSMIT */
+    uv_tcp_t tcp2;              /* a second listener: a second router of the same fabric */
+    char addr2[64];
+    int two;
+    uv_loop_t *loop;
+    unsigned resumes, notices, early_rtx, npay;
+    uint64_t notice_at, maxseq[RELAY_CIRC][2];
+    relay_sess *pending[RELAY_CIRC];
+    uint32_t pending_req[RELAY_CIRC];
     unsigned nfwd, dropped, doubled, held;
     relay_sess *held_to;
     size_t held_len;
@@ -230,6 +241,41 @@ static void relay_reply(relay_sess *s, uint16_t type, uint32_t req, int err, con
     relay_send(s, s->rl->out, n);
 }
 
+/* The frame in buf[0..n) again with PR_H_ROUTER_ID "r1" added, as the
+ * routers' anchors for re-homing (docs/dataplane.md). */
+static size_t add_anchor(uint8_t *buf, size_t n)
+{
+    static uint8_t tmp[PR_FRAME_MAX];
+    pr_frame f;
+    size_t used, len;
+    pr_enc e;
+
+    assert_int_equal(pr_frame_decode(buf, n, &f, &used), 0);
+    pr_enc_init(&e, tmp, sizeof(tmp), f.type, f.flags);
+    for (unsigned i = 0; i < f.nheaders; i++) {
+        const pr_header *h = &f.headers[i];
+        uint64_t v = 0;
+        static char str[PR_FRAME_MAX_HDR_LEN + 1];
+        for (unsigned k = 0; k < h->len && h->type != PR_HT_BYTES && h->type != PR_HT_STR; k++)
+            v = v << 8 | h->val[k];
+        if (h->type == PR_HT_U32)
+            pr_enc_u32(&e, h->key, (uint32_t)v);
+        else if (h->type == PR_HT_U64)
+            pr_enc_u64(&e, h->key, v);
+        else if (h->type == PR_HT_BYTES)
+            pr_enc_bytes(&e, h->key, h->val, h->len);
+        else {
+            memcpy(str, h->val, h->len);
+            str[h->len] = '\0';
+            pr_enc_str(&e, h->key, str);
+        }
+    }
+    pr_enc_str(&e, PR_H_ROUTER_ID, "r1");
+    assert_int_equal(pr_enc_finish(&e, f.body, f.body_len, &len), 0);
+    memcpy(buf, tmp, len);
+    return len;
+}
+
 static void relay_dial(relay_sess *s, const pr_frame *f)
 {
     relay *rl = s->rl;
@@ -265,6 +311,8 @@ static void relay_dial(relay_sess *s, const pr_frame *f)
     }
     d.cert = cert;
     assert_int_equal(weft__msg_dial(rl->out, PR_FRAME_MAX, &d, &n), 0);
+    if (rl->rehome)
+        n = add_anchor(rl->out, n);
     relay_send(host, rl->out, n);
 }
 
@@ -293,6 +341,8 @@ static void relay_answer(relay_sess *s, const pr_frame *f)
     d.req_id = rl->c[i].req;
     d.cert = cert;
     assert_int_equal(weft__msg_dial_ok(rl->out, PR_FRAME_MAX, &d, &n), 0);
+    if (rl->rehome)
+        n = add_anchor(rl->out, n);
     relay_send(rl->c[i].end[0], rl->out, n);
 }
 
@@ -325,6 +375,35 @@ static void lossy_send(relay *rl, relay_sess *to, const uint8_t *raw, size_t n)
     }
 }
 
+/* A path change inside the fabric: payload frames 40..80 are lost, then the
+ * relay tells both ends to send again what is not acknowledged. Frames sent
+ * again soon after the notice count as its effect (the timer waits >= 1 s). */
+static int blackholed(relay *rl, int i, relay_sess *from, uint64_t seq)
+{
+    int d = rl->c[i].end[0] == from ? 0 : 1;
+    unsigned k = ++rl->npay;
+    uint64_t now = uv_now(rl->loop);
+
+    if (rl->notice_at && seq <= rl->maxseq[i][d] && now - rl->notice_at < 300)
+        rl->early_rtx++;
+    if (seq > rl->maxseq[i][d])
+        rl->maxseq[i][d] = seq;
+    if (k > 40 && k <= 80)
+        return 1;
+    if (k == 81) {
+        size_t n;
+        pr_enc e;
+        pr_enc_init(&e, rl->hold, PR_FRAME_MAX, PR_EDGE_RETRANSMIT, 0);
+        pr_enc_u64(&e, PR_H_CIRCUIT, rl->c[i].id);
+        assert_int_equal(pr_enc_finish(&e, NULL, 0, &n), 0);
+        relay_send(rl->c[i].end[0], rl->hold, n);
+        relay_send(rl->c[i].end[1], rl->hold, n);
+        rl->notices++;
+        rl->notice_at = now;
+    }
+    return 0;
+}
+
 /* Payload, ack and close go byte for byte to the other end of the circuit. */
 static void relay_forward(relay_sess *s, const pr_frame *f)
 {
@@ -341,6 +420,8 @@ static void relay_forward(relay_sess *s, const pr_frame *f)
 
     raw = frame_raw(f, &n);
     pr_frame_u64(f, PR_H_SEQ, &seq);
+    if (f->type == PR_PAYLOAD_DATA && rl->blackhole && blackholed(rl, i, s, seq))
+        return;
     /* Seq 0 is the stream header, the only frame without a message. */
     if (rl->tamper_data && f->type == PR_PAYLOAD_DATA && seq > 0) {
         memcpy(rl->out, raw, n); /* flip one ciphertext bit */
@@ -355,6 +436,73 @@ static void relay_forward(relay_sess *s, const pr_frame *f)
         rl->c[i].id = 0;
 }
 
+static void relay_hello_caps(relay_sess *s)
+{
+    size_t n;
+    pr_enc e;
+
+    pr_enc_init(&e, s->rl->out, PR_FRAME_MAX, PR_EDGE_HELLO_OK, 0);
+    pr_enc_u32(&e, PR_H_EDGE_CAPS, (uint32_t)s->rl->caps);
+    assert_int_equal(pr_enc_finish(&e, NULL, 0, &n), 0);
+    relay_send(s, s->rl->out, n);
+}
+
+/* As the proposal's anchor router: the resume goes, unchanged, to the end
+ * that is still there; the new leg waits for the far edge's answer. */
+static void relay_resume(relay_sess *s, const pr_frame *f)
+{
+    relay *rl = s->rl;
+    const uint8_t *raw;
+    uint64_t id = 0;
+    uint32_t req = 0;
+    size_t n;
+    int i;
+
+    pr_frame_u64(f, PR_H_CIRCUIT, &id);
+    pr_frame_u32(f, PR_H_REQ_ID, &req);
+    if ((i = circ_of(rl, id)) < 0 || (rl->c[i].end[0] != NULL && rl->c[i].end[1] != NULL))
+        return relay_reply(s, PR_EDGE_RESUME_FAIL, req, WEFT_ENOTFOUND, "no such circuit");
+    rl->pending[i] = s;
+    rl->pending_req[i] = req;
+    raw = frame_raw(f, &n);
+    relay_send(rl->c[i].end[0] ? rl->c[i].end[0] : rl->c[i].end[1], raw, n);
+}
+
+/* The far edge's answer: on OK the circuit switches to the new leg, and the
+ * answer goes back with the resuming edge's request id. */
+static void relay_resume_answer(relay_sess *s, const pr_frame *f)
+{
+    relay *rl = s->rl;
+    uint64_t id = 0, ack = 0;
+    const uint8_t *nonce, *mac;
+    size_t nn, mn, n;
+    pr_enc e;
+    int i;
+
+    pr_frame_u64(f, PR_H_CIRCUIT, &id);
+    if ((i = circ_of(rl, id)) < 0 || rl->pending[i] == NULL)
+        return;
+    if (f->type == PR_EDGE_RESUME_FAIL) {
+        relay_reply(rl->pending[i], PR_EDGE_RESUME_FAIL, rl->pending_req[i], WEFT_EDENIED, "no");
+        rl->pending[i] = NULL;
+        return;
+    }
+    assert_int_equal(pr_frame_u64(f, PR_H_ACK_SEQ, &ack), 0);
+    assert_int_equal(pr_frame_bytes(f, PR_H_NONCE, &nonce, &nn), 0);
+    assert_int_equal(pr_frame_bytes(f, PR_H_MAC, &mac, &mn), 0);
+    rl->c[i].end[rl->c[i].end[0] == NULL ? 0 : 1] = rl->pending[i];
+    pr_enc_init(&e, rl->out, PR_FRAME_MAX, PR_EDGE_RESUME_OK, 0);
+    pr_enc_u32(&e, PR_H_REQ_ID, rl->pending_req[i]);
+    pr_enc_u64(&e, PR_H_CIRCUIT, id);
+    pr_enc_u64(&e, PR_H_ACK_SEQ, ack);
+    pr_enc_bytes(&e, PR_H_NONCE, nonce, nn);
+    pr_enc_bytes(&e, PR_H_MAC, mac, mn);
+    assert_int_equal(pr_enc_finish(&e, NULL, 0, &n), 0);
+    relay_send(rl->pending[i], rl->out, n);
+    rl->pending[i] = NULL;
+    rl->resumes++;
+}
+
 static int relay_frame(void *arg, const pr_frame *f)
 {
     relay_sess *s = arg;
@@ -363,7 +511,17 @@ static int relay_frame(void *arg, const pr_frame *f)
 
     switch (f->type) {
     case PR_EDGE_HELLO:
-        relay_reply(s, PR_EDGE_HELLO_OK, 0, 0, NULL);
+        if (s->rl->caps)
+            relay_hello_caps(s);
+        else
+            relay_reply(s, PR_EDGE_HELLO_OK, 0, 0, NULL);
+        break;
+    case PR_EDGE_RESUME:
+        relay_resume(s, f);
+        break;
+    case PR_EDGE_RESUME_OK:
+    case PR_EDGE_RESUME_FAIL:
+        relay_resume_answer(s, f);
         break;
     case PR_EDGE_BIND:
         pr_frame_u32(f, PR_H_REQ_ID, &req);
@@ -402,9 +560,14 @@ static void relay_closed(pr_conn *c, int status)
 
     if (rl->held_to == s)
         rl->held_to = NULL;
-    for (int i = 0; i < RELAY_CIRC; i++)
-        if (rl->c[i].end[0] == s || rl->c[i].end[1] == s)
+    for (int i = 0; i < RELAY_CIRC; i++) {
+        if (rl->pending[i] == s)
+            rl->pending[i] = NULL;
+        if (rl->rehome && (rl->c[i].end[0] == s || rl->c[i].end[1] == s))
+            rl->c[i].end[rl->c[i].end[0] == s ? 0 : 1] = NULL; /* awaits a resume */
+        else if (rl->c[i].end[0] == s || rl->c[i].end[1] == s)
             rl->c[i].id = 0, rl->c[i].end[0] = rl->c[i].end[1] = NULL;
+    }
     pr_reader_free(&s->rd);
     memset(s, 0, sizeof(*s));
     rl->live--;
@@ -437,6 +600,7 @@ static void relay_start(relay *rl, uv_loop_t *loop)
     int len = sizeof(ss);
 
     memset(rl, 0, sizeof(*rl));
+    rl->loop = loop;
     assert_int_equal(pr_tls_ctx_new(&cfg, &rl->tls), 0);
     uv_ip4_addr("127.0.0.1", 0, &sin);
     assert_int_equal(uv_tcp_init(loop, &rl->tcp), 0);
@@ -445,6 +609,23 @@ static void relay_start(relay *rl, uv_loop_t *loop)
     assert_int_equal(uv_listen((uv_stream_t *)&rl->tcp, 16, relay_accept), 0);
     assert_int_equal(uv_tcp_getsockname(&rl->tcp, (struct sockaddr *)&ss, &len), 0);
     assert_int_equal(pr_addr_format((struct sockaddr *)&ss, rl->addr, sizeof(rl->addr)), 0);
+}
+
+/* A second address of the same relay: to an edge, a second router. */
+static void relay_second(relay *rl, uv_loop_t *loop)
+{
+    struct sockaddr_in sin;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+
+    uv_ip4_addr("127.0.0.1", 0, &sin);
+    assert_int_equal(uv_tcp_init(loop, &rl->tcp2), 0);
+    rl->tcp2.data = rl;
+    assert_int_equal(uv_tcp_bind(&rl->tcp2, (struct sockaddr *)&sin, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&rl->tcp2, 16, relay_accept), 0);
+    assert_int_equal(uv_tcp_getsockname(&rl->tcp2, (struct sockaddr *)&ss, &len), 0);
+    assert_int_equal(pr_addr_format((struct sockaddr *)&ss, rl->addr2, sizeof(rl->addr2)), 0);
+    rl->two = 1;
 }
 
 /* Drops every edge session, as a router restart would. */
@@ -459,6 +640,8 @@ static void relay_stop(relay *rl)
 {
     relay_kill_sessions(rl);
     uv_close((uv_handle_t *)&rl->tcp, NULL);
+    if (rl->two)
+        uv_close((uv_handle_t *)&rl->tcp2, NULL);
     pr_tls_ctx_free(rl->tls);
 }
 
@@ -600,6 +783,9 @@ static void start_online(fabric *fb, const weft_options *opt)
 
 /* Receive windows of the two ends (0: the default). */
 static size_t host_window, dial_window;
+/* Relay modes for the next fabric: a second address offering EDGE_RESUME,
+ * and a path change with EDGE_RETRANSMIT. */
+static int relay_rehome, relay_blackhole;
 
 static void fabric_start(fabric *fb, int via_router, int online)
 {
@@ -618,14 +804,20 @@ static void fabric_start(fabric *fb, int via_router, int online)
     } else {
         relay_start(&fb->rl, &fb->loop);
         fb->addr = fb->rl.addr;
+        fb->rl.blackhole = relay_blackhole;
+        if (relay_rehome) {
+            relay_second(&fb->rl, &fb->loop);
+            fb->rl.caps = PR_CAP_RESUME;
+            fb->rl.rehome = 1;
+        }
     }
     if (online)
         return start_online(fb, &opt);
-    js = session_json("host1", fb->addr);
+    js = session_json2("host1", fb->addr, fb->rl.two ? fb->rl.addr2 : NULL);
     opt.window = host_window;
     assert_int_equal(weft__init_offline(&fb->loop, host_file, &opt, js, &fb->host), 0);
     free(js);
-    js = session_json("dev1", fb->addr);
+    js = session_json2("dev1", fb->addr, fb->rl.two ? fb->rl.addr2 : NULL);
     opt.window = dial_window;
     assert_int_equal(weft__init_offline(&fb->loop, dial_file, &opt, js, &fb->dial), 0);
     free(js);
@@ -744,10 +936,19 @@ static void end_maybe_close(end *e)
     weft_close(e->c, on_end_closed);
 }
 
+/* Runs once, when the dialling end has read more than kill_after bytes. */
+static void (*kill_fn)(end *e);
+static uint64_t kill_after;
+
 static void on_end_read(weft_conn *c, const uint8_t *buf, ssize_t n)
 {
     end *e = weft_conn_data(c);
 
+    if (n > 0 && kill_fn && e->rcvd > kill_after && c->ctx == e->fb->dial) {
+        void (*fn)(end *) = kill_fn;
+        kill_fn = NULL;
+        fn(e);
+    }
     if (n > 0) {
         crypto_hash_sha256_update(&e->rx, buf, (size_t)n);
         e->rcvd += (uint64_t)n;
@@ -1227,6 +1428,131 @@ static void relay_cannot_alter_data(void **state)
     assert_int_equal(tam.dial_err, WEFT_ECRYPTO);
 }
 
+/* ---- path changes: EDGE_RETRANSMIT and EDGE_RESUME ---- */
+
+/* Frames lost on a path the fabric replaced: the router's notice makes both
+ * ends send again at once, not after the 1 s retransmission timer. */
+static void relay_retransmit_notice(void **state)
+{
+    fabric fb;
+
+    relay_blackhole = 1;
+    fabric_start(&fb, 0, 0);
+    relay_blackhole = 0;
+    run_pairs(&fb, 1, BULK);
+    fabric_finish(&fb);
+    check_pair(0);
+    assert_int_equal(fb.rl.notices, 1);
+    assert_true(fb.rl.early_rtx > 0);
+}
+
+static weft_rsess *killed_sess;
+
+/* The dialler's router dies mid-stream (its session, as a crash would). */
+static void kill_dialler_router(end *e)
+{
+    relay *rl = &e->fb->rl;
+    weft_conn *c = e->c;
+
+    assert_true(weft__rsess_ready(&e->fb->dial->sess[0]));
+    assert_true(weft__rsess_ready(&e->fb->dial->sess[1]));
+    assert_int_equal(e->fb->dial->sess[0].caps & PR_CAP_RESUME, PR_CAP_RESUME);
+    assert_string_equal(c->anchor, "r1");
+    killed_sess = c->sess;
+    for (int i = 0; i < RELAY_CIRC; i++)
+        if (rl->c[i].id == c->circuit && rl->c[i].end[0])
+            pr_conn_close(rl->c[i].end[0]->conn, WEFT_ECLOSED);
+}
+
+static void on_both_ready(uv_timer_t *t)
+{
+    fabric *fb = t->data;
+
+    if (!weft__rsess_ready(&fb->dial->sess[0]) || !weft__rsess_ready(&fb->dial->sess[1]) ||
+        !weft__rsess_ready(&fb->host->sess[0]) || !weft__rsess_ready(&fb->host->sess[1]))
+        return;
+    uv_close((uv_handle_t *)t, NULL);
+    run_pairs(fb, 1, BULK);
+}
+
+/* The circuit moves to the dialler's other router without losing or
+ * repeating a byte: both ends prove the resume with their circuit keys, drop
+ * what the other acknowledged and send the rest again. */
+static void relay_resume_on_other_router(void **state)
+{
+    uv_timer_t wait;
+    fabric fb;
+
+    relay_rehome = 1;
+    fabric_start(&fb, 0, 0);
+    relay_rehome = 0;
+    kill_fn = kill_dialler_router;
+    kill_after = BULK / 4;
+    uv_timer_init(&fb.loop, &wait);
+    wait.data = &fb;
+    uv_timer_start(&wait, on_both_ready, 20, 20);
+    uv_run(&fb.loop, UV_RUN_DEFAULT);
+    fabric_finish(&fb);
+    assert_null(kill_fn);
+    check_pair(0);
+    assert_int_equal(fb.rl.resumes, 1);
+    assert_non_null(killed_sess);
+}
+
+/* Without the router's capability nothing changes: the circuit is reset. */
+static void resume_needs_capability(void **state)
+{
+    weft_ctx ctx = {0};
+    weft_conn c = {0};
+    weft_rsess s = {0};
+
+    c.ctx = &ctx;
+    ctx.resume = 1;
+    c.state = CS_OPEN;
+    c.rtx_mode = RTX_ON;
+    c.rx_seq = c.tx_seq = 3;
+    snprintf(c.anchor, sizeof(c.anchor), "r1");
+    s.state = RS_READY;
+    s.tls = (pr_conn *)&s; /* only compared with NULL */
+    assert_false(weft__resume_possible(&c, &s));
+    s.caps = PR_CAP_RESUME;
+    assert_true(weft__resume_possible(&c, &s));
+    c.anchor[0] = '\0'; /* a router that names no anchor */
+    assert_false(weft__resume_possible(&c, &s));
+    assert_false(weft__resume_possible(&c, NULL));
+}
+
+/* The MAC binds the keys, the role, the circuit, the ack seq and the nonce. */
+static void resume_mac(void **state)
+{
+    weft_e2e a, b;
+    uint8_t ha[WEFT_E2E_HDR_LEN], hb[WEFT_E2E_HDR_LEN], n[16] = {1}, m1[32], m2[32];
+
+    assert_int_equal(weft__e2e_init(&a, WEFT_E2E_CLIENT), 0);
+    assert_int_equal(weft__e2e_init(&b, WEFT_E2E_SERVER), 0);
+    uint8_t pa[WEFT_E2E_PK_LEN], pb[WEFT_E2E_PK_LEN];
+    memcpy(pa, weft__e2e_pk(&a), sizeof(pa));
+    memcpy(pb, weft__e2e_pk(&b), sizeof(pb));
+    assert_int_equal(weft__e2e_derive(&a, pb, ha), 0);
+    assert_int_equal(weft__e2e_derive(&b, pa, hb), 0);
+    /* Both ends compute the same proof for the dialler's resume... */
+    assert_int_equal(weft__e2e_resume_mac(&a, WEFT_E2E_CLIENT, 7, 9, n, m1), 0);
+    assert_int_equal(weft__e2e_resume_mac(&b, WEFT_E2E_CLIENT, 7, 9, n, m2), 0);
+    assert_memory_equal(m1, m2, 32);
+    /* ...and any change of role, circuit, seq or nonce changes it. */
+    assert_int_equal(weft__e2e_resume_mac(&b, WEFT_E2E_SERVER, 7, 9, n, m2), 0);
+    assert_memory_not_equal(m1, m2, 32);
+    assert_int_equal(weft__e2e_resume_mac(&b, WEFT_E2E_CLIENT, 8, 9, n, m2), 0);
+    assert_memory_not_equal(m1, m2, 32);
+    assert_int_equal(weft__e2e_resume_mac(&b, WEFT_E2E_CLIENT, 7, 10, n, m2), 0);
+    assert_memory_not_equal(m1, m2, 32);
+    n[15] = 1;
+    assert_int_equal(weft__e2e_resume_mac(&b, WEFT_E2E_CLIENT, 7, 9, n, m2), 0);
+    assert_memory_not_equal(m1, m2, 32);
+    weft__e2e_wipe(&a);
+    weft__e2e_wipe(&b);
+}
+
 /* ---- multi-homed: two real routers, sessions to both ---- */
 
 static struct {
@@ -1370,6 +1696,10 @@ int main(void)
         cmocka_unit_test(router_refusals),
         cmocka_unit_test(online_session_then_dial),
         cmocka_unit_test(router_two_routers_failover),
+        cmocka_unit_test(relay_retransmit_notice),
+        cmocka_unit_test(relay_resume_on_other_router),
+        cmocka_unit_test(resume_needs_capability),
+        cmocka_unit_test(resume_mac),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
