@@ -11,12 +11,14 @@
 #include "router/map.h"
 #include "router/path.h"
 
+#define RT_UPDATE_MS 10000 /* circuit events: an "update" at most this often per circuit */
 #define RT_LEGS_MAX 3 /* paths one circuit holds at once: the active one and standby or split ones */
 
 enum rt_end_kind { RT_END_NONE = 0, RT_END_EDGE, RT_END_HOSTED, RT_END_LINK };
 enum rt_circ_state { RT_CIRC_DIALING = 1, RT_CIRC_OPEN };
 /* What this router is to the circuit: both ends here, or which part of a path. */
-enum rt_circ_role { RT_ROLE_LOCAL = 0, RT_ROLE_INGRESS, RT_ROLE_TRANSIT, RT_ROLE_EGRESS };
+enum rt_circ_role { RT_ROLE_LOCAL = 0, RT_ROLE_INGRESS, RT_ROLE_TRANSIT, RT_ROLE_EGRESS,
+                   RT_ROLE_RESUME /* anchor: a new path waiting for the far edge's answer */ };
 /* The service's "multipath" in the map, decided by the ingress router. */
 enum rt_mp_mode { RT_MP_FAILOVER = 0, RT_MP_SPLIT, RT_MP_REDUNDANT };
 
@@ -67,6 +69,10 @@ struct rt_circuit {
     uint64_t reroutes;
     uint64_t orphan_at; /* egress: loop ms when the last leg went (0: has legs) */
     rt_hyst hyst;       /* ingress: smart rerouting */
+    uint64_t event_ms;  /* loop ms of the last "open" or "update" event (0: none) */
+    /* Re-homing (resume.c): at the new router, a resume waiting for its answer. */
+    int resuming;
+    uint8_t nonce[16];   /* anchor: the last accepted resume's nonce (no replays) */
 };
 
 typedef struct {

@@ -21,6 +21,7 @@
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 #define CTL_TX_CAP (PR_FRAME_FIXED + PR_FRAME_MAX_HDR_LEN + 16384)
+#define JOIN_MAX (64u << 20) /* a map in parts: 100,000 revocations are about 4 MiB */
 
 enum ctl_state { CTL_IDLE = 1, CTL_CONNECTING, CTL_OPEN, CTL_STOPPED };
 
@@ -37,6 +38,11 @@ struct rt_control {
     char addr[128];
     char edge_listen[128];
     char link_listen[128];
+    /* A map arriving in parts (docs/dataplane.md "Maps larger than a frame"). */
+    uint8_t *join;
+    size_t join_len, join_cap;
+    uint16_t join_type; /* 0: no parts pending */
+    uint64_t join_version;
     uint8_t tx[CTL_TX_CAP];
 };
 
@@ -59,6 +65,7 @@ static void maybe_free(rt_control *ctl)
     if (ctl->state == CTL_STOPPED && ctl->conn == NULL && ctl->timer_closed) {
         pr_tls_ctx_free(ctl->ctx);
         pr_reader_free(&ctl->rd);
+        free(ctl->join);
         free(ctl);
     }
 }
@@ -138,6 +145,8 @@ void rt_control_circuit_event(rt_router *r, rt_circuit *c, const char *event)
         r->circuits_opened++;
     else if (strcmp(event, "close") == 0)
         r->circuits_closed++;
+    if (strcmp(event, "close") != 0)
+        c->event_ms = uv_now(r->loop) ? uv_now(r->loop) : 1; /* updates count from here */
     if ((r->on_event == NULL && (r->ctl == NULL || r->ctl->state != CTL_OPEN)) ||
         (body = event_json(r, c, event)) == NULL)
         return;
@@ -172,6 +181,66 @@ void rt_control_link_report(rt_router *r)
 {
     if (r->ctl && r->ctl->state == CTL_OPEN)
         send_json(r->ctl, PR_CTL_LINK_REPORT, links_json(r));
+}
+
+/* ---- maps in parts ---- */
+
+static void join_reset(rt_control *ctl)
+{
+    free(ctl->join);
+    ctl->join = NULL;
+    ctl->join_len = ctl->join_cap = 0;
+    ctl->join_type = 0;
+    ctl->join_version = 0;
+}
+
+static int join_append(rt_control *ctl, const pr_frame *f)
+{
+    size_t want = ctl->join_len + f->body_len, cap = ctl->join_cap ? ctl->join_cap : 1u << 20;
+    uint8_t *nb;
+
+    if (want > JOIN_MAX)
+        return WEFT_ETOOBIG;
+    while (cap < want)
+        cap *= 2;
+    if (cap > ctl->join_cap) {
+        if ((nb = realloc(ctl->join, cap)) == NULL)
+            return WEFT_ENOMEM;
+        ctl->join = nb;
+        ctl->join_cap = cap;
+    }
+    memcpy(ctl->join + ctl->join_len, f->body, f->body_len);
+    ctl->join_len = want;
+    return 0;
+}
+
+/* One part: the first opens the join, later ones must match its type and
+ * version. Returns 1 when the joined text is complete in ctl->join. */
+static int join_part(rt_control *ctl, const pr_frame *f)
+{
+    uint64_t version;
+    int rc;
+
+    if (pr_frame_u64(f, PR_H_MAP_VERSION, &version) < 0) {
+        pr_error("map_part_malformed", "type=0x%04x hint=%s", f->type,
+                 pr_log_q("a map part lacks its version; reconnecting"));
+        return WEFT_EPROTO;
+    }
+    if (ctl->join_type == 0) {
+        ctl->join_type = f->type;
+        ctl->join_version = version;
+    } else if (ctl->join_type != f->type || ctl->join_version != version) {
+        pr_error("map_part_mismatch", "type=0x%04x version=%llu want_version=%llu hint=%s",
+                 f->type, (unsigned long long)version, (unsigned long long)ctl->join_version,
+                 pr_log_q("map parts interleaved; reconnecting for a full map"));
+        return WEFT_EPROTO;
+    }
+    if ((rc = join_append(ctl, f)) < 0) {
+        pr_error("map_too_big", "bytes=%zu err=%s hint=%s", ctl->join_len + f->body_len,
+                 weft_err_name(rc), pr_log_q("the map passes 64 MiB; reconnecting"));
+        return rc;
+    }
+    return (f->flags & PR_CTL_MAP_F_MORE) ? 0 : 1;
 }
 
 /* ---- connection ---- */
@@ -272,6 +341,7 @@ static void ctl_on_close(pr_conn *c, int status)
 
     ctl->conn = NULL;
     uv_timer_stop(&ctl->timer);
+    join_reset(ctl);
     if (ctl->state == CTL_STOPPED) {
         maybe_free(ctl);
         return;
@@ -284,16 +354,16 @@ static void ctl_on_close(pr_conn *c, int status)
 
 /* ---- map updates ---- */
 
-static int apply_map(rt_control *ctl, const pr_frame *f)
+static int apply_map(rt_control *ctl, uint16_t type, const uint8_t *body, size_t len)
 {
     rt_router *r = ctl->r;
     char err[256] = "";
-    int full = f->type == PR_CTL_MAP_FULL, rc;
+    int full = type == PR_CTL_MAP_FULL, rc;
 
     if (full)
-        rc = rt_map_apply_full(&r->map, (const char *)f->body, f->body_len, err, sizeof(err));
+        rc = rt_map_apply_full(&r->map, (const char *)body, len, err, sizeof(err));
     else
-        rc = rt_map_apply_delta(&r->map, (const char *)f->body, f->body_len, err, sizeof(err));
+        rc = rt_map_apply_delta(&r->map, (const char *)body, len, err, sizeof(err));
     if (rc == WEFT_ECONFLICT) {
         pr_warn("map_gap", "reason=%s hint=%s", pr_log_q(err),
                 pr_log_q("asking the controller for a full map"));
@@ -315,15 +385,34 @@ static int apply_map(rt_control *ctl, const pr_frame *f)
     return 0;
 }
 
+/* A map frame: whole (flags 0, no parts pending) or one of its parts. */
+static int on_map(rt_control *ctl, const pr_frame *f)
+{
+    int rc;
+
+    if (!(f->flags & PR_CTL_MAP_F_MORE) && ctl->join_type == 0)
+        return apply_map(ctl, f->type, f->body, f->body_len);
+    if ((rc = join_part(ctl, f)) <= 0)
+        return rc;
+    rc = apply_map(ctl, ctl->join_type, ctl->join, ctl->join_len);
+    join_reset(ctl);
+    return rc;
+}
+
 static int ctl_frame(void *arg, const pr_frame *f)
 {
     rt_control *ctl = arg;
 
     ctl->last_rx = uv_now(ctl->r->loop);
+    if (ctl->join_type != 0 && f->type != PR_CTL_MAP_FULL && f->type != PR_CTL_MAP_DELTA) {
+        pr_error("map_parts_interrupted", "type=0x%04x hint=%s", f->type,
+                 pr_log_q("a frame came between the parts of a map; reconnecting"));
+        return WEFT_EPROTO;
+    }
     switch (f->type) {
     case PR_CTL_MAP_FULL:
     case PR_CTL_MAP_DELTA:
-        return apply_map(ctl, f);
+        return on_map(ctl, f);
     case PR_CTL_PING:
         send_json(ctl, PR_CTL_PONG, json_object());
         return 0;

@@ -271,6 +271,7 @@ static int handle_hello(rt_sess *s, const pr_frame *f)
     s->state = RT_SESS_OPEN;
     enc_start(s->r, &e, PR_EDGE_HELLO_OK);
     pr_enc_str(&e, PR_H_VERSION, RT_VERSION);
+    pr_enc_u32(&e, PR_H_EDGE_CAPS, PR_CAP_RESUME); /* resume.c */
     pr_debug("hello", "sess=%llu identity=%s", (unsigned long long)s->num, s->identity);
     enc_send(s, &e); /* a failed write closes the connection; on_close cleans up */
     return 0;
@@ -621,6 +622,8 @@ static int handle_data(rt_sess *s, const pr_frame *f)
 
     if (rc != 0)
         return rc < 0 ? rc : 0;
+    if (c->resuming)
+        return 0; /* sent again once the resume is answered */
     if (c->state != RT_CIRC_OPEN)
         return WEFT_EPROTO; /* no keys can exist before the host answered */
     if (side == 0 && f->type == PR_PAYLOAD_DATA &&
@@ -659,6 +662,9 @@ static int dispatch(rt_sess *s, const pr_frame *f)
     case PR_EDGE_CLOSE: return handle_close(s, f);
     case PR_EDGE_PING: return handle_ping(s, f);
     case PR_EDGE_PONG: return 0;
+    case PR_EDGE_RESUME: return rt_resume_on_edge(s, f);
+    case PR_EDGE_RESUME_OK:
+    case PR_EDGE_RESUME_FAIL: return rt_resume_on_answer(s, f);
     case PR_PAYLOAD_DATA:
     case PR_ACK_WINDOW: return handle_data(s, f);
     default: return WEFT_EPROTO;

@@ -87,7 +87,9 @@ static void notify_end(rt_router *r, rt_circuit *c, rt_end *e, int err, const ch
         return;
     if (dialing && err == 0)
         err = WEFT_ECLOSED;
-    if (circ_frame(r, dialing ? PR_EDGE_DIAL_FAIL : PR_EDGE_CLOSE,
+    /* A resume still waiting for its answer fails as a resume (resume.c). */
+    if (circ_frame(r, dialing ? (c->resuming ? PR_EDGE_RESUME_FAIL : PR_EDGE_DIAL_FAIL)
+                              : PR_EDGE_CLOSE,
                    dialing && e->kind == RT_END_EDGE ? c->req_id : 0, c->id, err, msg, &n) == 0)
         rt_end_write_to(r, e, r->txbuf, n);
 }

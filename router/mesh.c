@@ -400,6 +400,11 @@ int rt_mesh_on_frame(rt_link *l, const pr_frame *f)
         return rt_mesh_on_reroute(l, f);
     case PR_LINK_LEG_DOWN:
         return rt_mesh_on_leg_down(l, f);
+    case PR_LINK_RESUME:
+        return rt_resume_on_link(l, f);
+    case PR_EDGE_RESUME_OK:
+    case PR_EDGE_RESUME_FAIL:
+        return rt_resume_on_link_answer(l, f);
     case PR_EDGE_DIAL_OK:
     case PR_EDGE_DIAL_FAIL:
     case PR_EDGE_CLOSE:

@@ -317,7 +317,7 @@ static int read_reroute(rt_link *l, const pr_frame *f, reroute_msg *m)
 }
 
 /* The same bytes with the hop index advanced, on end 1 of c. */
-static int pass_on(rt_router *r, rt_circuit *c, const pr_frame *f, uint32_t next_hop)
+int rt_mesh_pass_on(rt_router *r, rt_circuit *c, const pr_frame *f, uint32_t next_hop)
 {
     const pr_header *h = pr_frame_header(f, PR_H_HOP);
     const uint8_t *raw;
@@ -361,7 +361,7 @@ static void reroute_transit(rt_link *l, const reroute_msg *m, const pr_frame *f)
     if (c->end[1].kind == RT_END_LINK && c->end[1].peer != nl)
         send_leg_down(r, &c->end[1], m->id, r->id->id, next); /* the old way on is left */
     rt_circuit_attach(c, 1, RT_END_LINK, nl, &nl->ends);
-    if (pass_on(r, c, f, m->hop + 1) < 0) {
+    if (rt_mesh_pass_on(r, c, f, m->hop + 1) < 0) {
         send_leg_down(r, &c->end[0], m->id, r->id->id, next);
         rt_circuits_del(&r->circuits, c);
     }
@@ -508,10 +508,22 @@ static void smart_move(tick_ctx *t, rt_circuit *c)
         move_to(t->r, c, &best);
 }
 
+/* Long-lived circuits: running byte counts and RTT every RT_UPDATE_MS. */
+static void maybe_update(tick_ctx *t, rt_circuit *c)
+{
+    uint64_t every = t->r->update_ms ? t->r->update_ms : RT_UPDATE_MS;
+
+    if (c->state == RT_CIRC_OPEN && !c->resuming &&
+        (c->role == RT_ROLE_INGRESS || c->role == RT_ROLE_LOCAL) && c->event_ms &&
+        t->now - c->event_ms >= every)
+        rt_control_circuit_event(t->r, c, "update");
+}
+
 static void tick_circuit(void *arg, rt_circuit *c)
 {
     tick_ctx *t = arg;
 
+    maybe_update(t, c);
     if (c->role == RT_ROLE_EGRESS && c->orphan_at && t->now - c->orphan_at >= RT_ORPHAN_MS) {
         rt_circuit_end_by(t->r, c, NULL, WEFT_ERESET,
                           "every path to the dialling side's router failed; dial again");

@@ -122,6 +122,7 @@ struct rt_router {
     struct rt_metrics *metrics; /* NULL: no --metrics-listen */
     void (*on_event)(void *arg, const char *json); /* circuit events (tests) */
     void *event_arg;
+    uint64_t update_ms; /* circuit "update" events at most this often (0: RT_UPDATE_MS) */
     struct rt_enforce *enforce; /* behaviour limits per identity (enforce.h), or NULL */
     uint64_t shaped_until;      /* loop ms when sessions paused for bandwidth resume; 0 none */
 };
@@ -230,6 +231,8 @@ void rt_leg_lost(rt_router *r, rt_circuit *c, int k, const char *why);
 /* Link l is down: each circuit over it loses a leg, or (transit) passes LINK_LEG_DOWN on. */
 void rt_link_lost(rt_link *l, const char *why);
 int rt_mesh_on_reroute(rt_link *l, const pr_frame *f);
+/* Passes a set-up frame on to end 1 of c with PR_H_HOP set to next_hop. */
+int rt_mesh_pass_on(rt_router *r, rt_circuit *c, const pr_frame *f, uint32_t next_hop);
 int rt_mesh_on_leg_down(rt_link *l, const pr_frame *f);
 /* Remembers a link reported broken so that paths avoid it for a while. */
 void rt_failed_link_add(rt_router *r, const char *a, const char *b);
@@ -240,6 +243,16 @@ void rt_reroute_tick(rt_router *r);
 void rt_legs_check_map(rt_router *r);
 /* The active path's cost (sum of link RTTs) for events and metrics; 0 when local. */
 uint64_t rt_circuit_rtt(rt_router *r, rt_circuit *c);
+
+/* ---- resume.c: re-homing live circuits (EDGE_RESUME) ---- */
+/* EDGE_RESUME from an edge whose router died. Negative: protocol violation. */
+int rt_resume_on_edge(rt_sess *s, const pr_frame *f);
+/* EDGE_RESUME_OK / _FAIL from the far edge at the anchor router. */
+int rt_resume_on_answer(rt_sess *s, const pr_frame *f);
+/* LINK_RESUME from a link (transit or anchor). */
+int rt_resume_on_link(rt_link *l, const pr_frame *f);
+/* EDGE_RESUME_OK / _FAIL coming back over a link. */
+int rt_resume_on_link_answer(rt_link *l, const pr_frame *f);
 
 /* ---- metrics.c ---- */
 /* Serves GET /metrics (Prometheus text) on addr; opt-in. */

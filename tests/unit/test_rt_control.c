@@ -14,6 +14,7 @@ static struct {
     long long hello_ver[2];
     char hello_id[2][RT_ID_CAP];
     char link_listen[96];
+    int parts_mode; /* test_map_parts */
 } srv;
 
 static struct cred ccred;
@@ -45,6 +46,8 @@ static void send_maps(void)
     srv_send(PR_CTL_MAP_DELTA, delta);
 }
 
+static void parts_on_hello(int k);
+
 static void on_hello(const pr_frame *f)
 {
     json_t *j = json_loadb((const char *)f->body, f->body_len, 0, NULL);
@@ -59,7 +62,9 @@ static void on_hello(const pr_frame *f)
     snprintf(srv.link_listen, sizeof(srv.link_listen), "%s",
              json_string_value(json_object_get(j, "link_listen")));
     json_decref(j);
-    if (k == 0)
+    if (srv.parts_mode)
+        parts_on_hello(k);
+    else if (k == 0)
         send_maps();
     else
         world_stop();
@@ -106,7 +111,8 @@ static void srv_close(pr_conn *c, int status)
     pr_reader_free(&srv.rd);
 }
 
-static const pr_conn_cbs scbs = {srv_open, srv_read, NULL, srv_close};
+static void parts_drain(pr_conn *c);
+static const pr_conn_cbs scbs = {srv_open, srv_read, parts_drain, srv_close};
 
 static void srv_accept(uv_stream_t *s, int status)
 {
@@ -177,6 +183,139 @@ static void test_control_channel(void **state)
     pr_tls_ctx_free(srv.ctx);
 }
 
+/* ---- a map in parts: 100,000 revoked identities ---- */
+
+#define NREVOKED 100000
+#define PART     65536
+
+static struct {
+    char *text;          /* the full map's JSON */
+    size_t len, off;     /* sent up to off */
+    uint64_t t0, t_sent; /* uv_hrtime at the first and last part */
+    int phase;           /* 1: full map going, 2: delta parts sent, 3: interrupted parts sent */
+} pm;
+
+static void srv_send_part(uint16_t type, uint16_t flags, uint64_t version, const void *body,
+                          size_t len)
+{
+    static uint8_t buf[PR_FRAME_MAX];
+    size_t n;
+    pr_enc e;
+
+    pr_enc_init(&e, buf, sizeof(buf), type, flags);
+    pr_enc_u64(&e, PR_H_MAP_VERSION, version);
+    assert_int_equal(pr_enc_finish(&e, body, len, &n), 0);
+    assert_int_equal(pr_conn_write(srv.conn, buf, n), 0);
+}
+
+static char *big_map(size_t *len)
+{
+    char b64[64], *t;
+    size_t cap = (size_t)NREVOKED * 48 + 1024, off;
+
+    sodium_bin2base64(b64, sizeof(b64), sign_pk, sizeof(sign_pk), sodium_base64_VARIANT_ORIGINAL);
+    assert_non_null(t = malloc(cap));
+    off = (size_t)snprintf(t, cap, "{\"version\": 10, \"signing_key\": \"%s\", \"routers\": "
+                           "[{\"id\": \"ra\"}], \"revoked\": [", b64);
+    for (int i = 0; i < NREVOKED; i++)
+        off += (size_t)snprintf(t + off, cap - off, "%s\"id-%08d-0000-4000-8000-%012d\"",
+                                i ? "," : "", i, i);
+    off += (size_t)snprintf(t + off, cap - off, "]}");
+    *len = off;
+    return t;
+}
+
+/* Parts of the full map while the connection takes them. */
+static void parts_pump(void)
+{
+    while (pm.phase == 1 && srv.conn && pr_conn_writable(srv.conn) && pm.off < pm.len) {
+        size_t n = pm.len - pm.off > PART ? PART : pm.len - pm.off;
+        int more = pm.off + n < pm.len;
+        srv_send_part(PR_CTL_MAP_FULL, more ? PR_CTL_MAP_F_MORE : 0, 10, pm.text + pm.off, n);
+        pm.off += n;
+        if (!more)
+            pm.t_sent = uv_hrtime();
+    }
+}
+
+static void parts_drain(pr_conn *c)
+{
+    if (srv.parts_mode)
+        parts_pump();
+}
+
+static void parts_on_hello(int k)
+{
+    if (k == 0) {
+        pm.text = big_map(&pm.len);
+        pm.t0 = uv_hrtime();
+        pm.phase = 1;
+        parts_pump();
+        return;
+    }
+    world_stop(); /* it came back after the interrupted parts */
+}
+
+/* A delta in two parts, cut inside a string. */
+static void send_delta_parts(void)
+{
+    const char *d = "{\"version\": 11, \"base\": 10, \"ops\": [{\"op\": \"put\", \"kind\": "
+                    "\"revoked\", \"obj\": {\"id\": \"late-revoked\"}}, {\"op\": \"del\", "
+                    "\"kind\": \"revoked\", \"obj\": {\"id\": \"id-00000007-0000-4000-8000-"
+                    "000000000007\"}}]}";
+    size_t cut = 70;
+
+    srv_send_part(PR_CTL_MAP_DELTA, PR_CTL_MAP_F_MORE, 11, d, cut);
+    srv_send_part(PR_CTL_MAP_DELTA, 0, 11, d + cut, strlen(d) - cut);
+}
+
+static void parts_poll(void)
+{
+    rt_router *r = &w.r[0];
+
+    if (pm.phase == 1 && r->map.version == 10) {
+        printf("# map of %d revocations in %zu parts (%zu bytes): applied %.1f ms after the "
+               "first part\n", NREVOKED, (pm.len + PART - 1) / PART, pm.len,
+               (double)(uv_hrtime() - pm.t0) / 1e6);
+        assert_int_equal(rt_map_count(&r->map.revoked), NREVOKED);
+        assert_true(rt_map_is_revoked(&r->map, "id-00099999-0000-4000-8000-000000099999"));
+        assert_false(rt_map_is_revoked(&r->map, "id-00100000-0000-4000-8000-000000100000"));
+        send_delta_parts();
+        pm.phase = 2;
+    } else if (pm.phase == 2 && r->map.version == 11) {
+        assert_int_equal(rt_map_count(&r->map.revoked), NREVOKED);
+        assert_true(rt_map_is_revoked(&r->map, "late-revoked"));
+        assert_false(rt_map_is_revoked(&r->map, "id-00000007-0000-4000-8000-000000000007"));
+        assert_true(rt_map_is_revoked(&r->map, "id-00000008-0000-4000-8000-000000000008"));
+        /* A part, then a ping before the last part: a protocol error, so the router reconnects. */
+        srv_send_part(PR_CTL_MAP_DELTA, PR_CTL_MAP_F_MORE, 12, "{\"version\": 12,", 15);
+        srv_send(PR_CTL_PING, "{}");
+        pm.phase = 3;
+    }
+}
+
+static void test_map_parts(void **state)
+{
+    rt_control_cfg cc = {.control_addr = srv.addr, .edge_listen = "127.0.0.1:3022"};
+
+    memset(&srv, 0, sizeof(srv));
+    memset(&pm, 0, sizeof(pm));
+    srv.parts_mode = 1;
+    world_init(1, 1);
+    srv_start();
+    cc.link_listen = w.r[0].link_addr;
+    w.poll_cb = parts_poll;
+    w.on_stop = stop_all;
+    assert_int_equal(rt_control_start(&w.r[0], &cc), 0);
+    world_run(20000);
+    assert_int_equal(pm.phase, 3);
+    assert_int_equal(srv.hellos, 2);
+    assert_int_equal(srv.hello_ver[1], 11); /* the half map was thrown away */
+    assert_int_equal(srv.open_conns, 0);
+    free(pm.text);
+    pr_tls_ctx_free(srv.ctx);
+}
+
 static int setup(void **state)
 {
     group_setup(state);
@@ -194,6 +333,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_control_channel),
+        cmocka_unit_test(test_map_parts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
