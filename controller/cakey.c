@@ -99,7 +99,7 @@ int ctl_passphrase_read(const char *path, char **out, char *err, size_t errcap)
 }
 
 /* The passphrase from the environment: the variable itself, or a file. */
-static int env_passphrase(char **out, char *err, size_t errcap)
+int ctl_cakey_passphrase(char **out, char *err, size_t errcap)
 {
     const char *v = getenv(CTL_CA_PASSPHRASE_ENV);
     const char *f = getenv(CTL_CA_PASSPHRASE_FILE_ENV);
@@ -122,7 +122,7 @@ static int decrypt(const char *path, const char *pem, char **key_pem, char *err,
     EVP_PKEY *k = NULL;
     int rc;
 
-    if ((rc = env_passphrase(&pass, err, errcap)) < 0)
+    if ((rc = ctl_cakey_passphrase(&pass, err, errcap)) < 0)
         return rc;
     if ((k = parse_key(pem, pass)) == NULL) {
         ctl_errf(err, errcap, "cannot decrypt %s: wrong passphrase (or a damaged file)", path);
@@ -160,4 +160,18 @@ int ctl_cakey_load(const char *path, char **key_pem, char *err, size_t errcap)
     sodium_memzero(pem, len);
     free(pem);
     return rc;
+}
+
+int ctl_cakey_encrypted(const char *path)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    int enc;
+
+    if (pr_read_file(path, KEY_PEM_MAX, &pem, &len) < 0)
+        return 0;
+    enc = strstr(pem, ENCRYPTED_TAG) != NULL;
+    sodium_memzero(pem, len);
+    free(pem);
+    return enc;
 }

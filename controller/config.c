@@ -368,14 +368,16 @@ int ctl_open(ctl *c, const ctl_config *cfg, char *err, size_t errcap)
 
     memset(c, 0, sizeof(*c));
     c->cfg = *cfg;
-    if ((rc = ctl_read_pem(cfg->ca_cert, &c->ca.cert_pem, err, errcap)) < 0 ||
-        (rc = ctl_cakey_load(cfg->ca_key, &c->ca.key_pem, err, errcap)) < 0)
+    if ((rc = ctl_read_pem(cfg->ca_cert, &c->ca.cert_pem, err, errcap)) < 0)
         return rc;
     if ((rc = pr_pki_fingerprint(c->ca.cert_pem, c->ca_fp)) < 0) {
         ctl_errf(err, errcap, "%s is not a PEM certificate; restore it from a backup",
                  cfg->ca_cert);
         return rc;
     }
+    /* The active intermediate (ca_rotate.c), or the root key for older directories. */
+    if ((rc = ctl_issuer_load(c, err, errcap)) < 0)
+        return rc;
     if ((rc = ctl_signing_key_load(cfg->signing_key, c->sk)) < 0) {
         ctl_errf(err, errcap, "cannot load the token signing key %s (%s); restore it from a backup",
                  cfg->signing_key, weft_strerror(rc));
@@ -403,6 +405,7 @@ void ctl_close(ctl *c)
     if (c->ca.key_pem)
         sodium_memzero(c->ca.key_pem, strlen(c->ca.key_pem));
     pr_ca_free(&c->ca);
+    ctl_issuer_free(c);
     sodium_memzero(c->sk, sizeof(c->sk));
     sodium_memzero(c->secrets_key, sizeof(c->secrets_key));
 }

@@ -92,7 +92,10 @@ struct ctl_metrics;
 typedef struct {
     ctl_config cfg;
     ctl_store *store;
-    pr_ca ca;
+    pr_ca ca;        /* the root: the trust anchor (key absent once intermediates issue) */
+    pr_ca issuer;    /* signs leaves: the active intermediate, or the root (older data dirs) */
+    int64_t issuer_not_after; /* leaves never outlive their issuer */
+    int issuer_is_intermediate; /* leaves then carry the intermediate after them */
     char ca_fp[65];
     unsigned char sk[crypto_sign_SECRETKEYBYTES];
     unsigned char pk[crypto_sign_PUBLICKEYBYTES];
@@ -236,6 +239,34 @@ int ctl_cakey_save(const char *path, const char *key_pem, const char *passphrase
 int ctl_cakey_load(const char *path, char **key_pem, char *err, size_t errcap);
 /* The first line of a passphrase file (trailing CR/LF dropped), malloc'd. */
 int ctl_passphrase_read(const char *path, char **out, char *err, size_t errcap);
+/* The CA passphrase from WEFT_CA_PASSPHRASE or WEFT_CA_PASSPHRASE_FILE, malloc'd. */
+int ctl_cakey_passphrase(char **out, char *err, size_t errcap);
+/* 1 if the key file at path is an encrypted PEM. */
+int ctl_cakey_encrypted(const char *path);
+
+/* ---- ca_rotate.c: intermediates (docs/bootstrap.md) ---- */
+#define CTL_INTERMEDIATES_FILE "intermediates.json"
+/* Makes a new intermediate signed by root (cert and key in memory), writes
+ * DIR/intermediate-N.pem and .key (the key encrypted under passphrase unless
+ * NULL) and makes it the active issuer in DIR/intermediates.json; the
+ * previous one is kept listed (retired) and its key removed. name receives
+ * "intermediate-N"; keep (may be NULL) receives the new intermediate's
+ * certificate and clear key (free with pr_ca_free after wiping the key). */
+int ctl_ca_rotate(const char *dir, const char *network, const pr_ca *root, const char *passphrase,
+                  int64_t cert_validity, char *name, size_t namecap, pr_ca *keep, char *err,
+                  size_t errcap);
+/* Loads the active intermediate of c->cfg.dir into c->issuer; a data
+ * directory without intermediates issues with the root (its key loaded). */
+int ctl_issuer_load(ctl *c, char *err, size_t errcap);
+void ctl_issuer_free(ctl *c);
+/* Signs csr with the active issuer; *cert_pem is the leaf then its
+ * intermediate (PEM chain), the leaf's notAfter capped at the issuer's. */
+int ctl_ca_sign(const ctl *c, const char *csr_pem, const pr_cert_req *req, char **cert_pem,
+                char serial_hex[33]);
+/* pr_ca_issue with the active issuer; *cert_pem is a chain as above. */
+int ctl_ca_issue(const ctl *c, const pr_cert_req *req, char **cert_pem, char **key_pem);
+/* weft-controller ca SUBCOMMAND ...: argv[0] is "ca". */
+int ctl_cmd_ca(int argc, char **argv);
 
 /* ---- api_cas.c, devcert.c, enroll_factory.c, renew.c, credentials.c ---- */
 void ctl_api_cas_list(ctl_call *call);

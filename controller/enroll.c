@@ -302,7 +302,7 @@ static int sign_csr(enrol *e)
                         .ips = ni ? ips : NULL,
                         .usage = router ? PR_CERT_BOTH : PR_CERT_CLIENT,
                         .not_after = time(NULL) + c->cfg.cert_validity};
-    rc = pr_ca_sign_csr(&c->ca, e->csr, &req, &e->cert, serial);
+    rc = ctl_ca_sign(c, e->csr, &req, &e->cert, serial);
     if (rc == WEFT_ENOMEM) {
         ctl_reply_error(e->call, 500, "internal", "out of memory; retry");
         return rc;

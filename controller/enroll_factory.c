@@ -231,7 +231,7 @@ static int sign(factory *f)
                         .uri = uri,
                         .usage = PR_CERT_CLIENT,
                         .not_after = time(NULL) + c->cfg.cert_validity};
-    if ((rc = pr_ca_sign_csr(&c->ca, f->csr, &req, &f->cert, serial)) < 0)
+    if ((rc = ctl_ca_sign(c, f->csr, &req, &f->cert, serial)) < 0)
         return deny(f->call, 400, "bad_csr",
                     "the certificate signing request is not a valid PEM CSR for a P-256 key; "
                     "generate a new key and CSR");

@@ -21,7 +21,8 @@
 
 typedef struct {
     ctl_config cfg;
-    pr_ca ca;
+    pr_ca ca;    /* the root */
+    ctl *iss;    /* issues the server and admin certificates: intermediate-1 */
     unsigned char sk[crypto_sign_SECRETKEYBYTES];
     int made_dir;
     const char *ca_passphrase; /* NULL: ca.key in clear */
@@ -91,7 +92,8 @@ static int prepare_dir(init_state *st, const char *dir)
     static const char *const markers[] = {CTL_CONFIG_FILE, "weft.db",    "ca.pem",
                                           "ca.key",        "server.pem", "server.key",
                                           "signing.key",   "admin.json", "secrets.key",
-                                          NULL};
+                                          CTL_INTERMEDIATES_FILE, "intermediate-1.pem",
+                                          "intermediate-1.key", NULL};
     char abs[PATH_MAX], p[PATH_MAX + 32];
 
     if (mkdir_parents(dir) < 0) {
@@ -182,7 +184,7 @@ static int make_server_cert(init_state *st)
                         .ips = ips,
                         .usage = PR_CERT_BOTH,
                         .not_after = time(NULL) + SERVER_CERT_DAYS * 86400LL};
-    if ((rc = pr_ca_issue(&st->ca, &req, &cert, &key)) < 0) {
+    if ((rc = ctl_ca_issue(st->iss, &req, &cert, &key)) < 0) {
         fail(st, rc, "issuing the server certificate");
         goto out;
     }
@@ -197,6 +199,26 @@ out:
     return rc;
 }
 
+/* The root signs intermediate-1, which issues every leaf from the start
+ * (ca_rotate.c); the root key is then needed only to rotate. */
+static int make_intermediate(init_state *st)
+{
+    char name[48];
+    int rc;
+
+    if ((st->iss = calloc(1, sizeof(*st->iss))) == NULL)
+        return fail(st, WEFT_ENOMEM, "creating the intermediate CA");
+    st->iss->cfg = st->cfg;
+    if ((rc = ctl_ca_rotate(st->cfg.dir, st->cfg.name, &st->ca, st->ca_passphrase,
+                            st->cfg.cert_validity, name, sizeof(name), &st->iss->issuer, st->err,
+                            st->errcap)) < 0)
+        return rc;
+    st->iss->issuer_is_intermediate = 1;
+    if ((rc = pr_pki_cert_not_after(st->iss->issuer.cert_pem, &st->iss->issuer_not_after)) < 0)
+        return fail(st, rc, "reading the intermediate CA");
+    return 0;
+}
+
 static int make_ca_and_keys(init_state *st)
 {
     int rc;
@@ -206,6 +228,8 @@ static int make_ca_and_keys(init_state *st)
     if ((rc = write_public(st->cfg.ca_cert, st->ca.cert_pem)) < 0 ||
         (rc = ctl_cakey_save(st->cfg.ca_key, st->ca.key_pem, st->ca_passphrase)) < 0)
         return fail(st, rc, "writing ca.pem/ca.key");
+    if ((rc = make_intermediate(st)) < 0)
+        return rc;
     if ((rc = ctl_secrets_key_create(st->cfg.dir)) < 0)
         return fail(st, rc, "writing secrets.key");
     if ((rc = make_server_cert(st)) < 0)
@@ -252,7 +276,7 @@ static int make_admin(init_state *st, ctl_store *store)
                         .uri = uri,
                         .usage = PR_CERT_CLIENT,
                         .not_after = time(NULL) + ADMIN_CERT_DAYS * 86400LL};
-    if ((rc = pr_ca_issue(&st->ca, &req, &idf.cert_pem, &idf.key_pem)) < 0) {
+    if ((rc = ctl_ca_issue(st->iss, &req, &idf.cert_pem, &idf.key_pem)) < 0) {
         fail(st, rc, "issuing the admin certificate");
         goto out;
     }
@@ -312,8 +336,13 @@ static void cleanup(init_state *st)
         if (paths[i][0])
             unlink(paths[i]);
     if (st->cfg.dir[0]) {
-        snprintf(p, sizeof(p), "%s/%s", st->cfg.dir, CTL_SECRETS_KEY_FILE);
-        unlink(p);
+        static const char *const more[] = {CTL_SECRETS_KEY_FILE, CTL_INTERMEDIATES_FILE,
+                                           "intermediate-1.pem", "intermediate-1.key"};
+
+        for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++) {
+            snprintf(p, sizeof(p), "%s/%s", st->cfg.dir, more[i]);
+            unlink(p);
+        }
     }
     if (st->cfg.db[0]) {
         unlink(st->cfg.db);
@@ -333,7 +362,9 @@ static void print_next(const init_state *st, FILE *out)
     fprintf(out,
             "Created weft network '%s' in %s\n"
             "  ca.pem        network root CA certificate (share it)\n"
-            "  ca.key        network root CA private key (0600%s; back it up offline)\n"
+            "  ca.key        network root CA private key (0600%s; back it up offline;\n"
+            "                only 'weft-controller ca rotate' needs it)\n"
+            "  intermediate-1.pem/.key  the intermediate CA issuing certificates\n"
             "  secrets.key   key sealing tier-2 credentials at rest (0600; back it up)\n"
             "  server.pem    controller server certificate, server.key its key (0600)\n"
             "  signing.key   enrolment token signing key (0600)\n"
@@ -383,6 +414,9 @@ int ctl_init(const ctl_init_opts *o, FILE *out, char *err, size_t errcap)
 undo:
     cleanup(st);
 out:
+    if (st->iss)
+        ctl_issuer_free(st->iss);
+    free(st->iss);
     pr_ca_free(&st->ca);
     sodium_memzero(st->sk, sizeof(st->sk));
     free(st);

@@ -27,6 +27,7 @@ static const char usage_main[] =
     "  init    create a new network (CA, server certificate, store, admin identity)\n"
     "  run     serve the REST API\n"
     "  routes  print the REST API's route table\n"
+    "  ca      rotate the issuing intermediate CA ('ca rotate --dir DIR')\n"
     "\n"
     "Run 'weft-controller COMMAND --help' for a command's options.\n";
 
@@ -494,6 +495,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "routes") == 0)
         return cmd_routes(argc - 1, argv + 1);
+    if (strcmp(argv[1], "ca") == 0)
+        return ctl_cmd_ca(argc - 1, argv + 1);
     fprintf(stderr, "weft-controller: unknown command '%s'\n", argv[1]);
     fputs(usage_main, stderr);
     return 2;

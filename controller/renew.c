@@ -95,7 +95,7 @@ static int issue(ctl_call *call, int kind, json_t *rec, const char *csr, char **
                         .ips = ni ? ips : NULL,
                         .usage = router ? PR_CERT_BOTH : PR_CERT_CLIENT,
                         .not_after = *not_after};
-    return pr_ca_sign_csr(&c->ca, csr, &req, cert, serial);
+    return ctl_ca_sign(c, csr, &req, cert, serial);
 }
 
 static void answer(ctl_call *call, int kind, json_t *rec, const char *cert, int64_t not_after)

@@ -682,3 +682,90 @@ out:
     EVP_PKEY_free(k);
     return ret;
 }
+
+/* ---- intermediates ---- */
+
+static int add_intermediate_exts(X509 *x, X509 *root)
+{
+    int ret;
+
+    if ((ret = add_ext(x, root, NID_basic_constraints, "critical,CA:TRUE,pathlen:0")) < 0 ||
+        (ret = add_ext(x, root, NID_key_usage, "critical,keyCertSign,cRLSign")) < 0 ||
+        (ret = add_ext(x, root, NID_subject_key_identifier, "hash")) < 0 ||
+        (ret = add_ext(x, root, NID_authority_key_identifier, "keyid:always")) < 0)
+        return ret;
+    return 0;
+}
+
+/* The intermediate may not outlive its root: a chain is only as valid as its
+ * shortest-lived link. */
+static int64_t cap_not_after(X509 *root, int64_t not_after)
+{
+    struct tm tm;
+    int64_t root_end;
+
+    memset(&tm, 0, sizeof(tm));
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(root), &tm) != 1)
+        return not_after;
+    root_end = (int64_t)timegm(&tm);
+    return not_after > root_end ? root_end : not_after;
+}
+
+static int make_intermediate(X509 *root, EVP_PKEY *rootkey, EVP_PKEY *k, const char *cn,
+                             int64_t not_after, X509 **out)
+{
+    int64_t now = (int64_t)time(NULL);
+    X509 *x;
+    int ret;
+
+    if ((x = X509_new()) == NULL)
+        return WEFT_ENOMEM;
+    ret = WEFT_ECRYPTO;
+    if (X509_set_version(x, 2) != 1 || (ret = set_serial(x, NULL)) < 0 ||
+        (ret = set_validity(x, now - CLOCK_SKEW, cap_not_after(root, not_after))) < 0 ||
+        (ret = set_cn(X509_get_subject_name(x), cn)) < 0)
+        goto out;
+    ret = WEFT_ECRYPTO;
+    if (X509_set_issuer_name(x, X509_get_subject_name(root)) != 1 || X509_set_pubkey(x, k) != 1)
+        goto out;
+    if ((ret = add_intermediate_exts(x, root)) < 0)
+        goto out;
+    ret = X509_sign(x, rootkey, EVP_sha256()) > 0 ? 0 : WEFT_ECRYPTO;
+out:
+    if (ret < 0)
+        X509_free(x);
+    else
+        *out = x;
+    return ret;
+}
+
+int pr_ca_create_intermediate(const pr_ca *root, const char *cn, int64_t not_after, pr_ca *out)
+{
+    X509 *rootcert = NULL, *x = NULL;
+    EVP_PKEY *rootkey = NULL, *k = NULL;
+    int ret = WEFT_EINVAL;
+
+    if (root == NULL || cn == NULL || *cn == '\0' || out == NULL)
+        return WEFT_EINVAL;
+    out->cert_pem = NULL;
+    out->key_pem = NULL;
+    if ((rootcert = load_cert(root->cert_pem)) == NULL ||
+        (rootkey = load_key(root->key_pem)) == NULL)
+        goto out;
+    ret = WEFT_ECRYPTO;
+    if ((k = new_key()) == NULL)
+        goto out;
+    if ((ret = make_intermediate(rootcert, rootkey, k, cn, not_after, &x)) < 0)
+        goto out;
+    if ((ret = to_pem(PEM_CERT, x, &out->cert_pem)) < 0 ||
+        (ret = to_pem(PEM_KEY, k, &out->key_pem)) < 0)
+        pr_ca_free(out);
+out:
+    if (ret < 0)
+        ERR_clear_error();
+    X509_free(x);
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(rootkey);
+    X509_free(rootcert);
+    return ret;
+}

@@ -51,5 +51,10 @@ int pr_ca_sign_csr(const pr_ca *ca, const char *csr_pem, const pr_cert_req *req,
                    char serial_hex[33]);
 /* Makes a key and certificate in one go (controller server cert, admin identity). */
 int pr_ca_issue(const pr_ca *ca, const pr_cert_req *req, char **cert_pem, char **key_pem);
+/* Makes an intermediate CA signed by root: a new P-256 key, CN=cn, CA:TRUE
+ * pathlen 0, keyCertSign and cRLSign, valid until not_after (capped at the
+ * root's own notAfter). It issues leaves with pr_ca_sign_csr and pr_ca_issue;
+ * those leaves verify against the root when sent with it (leaf first). */
+int pr_ca_create_intermediate(const pr_ca *root, const char *cn, int64_t not_after, pr_ca *out);
 
 #endif

@@ -25,7 +25,7 @@ done
 for f in admin.json ca.key server.key signing.key; do
     assert_eq 600 "$(mode_of "$T_DIR/$f")" "$f is mode 0600"
 done
-t_run openssl verify -CAfile "$T_DIR/ca.pem" "$T_DIR/server.pem"
+t_run openssl verify -CAfile "$T_DIR/ca.pem" -untrusted "$T_DIR/server.pem" "$T_DIR/server.pem"
 assert_rc 0 "server certificate verifies against the network CA"
 
 api_as none GET /v1/version
@@ -58,7 +58,7 @@ assert_eq neta "$(jget "$idj" .network)" "identity file network"
 assert_match "^https://127\.0\.0\.1:${CTL_PORT[$T_DIR]}/?$" "$(jget "$idj" .controller)" "identity file controller URL"
 
 idfile_split "$T_TMP/dev1.json" "$T_TMP/dev1"
-t_run openssl verify -CAfile "$T_DIR/ca.pem" "$T_TMP/dev1/cert.pem"
+t_run openssl verify -CAfile "$T_DIR/ca.pem" -untrusted "$T_TMP/dev1/cert.pem" "$T_TMP/dev1/cert.pem"
 assert_rc 0 "openssl verify -CAfile ca.pem on the issued certificate"
 t_run openssl x509 -in "$T_TMP/dev1/cert.pem" -noout -ext subjectAltName
 assert_match "URI:spiffe://neta/identity/$id([^a-z0-9-]|$)" "$T_OUT" "certificate carries URI SAN spiffe://neta/identity/<id>"

@@ -18,7 +18,9 @@ assert_match "weft-controller run --dir" "$T_OUT" "quickstart prints what to run
 qs="$T_TMP/cwd/.quickstart"
 assert_eq identity "$(jget "$(cat "$qs/sensor-01.json" 2>/dev/null)" .kind)" "identity file written"
 assert_eq 600 "$(stat -c %a "$qs/sensor-01.json" 2>/dev/null)" "identity file is mode 0600"
-t_run openssl verify -CAfile "$qs/controller/ca.pem" <(jget "$(cat "$qs/sensor-01.json")" .cert)
+jget "$(cat "$qs/sensor-01.json")" .cert > "$T_TMP/sensor-01.pem"
+t_run openssl verify -CAfile "$qs/controller/ca.pem" -untrusted "$T_TMP/sensor-01.pem" \
+    "$T_TMP/sensor-01.pem"
 assert_rc 0 "enrolled certificate verifies against the quickstart CA"
 left=$(pgrep -f "^[^ ]*weft-(controller|router|edge) run .*$qs/")
 assert_eq "" "$left" "every process of the network was stopped at the end"
