@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "controller/circuits.h"
+#include "controller/events.h"
 #include "controller/http_parse.h"
 #include "controller/netmap.h"
 #include "proto/addr.h"
@@ -146,6 +147,13 @@ int ctl_metrics_render(const ctl *c, char **text, size_t *len)
     gauge(&b, "weft_controller_map_version", "Version of the network map.",
           c->map ? (unsigned long long)ctl_netmap_version(c->map) : 0);
     api_counters(&b, c->metrics);
+    if (c->events && b.err == 0) { /* security events and webhooks (docs/policies.md) */
+        int n = ctl_events_metrics(c->events, b.buf + b.len, b.cap - b.len);
+        if (n < 0)
+            b.err = n;
+        else
+            b.len += (size_t)n;
+    }
     if (b.err) {
         free(b.buf);
         return b.err;

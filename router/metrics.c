@@ -11,6 +11,7 @@
 
 #include "proto/addr.h"
 #include "proto/log.h"
+#include "router/enforce.h"
 #include "router/router.h"
 #include "weft/errors.h"
 
@@ -133,6 +134,10 @@ int rt_metrics_render(rt_router *r, char *buf, size_t cap)
     put(&b, "# HELP weft_router_legs_lost_total Circuit legs lost to failed links or routers.\n"
             "# TYPE weft_router_legs_lost_total counter\nweft_router_legs_lost_total %llu\n",
         (unsigned long long)r->legs_lost);
+    put(&b, "# HELP weft_router_policy_violations_total Behaviour and binding violations seen "
+            "(docs/policies.md).\n# TYPE weft_router_policy_violations_total counter\n"
+            "weft_router_policy_violations_total %llu\n",
+        (unsigned long long)rt_enforce_violations(r->enforce));
     return b.err ? b.err : (int)b.len;
 }
 

@@ -262,6 +262,11 @@ static void test_event_store(void **state)
     assert_int_equal(ctl_webhook_list(e, &hooks), 0);
     assert_int_equal(json_array_size(hooks), 1);
     json_decref(hooks);
+    char text[2048];
+    assert_true(ctl_events_metrics(e, text, sizeof(text)) > 0);
+    assert_non_null(strstr(text, "weft_events_total{kind=\"rate\"} 1\n"));
+    assert_non_null(strstr(text, "weft_events_total{kind=\"destination\"} 1\n"));
+    assert_int_equal(ctl_events_metrics(e, text, 40), WEFT_EINVAL);
     assert_int_equal(ctl_webhook_del(e, "soc"), 0);
     assert_int_equal(ctl_webhook_del(e, "soc"), WEFT_ENOTFOUND);
     ctl_events_close(e);
