@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 30
 MESON_FLAGS ?=
 WERROR      := $(if $(CI),-Dwerror=true,)
 
-.PHONY: all deps deps-test build quickstart test unit integration asan fuzz bench clean compose-test
+.PHONY: all deps deps-test build quickstart test unit integration mesh-test asan fuzz bench clean compose-test
 
 all: build
 
@@ -34,6 +34,7 @@ quickstart: build
 test: deps-test
 	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory unit integration
+	$(MAKE) --no-print-directory mesh-test
 	$(MAKE) --no-print-directory asan
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory compose-test
@@ -44,6 +45,11 @@ unit: build
 
 integration: build
 	tests/integration/run.sh $(BUILD)
+
+# Routers, edges and the controller in network namespaces; prints
+# "mesh: skipped: <reason>" and passes where namespaces cannot be made.
+mesh-test: build
+	tests/mesh/run.sh $(BUILD)
 
 $(ASAN_BUILD)/build.ninja:
 	meson setup $(ASAN_BUILD) $(WERROR) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
