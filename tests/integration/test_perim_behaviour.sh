@@ -19,7 +19,8 @@ dp_enrol bot1 bots
 dp_enrol night1 night
 dp_service web web "tcp:127.0.0.1:$ECHO_I" "tcp:127.0.0.1:$ECHO"
 dp_service other other "tcp:127.0.0.1:$ECHO2_I" "tcp:127.0.0.1:$ECHO2"
-dp_policy web-dial dial '#devices,#bots,#night,#bound' '#web'
+dp_enrol flood1 flood
+dp_policy web-dial dial '#devices,#bots,#night,#bound,#flood' '#web'
 dp_policy all-bind bind '#hosts' '#web,#other'
 
 # A webhook target on loopback that records every POST body.
@@ -106,6 +107,48 @@ dp_probe bot1 --timeout 3000
 assert_ne 0 "$T_RC" "quarantined bot1's new session is refused"
 weft identity enable bot1
 assert_rc 0 "an admin re-enables bot1"
+
+# ---- quarantine closes a live circuit: time from the violating dial to its end
+weft policy create floods --type behaviour --identities '#flood' --conn-rate 2/min \
+    --action block,log,remove
+assert_rc 0 "a rate policy that quarantines"
+dp_edge flood1
+FLOOD_PID=$BG_PID
+assert_cond "flood1's edge intercepts web" dp_wait_log "$T_TMP/logs/edge-flood1.log" \
+    "event=edge_intercepting service=web " 30
+cat >"$T_TMP/holder.py" <<'EOF'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"x")
+assert s.recv(1) == b"x"
+open(sys.argv[2], "w").write("1")
+s.settimeout(20)
+try:
+    while s.recv(4096):
+        pass
+    how = "eof"
+except socket.timeout:
+    how = "timeout"
+except OSError:
+    how = "reset"
+open(sys.argv[3], "w").write("%.3f %s" % (time.time(), how))
+EOF
+bg holder python3 "$T_TMP/holder.py" "$ECHO_I" "$T_TMP/held" "$T_TMP/ended"
+assert_cond "a connection through flood1's intercept is up (circuit 1 of 2 a minute)" \
+    dp_wait_log "$T_TMP/held" . 15
+FTOK=$(dp_token flood1 web dial)
+dp_probe flood1 --dial web --token "$FTOK"
+assert_rc 0 "flood1's second dial is within the rate"
+t_off=$(date +%s.%N)
+dp_probe flood1 --dial web --token "$FTOK"
+assert_rc 1 "flood1's third dial in a minute is refused"
+dp_wait_log "$T_TMP/ended" . 10
+read -r t_end how <"$T_TMP/ended" 2>/dev/null
+secs=$(python3 -c "print(round(${t_end:-1e12} - $t_off, 3))")
+t_diag "quarantine: live circuit closed ($how) ${secs} s after the violating dial started"
+assert_cond "the live circuit closed within 1 s of the violation (${secs} s)" \
+    python3 -c "import sys; sys.exit(0 if 0 <= $secs < 1.0 else 1)"
+stop_pid "$FLOOD_PID"
 
 # ---- device binding
 bind_id() { # NAME MODE [enrol args...]
