@@ -38,7 +38,7 @@
 
 static char dir[64];
 static pr_ca ca;
-static pr_idfile router_id, router2_id;
+static pr_idfile router_id, router2_id, router3_id;
 static char host_file[128], dial_file[128];
 static uint8_t tok_pk[crypto_sign_PUBLICKEYBYTES], tok_sk[crypto_sign_SECRETKEYBYTES];
 
@@ -84,6 +84,7 @@ static int group_setup(void **state)
     make_identity("identity", "dev1", dial_file, NULL);
     make_identity("router", "r1", NULL, &router_id);
     make_identity("router", "r2", NULL, &router2_id);
+    make_identity("router", "r3", NULL, &router3_id);
     crypto_sign_keypair(tok_pk, tok_sk);
     return 0;
 }
@@ -95,6 +96,7 @@ static int group_teardown(void **state)
     rmdir(dir);
     pr_idfile_free(&router_id);
     pr_idfile_free(&router2_id);
+    pr_idfile_free(&router3_id);
     pr_ca_free(&ca);
     return 0;
 }
@@ -125,9 +127,11 @@ static char *session_json2(const char *sub, const char *addr, const char *addr2)
         dt = token(sub, names[i], "dial");
         bt = token(sub, names[i], "bind");
         json_array_append_new(svcs,
-                              json_pack("{s:s, s:s, s:b, s:b, s:{s:s, s:s}, s:s}", "id", names[i],
-                                        "name", names[i], "dial", 1, "bind", 1, "tokens", "dial",
-                                        dt, "bind", bt, "expires_at", "2099-01-01T00:00:00Z"));
+                              json_pack("{s:s, s:s, s:b, s:b, s:{s:s, s:s}, s:s, s:s, s:s}", "id",
+                                        names[i], "name", names[i], "dial", 1, "bind", 1, "tokens",
+                                        "dial", dt, "bind", bt, "expires_at",
+                                        "2099-01-01T00:00:00Z", "intercept", "tcp:127.0.0.1:8080",
+                                        "host", "tcp:127.0.0.1:80"));
         free(dt);
         free(bt);
     }
@@ -1553,6 +1557,404 @@ static void resume_mac(void **state)
     weft__e2e_wipe(&b);
 }
 
+/* ---- deferred accept, closing with a reason ---- */
+
+static struct {
+    fabric *fb;
+    weft_conn *pending;
+    uv_timer_t t;
+    int phase, refused, opened, peer_err, closed;
+    char reason[WEFT_ERRMSG_MAX];
+} da;
+
+static void da_closed(weft_conn *c)
+{
+    if (++da.closed < 4)
+        return;
+    uv_close((uv_handle_t *)&da.t, NULL);
+    fabric_stop(da.fb);
+}
+
+static void da_host_read(weft_conn *c, const uint8_t *buf, ssize_t n)
+{
+    if (n == 4 && memcmp(buf, "ping", 4) == 0)
+        weft_close_err(c, WEFT_EDENIED, da_closed); /* the dialler reads this code */
+}
+
+static void da_dial_read(weft_conn *c, const uint8_t *buf, ssize_t n)
+{
+    if (n >= 0)
+        return;
+    da.peer_err = (int)n;
+    weft_close(c, da_closed);
+}
+
+static void da_dialled(weft_conn *c, int status, void *data);
+
+/* The host application answers later: the first circuit is refused with a
+ * reason, the second accepted. */
+static void on_da_timer(uv_timer_t *t)
+{
+    weft_conn *c = da.pending;
+
+    if (c == NULL)
+        return;
+    da.pending = NULL;
+    if (da.phase == 0) {
+        assert_int_equal(weft_reject(c, WEFT_EREFUSED, "service echo: host 127.0.0.1:9 refused the "
+                                                       "connection; is the service running?"),
+                         0);
+        assert_int_equal(weft_accept(c), WEFT_EREFUSED); /* answered once */
+        weft_close(c, da_closed);
+        return;
+    }
+    assert_int_equal(weft_accept(c), 0);
+    assert_int_equal(weft_read_start(c, da_host_read), 0);
+}
+
+static void da_accept(weft_conn *c, void *data)
+{
+    assert_int_equal(weft_accept_defer(c), 0);
+    da.pending = c;
+    uv_timer_start(&da.t, on_da_timer, 50, 0);
+}
+
+static void da_dialled(weft_conn *c, int status, void *data)
+{
+    if (da.phase == 0) {
+        assert_null(c);
+        da.refused = status;
+        snprintf(da.reason, sizeof(da.reason), "%s", weft_last_error_msg(da.fb->dial));
+        da.phase = 1;
+        assert_int_equal(weft_dial(da.fb->dial, "echo", da_dialled, NULL), 0);
+        return;
+    }
+    assert_int_equal(status, 0);
+    da.opened = 1;
+    assert_int_equal(weft_accept_defer(c), WEFT_ECLOSED); /* only inside accept_cb */
+    assert_int_equal(weft_read_start(c, da_dial_read), 0);
+    assert_int_equal(weft_write(c, "ping", 4, NULL, NULL), 0);
+}
+
+static void da_listening(weft_ctx *ctx, const char *service, int status, void *data)
+{
+    assert_int_equal(status, 0);
+    assert_int_equal(weft_dial(da.fb->dial, "echo", da_dialled, NULL), 0);
+}
+
+/* Through a real router: a host that cannot reach its service refuses the
+ * dial with the reason (no open-then-reset), and a close with a code is read
+ * by the peer as that code. */
+static void router_deferred_accept(void **state)
+{
+    fabric fb;
+
+    memset(&da, 0, sizeof(da));
+    fabric_start(&fb, 1, 0);
+    da.fb = &fb;
+    da.closed = 1; /* then the refused circuit, the host's and the dialler's */
+    uv_timer_init(&fb.loop, &da.t);
+    assert_int_equal(weft_listen(fb.host, "echo", da_listening, da_accept, NULL), 0);
+    uv_run(&fb.loop, UV_RUN_DEFAULT);
+    fabric_finish(&fb);
+    assert_int_equal(da.refused, WEFT_EREFUSED);
+    assert_non_null(strstr(da.reason, "refused the connection; is the service running?"));
+    assert_int_equal(da.opened, 1);
+    assert_int_equal(da.peer_err, WEFT_EDENIED);
+}
+
+/* ---- the identity's services ---- */
+
+static struct {
+    int calls;
+    size_t n;
+    char intercept[64], host[64];
+    int dial, bind;
+} sv;
+
+static void on_services(weft_ctx *ctx, const weft_service *v, size_t n, void *data)
+{
+    sv.calls++;
+    sv.n = n;
+    assert_true(n >= 1);
+    assert_string_equal(v[0].name, "echo");
+    snprintf(sv.intercept, sizeof(sv.intercept), "%s", v[0].intercept);
+    snprintf(sv.host, sizeof(sv.host), "%s", v[0].host);
+    sv.dial = v[0].dial;
+    sv.bind = v[0].bind;
+}
+
+static char *replace(const char *js, const char *from, const char *to)
+{
+    const char *p = strstr(js, from);
+    char *out = malloc(strlen(js) + strlen(to) + 1);
+
+    assert_non_null(p);
+    memcpy(out, js, (size_t)(p - js));
+    strcpy(out + (p - js), to);
+    strcat(out, p + strlen(from));
+    return out;
+}
+
+static void services_and_changes(void **state)
+{
+    weft_ctx *early;
+    fabric fb;
+    char *js, *js2;
+
+    fabric_start(&fb, 0, 0);
+    memset(&sv, 0, sizeof(sv));
+    assert_int_equal(weft_services(fb.host, on_services, NULL), 0);
+    assert_int_equal(sv.calls, 1);
+    assert_int_equal(sv.n, 2);
+    assert_string_equal(sv.intercept, "tcp:127.0.0.1:8080");
+    assert_string_equal(sv.host, "tcp:127.0.0.1:80");
+    assert_true(sv.dial && sv.bind);
+    /* The callback: at once with what is known, then on changes only. */
+    weft_set_services_cb(fb.host, on_services, NULL);
+    assert_int_equal(sv.calls, 2);
+    js = session_json("host1", fb.addr); /* new tokens, same services */
+    assert_int_equal(weft__use_session_json(fb.host, js), 0);
+    assert_int_equal(sv.calls, 2);
+    js2 = replace(js, "127.0.0.1:8080", "127.0.0.1:8081");
+    assert_int_equal(weft__use_session_json(fb.host, js2), 0);
+    assert_int_equal(sv.calls, 3);
+    assert_string_equal(sv.intercept, "tcp:127.0.0.1:8081");
+    free(js);
+    free(js2);
+    /* No session data yet: nothing to list. */
+    assert_int_equal(weft_init(&fb.loop, host_file, NULL, &early), 0);
+    assert_int_equal(weft_services(early, on_services, NULL), WEFT_EAGAIN);
+    weft_free(early);
+    fabric_stop(&fb);
+    fabric_finish(&fb);
+}
+
+/* ---- choosing routers by distance ---- */
+
+static struct {
+    fabric *fb;
+    rt_router rt[3];
+    uv_timer_t t;
+    int phase;
+    char far[256], near[256], moved_to[256];
+} pk;
+
+static weft_dist *dist_at(weft_ctx *ctx, const char *addr)
+{
+    for (size_t i = 0; i < ctx->ndist; i++)
+        if (strcmp(ctx->dist[i].addr, addr) == 0)
+            return &ctx->dist[i];
+    fail_msg("no distance for %s", addr);
+    return NULL;
+}
+
+static void on_pick_tick(uv_timer_t *t)
+{
+    weft_ctx *ctx = pk.fb->dial;
+    size_t unheld = 0;
+
+    if (!weft__rsess_ready(&ctx->sess[0]) || !weft__rsess_ready(&ctx->sess[1]))
+        return;
+    if (pk.phase == 0) {
+        /* Three routers, two sessions; now the network changes: the router
+         * of session 0 is far, the one without a session near. */
+        assert_true(dist_at(ctx, "127.0.0.1:1")->failed);
+        assert_int_not_equal(ctx->sess[0].cur, 0); /* never the dead router */
+        assert_int_not_equal(ctx->sess[1].cur, 0);
+        for (size_t i = 1; i < 4; i++)
+            if (ctx->sess[0].cur != i && ctx->sess[1].cur != i)
+                unheld = i;
+        snprintf(pk.far, sizeof(pk.far), "%s", ctx->sess[0].addr);
+        snprintf(pk.near, sizeof(pk.near), "%s", ctx->sd.routers[unheld].edge_listen);
+        dist_at(ctx, pk.far)->rtt_us = 80000;
+        dist_at(ctx, pk.near)->rtt_us = 100;
+        dist_at(ctx, ctx->sess[1].addr)->rtt_us = 200;
+        weft__rsess_reevaluate(ctx);
+        assert_int_equal(ctx->sess[0].move_to, 0); /* one round is not enough */
+        weft__rsess_reevaluate(ctx);
+        assert_int_not_equal(ctx->sess[0].move_to, 0); /* closing, then moving */
+        pk.phase = 1;
+        return;
+    }
+    if (strcmp(ctx->sess[0].addr, pk.near) != 0)
+        return;
+    snprintf(pk.moved_to, sizeof(pk.moved_to), "%s", ctx->sess[0].addr);
+    uv_close((uv_handle_t *)t, NULL);
+    weft_free(pk.fb->dial);
+    for (int i = 0; i < 3; i++)
+        rt_router_close(&pk.rt[i]);
+    uv_close((uv_handle_t *)&pk.fb->guard, NULL);
+}
+
+/* Sessions go to the two nearest routers of three, never to a dead one, and
+ * move to a router that became clearly nearer. */
+static void routers_by_distance(void **state)
+{
+    pr_idfile *ids[3] = {&router_id, &router2_id, &router3_id};
+    const char *dead = "127.0.0.1:1";
+    weft_options opt = {0};
+    fabric fb;
+    json_t *root, *rts;
+    char *js, *js2;
+
+    memset(&fb, 0, sizeof(fb));
+    memset(&pk, 0, sizeof(pk));
+    pk.fb = &fb;
+    assert_int_equal(uv_loop_init(&fb.loop), 0);
+    uv_timer_init(&fb.loop, &fb.guard);
+    uv_timer_start(&fb.guard, on_guard, GUARD_MS, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(rt_router_init(&pk.rt[i], &fb.loop, ids[i]), 0);
+        assert_int_equal(rt_router_listen_edge(&pk.rt[i], "127.0.0.1:0"), 0);
+        router_map(&pk.rt[i], pk.rt[i].edge_addr, NULL);
+    }
+    /* A dead router listed first, then the three. */
+    js = session_json2("dev1", dead, pk.rt[0].edge_addr);
+    root = json_loads(js, 0, NULL);
+    rts = json_object_get(json_object_get(root, "data"), "routers");
+    json_array_append_new(rts, json_pack("{s:s, s:s, s:s}", "id", "r2", "name", "r2",
+                                         "edge_listen", pk.rt[1].edge_addr));
+    json_array_append_new(rts, json_pack("{s:s, s:s, s:s}", "id", "r3", "name", "r3",
+                                         "edge_listen", pk.rt[2].edge_addr));
+    js2 = json_dumps(root, JSON_COMPACT);
+    assert_int_equal(weft__init_offline(&fb.loop, dial_file, &opt, js2, &fb.dial), 0);
+    free(js);
+    free(js2);
+    json_decref(root);
+    /* Ranked before any session starts: the dead router failed its probe. */
+    assert_int_equal(fb.dial->sess[0].state, RS_IDLE);
+    uv_timer_init(&fb.loop, &pk.t);
+    uv_timer_start(&pk.t, on_pick_tick, 20, 20);
+    assert_int_equal(uv_run(&fb.loop, UV_RUN_DEFAULT), 0);
+    for (int i = 0; i < 3; i++)
+        rt_router_free(&pk.rt[i]);
+    assert_int_equal(uv_loop_close(&fb.loop), 0);
+    assert_string_equal(pk.moved_to, pk.near);
+    assert_string_not_equal(pk.far, pk.near);
+}
+
+/* The hysteresis and the order. */
+static void ranking_rules(void **state)
+{
+    weft_ctx ctx;
+    size_t rank[4];
+
+    assert_false(weft__clearly_nearer(900, 1000));    /* 10 %: no */
+    assert_false(weft__clearly_nearer(500, 1400));    /* less than 1 ms apart: no */
+    assert_true(weft__clearly_nearer(1000, 5000));
+    assert_true(weft__clearly_nearer(1000, UINT64_MAX)); /* the current one failed */
+    assert_false(weft__clearly_nearer(0, 5000));         /* not measured */
+    assert_false(weft__clearly_nearer(UINT64_MAX, 5000));
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.sd.routers = calloc(4, sizeof(*ctx.sd.routers));
+    ctx.sd.nrouters = 4;
+    for (int i = 0; i < 4; i++)
+        snprintf(ctx.sd.routers[i].edge_listen, sizeof(ctx.sd.routers[i].edge_listen),
+                 "127.0.0.1:%d", 100 + i);
+    weft__dist_sample(&ctx, "127.0.0.1:100", 0, 1);  /* failed */
+    weft__dist_sample(&ctx, "127.0.0.1:101", 9000, 0);
+    weft__dist_sample(&ctx, "127.0.0.1:103", 300, 0); /* 102 unknown */
+    assert_int_equal(weft__rank(&ctx, rank, 4), 4);
+    assert_int_equal(rank[0], 3);
+    assert_int_equal(rank[1], 1);
+    assert_int_equal(rank[2], 2);
+    assert_int_equal(rank[3], 0);
+    weft__dist_sample(&ctx, "127.0.0.1:103", 20300, 0); /* smoothed: 1/8 of a sample */
+    assert_int_equal(weft__dist_of(&ctx, "127.0.0.1:103"), (7 * 300 + 20300) / 8);
+    free(ctx.sd.routers);
+}
+
+/* ---- identity reload ---- */
+
+static struct {
+    fabric *fb;
+    weft_conn *dc;
+    int phase, echoes, accepted;
+    char *old_cert;
+} rl_;
+
+static void rl_closed(weft_conn *c)
+{
+    if (c == rl_.dc)
+        fabric_stop(rl_.fb);
+}
+
+static void rl_host_read(weft_conn *c, const uint8_t *buf, ssize_t n)
+{
+    if (n > 0)
+        assert_int_equal(weft_write(c, buf, (size_t)n, NULL, NULL), 0);
+    else
+        weft_close(c, NULL);
+}
+
+static void rl_accept(weft_conn *c, void *data)
+{
+    rl_.accepted++;
+    assert_string_equal(weft_conn_peer_identity(c), "spiffe://" NET "/identity/dev1");
+    assert_int_equal(weft_read_start(c, rl_host_read), 0);
+}
+
+static void rl_dialled(weft_conn *c, int status, void *data);
+
+static void rl_dial_read(weft_conn *c, const uint8_t *buf, ssize_t n)
+{
+    weft_ctx *ctx = rl_.fb->dial;
+
+    assert_true(n > 0);
+    rl_.echoes++;
+    if (rl_.phase == 0) {
+        /* Renewed on disk: reloaded; this circuit keeps running. */
+        rl_.old_cert = strdup(ctx->id.cert_pem);
+        make_identity("identity", "dev2", dial_file, NULL);
+        assert_int_equal(weft_reload_identity(ctx), WEFT_EINVAL); /* another identity */
+        assert_string_equal(ctx->id.cert_pem, rl_.old_cert);
+        make_identity("identity", "dev1", dial_file, NULL);
+        assert_int_equal(weft_reload_identity(ctx), 0);
+        assert_string_not_equal(ctx->id.cert_pem, rl_.old_cert);
+        rl_.phase = 1;
+        assert_int_equal(weft_write(c, "b", 1, NULL, NULL), 0);
+        return;
+    }
+    if (rl_.phase == 1) { /* and a new circuit is made with the new certificate */
+        rl_.phase = 2;
+        assert_int_equal(weft_dial(ctx, "echo", rl_dialled, NULL), 0);
+        weft_close(c, NULL);
+        return;
+    }
+    weft_close(c, rl_closed);
+}
+
+static void rl_dialled(weft_conn *c, int status, void *data)
+{
+    assert_int_equal(status, 0);
+    if (rl_.phase == 2)
+        rl_.dc = c;
+    assert_int_equal(weft_read_start(c, rl_dial_read), 0);
+    assert_int_equal(weft_write(c, "a", 1, NULL, NULL), 0);
+}
+
+static void rl_listening(weft_ctx *ctx, const char *service, int status, void *data)
+{
+    assert_int_equal(status, 0);
+    assert_int_equal(weft_dial(rl_.fb->dial, "echo", rl_dialled, NULL), 0);
+}
+
+static void router_identity_reload(void **state)
+{
+    fabric fb;
+
+    memset(&rl_, 0, sizeof(rl_));
+    fabric_start(&fb, 1, 0);
+    rl_.fb = &fb;
+    assert_int_equal(weft_listen(fb.host, "echo", rl_listening, rl_accept, NULL), 0);
+    uv_run(&fb.loop, UV_RUN_DEFAULT);
+    fabric_finish(&fb);
+    assert_int_equal(rl_.echoes, 3);
+    assert_int_equal(rl_.accepted, 2);
+    free(rl_.old_cert);
+}
+
 /* ---- multi-homed: two real routers, sessions to both ---- */
 
 static struct {
@@ -1700,6 +2102,11 @@ int main(void)
         cmocka_unit_test(relay_resume_on_other_router),
         cmocka_unit_test(resume_needs_capability),
         cmocka_unit_test(resume_mac),
+        cmocka_unit_test(router_deferred_accept),
+        cmocka_unit_test(services_and_changes),
+        cmocka_unit_test(routers_by_distance),
+        cmocka_unit_test(ranking_rules),
+        cmocka_unit_test(router_identity_reload),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
