@@ -15,9 +15,22 @@
 
 /* A first use has a slot of its own so that a burst of mismatches never
  * holds back the report that records the new binding. */
-enum { K_RATE, K_BW, K_QUOTA, K_MAXC, K_TIME, K_DEST, K_BINDING, K_FIRST_USE, K_N };
+enum { K_RATE, K_BW, K_QUOTA, K_MAXC, K_TIME, K_DEST, K_BINDING, K_FIRST_USE, K_ANOM, K_N };
 static const char *const kind_names[K_N] = {"rate", "bandwidth",   "quota",   "max_circuits",
-                                            "time", "destination", "binding", "binding"};
+                                            "time", "destination", "binding", "binding",
+                                            "anomaly"};
+
+/* The baseline of one identity (anomaly detection): dials and distinct
+ * services per window, smoothed over the windows seen (EWMA). */
+typedef struct {
+    uint64_t start_ms;
+    unsigned dials;
+    uint32_t svc[RT_ANOM_SVCS]; /* hashes of the services tried this window */
+    unsigned nsvc;
+    unsigned windows; /* windows learnt */
+    double avg_dials, avg_svcs;
+    int flagged; /* reported in this window */
+} baseline;
 
 typedef struct idstate idstate;
 struct idstate {
@@ -30,6 +43,7 @@ struct idstate {
     rt_limits lim; /* from the newest admitted token */
     uint64_t reported_ms[K_N];
     unsigned suppressed[K_N];
+    baseline base;
     idstate *next;
 };
 
@@ -231,6 +245,71 @@ static int violate(rt_enforce *e, idstate *st, int kind, const rt_limits *lim,
     return (lim->act & RT_ACT_BLOCK) ? WEFT_EDENIED : 0;
 }
 
+static uint32_t hash32(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* Closes the window when its time is up: a window that was not an anomaly
+ * feeds the baseline. */
+static void window_roll(baseline *b, uint64_t now_ms)
+{
+    if (b->start_ms != 0 && now_ms - b->start_ms < RT_ANOM_WINDOW_MS)
+        return;
+    if (b->start_ms != 0 && !b->flagged) {
+        double a = b->windows == 0 ? 1.0 : RT_ANOM_ALPHA;
+        b->avg_dials += a * ((double)b->dials - b->avg_dials);
+        b->avg_svcs += a * ((double)b->nsvc - b->avg_svcs);
+        b->windows++;
+    }
+    /* Idle windows in between count as quiet ones, at most a few. */
+    for (uint64_t k = 1; b->start_ms != 0 && k < 4 &&
+                         now_ms - b->start_ms >= (k + 1) * RT_ANOM_WINDOW_MS; k++) {
+        b->avg_dials -= RT_ANOM_ALPHA * b->avg_dials;
+        b->avg_svcs -= RT_ANOM_ALPHA * b->avg_svcs;
+    }
+    b->start_ms = now_ms;
+    b->dials = b->nsvc = 0;
+    b->flagged = 0;
+}
+
+/* Counts one dial (admitted or refused) of service and reports an anomaly
+ * once per window when, after the learning windows, the window's dials or
+ * distinct services pass RT_ANOM_FACTOR times the baseline (and a floor, so
+ * that a quiet device's first burst of two is not an alarm). */
+static void anomaly_dial(rt_enforce *e, idstate *st, const char *service, unsigned act,
+                         uint64_t now_ms)
+{
+    baseline *b = &st->base;
+    uint32_t h = hash32(service);
+    char msg[192];
+    unsigned i;
+
+    window_roll(b, now_ms);
+    b->dials++;
+    for (i = 0; i < b->nsvc && b->svc[i] != h; i++)
+        ;
+    if (i == b->nsvc && b->nsvc < RT_ANOM_SVCS)
+        b->svc[b->nsvc++] = h;
+    if (b->flagged || b->windows < RT_ANOM_LEARN)
+        return;
+    double lim_d = RT_ANOM_FACTOR * b->avg_dials, lim_s = RT_ANOM_FACTOR * b->avg_svcs;
+    if (lim_d < RT_ANOM_MIN_DIALS)
+        lim_d = RT_ANOM_MIN_DIALS;
+    if (lim_s < RT_ANOM_MIN_SVCS)
+        lim_s = RT_ANOM_MIN_SVCS;
+    if ((double)b->dials <= lim_d && (double)b->nsvc <= lim_s)
+        return;
+    b->flagged = 1;
+    snprintf(msg, sizeof(msg),
+             "anomaly: %u dials and %u services in %u s, baseline %.1f dials and %.1f services",
+             b->dials, b->nsvc, RT_ANOM_WINDOW_MS / 1000, b->avg_dials, b->avg_svcs);
+    report(e, st, K_ANOM, act & ~(unsigned)RT_ACT_BLOCK, service, msg, now_ms);
+}
+
 int rt_enforce_dial(rt_enforce *e, const char *identity, const char *service,
                     const rt_limits *lim, unsigned open, uint64_t now_ms, long long now_s,
                     char *msg, size_t cap)
@@ -241,6 +320,7 @@ int rt_enforce_dial(rt_enforce *e, const char *identity, const char *service,
     if (e == NULL || lim == NULL || !lim->have || (st = state_of(e, identity)) == NULL)
         return 0;
     st->lim = *lim;
+    anomaly_dial(e, st, service, lim->act, now_ms);
     int m = rt_local_minute(now_s, lim->win_off);
 
     if (lim->have_win && !rt_window_allows(lim->win_from, lim->win_to, m)) {
@@ -326,6 +406,8 @@ void rt_enforce_refused(rt_enforce *e, const char *identity, const char *service
     snprintf(msg, sizeof(msg), "dial of service %.128s refused: not entitled (%s)",
              service ? service : "?", weft_err_name(err));
     report(e, st, K_DEST, RT_ACT_BLOCK, service, msg, now_ms);
+    if (st->lim.have)
+        anomaly_dial(e, st, service ? service : "", st->lim.act, now_ms);
 }
 
 int rt_enforce_bytes(rt_enforce *e, const char *identity, const char *service, size_t len,

@@ -20,6 +20,16 @@
 #define RT_HW_CAP 65
 #define RT_ENF_BUCKETS 1024
 #define RT_ENF_REPORT_MS 1000 /* one event per identity and kind per second; the rest counted */
+/* Anomaly detection (docs/policies.md "Anomaly detection"): per identity with
+ * a behaviour policy, dials and distinct services per window against an EWMA
+ * baseline learnt over the first RT_ANOM_LEARN windows. */
+#define RT_ANOM_WINDOW_MS 10000
+#define RT_ANOM_LEARN 3
+#define RT_ANOM_ALPHA 0.2
+#define RT_ANOM_FACTOR 4.0
+#define RT_ANOM_MIN_DIALS 10.0
+#define RT_ANOM_MIN_SVCS 3.0
+#define RT_ANOM_SVCS 32
 
 /* The "lim" claim: 0 means no limit. */
 typedef struct {

@@ -180,12 +180,54 @@ static void test_binding(void **state)
     rt_enforce_free(e);
 }
 
+static void test_anomaly(void **state)
+{
+    sink_log log = {0};
+    rt_enforce *e = NULL;
+    rt_limits lim = lim_of("{\"lim\":{\"act\":[\"log\",\"remove\"]}}");
+    char msg[256];
+    uint64_t t = 1000;
+    (void)state;
+
+    assert_int_equal(rt_enforce_new(sink, &log, &e), 0);
+    /* Learning: three windows of regular telemetry (2 dials of one service). */
+    for (int w = 0; w < RT_ANOM_LEARN + 1; w++, t += RT_ANOM_WINDOW_MS)
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(rt_enforce_dial(e, "dev", "telemetry", &lim, 0, t + (uint64_t)k, 0,
+                                             msg, sizeof(msg)), 0);
+            assert_int_equal(rt_enforce_dial(e, "quiet", "telemetry", &lim, 0, t + (uint64_t)k,
+                                             0, msg, sizeof(msg)), 0);
+        }
+    assert_int_equal(log.n, 0); /* regular traffic raises nothing */
+    /* It turns: many services (refused) in one window. */
+    rt_enforce_refused(e, "dev", "ssh", WEFT_EDENIED, t);
+    rt_enforce_refused(e, "dev", "telnet", WEFT_EDENIED, t + 1100);
+    rt_enforce_refused(e, "dev", "http", WEFT_EDENIED, t + 2200);
+    rt_enforce_refused(e, "dev", "db", WEFT_EDENIED, t + 3300);
+    rt_enforce_refused(e, "dev", "ftp", WEFT_EDENIED, t + 4400); /* 5 services: over 4x 1 */
+    assert_string_equal(log.last_kind, "anomaly");
+    assert_true(log.has_actions);
+    int n = log.n;
+    /* A flood of dials of its own service is one anomaly per window, too. */
+    t += RT_ANOM_WINDOW_MS;
+    for (int k = 0; k < 30; k++)
+        rt_enforce_dial(e, "dev", "telemetry", &lim, 0, t + (uint64_t)k * 50, 0, msg, sizeof(msg));
+    assert_int_equal(log.n, n + 1);
+    assert_string_equal(log.last_kind, "anomaly");
+    /* The quiet neighbour keeps its pace and is never flagged. */
+    for (int k = 0; k < 2; k++)
+        rt_enforce_dial(e, "quiet", "telemetry", &lim, 0, t + (uint64_t)k, 0, msg, sizeof(msg));
+    assert_int_equal(log.n, n + 1);
+    rt_enforce_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_claims),          cmocka_unit_test(test_window),
         cmocka_unit_test(test_rate_and_reports), cmocka_unit_test(test_log_only_and_maxc_time),
         cmocka_unit_test(test_bytes),           cmocka_unit_test(test_binding),
+        cmocka_unit_test(test_anomaly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
