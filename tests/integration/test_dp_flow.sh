@@ -50,8 +50,10 @@ during=$(mbit "$T_OUT")
 rss2=$(dp_rss_kb "$DP_ROUTER_PID")
 ratio=$(python3 -c "print(round(${during:-0} / max(${alone:-0}, 1e-9), 2))")
 t_diag "fast circuit: alone ${alone} Mbit/s, beside the stalled one ${during} Mbit/s (ratio $ratio)"
-assert_cond "the fast circuit keeps at least 0.6 of its speed beside the stalled one (got $ratio)" \
-    python3 -c "import sys; sys.exit(0 if $ratio >= 0.6 else 1)"
+# A circuit stuck behind the stalled one would drop to ~0; 0.5 leaves room for
+# the machine's own load changing between the two runs.
+assert_cond "the fast circuit keeps at least 0.5 of its speed beside the stalled one (got $ratio)" \
+    python3 -c "import sys; sys.exit(0 if $ratio >= 0.5 else 1)"
 
 # The stalled sender gives up at its deadline; what it wrote is what the path held.
 for ((i = 0; i < 300; i++)); do alive "$SLOW_SEND" || break; sleep 0.1; done
