@@ -31,6 +31,20 @@ static client d2;        /* the dialler's second session (rb) */
 static char term_id[RT_ID_CAP];
 static int killed, forged_sent, forged_failed, resumed, host_resumes, caps_ok, anchors_ok;
 static uint8_t nonce[16];
+static int updates; /* periodic "update" events from rb with running byte counts */
+
+static void on_event(void *arg, const char *text)
+{
+    json_t *j = json_loads(text, 0, NULL);
+
+    assert_non_null(j);
+    if (strcmp(json_string_value(json_object_get(j, "event")), "update") == 0 &&
+        json_integer_value(json_object_get(j, "bytes_up")) > 0 &&
+        json_integer_value(json_object_get(j, "bytes_down")) > 0 &&
+        json_array_size(json_object_get(j, "path")) == 3)
+        updates++;
+    json_decref(j);
+}
 
 static edge_state *st(client *c)
 {
@@ -277,7 +291,8 @@ static void maybe_close(void)
 {
     char want[512];
 
-    if (!resumed || !w.dialler.got_final || !w.host.got_final || w.dialler.circuit == 0)
+    if (!resumed || !w.dialler.got_final || !w.host.got_final || w.dialler.circuit == 0 ||
+        updates < 2) /* the resume's own update, then a periodic one */
         return;
     expected("h", want, sizeof(want));
     assert_string_equal(es[0].text, want);
@@ -405,7 +420,7 @@ static void test_resume(void **state)
     memset(es, 0, sizeof(es));
     memset(nonce, 0, sizeof(nonce));
     term_id[0] = '\0';
-    killed = forged_sent = forged_failed = resumed = host_resumes = caps_ok = anchors_ok = 0;
+    updates = killed = forged_sent = forged_failed = resumed = host_resumes = caps_ok = anchors_ok = 0;
     if (getenv("RT_TEST_DEBUG"))
         pr_log_init("router", PR_LOG_DEBUG);
     world_init(4, 1);
@@ -415,6 +430,8 @@ static void test_resume(void **state)
     world_map(3, 0x0, NULL, NULL);
     w.poll_cb = rs_poll;
     w.on_stop = rs_stop;
+    w.r[1].on_event = on_event;
+    w.r[1].update_ms = 200;
     c_connect(&w.host, &w.r[3], &hcred, rs_host);
     world_run(15000);
     pr_tls_ctx_free(d2.ctx);
@@ -424,6 +441,7 @@ static void test_resume(void **state)
     assert_int_equal(host_resumes, 1); /* the forged one never reached a switch */
     assert_true(resumed);
     assert_int_equal(w.host.closes, 1);
+    assert_true(updates >= 2);
 }
 
 int main(void)
