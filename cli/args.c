@@ -29,7 +29,7 @@ static const optdef optdefs[] = {
     {"state", 1, 0},
     {"time", 1, 0},       {"conn-rate", 1, 0}, {"bandwidth", 1, 0}, {"quota", 1, 0},
     {"max-circuits", 1, 0}, {"action", 1, 0},  {"url", 1, 0},      {"follow", 0, 0},
-    {"after", 1, 0},
+    {"after", 1, 0},      {"ca", 1, 0},
 };
 
 static const optdef *optdef_find(const char *name, size_t len)

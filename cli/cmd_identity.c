@@ -41,6 +41,8 @@ static int build_create(cli_ctx *c, const cli_args *a, json_t **out)
         json_object_set_new(*out, "admin", json_true());
     if (ttl != NULL)
         json_object_set_new(*out, "token_ttl", json_integer(ttl_s));
+    if (cli_opt_get(a, "ca") != NULL)
+        json_object_set_new(*out, "ca", json_string(cli_opt_get(a, "ca")));
     return CLI_OK;
 }
 
@@ -125,15 +127,17 @@ static int identity_update(cli_ctx *c, const cli_args *a)
 const cli_cmd cli_identity_cmds[] = {
     {"identity", "create",
      "NAME [--role R]... [--binding none|exact|iccid|imei] [--admin] [--token-ttl SECONDS] "
-     "[--out TOKEN_FILE]",
+     "[--ca CA] [--out TOKEN_FILE]",
      "create an identity and its one-time enrolment token",
      "  --role R           give the identity role R (repeat, or R1,R2)\n"
      "  --binding MODE     hardware binding: none (default), exact (IMEI and ICCID),\n"
      "                     iccid (SIM first) or imei (modem first)\n"
      "  --admin            an administrator (may use this CLI once enrolled)\n"
      "  --token-ttl SECS   enrolment token lifetime (controller default)\n"
+     "  --ca CA            the device must also enrol with a factory certificate from\n"
+     "                     registered CA CA (weft-edge enroll TOKEN --cert --key)\n"
      "  --out TOKEN_FILE   write the token to TOKEN_FILE (mode 0600) instead of stdout\n",
-     "role binding admin token-ttl out", 1, 1, identity_create},
+     "role binding admin token-ttl out ca", 1, 1, identity_create},
     {"identity", "list", "[--limit N] [--offset N] [--name FILTER] [--role R]", "list identities",
      CLI_LIST_HELP "  --role R           only identities with role R\n", "limit offset name role",
      0, 0, identity_list},

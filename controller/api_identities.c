@@ -35,7 +35,8 @@ static int field_ttl(ctl_call *call, json_t *body, int64_t *ttl)
 
 void ctl_api_identities_create(ctl_call *call)
 {
-    static const char *const allowed[] = {"name", "roles", "binding", "admin", "token_ttl", NULL};
+    static const char *const allowed[] = {"name",      "roles", "binding", "admin",
+                                          "token_ttl", "ca",    NULL};
     const char *name, *binding = "none";
     json_t *body = NULL, *roles = NULL, *rec;
     char id[PR_ID_MAX + 1];
@@ -55,6 +56,10 @@ void ctl_api_identities_create(ctl_call *call)
                     binding ? binding : "none", "admin", admin, "disabled", 0, "enrolled", 0);
     if (rec == NULL) {
         ctl_reply_error(call, 500, "internal", "out of memory");
+        goto out;
+    }
+    if (ctl_identity_factory_ca(call, body, rec) < 0) {
+        json_decref(rec);
         goto out;
     }
     ctl_create_enrollable(call, "identities", "identity", rec, ttl);

@@ -224,6 +224,11 @@ int ctl_token_issue(ctl *c, const char *kind, const char *subject_id, int64_t tt
  * answers 201 {"data":record,"enrollment":{"token","expires_at"}}. */
 void ctl_create_enrollable(ctl_call *call, const char *coll, const char *kind, json_t *rec,
                            int64_t ttl);
+/* Reads the optional "ca" field of an identity's creation body (a
+ * registered CA's name or id) into rec's "factory_ca": the identity must then
+ * enrol with a factory certificate from that CA as well as its token.
+ * 0 absent, 1 set, < 0 answered. */
+int ctl_identity_factory_ca(ctl_call *call, json_t *body, json_t *rec);
 /* Adds "enrollment":{"expires_at","used"} to rec when a token is pending. */
 void ctl_token_pending_attach(ctl *c, json_t *rec);
 

@@ -119,6 +119,8 @@ void ctl_api_enroll_ca(ctl_call *call)
 typedef struct {
     ctl_call *call;
     const char *token, *csr, *imei, *iccid, *edge_listen, *link_listen;
+    const char *factory_cert, *signature; /* identities bound to a factory CA */
+    char ffp[65];                         /* that factory certificate's fingerprint */
     const char *kind, *sub, *jti;
     json_t *claims;
     json_t *subject; /* the identity or router record */
@@ -168,8 +170,15 @@ static int parse_body(enrol *e, json_t *body)
         ctl_field_str(call, body, "imei", 0, &e->imei) < 0 ||
         ctl_field_str(call, body, "iccid", 0, &e->iccid) < 0 ||
         field_listen(e, body, "edge_listen", &e->edge_listen) < 0 ||
-        field_listen(e, body, "link_listen", &e->link_listen) < 0)
+        field_listen(e, body, "link_listen", &e->link_listen) < 0 ||
+        ctl_field_str(call, body, "factory_cert", 0, &e->factory_cert) < 0 ||
+        ctl_field_str(call, body, "signature", 0, &e->signature) < 0)
         return WEFT_EINVAL;
+    if ((e->factory_cert == NULL) != (e->signature == NULL)) {
+        ctl_reply_error(call, 400, "bad_request",
+                        "factory_cert and signature go together: send both or neither");
+        return WEFT_EINVAL;
+    }
     /* Hardware ids are digits (ICCIDs may end in a hex check character). */
     if ((e->imei && !hw_id_ok(e->imei, IMEI_MAX)) || (e->iccid && !hw_id_ok(e->iccid, ICCID_MAX))) {
         ctl_reply_error(call, 400, "bad_request",
@@ -318,6 +327,50 @@ static int sign_csr(enrol *e)
     return 0;
 }
 
+/* An identity the administrator created with a factory CA ("factory_ca")
+ * enrols with its token AND a factory certificate from that CA, proved by a
+ * signature over the CSR (the same checks as POST /v1/enroll/factory). */
+static int check_factory(enrol *e)
+{
+    const char *want = json_string_value(json_object_get(e->subject, "factory_ca"));
+    json_t *ca = NULL;
+    int rc;
+
+    if (want == NULL && e->factory_cert == NULL)
+        return 0;
+    if (want != NULL && e->factory_cert == NULL)
+        return deny(e, 403, "factory_cert_required",
+                    "this identity must enrol with its factory certificate as well as the "
+                    "token: weft-edge enroll TOKEN --cert FACTORY.pem --key FACTORY.key");
+    if (ctl_factory_check(e->call, e->factory_cert, e->csr, e->signature, &ca, e->ffp) < 0)
+        return WEFT_EDENIED; /* answered */
+    rc = 0;
+    if (want != NULL && strcmp(json_string_value(json_object_get(ca, "id")) ?: "", want) != 0)
+        rc = deny(e, 403, "wrong_ca",
+                  "the factory certificate is not from the CA this identity was created with; "
+                  "use the device's own factory certificate, or ask the administrator");
+    json_decref(ca);
+    return rc;
+}
+
+int ctl_identity_factory_ca(ctl_call *call, json_t *body, json_t *rec)
+{
+    const char *ref;
+    json_t *ca = NULL;
+    int rc = ctl_field_str(call, body, "ca", 0, &ref);
+
+    if (rc <= 0)
+        return rc;
+    if (ctl_store_get(call->c->store, "cas", ref, &ca) < 0) {
+        ctl_reply_error(call, 400, "bad_request",
+                        "no registered CA '%s'; register it first (weft ca create)", ref);
+        return WEFT_ENOTFOUND;
+    }
+    json_object_set(rec, "factory_ca", json_object_get(ca, "id"));
+    json_decref(ca);
+    return 1;
+}
+
 static int consume(enrol *e)
 {
     json_t *fields = json_pack("{s:b, s:s}", "enrolled", 1, "cert_fingerprint", e->fp);
@@ -335,6 +388,8 @@ static int consume(enrol *e)
         json_object_set_new(fields, "edge_listen", json_string(e->edge_listen));
     if (e->link_listen)
         json_object_set_new(fields, "link_listen", json_string(e->link_listen));
+    if (e->ffp[0])
+        json_object_set_new(fields, "factory_fingerprint", json_string(e->ffp));
     rc = ctl_store_token_consume(e->call->c->store, e->jti, e->kind, e->sub, time(NULL), fields);
     json_decref(fields);
     switch (rc) {
@@ -377,8 +432,9 @@ static void reply_enrolled(enrol *e)
 
 void ctl_api_enroll(ctl_call *call)
 {
-    static const char *const allowed[] = {"token",       "csr",         "imei", "iccid",
-                                          "edge_listen", "link_listen", NULL};
+    static const char *const allowed[] = {"token",       "csr",         "imei",
+                                          "iccid",       "edge_listen", "link_listen",
+                                          "factory_cert", "signature",  NULL};
     enrol e = {.call = call};
     json_t *body = NULL;
 
@@ -388,7 +444,8 @@ void ctl_api_enroll(ctl_call *call)
         deny(&e, 401, "invalid_token", "the token is too long; copy it again without extra text");
         goto out;
     }
-    if (check_token(&e) < 0 || load_subject(&e) < 0 || sign_csr(&e) < 0 || consume(&e) < 0)
+    if (check_token(&e) < 0 || load_subject(&e) < 0 || check_factory(&e) < 0 ||
+        sign_csr(&e) < 0 || consume(&e) < 0)
         goto out;
     reply_enrolled(&e);
 out:

@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "edge/edge.h"
+#include "proto/enroll.h"
 #include "proto/enroll_factory.h"
 #include "proto/httpc.h"
 #include "proto/idfile.h"
@@ -242,6 +243,7 @@ int edge_cmd_renew(const edge_cmd *cmd, int argc, char **argv)
 
 typedef struct {
     const char *cert, *key, *controller, *fp, *out, *imei, *iccid;
+    const char *token; /* a token as well: an identity bound to a factory CA */
     int force, timeout_ms;
 } factory_opts;
 
@@ -270,13 +272,47 @@ static int factory_parse(const edge_cmd *cmd, int argc, char **argv, factory_opt
         else
             return edge_usage_error(cmd, "bad option or missing value: %s", argv[optind - 1]);
     }
+    if (optind + 1 < argc)
+        return edge_usage_error(cmd, "unexpected argument \"%s\"", argv[optind + 1]);
     if (optind < argc)
-        return edge_usage_error(cmd, "unexpected argument \"%s\" (a token and --cert exclude "
-                                     "each other)", argv[optind]);
-    if (!o->cert || !o->key || !o->controller || !o->fp || !o->out)
+        o->token = argv[optind];
+    if (o->token && (!o->cert || !o->key || !o->out))
+        return edge_usage_error(cmd, "with a token and --cert, also give --key and --out");
+    if (!o->token && (!o->cert || !o->key || !o->controller || !o->fp || !o->out))
         return edge_usage_error(cmd, "with --cert, also give --key, --controller, "
                                      "--ca-fingerprint and --out");
     return EDGE_OK;
+}
+
+/* A token for an identity the administrator bound to a factory CA: the
+ * token's own controller and CA fingerprint are used, and the CSR is signed
+ * with the factory key as well. TOKEN is the text or a file holding it. */
+static int token_run(const factory_opts *o, const char *cert, const char *key)
+{
+    char err[768] = "", *tok = NULL;
+    size_t len = 0;
+    struct stat st;
+    pr_idfile id = {0};
+    pr_enroll_req req = {.imei = o->imei, .iccid = o->iccid, .timeout_ms = o->timeout_ms,
+                         .factory_cert_pem = cert, .factory_key_pem = key};
+    int rc;
+
+    if (stat(o->token, &st) == 0 && pr_read_file(o->token, PEM_MAX, &tok, &len) < 0)
+        return edge_fail("cannot read the token file %s", o->token);
+    req.token = tok ? tok : o->token;
+    if ((rc = pr_enroll(&req, &id, err, sizeof(err))) < 0)
+        edge_fail("%s", err[0] ? err : weft_strerror(rc));
+    else if ((rc = pr_idfile_save(o->out, &id)) < 0)
+        edge_fail("enrolled, but cannot write %s: %s; the token is spent: ask the "
+                       "administrator for a new one", o->out, weft_strerror(rc));
+    else
+        printf("enrolled %s %s (id %s) in network %s; identity written to %s\n", id.kind,
+               id.name, id.id, id.network, o->out);
+    pr_idfile_free(&id);
+    if (tok)
+        sodium_memzero(tok, len);
+    free(tok);
+    return rc < 0 ? EDGE_ERR : EDGE_OK;
 }
 
 static int factory_run(const factory_opts *o, const char *cert, const char *key)
@@ -318,7 +354,7 @@ int edge_cmd_enroll_factory(const edge_cmd *cmd, int argc, char **argv)
     else if (pr_read_file(o.key, PEM_MAX, &key, &len) < 0)
         rc = edge_fail("cannot read --key %s", o.key);
     else
-        rc = factory_run(&o, cert, key);
+        rc = o.token ? token_run(&o, cert, key) : factory_run(&o, cert, key);
     if (key)
         sodium_memzero(key, strlen(key));
     free(key);

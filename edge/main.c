@@ -18,12 +18,14 @@ static int cmd_enroll(const edge_cmd *cmd, int argc, char **argv);
 
 static const edge_cmd cmds[] = {
     {"enroll",
-     "(TOKEN | --cert FACTORY.pem --key FACTORY.key --controller URL --ca-fingerprint HEX)\n"
+     "(TOKEN [--cert FACTORY.pem --key FACTORY.key] |\n"
+     "       --cert FACTORY.pem --key FACTORY.key --controller URL --ca-fingerprint HEX)\n"
      "       --out ID_FILE [--imei IMEI] [--iccid ICCID] [--force] [--timeout MS]",
      "enrol this device with a one-time token or a factory certificate",
      "  TOKEN              the token text, a file holding it, or - for stdin\n"
      "  --cert FACTORY.pem a certificate from a manufacturing CA registered with the\n"
-     "                     controller (with --key, its key; no token needed)\n"
+     "                     controller (with --key, its key; no token needed, or with\n"
+     "                     a token for an identity created with weft identity --ca)\n"
      "  --controller URL   https://HOST:PORT of the controller (with --cert)\n"
      "  --ca-fingerprint HEX SHA-256 of the network CA, to pin it (with --cert)\n"
      "  --out ID_FILE      where to write the identity file (mode 0600)\n"

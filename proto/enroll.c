@@ -17,6 +17,7 @@
 #include <sodium.h>
 
 #include "proto/enroll.h"
+#include "proto/proof.h"
 #include "proto/httpc.h"
 #include "proto/jwt.h"
 #include "proto/pki.h"
@@ -235,12 +236,35 @@ static int pin_ca(const tok_info *t, const char *ca_pem, char *err, size_t cap)
     return 0;
 }
 
-static int build_request(const pr_enroll_req *req, const char *token, const char *csr, char **out)
+/* Proof of possession of the factory key: a signature over the CSR and the
+ * pinned CA fingerprint, sent with the factory certificate. */
+static int add_factory(const pr_enroll_req *req, const char *ca_fp, const char *csr, json_t *body)
+{
+    char *sig = NULL;
+    int rc;
+
+    if (req->factory_cert_pem == NULL || req->factory_key_pem == NULL)
+        return 0;
+    if ((rc = pr_proof_sign(req->factory_key_pem, ca_fp, csr, &sig)) < 0)
+        return rc;
+    rc = json_object_set_new(body, "factory_cert", json_string(req->factory_cert_pem)) < 0 ||
+                 json_object_set_new(body, "signature", json_string(sig)) < 0
+             ? WEFT_ENOMEM
+             : 0;
+    free(sig);
+    return rc;
+}
+
+static int build_request(const pr_enroll_req *req, const char *ca_fp, const char *token,
+                         const char *csr, char **out)
 {
     json_t *body = json_pack("{s:s, s:s}", "token", token, "csr", csr);
     int rc = WEFT_ENOMEM;
     if (body == NULL)
         return WEFT_ENOMEM;
+    if ((rc = add_factory(req, ca_fp, csr, body)) < 0)
+        goto out;
+    rc = WEFT_ENOMEM;
     if (req->imei != NULL && req->imei[0] != '\0' &&
         json_object_set_new(body, "imei", json_string(req->imei)) < 0)
         goto out;
@@ -418,8 +442,11 @@ int pr_enroll(const pr_enroll_req *req, pr_idfile *out, char *err, size_t errcap
         fail(err, errcap, rc, "cannot make a key pair and CSR: %s", weft_strerror(rc));
         goto out;
     }
-    if ((rc = build_request(req, tok, csr_pem, &body)) < 0) {
-        fail(err, errcap, rc, "cannot build the enrolment request: %s", weft_strerror(rc));
+    if ((rc = build_request(req, t.ca_fp, tok, csr_pem, &body)) < 0) {
+        fail(err, errcap, rc,
+             rc == WEFT_EINVAL ? "cannot sign with the factory key (%s): is --key the key of --cert?"
+                               : "cannot build the enrolment request: %s",
+             weft_strerror(rc));
         goto out;
     }
     if ((rc = post_csr(&t, req, ca_pem, body, &resp, err, errcap)) < 0)

@@ -17,6 +17,11 @@ typedef struct {
     const char *iccid;
     json_t *extra;       /* optional fields merged into the request (router listen addresses) */
     int timeout_ms;
+    /* Optional factory certificate (PEM chain, leaf first) and its key, for an
+     * identity the administrator bound to a factory CA: the CSR is signed with
+     * the key (proto/proof.h) and both are sent; the key never leaves. */
+    const char *factory_cert_pem;
+    const char *factory_key_pem;
 } pr_enroll_req;
 
 /* On success *out holds the new identity (caller saves it with pr_idfile_save).
