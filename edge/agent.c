@@ -153,6 +153,8 @@ static void renew_done(uv_work_t *w, int status)
     if (status == 0 && j->rc < 0)
         pr_warn("edge_renew_failed", "err=%s why=%s hint=%s", weft_err_name(j->rc),
                 pr_log_q(j->err), pr_log_q("retried in an hour; weft-edge renew tries at once"));
+    if (status == 0 && j->rc == 0)
+        pr_debug("edge_renew_not_due", "identity=%s", pr_log_q(a->identity));
     if (status == 0 && j->rc == 1 && !a->stopping) {
         pr_info("edge_renewed", "identity=%s", pr_log_q(a->identity));
         weft_reload_identity(a->ctx);
@@ -196,6 +198,7 @@ static void agent_stop(edge_agent *a)
     a->stopping = 1;
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->sighup, NULL);
     uv_close((uv_handle_t *)&a->renew, NULL);
     uv_close((uv_handle_t *)&a->tick, NULL);
     if (a->job != NULL)
@@ -216,6 +219,16 @@ static void agent_stop(edge_agent *a)
     a->ctx = NULL;
 }
 
+/* SIGHUP: the identity file was renewed by someone else (weft-edge renew). */
+static void on_hup(uv_signal_t *h, int sig)
+{
+    edge_agent *a = h->data;
+
+    (void)sig;
+    if (!a->stopping)
+        weft_reload_identity(a->ctx);
+}
+
 static void on_signal(uv_signal_t *h, int sig)
 {
     edge_agent *a = h->data;
@@ -230,6 +243,9 @@ static void handles_start(edge_agent *a)
 {
     uv_signal_init(a->loop, &a->sigint);
     uv_signal_init(a->loop, &a->sigterm);
+    uv_signal_init(a->loop, &a->sighup);
+    a->sighup.data = a;
+    uv_signal_start(&a->sighup, on_hup, SIGHUP);
     uv_timer_init(a->loop, &a->renew);
     uv_timer_init(a->loop, &a->tick);
     a->sigint.data = a->sigterm.data = a->renew.data = a->tick.data = a;

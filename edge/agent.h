@@ -81,7 +81,7 @@ struct edge_agent {
     uv_loop_t *loop;
     weft_ctx *ctx;
     const char *identity;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uv_timer_t renew, tick;
     uv_work_t work;
     void *job;         /* address resolution in flight */

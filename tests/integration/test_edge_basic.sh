@@ -2,8 +2,11 @@
 # weft-edge run, end to end on loopback: a controller, a router, a hosting edge
 # in front of a python3 http.server and a dialling edge. curl through the
 # dialling edge's intercept address gets the page (and a 4 MiB file intact);
-# a service whose host refuses connections resets the local client promptly;
-# both edges stop cleanly on SIGTERM.
+# a service whose host refuses connections resets the local client promptly,
+# and the dialling edge hears why (the circuit is refused, never opened);
+# renewal is checked at start, a renewed identity is reloaded on SIGHUP
+# without cutting a connection, and new sessions use it; both edges stop
+# cleanly on SIGTERM.
 . "$(dirname "$0")/lib.sh"
 need_bins "$WEFT_CONTROLLER_BIN" "$WEFT" "$WEFT_EDGE" "$WEFT_ROUTER"
 
@@ -220,6 +223,60 @@ assert_cond "... within 2 s (took ${secs:-?} s)" python3 -c "import sys; sys.exi
 assert_cond "the hosting edge says the host refused and what to check" \
     wait_log "$T_TMP/logs/edge-host.log" \
     "service dead: host 127.0.0.1:$DEAD refused the connection; is the service running\\?" 5
+
+assert_cond "the dialling edge's dial fails with the host's reason (no open-then-reset)" \
+    wait_log "$T_TMP/logs/edge-dial.log" \
+    "event=edge_dial_failed service=dead .*err=EREFUSED msg=\"service dead: host 127.0.0.1:$DEAD refused the connection" 5
+grep -Eq "event=edge_conn_open service=dead " "$T_TMP/logs/edge-dial.log" "$T_TMP/logs/edge-host.log"
+assert_ne 0 $? "no connection to the refused service was ever opened"
+
+# ---- renewal: checked at start; a renewed file is reloaded, nothing is cut
+assert_cond "both edges check their certificate's renewal at start" \
+    wait_log "$T_TMP/logs/edge-dial.log" "event=edge_renew_not_due" 10
+assert_cond "... the hosting edge too" wait_log "$T_TMP/logs/edge-host.log" "event=edge_renew_not_due" 10
+mkfifo "$T_TMP/long.ctl"
+cat >"$T_TMP/long.py" <<'EOF'
+import hashlib, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+h = hashlib.sha256()
+first = b"a" * 100000
+s.sendall(first); h.update(first)
+open(sys.argv[3], "w").write("open\n")
+open(sys.argv[2]).read()  # until the renewal is done
+second = b"b" * 100000
+s.sendall(second); h.update(second)
+s.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    got += d
+open(sys.argv[3], "a").write("ok\n" if got.decode().strip() == h.hexdigest() else "bad %r\n" % got[:80])
+EOF
+bg long python3 "$T_TMP/long.py" "$SINK_ICPT" "$T_TMP/long.ctl" "$T_TMP/long.out"
+LONG_PID=$BG_PID
+assert_cond "a long connection is open" wait_log "$T_TMP/long.out" "^open" 10
+t_run "$WEFT_EDGE" renew --identity "$T_TMP/laptop.json" --force
+assert_rc 0 "weft-edge renew --force beside the running edge"
+kill -HUP "$DIAL_PID"
+assert_cond "the running edge reloads the renewed identity on SIGHUP" \
+    wait_log "$T_TMP/logs/edge-dial.log" "event=edge_identity_reloaded" 10
+echo go >"$T_TMP/long.ctl"
+assert_cond "the connection opened before the renewal completes intact" \
+    wait_log "$T_TMP/long.out" "^ok" 20
+wait "$LONG_PID" 2>/dev/null
+# New sessions use the new certificate: the router restarts, the edge reconnects.
+stop_pid "$ROUTER_PID"
+bg router "$WEFT_ROUTER" run --dir "$T_TMP/r1"
+ROUTER_PID=$BG_PID
+page=""
+for ((i = 0; i < 60; i++)); do
+    page=$(curl -sS --max-time 5 "http://127.0.0.1:$ICPT/index.html" 2>>"$T_TMP/logs/curl.log")
+    printf '%s' "$page" | grep -q "$MARK" && break
+    sleep 0.5
+done
+assert_match "$MARK" "$page" "after a router restart the edge reconnects with the renewed certificate"
 
 # ---- orderly stop
 stop_pid "$DIAL_PID"
