@@ -30,7 +30,8 @@ int rt_end_write_to(rt_router *r, rt_end *e, const uint8_t *raw, size_t len)
         rt_link *l = e->peer;
         if (l->state != RT_LINK_UP)
             return WEFT_ECLOSED;
-        conn = l->conn;
+        if ((conn = l->conn) == NULL)
+            return 0; /* detached */
     } else {
         return WEFT_ECLOSED;
     }
@@ -49,7 +50,7 @@ int rt_end_writable(const rt_router *r, const rt_circuit *c, int side)
     }
     if (e->kind == RT_END_LINK) {
         const rt_link *l = e->peer;
-        return l->state == RT_LINK_UP && pr_conn_writable(l->conn);
+        return l->state == RT_LINK_UP && (l->conn == NULL || pr_conn_writable(l->conn));
     }
     return e->kind == RT_END_HOSTED;
 }

@@ -82,7 +82,9 @@ static void link_free(rt_link *l)
 
 int rt_link_send(rt_link *l, const uint8_t *buf, size_t len)
 {
-    return l->state == RT_LINK_UP ? pr_conn_write(l->conn, buf, len) : WEFT_ECLOSED;
+    if (l->state != RT_LINK_UP)
+        return WEFT_ECLOSED;
+    return l->conn ? pr_conn_write(l->conn, buf, len) : 0; /* detached: gone */
 }
 
 rt_link *rt_link_to(rt_router *r, const char *id)
@@ -376,6 +378,40 @@ static void link_on_close(pr_conn *c, int status)
     else
         link_free(l);
     rt_resume_paused(r);
+}
+
+/* ---- detached links (fuzzing) ---- */
+
+int rt_link_detached(rt_router *r, const char *peer, rt_link **out)
+{
+    rt_link *l = link_new(r, peer, 0);
+
+    if (l == NULL)
+        return WEFT_ENOMEM;
+    l->state = RT_LINK_UP;
+    l->up_since_ms = l->last_rx_ms = uv_now(r->loop);
+    *out = l;
+    return 0;
+}
+
+void rt_link_feed(rt_link *l, const uint8_t *data, size_t len)
+{
+    int rc;
+
+    if (l->state != RT_LINK_UP)
+        return;
+    rc = pr_reader_feed(&l->rd, data, len, link_frame, l);
+    if (rc < 0 && rc != WEFT_ECANCELED && l->state == RT_LINK_UP) {
+        l->state = RT_LINK_CLOSING; /* what rt_link_kill does, without a connection */
+        drop_circuits(l, "protocol error from the peer router");
+    }
+}
+
+void rt_link_detached_free(rt_link *l)
+{
+    l->state = RT_LINK_CLOSING;
+    drop_circuits(l, "gone");
+    link_free(l);
 }
 
 /* ---- listener ---- */

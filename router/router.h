@@ -202,6 +202,11 @@ void rt_links_close(rt_router *r);
 int rt_link_send(rt_link *l, const uint8_t *buf, size_t len);
 /* The up link to router id, or NULL. */
 rt_link *rt_link_to(rt_router *r, const char *id);
+/* A link without a connection, up, to router peer (fuzzing drives it with
+ * rt_link_feed); frames it would send are dropped. */
+int rt_link_detached(rt_router *r, const char *peer, rt_link **out);
+void rt_link_feed(rt_link *l, const uint8_t *data, size_t len);
+void rt_link_detached_free(rt_link *l);
 /* Kills a link now: its circuits end with WEFT_ERESET, then the connection closes. */
 void rt_link_kill(rt_link *l, int err, const char *why);
 
