@@ -153,6 +153,9 @@ assert_ne 0 "$T_RC" "a raw edge session of disabled dev2 is refused"
 t_diag "disabled dev2 probe: $(echo $T_OUT)"
 dp_session dev2
 assert_status 403 "disabled dev2 gets no session data"
+assert_cond "dev2's edge logs that it is refused as disabled" dp_wait_log \
+    "$T_TMP/logs/edge-dev2.log" "level=(warn|error).*(EDISABLED|disabled)" 15
+t_diag "dev2's edge: $(grep -E 'level=(warn|error).*(EDISABLED|disabled)' "$T_TMP/logs/edge-dev2.log" | head -2)"
 
 # ---- an expired token
 left=$((TOK_EXP + 1 - $(date +%s)))
