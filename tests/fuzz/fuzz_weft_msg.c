@@ -5,8 +5,8 @@
  *  - what the decoder hands out points inside the frame and fits its
  *    buffers (kx key, signature, strings NUL-terminated);
  *  - a message the decoder accepts and libweft would answer or forward
- *    re-encodes with libweft's own encoders to a frame that decodes to the
- *    same content. */
+ *    (dial, answer, ack, resume) re-encodes with libweft's own encoders to a
+ *    frame that decodes to the same content. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,12 +75,35 @@ static void reencode_ack(const weft_msg *m)
         abort();
 }
 
+/* A resume and its answer round-trip too; nonce and MAC point into the frame. */
+static void reencode_resume(const weft_msg *m)
+{
+    weft_resume_msg r = {m->has_req ? m->req_id : 0, m->circuit, m->router_id, m->ack_seq,
+                         m->nonce, m->mac};
+    weft_msg back;
+    pr_frame f;
+    size_t n, used;
+
+    if (m->nonce == NULL || m->mac == NULL || !m->has_ack_seq)
+        abort();
+    if (weft__msg_resume(buf, sizeof(buf), m->type, &r, &n) != 0)
+        abort();
+    if (pr_frame_decode(buf, n, &f, &used) != 0 || weft__msg_decode(&f, &back) != 0 ||
+        back.circuit != m->circuit || back.ack_seq != m->ack_seq ||
+        memcmp(back.nonce, m->nonce, WEFT_RESUME_NONCE) != 0 ||
+        memcmp(back.mac, m->mac, WEFT_RESUME_MAC) != 0 || strcmp(back.router_id, m->router_id) != 0)
+        abort();
+}
+
 static void check(const weft_msg *m, const uint8_t *data, size_t size)
 {
     terminated(m->service, sizeof(m->service));
     terminated(m->terminator, sizeof(m->terminator));
     terminated(m->err_msg, sizeof(m->err_msg));
     terminated(m->cert, sizeof(m->cert));
+    terminated(m->router_id, sizeof(m->router_id));
+    inside(m->nonce, WEFT_RESUME_NONCE, data, size);
+    inside(m->mac, WEFT_RESUME_MAC, data, size);
     inside(m->kx_pk, WEFT_E2E_PK_LEN, data, size);
     inside(m->sig, m->sig_len, data, size);
     inside(m->body, m->body_len, data, size);
@@ -95,6 +118,10 @@ static void check(const weft_msg *m, const uint8_t *data, size_t size)
         reencode_dial(m);
     if (m->type == PR_ACK_WINDOW)
         reencode_ack(m);
+    if (m->type == PR_EDGE_RESUME || m->type == PR_EDGE_RESUME_OK)
+        reencode_resume(m);
+    if ((m->type == PR_EDGE_RETRANSMIT || m->type == PR_EDGE_RESUME_FAIL) && m->circuit == 0)
+        abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
