@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -163,13 +164,143 @@ static void migrates_from_version_1(void **state)
                      SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(ctl_store_open(path, &s), 0);
-    assert_int_equal(ctl_store_schema_version(s), 2);
+    assert_true(ctl_store_schema_version(s) >= 2); /* and any later migrations */
     assert_int_equal(ctl_store_create(s, "credentials", rec), 0);
     assert_int_equal(ctl_store_get(s, "credentials", "cred", &got), 0);
     assert_string_equal(json_string_value(json_object_get(got, "box")), "x");
     json_decref(got);
     json_decref(rec);
     ctl_store_close(s);
+}
+
+
+/* ---- intermediates (ca_rotate.c) ---- */
+
+static int count_certs(const char *pem)
+{
+    int n = 0;
+
+    for (const char *p = pem; (p = strstr(p, "BEGIN CERTIFICATE")) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* A controller view of dir with the root certificate only. */
+static void issuer_ctl(ctl *c, const pr_ca *root)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->cfg.dir, sizeof(c->cfg.dir), "%s", dir);
+    snprintf(c->cfg.ca_key, sizeof(c->cfg.ca_key), "%s/ca.key", dir);
+    c->cfg.cert_validity = 3600;
+    c->ca.cert_pem = strdup(root->cert_pem);
+    assert_non_null(c->ca.cert_pem);
+}
+
+static void issuer_ctl_free(ctl *c)
+{
+    ctl_issuer_free(c);
+    pr_ca_free(&c->ca);
+}
+
+static char *issue_leaf(const ctl *c, int64_t not_after)
+{
+    pr_cert_req req = {.cn = "dev", .uri = "spiffe://u/identity/dev", .usage = PR_CERT_CLIENT,
+                       .not_after = not_after};
+    char *cert = NULL, *key = NULL;
+
+    assert_int_equal(ctl_ca_issue(c, &req, &cert, &key), 0);
+    assert_int_equal(pr_pki_key_matches(cert, key), 1);
+    free(key);
+    return cert;
+}
+
+static void intermediate_rotation(void **state)
+{
+    pr_ca root = {0}, other = {0}, keep = {0};
+    char name[48], err[256], path[128];
+    char *cert1, *cert2, *leaf_only;
+    int64_t na, ina;
+    ctl c;
+
+    (void)state;
+    assert_int_equal(pr_ca_create("u", &root), 0);
+    assert_int_equal(ctl_ca_rotate(dir, "u", &root, NULL, 3600, name, sizeof(name), &keep, err,
+                                   sizeof(err)),
+                     0);
+    assert_string_equal(name, "intermediate-1");
+    assert_int_equal(pr_pki_verify(keep.cert_pem, root.cert_pem), 0);
+    pr_ca_free(&keep);
+
+    issuer_ctl(&c, &root);
+    assert_int_equal(ctl_issuer_load(&c, err, sizeof(err)), 0);
+    assert_int_equal(c.issuer_is_intermediate, 1);
+    assert_null(c.ca.key_pem); /* the root key is not needed to issue */
+    cert1 = issue_leaf(&c, time(NULL) + 3600);
+    assert_int_equal(count_certs(cert1), 2);
+    assert_int_equal(pr_pki_verify(cert1, root.cert_pem), 0);
+    /* Without its intermediate a leaf does not verify against the root. */
+    leaf_only = strdup(cert1);
+    *strstr(strstr(leaf_only, "END CERTIFICATE") + 1, "-----BEGIN") = '\0';
+    assert_int_equal(pr_pki_verify(leaf_only, root.cert_pem), WEFT_EUNTRUSTED);
+    /* A leaf never outlives its intermediate. */
+    free(cert2 = issue_leaf(&c, time(NULL) + 20LL * 365 * 86400));
+    issuer_ctl_free(&c);
+
+    assert_int_equal(ctl_ca_rotate(dir, "u", &root, NULL, 3600, name, sizeof(name), NULL, err,
+                                   sizeof(err)),
+                     0);
+    assert_string_equal(name, "intermediate-2");
+    snprintf(path, sizeof(path), "%s/intermediate-1.key", dir);
+    assert_int_equal(access(path, F_OK), -1); /* the retired key is gone */
+    issuer_ctl(&c, &root);
+    assert_int_equal(ctl_issuer_load(&c, err, sizeof(err)), 0);
+    cert2 = issue_leaf(&c, time(NULL) + 20LL * 365 * 86400);
+    assert_int_equal(pr_pki_cert_not_after(cert2, &na), 0);
+    assert_int_equal(pr_pki_cert_not_after(c.issuer.cert_pem, &ina), 0);
+    assert_true(na <= ina);
+    /* Both chains verify against the one root during the overlap. */
+    assert_int_equal(pr_pki_verify(cert2, root.cert_pem), 0);
+    assert_int_equal(pr_pki_verify(cert1, root.cert_pem), 0);
+    assert_int_not_equal(strcmp(cert1 + strlen(cert1) / 2, cert2 + strlen(cert2) / 2), 0);
+    issuer_ctl_free(&c);
+
+    /* An intermediate that does not chain to ca.pem is refused at start. */
+    assert_int_equal(pr_ca_create("other", &other), 0);
+    issuer_ctl(&c, &other);
+    assert_true(ctl_issuer_load(&c, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "does not verify against ca.pem"));
+    issuer_ctl_free(&c);
+    free(cert1);
+    free(cert2);
+    free(leaf_only);
+    pr_ca_free(&other);
+    pr_ca_free(&root);
+}
+
+/* A data directory from before intermediates: the root signs bare leaves. */
+static void older_dir_signs_with_root(void **state)
+{
+    pr_ca root = {0};
+    char err[256], path[128];
+    char *cert;
+    ctl c;
+
+    (void)state;
+    assert_int_equal(pr_ca_create("u", &root), 0);
+    snprintf(path, sizeof(path), "%s/ca.key", dir);
+    assert_int_equal(ctl_cakey_save(path, root.key_pem, NULL), 0);
+    issuer_ctl(&c, &root);
+    assert_int_equal(ctl_issuer_load(&c, err, sizeof(err)), 0);
+    assert_int_equal(c.issuer_is_intermediate, 0);
+    cert = issue_leaf(&c, time(NULL) + 3600);
+    assert_int_equal(count_certs(cert), 1);
+    assert_int_equal(pr_pki_verify(cert, root.cert_pem), 0);
+    free(cert);
+    if (c.ca.key_pem)
+        free(c.ca.key_pem);
+    c.ca.key_pem = NULL;
+    issuer_ctl_free(&c);
+    pr_ca_free(&root);
 }
 
 int main(void)
@@ -180,6 +311,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(proof_of_possession, setup, teardown),
         cmocka_unit_test_setup_teardown(name_templates, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(intermediate_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(older_dir_signs_with_root, setup, teardown),
     };
     if (sodium_init() < 0)
         return 1;
