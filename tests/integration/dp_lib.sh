@@ -66,9 +66,7 @@ EOF
     ctl_use "$DP_DIR"
     weft router create r1 --out "$T_TMP/r1.jwt"
     [ "$T_RC" == 0 ] || t_bail "weft router create failed: $T_ERR"
-    # weft-router enroll may leak at exit under LeakSanitizer (see
-    # test_edge_basic.sh); leak checks stay on for the running processes.
-    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" t_run "$WEFT_ROUTER" enroll \
+    t_run "$WEFT_ROUTER" enroll \
         "$T_TMP/r1.jwt" --dir "$T_TMP/r1" --edge-listen "$DP_EDGE_LISTEN" \
         --link-listen "127.0.0.1:$linkp"
     [ "$T_RC" == 0 ] || t_bail "weft-router enroll failed: $T_ERR $T_OUT"
