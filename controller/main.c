@@ -178,6 +178,9 @@ static int serve(ctl *c, pr_tls_ctx *tls, const char *metrics_listen, char *err,
                  c->cfg.db, weft_strerror(rc));
         goto out;
     }
+    /* Renewal issues certificates of this lifetime at most: a deleted
+     * identity's last one is expired by then. */
+    ctl_netmap_set_revoke_ttl(c->map, c->cfg.cert_validity);
     rc = ctl_control_start(&r.loop, c, c->cfg.control_listen, &r.control);
     if (rc < 0) {
         ctl_errf(err, errcap,

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "controller/controller.h"
 #include "proto/log.h"
@@ -17,6 +18,10 @@
 #define RTT_STEP_PCT 10
 #define RTT_STEP_MIN_US 100
 #define QUEUE_STEP_MIN 65536
+/* Deleted identities stay revoked until their last certificate expires: the
+ * ids and those times survive a restart in this store setting. */
+#define DELETED_KEY "map.deleted_identities"
+#define GRANT_ID_MAX 160
 
 struct ctl_netmap {
     ctl_store *store;
@@ -29,6 +34,9 @@ struct ctl_netmap {
     json_t *reports; /* router id -> {peer id -> {"rtt_us","up","queue"}}: its last report */
     json_t *live;    /* link id -> link object as measured now (views) */
     json_t *links;   /* link id -> link object as published in the map */
+    json_t *deleted; /* identity id -> Unix time its revocation may end */
+    json_t *grants;  /* "identity|service|act" -> grant_revoked object */
+    int64_t revoke_ttl;
     ctl_netmap_delta_cb cb;
     void *cb_arg;
 };
@@ -157,6 +165,122 @@ static int term_str(const json_t *t, const char *key, int required);
 static void refs_to_service(ctl_netmap *m, const char *service_id, json_t *ops);
 static void refs_to_router(ctl_netmap *m, const char *router_id, json_t *ops);
 
+/* ---- deleted identities ---- */
+
+static void deleted_save(ctl_netmap *m)
+{
+    char *text = json_dumps(m->deleted, JSON_COMPACT);
+    int rc = text ? ctl_store_setting_set(m->store, DELETED_KEY, text) : WEFT_ENOMEM;
+
+    if (rc < 0)
+        pr_error("map_deleted_save", "err=%s hint=%s", weft_strerror(rc),
+                 pr_log_q("deleted identities stay revoked until a restart; check the store"));
+    free(text);
+}
+
+/* Forgets deletions whose certificates have all expired (ops: also lift
+ * their revocations in the delta being made). */
+static void deleted_prune(ctl_netmap *m, int64_t now, json_t *ops)
+{
+    const char *id;
+    json_t *v;
+    void *tmp;
+
+    json_object_foreach_safe(m->deleted, tmp, id, v)
+    {
+        if (json_integer_value(v) > now)
+            continue;
+        if (ops)
+            update(m->revoked, "revoked", id, NULL, ops);
+        json_object_del(m->deleted, id);
+    }
+}
+
+static int deleted_ops(ctl_netmap *m, const char *id, json_t *ops)
+{
+    int64_t now = time(NULL);
+
+    if (json_object_get(m->deleted, id) == NULL) {
+        deleted_prune(m, now, ops);
+        json_object_set_new(m->deleted, id, json_integer(now + m->revoke_ttl));
+        deleted_save(m);
+        pr_info("identity_deleted_revoked", "identity=%s until=%lld", id,
+                (long long)(now + m->revoke_ttl));
+    }
+    update(m->revoked, "revoked", id, json_true(), ops);
+    return 0;
+}
+
+static int deleted_load(ctl_netmap *m)
+{
+    char *text = NULL;
+    json_t *saved;
+    const char *id;
+    json_t *v;
+    int rc = ctl_store_setting_get(m->store, DELETED_KEY, &text);
+
+    if (rc == WEFT_ENOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    saved = json_loads(text, 0, NULL);
+    free(text);
+    if (!json_is_object(saved)) {
+        json_decref(saved);
+        pr_warn("map_deleted_load", "hint=%s",
+                pr_log_q("the list of deleted identities is unreadable; it is ignored"));
+        return 0;
+    }
+    json_object_foreach(saved, id, v)
+    {
+        if (!json_is_integer(v) || json_integer_value(v) <= (int64_t)time(NULL))
+            continue;
+        json_object_set(m->deleted, id, v);
+        json_object_set_new(m->revoked, id, json_true());
+    }
+    json_decref(saved);
+    return 0;
+}
+
+void ctl_netmap_set_revoke_ttl(ctl_netmap *m, int64_t seconds)
+{
+    if (m && seconds > 0)
+        m->revoke_ttl = seconds;
+}
+
+/* ---- withdrawn grants ---- */
+
+int ctl_netmap_grant_revoke(ctl_netmap *m, const char *identity, const char *service,
+                            const char *act, int64_t at, int64_t until)
+{
+    char key[GRANT_ID_MAX];
+    json_t *ops, *obj;
+    const char *k;
+    json_t *v;
+    void *tmp;
+
+    if (m == NULL || !identity || !service || !act ||
+        (size_t)snprintf(key, sizeof(key), "%s|%s|%s", identity, service, act) >= sizeof(key))
+        return WEFT_EINVAL;
+    /* Entries whose tokens have all expired tell routers nothing any more. */
+    json_object_foreach_safe(m->grants, tmp, k, v)
+    {
+        if (json_integer_value(json_object_get(v, "until")) <= at)
+            json_object_del(m->grants, k);
+    }
+    if ((ops = json_array()) == NULL)
+        return WEFT_ENOMEM;
+    obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "id", key, "identity", identity, "service",
+                    service, "act", act, "at", (json_int_t)at, "until", (json_int_t)until);
+    if (obj == NULL) {
+        json_decref(ops);
+        return WEFT_ENOMEM;
+    }
+    json_object_set(m->grants, key, obj);
+    add_op(ops, "put", "grant_revoked", obj);
+    return emit(m, ops);
+}
+
 /* Re-reads one record and records the ops it causes, leftover references
  * included, so that a change and its consequences travel in one delta. */
 static int touch_ops(ctl_netmap *m, const char *coll, const char *id, json_t *ops)
@@ -170,6 +294,9 @@ static int touch_ops(ctl_netmap *m, const char *coll, const char *id, json_t *op
     rc = ctl_store_get(m->store, coll, id, &rec);
     if (rc < 0 && rc != WEFT_ENOTFOUND)
         return rc;
+    /* A deleted identity's certificate is still valid: it stays revoked. */
+    if (rc == WEFT_ENOTFOUND && strcmp(coll, "identities") == 0)
+        return deleted_ops(m, id, ops);
     /* The store also finds records by name: only the record with this id counts. */
     if (rec && strcmp(json_string_value(json_object_get(rec, "id")) ?: "", id) != 0) {
         json_decref(rec);
@@ -639,11 +766,11 @@ static json_t *keys(const json_t *set)
 
 int ctl_netmap_full(ctl_netmap *m, char **json, size_t *len)
 {
-    json_t *root = json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:o}", "version",
+    json_t *root = json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "version",
                              (json_int_t)m->version, "signing_key", m->signing_key, "routers",
                              values(m->routers), "services", values(m->services), "terminators",
                              values(m->terms), "revoked", keys(m->revoked), "links",
-                             values(m->links));
+                             values(m->links), "grants_revoked", values(m->grants));
 
     *json = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
@@ -707,11 +834,15 @@ int ctl_netmap_new(ctl_store *s, const unsigned char pk[crypto_sign_PUBLICKEYBYT
     m->reports = json_object();
     m->live = json_object();
     m->links = json_object();
+    m->deleted = json_object();
+    m->grants = json_object();
+    m->revoke_ttl = CTL_CERT_VALIDITY_DEFAULT;
+    rc = WEFT_ENOMEM;
     if (!m->routers || !m->services || !m->terms || !m->revoked || !m->owners || !m->online ||
-        !m->reports || !m->live || !m->links)
+        !m->reports || !m->live || !m->links || !m->deleted || !m->grants)
         goto out;
     if ((rc = load(m, "routers")) < 0 || (rc = load(m, "services")) < 0 ||
-        (rc = load(m, "identities")) < 0)
+        (rc = load(m, "identities")) < 0 || (rc = deleted_load(m)) < 0)
         goto out;
     *out = m;
     m = NULL;
@@ -733,5 +864,7 @@ void ctl_netmap_free(ctl_netmap *m)
     json_decref(m->reports);
     json_decref(m->live);
     json_decref(m->links);
+    json_decref(m->deleted);
+    json_decref(m->grants);
     free(m);
 }

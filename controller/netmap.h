@@ -38,6 +38,19 @@ int ctl_netmap_full(ctl_netmap *m, char **json, size_t *len);
  * Other collections are ignored. */
 int ctl_netmap_touch(ctl_netmap *m, const char *coll, const char *id);
 
+/* A deleted identity stays in "revoked" (its certificate is still valid)
+ * for this long after the deletion: the longest certificate lifetime
+ * (default CTL_CERT_VALIDITY_DEFAULT). Kept across restarts in the store. */
+void ctl_netmap_set_revoke_ttl(ctl_netmap *m, int64_t seconds);
+
+/* identity lost the right to act ("dial"|"bind") on service (an id) at Unix
+ * time at: a "grant_revoked" delta op {id, identity, service, act, at, until};
+ * routers close the pair's circuits and refuse its tokens issued at or before
+ * at. until is when every such token has expired (the entry is then dropped).
+ * Full maps carry the live entries in "grants_revoked". */
+int ctl_netmap_grant_revoke(ctl_netmap *m, const char *identity, const char *service,
+                            const char *act, int64_t at, int64_t until);
+
 /* A router's control connection came up or went down. */
 int ctl_netmap_router_online(ctl_netmap *m, const char *router_id, int online);
 int ctl_netmap_router_is_online(const ctl_netmap *m, const char *router_id);

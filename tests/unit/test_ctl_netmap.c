@@ -173,18 +173,38 @@ static void test_identity_changes(void **state)
                      0);
     assert_int_equal(ctl_netmap_touch(f->m, "identities", "i1"), 0);
     assert_string_equal(op_of(f, 1, b, sizeof(b)), "del revoked i1");
-    /* Deleting a disabled identity lifts its revocation: it has no certificate left to use. */
+    /* The store finds records by name too; a name is not an id. */
+    assert_int_equal(ctl_netmap_touch(f->m, "identities", "alice"), 0);
+    assert_int_equal(json_array_size(f->deltas), 2);
+    /* Deleting an identity keeps it revoked: its certificate is still valid. */
     assert_int_equal(ctl_store_delete(f->s, "identities", "i2"), 0);
     assert_int_equal(ctl_netmap_touch(f->m, "identities", "i2"), 0);
-    assert_string_equal(op_of(f, 2, b, sizeof(b)), "del revoked i2");
+    assert_int_equal(json_array_size(f->deltas), 2); /* it was revoked already: no change */
+    assert_int_equal(ctl_store_delete(f->s, "identities", "i1"), 0);
+    assert_int_equal(ctl_netmap_touch(f->m, "identities", "i1"), 0);
+    assert_string_equal(op_of(f, 2, b, sizeof(b)), "put revoked i1");
     assert_int_equal(ctl_netmap_version(f->m), 4);
     json_t *m = full(f);
     assert_int_equal(json_integer_value(json_object_get(m, "version")), 4);
-    assert_int_equal(json_array_size(json_object_get(m, "revoked")), 0);
+    assert_int_equal(json_array_size(json_object_get(m, "revoked")), 2);
     json_decref(m);
-    /* The store finds records by name too; a name is not an id. */
-    assert_int_equal(ctl_netmap_touch(f->m, "identities", "alice"), 0);
-    assert_int_equal(json_array_size(f->deltas), 3);
+    /* ... also after a restart, until the last certificate has expired. */
+    ctl_netmap_free(f->m);
+    assert_int_equal(ctl_netmap_new(f->s, f->pk, &f->m), 0);
+    ctl_netmap_set_delta_cb(f->m, on_delta, f);
+    m = full(f);
+    assert_int_equal(json_array_size(json_object_get(m, "revoked")), 2);
+    json_decref(m);
+    assert_int_equal(ctl_store_setting_set(f->s, "map.deleted_identities",
+                                           "{\"i1\": 1, \"i2\": 4102444800}"),
+                     0);
+    ctl_netmap_free(f->m);
+    assert_int_equal(ctl_netmap_new(f->s, f->pk, &f->m), 0);
+    ctl_netmap_set_delta_cb(f->m, on_delta, f);
+    m = full(f);
+    assert_int_equal(json_array_size(json_object_get(m, "revoked")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(m, "revoked"), 0)), "i2");
+    json_decref(m);
 }
 
 static void test_services_routers(void **state)
