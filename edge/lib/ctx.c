@@ -671,8 +671,7 @@ static void on_handle_closed(uv_handle_t *h)
 void weft__maybe_finish(weft_ctx *ctx)
 {
     if (!ctx->freeing || ctx->conns || ctx->dirty || ctx->job || ctx->probing ||
-        !weft__rsess_done(ctx) ||
-        uv_is_closing((uv_handle_t *)&ctx->idle))
+        !weft__rsess_done(ctx) || uv_is_closing((uv_handle_t *)&ctx->idle))
         return;
     uv_close((uv_handle_t *)&ctx->idle, on_handle_closed);
 }

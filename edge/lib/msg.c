@@ -264,8 +264,7 @@ int weft__msg_ack(uint8_t *buf, size_t cap, uint64_t circuit, uint64_t window, i
     return pr_enc_finish(&e, NULL, 0, len);
 }
 
-int weft__msg_resume(uint8_t *buf, size_t cap, uint16_t type, const weft_resume_msg *r,
-                     size_t *len)
+int weft__msg_resume(uint8_t *buf, size_t cap, uint16_t type, const weft_resume_msg *r, size_t *len)
 {
     pr_enc e;
 

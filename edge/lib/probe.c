@@ -207,7 +207,8 @@ void weft__probe_round_done(weft_ctx *ctx)
 
     pr_info("edge_routers_ranked", "routers=%zu nearest=%s rtt_us=%llu", n,
             n ? ctx->sd.routers[rank[0]].edge_listen : "-",
-            n ? (unsigned long long)weft__dist_of(ctx, ctx->sd.routers[rank[0]].edge_listen) : 0ull);
+            n ? (unsigned long long)weft__dist_of(ctx, ctx->sd.routers[rank[0]].edge_listen)
+              : 0ull);
     ctx->probed = 1;
     weft__rsess_start(ctx);
     weft__rsess_reevaluate(ctx);

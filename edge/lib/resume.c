@@ -47,9 +47,8 @@ void weft__conn_retransmit_notice(weft_ctx *ctx, weft_rsess *s, const weft_msg *
 
 int weft__resume_possible(const weft_conn *c, const weft_rsess *to)
 {
-    return c->ctx->resume && c->state == CS_OPEN && c->anchor[0] != '\0' &&
-           c->rtx_mode == RTX_ON && c->rx_seq > 0 && c->tx_seq > 0 && weft__rsess_ready(to) &&
-           (to->caps & PR_CAP_RESUME);
+    return c->ctx->resume && c->state == CS_OPEN && c->anchor[0] != '\0' && c->rtx_mode == RTX_ON &&
+           c->rx_seq > 0 && c->tx_seq > 0 && weft__rsess_ready(to) && (to->caps & PR_CAP_RESUME);
 }
 
 int weft__resume_start(weft_conn *c, weft_rsess *to)
@@ -64,8 +63,8 @@ int weft__resume_start(weft_conn *c, weft_rsess *to)
     if ((r = weft__e2e_resume_mac(&c->e2e, c->e2e.role, c->circuit, our_ack(c), c->resume_nonce,
                                   mac)) < 0)
         return r;
-    rm = (weft_resume_msg){weft__req_id(ctx), c->circuit, c->anchor, our_ack(c), c->resume_nonce,
-                           mac};
+    rm = (weft_resume_msg){weft__req_id(ctx), c->circuit,      c->anchor,
+                           our_ack(c),        c->resume_nonce, mac};
     if ((r = weft__msg_resume(ctx->fbuf, PR_FRAME_MAX, PR_EDGE_RESUME, &rm, &len)) < 0)
         return r;
     c->sess = to;
@@ -89,7 +88,8 @@ void weft__resume_answer(weft_ctx *ctx, weft_rsess *s, const weft_msg *m)
 {
     weft_conn *c = weft__conn_by_circuit(ctx, m->circuit);
 
-    if (c == NULL || c->resume_req == 0 || c->sess != s || (m->has_req && m->req_id != c->resume_req))
+    if (c == NULL || c->resume_req == 0 || c->sess != s ||
+        (m->has_req && m->req_id != c->resume_req))
         return;
     c->resume_req = 0;
     if (m->type != PR_EDGE_RESUME_OK) {
