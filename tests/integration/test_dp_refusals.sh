@@ -93,6 +93,23 @@ head -c 1048576 /dev/urandom >"$T_TMP/noise"
 timeout 5 bash -c "cat '$T_TMP/noise' >/dev/tcp/127.0.0.1/${DP_EDGE_LISTEN##*:}" 2>/dev/null
 dp_router_alive "router survives garbage, junk frames and a non-TLS byte stream"
 
+# 1000 connections that never start TLS must not keep anyone else out.
+cat >"$T_TMP/idle.py" <<'EOF'
+import socket, sys, time
+socks = []
+for _ in range(1000):
+    socks.append(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5))
+open(sys.argv[2], "w").write("1")
+time.sleep(30)
+EOF
+bg idle-tcp python3 "$T_TMP/idle.py" "${DP_EDGE_LISTEN##*:}" "$T_TMP/idle.up"
+IDLE_PID=$BG_PID
+assert_cond "1000 raw TCP connections to the router's edge port are open" \
+    dp_wait_log "$T_TMP/idle.up" . 20
+dp_probe dev1 --dial web --token "$TOK" --timeout 5000
+assert_rc 0 "a dial succeeds beside 1000 connections that never start TLS"
+stop_pid "$IDLE_PID"
+
 dp_probe dev1 --dial web --token "$TOK"
 assert_rc 0 "after all that, a normal dial still succeeds"
 dp_edge dev1
