@@ -5,6 +5,7 @@
 
 #include "controller/behaviour.h"
 #include "controller/controller.h"
+#include "controller/grants.h"
 #include "proto/ident.h"
 #include "weft/errors.h"
 
@@ -158,6 +159,8 @@ void ctl_api_policies_patch(ctl_call *call)
         ctl_load(call, "policies", "policy", &rec) < 0)
         goto out;
     ctl_update_reply(call, "policies", "policy", rec, fields);
+    /* A policy narrowed takes its rights away from live circuits too. */
+    ctl_grants_withdraw(call->c, rec);
 out:
     json_decref(rec);
     json_decref(fields);
@@ -166,5 +169,13 @@ out:
 
 void ctl_api_policies_delete(ctl_call *call)
 {
+    json_t *old = NULL;
+
+    if (call->param && ctl_store_get(call->c->store, "policies", call->param, &old) < 0)
+        old = NULL;
     ctl_delete(call, "policies", "policy");
+    /* Nothing is withdrawn when the delete failed: the policy still grants. */
+    if (old)
+        ctl_grants_withdraw(call->c, old);
+    json_decref(old);
 }

@@ -250,17 +250,36 @@ void ctl_netmap_set_revoke_ttl(ctl_netmap *m, int64_t seconds)
 
 /* ---- withdrawn grants ---- */
 
-int ctl_netmap_grant_revoke(ctl_netmap *m, const char *identity, const char *service,
-                            const char *act, int64_t at, int64_t until)
+static int grant_op(ctl_netmap *m, const json_t *pair, const char *act, int64_t at,
+                    int64_t until, json_t *ops)
 {
+    const char *identity = json_string_value(json_object_get(pair, "identity"));
+    const char *service = json_string_value(json_object_get(pair, "service"));
     char key[GRANT_ID_MAX];
-    json_t *ops, *obj;
-    const char *k;
-    json_t *v;
-    void *tmp;
+    json_t *obj;
 
-    if (m == NULL || !identity || !service || !act ||
+    if (!identity || !service ||
         (size_t)snprintf(key, sizeof(key), "%s|%s|%s", identity, service, act) >= sizeof(key))
+        return WEFT_EINVAL;
+    obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "id", key, "identity", identity, "service",
+                    service, "act", act, "at", (json_int_t)at, "until", (json_int_t)until);
+    if (obj == NULL)
+        return WEFT_ENOMEM;
+    json_object_set(m->grants, key, obj);
+    add_op(ops, "put", "grant_revoked", obj);
+    return 0;
+}
+
+int ctl_netmap_grants_revoke(ctl_netmap *m, const json_t *pairs, const char *act, int64_t at,
+                             int64_t until)
+{
+    const char *k;
+    json_t *ops, *v;
+    void *tmp;
+    size_t i;
+    int rc;
+
+    if (m == NULL || !json_is_array(pairs) || act == NULL)
         return WEFT_EINVAL;
     /* Entries whose tokens have all expired tell routers nothing any more. */
     json_object_foreach_safe(m->grants, tmp, k, v)
@@ -270,14 +289,13 @@ int ctl_netmap_grant_revoke(ctl_netmap *m, const char *identity, const char *ser
     }
     if ((ops = json_array()) == NULL)
         return WEFT_ENOMEM;
-    obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "id", key, "identity", identity, "service",
-                    service, "act", act, "at", (json_int_t)at, "until", (json_int_t)until);
-    if (obj == NULL) {
-        json_decref(ops);
-        return WEFT_ENOMEM;
+    json_array_foreach(pairs, i, v)
+    {
+        if ((rc = grant_op(m, v, act, at, until, ops)) < 0) {
+            json_decref(ops);
+            return rc;
+        }
     }
-    json_object_set(m->grants, key, obj);
-    add_op(ops, "put", "grant_revoked", obj);
     return emit(m, ops);
 }
 

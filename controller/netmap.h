@@ -43,13 +43,14 @@ int ctl_netmap_touch(ctl_netmap *m, const char *coll, const char *id);
  * (default CTL_CERT_VALIDITY_DEFAULT). Kept across restarts in the store. */
 void ctl_netmap_set_revoke_ttl(ctl_netmap *m, int64_t seconds);
 
-/* identity lost the right to act ("dial"|"bind") on service (an id) at Unix
- * time at: a "grant_revoked" delta op {id, identity, service, act, at, until};
- * routers close the pair's circuits and refuse its tokens issued at or before
- * at. until is when every such token has expired (the entry is then dropped).
- * Full maps carry the live entries in "grants_revoked". */
-int ctl_netmap_grant_revoke(ctl_netmap *m, const char *identity, const char *service,
-                            const char *act, int64_t at, int64_t until);
+/* Each pair {"identity", "service" (ids)} lost the right to act
+ * ("dial"|"bind") at Unix time at: one delta with a "grant_revoked" put op
+ * {id, identity, service, act, at, until} per pair; routers close the pair's
+ * circuits and refuse its tokens issued at or before at. until is when every
+ * such token has expired (the entry is then dropped). Full maps carry the live
+ * entries in "grants_revoked". */
+int ctl_netmap_grants_revoke(ctl_netmap *m, const json_t *pairs, const char *act, int64_t at,
+                             int64_t until);
 
 /* A router's control connection came up or went down. */
 int ctl_netmap_router_online(ctl_netmap *m, const char *router_id, int online);

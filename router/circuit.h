@@ -45,6 +45,8 @@ struct rt_circuit {
     uint32_t req_id; /* the dialler's request, answered when the host replies */
     char service[RT_NAME_CAP];
     char dialler[RT_ID_CAP]; /* identity ids, for logs */
+    char service_id[RT_ID_CAP]; /* ingress: the dial token's service and issue time, */
+    long long token_iat;        /* matched against withdrawn grants (grants.c) */
     char host[RT_NAME_CAP]; /* identity id, or "router:ID" when hosted here */
     rt_circuit *hnext; /* hash chain */
     /* Pending dials of this router's own diallers, oldest first (one fixed

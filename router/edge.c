@@ -334,6 +334,7 @@ static int handle_bind(rt_sess *s, const pr_frame *f)
     pr_ident_new_id(t->id, sizeof(t->id));
     snprintf(t->service_id, sizeof(t->service_id), "%s", info.service_id);
     snprintf(t->service, sizeof(t->service), "%s", info.service_name);
+    t->token_iat = info.iat;
     t->sess = s;
     t->next = s->r->terms;
     s->r->terms = t;
@@ -515,6 +516,8 @@ static int handle_dial(rt_sess *s, const pr_frame *f)
     c->req_id = q.req;
     snprintf(c->service, sizeof(c->service), "%s", svc->name);
     snprintf(c->dialler, sizeof(c->dialler), "%s", s->identity);
+    snprintf(c->service_id, sizeof(c->service_id), "%s", info.service_id);
+    c->token_iat = info.iat;
     rt_circuit_attach(c, 0, RT_END_EDGE, s, &s->ends);
     rt_circuits_dial_track(&s->r->circuits, c, uv_now(s->r->loop) + RT_DIAL_TIMEOUT_MS);
     pr_info("dial", "circuit=%016llx service=%s dialler=%s terminator=%s",

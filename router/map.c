@@ -29,6 +29,7 @@ typedef union {
     rt_map_term t;
     rt_map_revoked x;
     rt_map_link l;
+    rt_map_grant g;
 } any_elem;
 
 typedef struct {
@@ -297,12 +298,44 @@ static int parse_link(const json_t *o, void *out, int del, char *err, size_t err
     return 0;
 }
 
+static int grant_time(const json_t *o, const char *key, long long *out, char *err,
+                      size_t errcap)
+{
+    const json_t *j = json_object_get(o, key);
+
+    if (!json_is_integer(j) || json_integer_value(j) < 0)
+        return fail(err, errcap, WEFT_EPROTO, "map grant_revoked lacks a time \"%s\"", key);
+    *out = (long long)json_integer_value(j);
+    return 0;
+}
+
+static int parse_grant(const json_t *o, void *out, int del, char *err, size_t errcap)
+{
+    rt_map_grant *g = out;
+    int rc;
+
+    if ((rc = STR(o, "identity", g->identity, 1)) < 0 || (rc = STR(o, "service", g->service, 1)) < 0 ||
+        (rc = STR(o, "act", g->act, 1)) < 0)
+        return rc;
+    if (strcmp(g->act, "dial") != 0 && strcmp(g->act, "bind") != 0)
+        return fail(err, errcap, WEFT_EPROTO, "map grant_revoked act is neither dial nor bind");
+    snprintf(g->id, sizeof(g->id), "%s|%s|%s", g->identity, g->service, g->act);
+    if (del)
+        return 0;
+    if ((rc = grant_time(o, "at", &g->at, err, errcap)) < 0 ||
+        (rc = grant_time(o, "until", &g->until, err, errcap)) < 0)
+        return rc;
+    return 0;
+}
+
 static const kind_desc kinds[] = {
     {"router", "routers", offsetof(rt_map, routers), sizeof(rt_map_router), parse_router},
     {"service", "services", offsetof(rt_map, services), sizeof(rt_map_service), parse_service},
     {"terminator", "terminators", offsetof(rt_map, terms), sizeof(rt_map_term), parse_term},
     {"revoked", "revoked", offsetof(rt_map, revoked), sizeof(rt_map_revoked), parse_revoked},
     {"link", "links", offsetof(rt_map, links), sizeof(rt_map_link), parse_link},
+    {"grant_revoked", "grants_revoked", offsetof(rt_map, grants), sizeof(rt_map_grant),
+     parse_grant},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
@@ -547,6 +580,18 @@ const rt_map_term *rt_map_term_get(const rt_map *m, const char *id)
 int rt_map_is_revoked(const rt_map *m, const char *identity_id)
 {
     return get(&m->revoked, identity_id) != NULL;
+}
+
+int rt_map_grant_withdrawn(const rt_map *m, const char *identity, const char *service_id,
+                           const char *act, long long iat, long long now)
+{
+    char id[RT_GRANT_ID_CAP];
+    const rt_map_grant *g;
+
+    if ((size_t)snprintf(id, sizeof(id), "%s|%s|%s", identity, service_id, act) >= sizeof(id))
+        return 0;
+    g = get(&m->grants, id);
+    return g != NULL && now < g->until && iat <= g->at;
 }
 
 const rt_map_service *rt_map_service_by_name(const rt_map *m, const char *name)

@@ -44,6 +44,18 @@ typedef struct {
     char id[RT_ID_CAP];
 } rt_map_revoked;
 
+/* A withdrawn grant (docs/dataplane.md "Withdrawn grants"): identity may no
+ * longer act ("dial"|"bind") on service (an id) with tokens issued at or
+ * before at; until is when the last of those tokens expires. */
+#define RT_GRANT_ID_CAP 160
+typedef struct {
+    char id[RT_GRANT_ID_CAP]; /* "identity|service|act" */
+    char identity[RT_ID_CAP];
+    char service[RT_ID_CAP];
+    char act[8];
+    long long at, until;
+} rt_map_grant;
+
 /* A link between two routers as the controller reports it; id is "a|b" with
  * a < b so that either direction names the same link. */
 #define RT_LINK_ID_CAP (2 * RT_ID_CAP)
@@ -70,7 +82,7 @@ typedef struct {
     uint64_t version; /* 0: no map yet */
     int have_key;
     uint8_t signing_key[crypto_sign_PUBLICKEYBYTES];
-    rt_vec routers, services, terms, revoked, links;
+    rt_vec routers, services, terms, revoked, links, grants;
 } rt_map;
 
 void rt_map_init(rt_map *m);
@@ -89,6 +101,10 @@ const rt_map_service *rt_map_service_get(const rt_map *m, const char *id);
 const rt_map_service *rt_map_service_by_name(const rt_map *m, const char *name);
 const rt_map_term *rt_map_term_get(const rt_map *m, const char *id);
 int rt_map_is_revoked(const rt_map *m, const char *identity_id);
+/* 1 when a token of identity for act on service_id issued at iat is no
+ * longer good (a withdrawn grant), at Unix time now. */
+int rt_map_grant_withdrawn(const rt_map *m, const char *identity, const char *service_id,
+                           const char *act, long long iat, long long now);
 /* The i-th terminator of service_id (0, 1, ...), or NULL past the last. */
 const rt_map_term *rt_map_term_of(const rt_map *m, const char *service_id, size_t i);
 size_t rt_map_count(const rt_vec *v);

@@ -1,6 +1,7 @@
 /* The router object: its map, circuit table, edge listener and lifecycle. */
 #include "router/router.h"
 #include "router/enforce.h"
+#include "router/grants.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -141,4 +142,5 @@ void rt_router_map_changed(rt_router *r)
             rt_sess_kill(s, WEFT_EDISABLED, "identity revoked; ask the administrator");
         }
     }
+    rt_grants_enforce(r);
 }

@@ -54,6 +54,7 @@ struct rt_term {
     char id[RT_ID_CAP];
     char service_id[RT_ID_CAP];
     char service[RT_NAME_CAP];
+    long long token_iat; /* the bind token's issue time (grants.c) */
     rt_sess *sess;
     rt_term *next;
 };

@@ -106,6 +106,14 @@ int rt_token_check(const rt_map *m, const char *network, const char *token,
         (ret = check_service(m, c, service, info, err, errcap)) < 0)
         goto out;
     info->exp = (long long)json_integer_value(json_object_get(c, "exp"));
+    info->iat = (long long)json_integer_value(json_object_get(c, "iat"));
+    if (rt_map_grant_withdrawn(m, identity_id, info->service_id, act, info->iat, now)) {
+        ret = fail(err, errcap, WEFT_EDENIED,
+                   "a policy change withdrew this identity's right to %s service %.128s; ask "
+                   "the administrator",
+                   act, service);
+        goto out;
+    }
     rt_limits_from_claims(c, &info->lim, &info->hw);
 out:
     json_decref(c);

@@ -10,6 +10,7 @@ typedef struct {
     char service_id[RT_ID_CAP];
     char service_name[RT_NAME_CAP];
     long long exp;
+    long long iat; /* issued at (0: absent): withdrawn grants refuse tokens issued before */
     rt_limits lim; /* "lim" claim: behaviour limits (docs/policies.md) */
     rt_hwbind hw;  /* "hw" claim: the device binding */
 } rt_token_info;

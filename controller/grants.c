@@ -1,0 +1,69 @@
+/* Withdrawn grants (grants.h). Only pairs the old policy granted can have
+ * lost access, so the work is bounded by what that policy selected. */
+#include "controller/grants.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "controller/netmap.h"
+#include "controller/policy.h"
+#include "proto/log.h"
+#include "weft/errors.h"
+
+static json_t *lost_pairs(const json_t *old, int flag, const json_t *idents, const json_t *svcs,
+                          const json_t *pols)
+{
+    json_t *pairs = json_array(), *id, *svc;
+    size_t i, j;
+
+    json_array_foreach(idents, i, id)
+    {
+        json_array_foreach(svcs, j, svc)
+        {
+            if (!ctl_policy_grants(old, id, svc) || (ctl_policy_access(pols, id, svc) & flag))
+                continue;
+            json_array_append_new(pairs, json_pack("{s:O, s:O}", "identity",
+                                                   json_object_get(id, "id"), "service",
+                                                   json_object_get(svc, "id")));
+        }
+    }
+    return pairs;
+}
+
+int ctl_grants_withdraw(ctl *c, const json_t *old)
+{
+    const char *type = json_string_value(json_object_get(old, "type"));
+    int64_t ttl = c->cfg.service_token_ttl > 0 ? c->cfg.service_token_ttl
+                                                : CTL_SVC_TOKEN_TTL_DEFAULT;
+    int64_t now = time(NULL);
+    json_t *idents = NULL, *svcs = NULL, *pols = NULL, *pairs = NULL;
+    int flag, rc;
+
+    if (type == NULL || c->map == NULL)
+        return 0;
+    if (strcmp(type, "dial") == 0)
+        flag = CTL_POLICY_DIAL;
+    else if (strcmp(type, "bind") == 0)
+        flag = CTL_POLICY_BIND;
+    else
+        return 0;
+    if ((rc = ctl_list_all(c->store, "identities", &idents)) < 0 ||
+        (rc = ctl_list_all(c->store, "services", &svcs)) < 0 ||
+        (rc = ctl_list_all(c->store, "policies", &pols)) < 0)
+        goto out;
+    if ((pairs = lost_pairs(old, flag, idents, svcs, pols)) == NULL) {
+        rc = WEFT_ENOMEM;
+        goto out;
+    }
+    rc = (int)json_array_size(pairs);
+    if (rc > 0 && (rc = ctl_netmap_grants_revoke(c->map, pairs, type, now, now + ttl)) == 0)
+        rc = (int)json_array_size(pairs);
+    pr_info("grants_withdrawn", "policy=%s act=%s pairs=%d",
+            pr_log_q(json_string_value(json_object_get(old, "name"))), type, rc);
+out:
+    json_decref(pairs);
+    json_decref(idents);
+    json_decref(svcs);
+    json_decref(pols);
+    return rc;
+}

@@ -1,0 +1,86 @@
+/* Withdrawn grants at the router (grants.h). Only the circuits and terminators
+ * whose token was issued at or before the withdrawal are touched, so a right
+ * granted again (a new token) is not undone when a full map repeats the entry. */
+#include "router/grants.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto/log.h"
+#include "router/circuit.h"
+#include "router/router.h"
+#include "weft/errors.h"
+
+#define WITHDRAWN_MSG "a policy change withdrew access to this service; ask the administrator"
+
+/* The first circuit s dialled whose dial right is withdrawn, or NULL. */
+static rt_circuit *withdrawn_dial(rt_router *r, rt_sess *s, long long now)
+{
+    for (rt_end *e = s->ends.head; e; e = e->next) {
+        rt_circuit *c = e->circ;
+        if (e == &c->end[0] && c->service_id[0] &&
+            rt_map_grant_withdrawn(&r->map, s->identity, c->service_id, "dial", c->token_iat,
+                                   now))
+            return c;
+    }
+    return NULL;
+}
+
+/* The first circuit s hosts through terminator t's service, or NULL. */
+static rt_circuit *hosted_by(rt_sess *s, const rt_term *t)
+{
+    for (rt_end *e = s->ends.head; e; e = e->next) {
+        rt_circuit *c = e->circ;
+        if (e == &c->end[1] && strcmp(c->service, t->service) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+/* Ending a circuit can unlink any end of the session: start over after each. */
+static void end_dials(rt_router *r, rt_sess *s, long long now)
+{
+    rt_circuit *c;
+
+    while ((c = withdrawn_dial(r, s, now)) != NULL) {
+        pr_warn("grant_withdrawn", "act=dial identity=%s service=%s circuit=%016llx", s->identity,
+                pr_log_q(c->service), (unsigned long long)c->id);
+        rt_circuit_end(r, c, -1, WEFT_EDENIED, WITHDRAWN_MSG);
+    }
+}
+
+static void end_binds(rt_router *r, long long now)
+{
+    rt_term **p = &r->terms;
+    rt_circuit *c;
+
+    while (*p) {
+        rt_term *t = *p;
+        if (t->sess->state == RT_SESS_CLOSING ||
+            !rt_map_grant_withdrawn(&r->map, t->sess->identity, t->service_id, "bind",
+                                    t->token_iat, now)) {
+            p = &t->next;
+            continue;
+        }
+        pr_warn("grant_withdrawn", "act=bind identity=%s service=%s terminator=%s",
+                t->sess->identity, pr_log_q(t->service), t->id);
+        while ((c = hosted_by(t->sess, t)) != NULL)
+            rt_circuit_end(r, c, -1, WEFT_EDENIED, WITHDRAWN_MSG);
+        *p = t->next;
+        rt_control_term_remove(r, t);
+        free(t);
+    }
+}
+
+void rt_grants_enforce(rt_router *r)
+{
+    long long now = (long long)time(NULL);
+
+    if (rt_map_count(&r->map.grants) == 0)
+        return;
+    for (rt_sess *s = r->sessions; s; s = s->next)
+        if (s->state != RT_SESS_CLOSING)
+            end_dials(r, s, now);
+    end_binds(r, now);
+}
