@@ -181,12 +181,13 @@ struct relay {
     int lossy;                  /* drops, repeats and reorders circuit frames */
     int caps;                   /* PR_H_EDGE_CAPS in EDGE_HELLO_OK (0: none) */
     int rehome;                 /* circuits outlive an end's session, awaiting EDGE_RESUME */
+    int forge;                  /* alters the MAC of a resume it passes on */
     int blackhole;              /* drops payload frames 40..80, then sends EDGE_RETRANSMIT */
     uv_tcp_t tcp2;              /* a second listener: a second router of the same fabric */
     char addr2[64];
     int two;
     uv_loop_t *loop;
-    unsigned resumes, notices, early_rtx, npay;
+    unsigned resumes, refused_resumes, notices, early_rtx, npay;
     uint64_t notice_at, maxseq[RELAY_CIRC][2];
     relay_sess *pending[RELAY_CIRC];
     uint32_t pending_req[RELAY_CIRC];
@@ -451,6 +452,19 @@ static void relay_hello_caps(relay_sess *s)
     relay_send(s, s->rl->out, n);
 }
 
+static void relay_resume_fail(relay_sess *to, uint32_t req, uint64_t id, uint32_t err)
+{
+    size_t n;
+    pr_enc e;
+
+    pr_enc_init(&e, to->rl->out, PR_FRAME_MAX, PR_EDGE_RESUME_FAIL, 0);
+    pr_enc_u32(&e, PR_H_REQ_ID, req);
+    pr_enc_u64(&e, PR_H_CIRCUIT, id);
+    pr_enc_u32(&e, PR_H_ERR, err);
+    assert_int_equal(pr_enc_finish(&e, NULL, 0, &n), 0);
+    relay_send(to, to->rl->out, n);
+}
+
 /* As the proposal's anchor router: the resume goes, unchanged, to the end
  * that is still there; the new leg waits for the far edge's answer. */
 static void relay_resume(relay_sess *s, const pr_frame *f)
@@ -465,10 +479,15 @@ static void relay_resume(relay_sess *s, const pr_frame *f)
     pr_frame_u64(f, PR_H_CIRCUIT, &id);
     pr_frame_u32(f, PR_H_REQ_ID, &req);
     if ((i = circ_of(rl, id)) < 0 || (rl->c[i].end[0] != NULL && rl->c[i].end[1] != NULL))
-        return relay_reply(s, PR_EDGE_RESUME_FAIL, req, WEFT_ENOTFOUND, "no such circuit");
+        return relay_resume_fail(s, req, id, (uint32_t)-WEFT_ENOTFOUND);
     rl->pending[i] = s;
     rl->pending_req[i] = req;
     raw = frame_raw(f, &n);
+    if (rl->forge) { /* a router trying to take the circuit: flip one bit of the MAC */
+        memcpy(rl->hold, raw, n);
+        rl->hold[n - 1] ^= 1; /* the MAC is the frame's last header (weft__msg_resume) */
+        raw = rl->hold;
+    }
     relay_send(rl->c[i].end[0] ? rl->c[i].end[0] : rl->c[i].end[1], raw, n);
 }
 
@@ -487,8 +506,11 @@ static void relay_resume_answer(relay_sess *s, const pr_frame *f)
     if ((i = circ_of(rl, id)) < 0 || rl->pending[i] == NULL)
         return;
     if (f->type == PR_EDGE_RESUME_FAIL) {
-        relay_reply(rl->pending[i], PR_EDGE_RESUME_FAIL, rl->pending_req[i], WEFT_EDENIED, "no");
+        uint32_t err = 0;
+        pr_frame_u32(f, PR_H_ERR, &err);
+        relay_resume_fail(rl->pending[i], rl->pending_req[i], id, err);
         rl->pending[i] = NULL;
+        rl->refused_resumes++;
         return;
     }
     assert_int_equal(pr_frame_u64(f, PR_H_ACK_SEQ, &ack), 0);
@@ -1503,6 +1525,50 @@ static void relay_resume_on_other_router(void **state)
     assert_non_null(killed_sess);
 }
 
+static void on_forge_tick(uv_timer_t *t)
+{
+    fabric *fb = t->data;
+
+    if (dial_end[0].err == 0 || dial_end[0].closed)
+        return;
+    /* The resume was refused: the dialler's end failed; the host's end was
+     * never moved anywhere. Both are closed now. */
+    assert_int_equal(dial_end[0].err, WEFT_EDENIED);
+    assert_int_equal(host_end[0].c->state, CS_OPEN);
+    uv_close((uv_handle_t *)t, NULL);
+    npairs = 2;
+    ends_closed = 0;
+    dial_end[0].closed = host_end[0].closed = 1;
+    weft_close(dial_end[0].c, on_end_closed);
+    weft_close(host_end[0].c, on_end_closed);
+    (void)fb;
+}
+
+/* A relay that alters the resume (a router trying to take a circuit) gets
+ * nothing: the far edge refuses it and keeps its end where it was. */
+static void relay_forged_resume_refused(void **state)
+{
+    uv_timer_t wait, watch;
+    fabric fb;
+
+    relay_rehome = 1;
+    fabric_start(&fb, 0, 0);
+    relay_rehome = 0;
+    fb.rl.forge = 1;
+    kill_fn = kill_dialler_router;
+    kill_after = BULK / 4;
+    uv_timer_init(&fb.loop, &wait);
+    wait.data = &fb;
+    uv_timer_start(&wait, on_both_ready, 20, 20);
+    uv_timer_init(&fb.loop, &watch);
+    watch.data = &fb;
+    uv_timer_start(&watch, on_forge_tick, 20, 20);
+    uv_run(&fb.loop, UV_RUN_DEFAULT);
+    fabric_finish(&fb);
+    assert_int_equal(fb.rl.resumes, 0);
+    assert_int_equal(fb.rl.refused_resumes, 1);
+}
+
 /* Without the router's capability nothing changes: the circuit is reset. */
 static void resume_needs_capability(void **state)
 {
@@ -2100,6 +2166,7 @@ int main(void)
         cmocka_unit_test(router_two_routers_failover),
         cmocka_unit_test(relay_retransmit_notice),
         cmocka_unit_test(relay_resume_on_other_router),
+        cmocka_unit_test(relay_forged_resume_refused),
         cmocka_unit_test(resume_needs_capability),
         cmocka_unit_test(resume_mac),
         cmocka_unit_test(router_deferred_accept),
