@@ -279,7 +279,8 @@ int ctl_netmap_grants_revoke(ctl_netmap *m, const json_t *pairs, const char *act
     size_t i;
     int rc;
 
-    if (m == NULL || !json_is_array(pairs) || act == NULL)
+    if (m == NULL || !json_is_array(pairs) || act == NULL ||
+        (strcmp(act, "dial") != 0 && strcmp(act, "bind") != 0))
         return WEFT_EINVAL;
     /* Entries whose tokens have all expired tell routers nothing any more. */
     json_object_foreach_safe(m->grants, tmp, k, v)

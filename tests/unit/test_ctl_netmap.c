@@ -207,6 +207,40 @@ static void test_identity_changes(void **state)
     json_decref(m);
 }
 
+/* Withdrawn grants: one delta for every pair, kept in full maps, applied by a router. */
+static void test_grants(void **state)
+{
+    fx *f = *state;
+    json_t *pairs = json_pack("[{s:s, s:s}, {s:s, s:s}]", "identity", "i1", "service", "s1",
+                              "identity", "i3", "service", "s1");
+    json_t *m, *ops, *g;
+    char *text = NULL, err[256] = "";
+    size_t len = 0;
+
+    assert_int_equal(ctl_netmap_full(f->m, &text, &len), 0);
+    assert_int_equal(rt_map_apply_full(&f->rm, text, len, err, sizeof(err)), 0);
+    free(text);
+    assert_int_equal(ctl_netmap_grants_revoke(f->m, pairs, "dial", 1000, 1900), 0);
+    ops = json_object_get(json_array_get(f->deltas, 0), "ops");
+    assert_int_equal(json_array_size(ops), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ops, 0), "kind")),
+                        "grant_revoked");
+    assert_true(rt_map_grant_withdrawn(&f->rm, "i3", "s1", "dial", 999, 1500));
+    assert_false(rt_map_grant_withdrawn(&f->rm, "i3", "s1", "bind", 999, 1500));
+    m = full(f);
+    g = json_object_get(m, "grants_revoked");
+    assert_int_equal(json_array_size(g), 2);
+    json_decref(m);
+    /* A later withdrawal forgets entries whose tokens have all expired. */
+    json_array_remove(pairs, 1);
+    assert_int_equal(ctl_netmap_grants_revoke(f->m, pairs, "bind", 5000, 5900), 0);
+    m = full(f);
+    assert_int_equal(json_array_size(json_object_get(m, "grants_revoked")), 1);
+    json_decref(m);
+    assert_int_equal(ctl_netmap_grants_revoke(f->m, pairs, "host", 1, 2), WEFT_EINVAL);
+    json_decref(pairs);
+}
+
 static void test_services_routers(void **state)
 {
     fx *f = *state;
@@ -476,6 +510,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_services_routers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_terminators, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_merge, setup, teardown),

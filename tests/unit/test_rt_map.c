@@ -193,6 +193,34 @@ static void test_links(void **state)
     rt_map_free(&m);
 }
 
+/* Withdrawn grants: tokens issued at or before "at" are refused until "until". */
+static void test_grants(void **state)
+{
+    const char *full = "{\"version\": 1, \"grants_revoked\": [{\"identity\": \"i1\", \"service\":"
+                       " \"s1\", \"act\": \"dial\", \"at\": 1000, \"until\": 1900}]}";
+    const char *put = "{\"version\": 2, \"base\": 1, \"ops\": [{\"op\": \"put\", \"kind\":"
+                      " \"grant_revoked\", \"obj\": {\"id\": \"i1|s1|dial\", \"identity\": \"i1\","
+                      " \"service\": \"s1\", \"act\": \"dial\", \"at\": 2000, \"until\": 2900}}]}";
+    const char *bad = "{\"version\": 3, \"base\": 2, \"ops\": [{\"op\": \"put\", \"kind\":"
+                      " \"grant_revoked\", \"obj\": {\"identity\": \"i1\", \"service\": \"s1\","
+                      " \"act\": \"host\", \"at\": 1, \"until\": 2}}]}";
+    char err[256];
+    rt_map m;
+
+    rt_map_init(&m);
+    assert_int_equal(rt_map_apply_full(&m, full, strlen(full), err, sizeof(err)), 0);
+    assert_true(rt_map_grant_withdrawn(&m, "i1", "s1", "dial", 1000, 1500));
+    assert_false(rt_map_grant_withdrawn(&m, "i1", "s1", "dial", 1001, 1500)); /* newer token */
+    assert_false(rt_map_grant_withdrawn(&m, "i1", "s1", "bind", 900, 1500));
+    assert_false(rt_map_grant_withdrawn(&m, "i2", "s1", "dial", 900, 1500));
+    assert_false(rt_map_grant_withdrawn(&m, "i1", "s1", "dial", 900, 1900)); /* all expired */
+    assert_int_equal(rt_map_apply_delta(&m, put, strlen(put), err, sizeof(err)), 0);
+    assert_int_equal(rt_map_count(&m.grants), 1); /* replaced, not added */
+    assert_true(rt_map_grant_withdrawn(&m, "i1", "s1", "dial", 1500, 2500));
+    assert_int_equal(rt_map_apply_delta(&m, bad, strlen(bad), err, sizeof(err)), WEFT_EPROTO);
+    rt_map_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -203,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_delta_gap),
         cmocka_unit_test(test_delta_all_or_nothing),
         cmocka_unit_test(test_links),
+        cmocka_unit_test(test_grants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
