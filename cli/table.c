@@ -54,6 +54,8 @@ out:
 char *cli_json_text(const json_t *v)
 {
     char *s;
+    if (v == NULL) /* a column the record does not have */
+        return strdup("-");
     switch (json_typeof(v)) {
     case JSON_STRING:
         s = strdup(json_string_value(v));
