@@ -13,6 +13,7 @@
 #include "proto/ident.h"
 #include "proto/log.h"
 #include "proto/msg.h"
+#include "router/renew.h"
 #include "router/router.h"
 #include "weft/errors.h"
 
@@ -457,6 +458,23 @@ int rt_control_start(rt_router *r, const rt_control_cfg *cfg)
     ctl->timer.data = ctl;
     r->ctl = ctl;
     connect_now(ctl);
+    return 0;
+}
+
+/* A renewed certificate: the next connection presents it; the open one keeps
+ * its reference to the old context and is not cut. */
+int rt_control_reload(rt_router *r, const pr_idfile *id)
+{
+    pr_tls_cfg tc = {.ca_pem = id->ca_pem, .cert_pem = id->cert_pem, .key_pem = id->key_pem};
+    pr_tls_ctx *ctx;
+    int rc;
+
+    if (r->ctl == NULL)
+        return 0;
+    if ((rc = pr_tls_ctx_new(&tc, &ctx)) < 0)
+        return rc;
+    pr_tls_ctx_free(r->ctl->ctx);
+    r->ctl->ctx = ctx;
     return 0;
 }
 

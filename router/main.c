@@ -13,6 +13,7 @@
 #include "proto/idfile.h"
 #include "proto/jwt.h"
 #include "proto/log.h"
+#include "router/renew.h"
 #include "router/router.h"
 #include "weft/errors.h"
 
@@ -21,12 +22,14 @@
 static const char usage[] =
     "usage: weft-router enroll TOKEN --dir DIR --edge-listen HOST:PORT --link-listen HOST:PORT\n"
     "       weft-router run --dir DIR [--log-level debug|info|warn|error]\n"
-    "                       [--metrics-listen HOST:PORT]\n"
+    "                       [--metrics-listen HOST:PORT] [--renew-check SECONDS]\n"
+    "                       [--renew-before SECONDS]\n"
     "       weft-router version\n";
 
 typedef struct {
     const char *dir, *edge_listen, *link_listen, *log_level, *metrics_listen;
     const char *arg;
+    long long renew_check, renew_before; /* seconds; 0: the defaults */
 } opts;
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -43,6 +46,19 @@ static int fail(const char *fmt, ...)
     return 1;
 }
 
+static int seconds(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return WEFT_EINVAL;
+    *out = v;
+    return 0;
+}
+
 static int parse(int argc, char **argv, opts *o)
 {
     static const struct option lo[] = {{"dir", required_argument, NULL, 'd'},
@@ -50,6 +66,8 @@ static int parse(int argc, char **argv, opts *o)
                                        {"link-listen", required_argument, NULL, 'l'},
                                        {"log-level", required_argument, NULL, 'L'},
                                        {"metrics-listen", required_argument, NULL, 'm'},
+                                       {"renew-check", required_argument, NULL, 'c'},
+                                       {"renew-before", required_argument, NULL, 'b'},
                                        {"help", no_argument, NULL, 'h'},
                                        {0}};
     int ch;
@@ -63,6 +81,14 @@ static int parse(int argc, char **argv, opts *o)
         case 'l': o->link_listen = optarg; break;
         case 'L': o->log_level = optarg; break;
         case 'm': o->metrics_listen = optarg; break;
+        case 'c':
+            if (seconds(optarg, 1, 86400, &o->renew_check) < 0)
+                return fail("--renew-check wants seconds from 1 to 86400, not \"%s\"", optarg);
+            break;
+        case 'b':
+            if (seconds(optarg, 1, 10LL * 365 * 86400, &o->renew_before) < 0)
+                return fail("--renew-before wants a number of seconds, not \"%s\"", optarg);
+            break;
         case 'h': fputs(usage, stdout); exit(0);
         default: return fail("unknown option or missing value: %s\n%s", argv[optind - 1], usage);
         }
@@ -146,7 +172,8 @@ static int cmd_enroll(const opts *o)
 
 typedef struct {
     rt_router r;
-    uv_signal_t sigint, sigterm;
+    rt_renew renew;
+    uv_signal_t sigint, sigterm, sighup;
 } runner;
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -156,7 +183,18 @@ static void on_signal(uv_signal_t *s, int signum)
     pr_info("stopping", "signal=%d", signum);
     uv_close((uv_handle_t *)&run->sigint, NULL);
     uv_close((uv_handle_t *)&run->sigterm, NULL);
+    uv_close((uv_handle_t *)&run->sighup, NULL);
+    rt_renew_stop(&run->renew);
     rt_router_close(&run->r);
+}
+
+/* SIGHUP: the identity file was renewed by someone else (weft-edge renew). */
+static void on_hup(uv_signal_t *s, int signum)
+{
+    runner *run = s->data;
+
+    (void)signum;
+    rt_renew_reload(&run->renew);
 }
 
 /* The control address: asked of the controller at start, cached for when it is down. */
@@ -183,8 +221,9 @@ static int control_addr(const pr_idfile *id, json_t *conf, const char *dir, char
     return 0;
 }
 
-static int run_loop(pr_idfile *id, json_t *conf, const char *dir, const char *metrics)
+static int run_loop(pr_idfile *id, json_t *conf, const opts *o)
 {
+    const char *dir = o->dir, *metrics = o->metrics_listen;
     static runner run;
     const char *edge = json_string_value(json_object_get(conf, "edge_listen"));
     rt_control_cfg cc = {.edge_listen = edge,
@@ -198,13 +237,16 @@ static int run_loop(pr_idfile *id, json_t *conf, const char *dir, const char *me
     if ((rc = control_addr(id, conf, dir, ctl_addr, sizeof(ctl_addr))) < 0)
         return 1;
     cc.control_addr = ctl_addr;
+    path_in(dir, "identity.json", run.renew.path, sizeof(run.renew.path));
+    run.renew.check_ms = (uint64_t)o->renew_check * 1000;
+    run.renew.before_s = o->renew_before;
     if ((rc = rt_router_init(&run.r, loop, id)) < 0)
         return fail("cannot start: %s", weft_strerror(rc));
     if ((rc = rt_router_listen_edge(&run.r, edge)) < 0 ||
         (cc.link_listen && cc.link_listen[0] &&
          (rc = rt_router_listen_link(&run.r, cc.link_listen)) < 0) ||
         (metrics && (rc = rt_metrics_listen(&run.r, metrics)) < 0) ||
-        (rc = rt_control_start(&run.r, &cc)) < 0) {
+        (rc = rt_control_start(&run.r, &cc)) < 0 || (rc = rt_renew_start(&run.renew, &run.r)) < 0) {
         rt_router_close(&run.r);
         uv_run(loop, UV_RUN_DEFAULT);
         rt_router_free(&run.r);
@@ -212,12 +254,15 @@ static int run_loop(pr_idfile *id, json_t *conf, const char *dir, const char *me
     }
     uv_signal_init(loop, &run.sigint);
     uv_signal_init(loop, &run.sigterm);
-    run.sigint.data = run.sigterm.data = &run;
+    uv_signal_init(loop, &run.sighup);
+    run.sigint.data = run.sigterm.data = run.sighup.data = &run;
     uv_signal_start(&run.sigint, on_signal, SIGINT);
     uv_signal_start(&run.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&run.sighup, on_hup, SIGHUP);
     pr_info("started", "id=%s name=%s network=%s", id->id, pr_log_q(id->name), id->network);
     uv_run(loop, UV_RUN_DEFAULT);
     rt_router_free(&run.r);
+    rt_renew_free(&run.renew);
     uv_loop_close(loop);
     return 0;
 }
@@ -245,7 +290,7 @@ static int cmd_run(const opts *o)
         pr_idfile_free(&id);
         return fail("cannot read %s; enrol again with weft-router enroll", path);
     }
-    rc = run_loop(&id, conf, o->dir, o->metrics_listen);
+    rc = run_loop(&id, conf, o);
     json_decref(conf);
     pr_idfile_free(&id);
     return rc;
