@@ -307,7 +307,15 @@ static void dial_as(fx *f, int kind, const char *id)
     assert_int_equal(pr_ident_format(kind, "unet", id, uri, sizeof(uri)), 0);
     pr_cert_req req = {.cn = id, .uri = uri, .usage = PR_CERT_CLIENT,
                        .not_after = (int64_t)time(NULL) + 3600};
-    assert_int_equal(pr_ca_issue(&f->c.ca, &req, &cert, &key), 0);
+    /* Leaves come from the active issuer and carry its certificate after them. */
+    assert_int_equal(pr_ca_issue(&f->c.issuer, &req, &cert, &key), 0);
+    if (f->c.issuer_is_intermediate) {
+        size_t n = strlen(cert), m = strlen(f->c.issuer.cert_pem);
+        char *chain = realloc(cert, n + m + 1);
+        assert_non_null(chain);
+        memcpy(chain + n, f->c.issuer.cert_pem, m + 1);
+        cert = chain;
+    }
     pr_tls_cfg tc = {.ca_pem = f->c.ca.cert_pem, .cert_pem = cert, .key_pem = key};
     assert_int_equal(pr_tls_ctx_new(&tc, &ctx), 0);
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", ctl_control_port(f->srv));
