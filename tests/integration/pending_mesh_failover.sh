@@ -10,17 +10,14 @@
 . "$(dirname "$0")/../mesh/common.sh"
 need_bins "$WEFT_CONTROLLER_BIN" "$WEFT" "$WEFT_EDGE" "$WEFT_ROUTER" "$WEFT_RELAY" "$BED_SHIM"
 
-mb_diamond meshpend
-for m in split redundant; do
-    eval "RECV_$m=$(mb_port) ICPT_$m=$(mb_port)"
-    r=RECV_$m i=ICPT_$m
-    weft service create "bulk-$m" --role bulk --multipath "$m" \
-        --intercept "tcp:127.0.0.1:${!i}" --host "tcp:127.0.0.1:${!r}"
-    assert_rc 0 "service bulk-$m created"
-done
+MB_SERVICES="split:split redundant:redundant" mb_diamond meshpend
+RECV_split=$MB_RECV_split ICPT_split=$MB_ICPT_split
+RECV_redundant=$MB_RECV_redundant ICPT_redundant=$MB_ICPT_redundant
 assert_cond "four links up with RTTs" mb_wait_ctl_links 4 30
-assert_cond "dialling edge intercepts bulk" \
-    mb_wait_log "$T_TMP/logs/edge-dialer.log" "event=edge_intercepting service=bulk " 30
+for sv in bulk bulk-split bulk-redundant; do
+    assert_cond "dialling edge intercepts $sv" \
+        mb_wait_log "$T_TMP/logs/edge-dialer.log" "event=edge_intercepting service=$sv " 30
+done
 
 # ready: all four links up again and measured, so the next circuit starts on r1-r2-r4
 ready() { mb_wait_links 4 30 && mb_wait_ctl_links 4 30 && sleep 2; }

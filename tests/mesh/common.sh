@@ -279,6 +279,19 @@ mb_diamond() {
     [ "$T_RC" == 0 ] || t_bail "service create: $T_ERR"
     weft policy create bulk-dial --type dial --identities '#dialers' --services '#bulk'
     weft policy create bulk-bind --type bind --identities '#hosts' --services '#bulk'
+    # More services (MB_SERVICES="NAME:MODE ..."; ports in MB_RECV_NAME,
+    # MB_ICPT_NAME) before the edges start: an edge learns of services created
+    # later only at its next session refresh, a minute on.
+    local sm
+    for sm in ${MB_SERVICES:-}; do
+        local nm=${sm%%:*} md=${sm#*:}
+        printf -v "MB_RECV_$nm" '%s' "$(mb_port)"
+        printf -v "MB_ICPT_$nm" '%s' "$(mb_port)"
+        local rv=MB_RECV_$nm iv=MB_ICPT_$nm
+        weft service create "bulk-$nm" --role bulk --multipath "$md" \
+            --intercept "tcp:127.0.0.1:${!iv}" --host "tcp:127.0.0.1:${!rv}"
+        [ "$T_RC" == 0 ] || t_bail "service create bulk-$nm: $T_ERR"
+    done
     mb_edge host hosts r4
     mb_edge dialer dialers r1
 }

@@ -18,14 +18,25 @@
  * direction from the accepting side (the dialler) to the upstream.
  *
  *   weft_relay --listen HOST:PORT --to HOST:PORT --ctl HOST:PORT [--buffer BYTES]
+ *              [--sockbuf BYTES]
  *       prints "relay listen=ADDR to=ADDR ctl=ADDR" once it listens (port 0
  *       picks one); SIGTERM or SIGINT stop it.
  *   weft_relay ctl HOST:PORT COMMAND...
  *       sends one command, prints the answer; exit 0 on "ok".
  *
- * Memory is bounded: a direction holds at most --buffer bytes (default 4 MiB)
- * read and not yet written; past it the relay stops reading that side, so
- * backpressure reaches the sender as it would through a slow link. */
+ * Buffers are small, as on a real path: a direction holds at most --buffer
+ * bytes (default 256 KiB, the queue of a router port) read and not yet
+ * written, at most WQ_MAX of them handed to the kernel, and every socket has
+ * SO_SNDBUF / SO_RCVBUF of --sockbuf bytes (default 64 KiB). Past the queue
+ * the relay stops reading that side, so backpressure reaches the sender as it
+ * would through a slow link, and a heartbeat behind a full queue waits
+ * --buffer / rate, not seconds. Large buffers here made a rate-limited link
+ * look like one of several seconds' RTT (bufferbloat), which the routers'
+ * costs and silence detection rightly read as a bad link.
+ *
+ * Ends travel like TCP's: an EOF leaves after the bytes queued before it (a
+ * FIN is in sequence); a reset or a failed write resets the other side at
+ * once, dropping the queue (an RST is not). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,7 +54,8 @@
 
 #define READ_SIZE (64 * 1024)
 #define WRITE_MAX (16 * 1024) /* piece size under a rate limit: smooth pacing */
-#define WQ_MAX    (1024 * 1024)
+#define WQ_MAX    (64 * 1024) /* handed to the kernel and not yet written */
+#define SOCKBUF   (64 * 1024)
 #define LINE_MAX_ 512
 #define UP        0
 #define DOWN      1
@@ -101,7 +113,7 @@ struct relay {
     uv_tcp_t lsn, ctl;
     uv_signal_t sigterm, sigint;
     struct sockaddr_storage to;
-    size_t cap;
+    size_t cap, sockbuf;
     unsigned delay_ms[2], jitter_ms[2];
     uint64_t rate[2];
     uint64_t stall_until;
@@ -439,9 +451,23 @@ static void on_upstream(uv_connect_t *req, int status)
     start_reading(&p->f[DOWN]);
 }
 
+/* Small kernel buffers, set before connect / listen so that the window
+ * scale the handshake agrees on matches them. */
+static void set_sockbuf(uv_tcp_t *h, size_t bytes)
+{
+    uv_os_fd_t fd;
+    int v = (int)bytes;
+
+    if (bytes == 0 || uv_fileno((uv_handle_t *)h, &fd) != 0)
+        return;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+}
+
 static void connect_upstream(pair *p)
 {
     p->pending = 0;
+    set_sockbuf(&p->s[1], p->r->sockbuf);
     p->creq.data = p;
     if (uv_tcp_connect(&p->creq, &p->s[1], (struct sockaddr *)&p->r->to, on_upstream) < 0)
         pair_close(p, 1);
@@ -456,7 +482,9 @@ static void on_accept(uv_stream_t *lsn, int status)
         return;
     p->r = r;
     for (int i = 0; i < 2; i++) {
-        uv_tcp_init(r->loop, &p->s[i]);
+        /* The upstream socket exists now, so its buffers can be set before connect. */
+        if (i == 0 || uv_tcp_init_ex(r->loop, &p->s[i], r->to.ss_family) != 0)
+            uv_tcp_init(r->loop, &p->s[i]);
         p->s[i].data = p;
         uv_timer_init(r->loop, &p->f[i].timer);
         p->f[i].timer.data = &p->f[i];
@@ -559,10 +587,10 @@ static void cmd_stats(ctlconn *k)
         q[DOWN] += p->f[DOWN].queued;
     }
     ctl_reply(k,
-              "ok conns=%zu accepted=%llu resets=%llu bytes_up=%llu bytes_down=%llu "
+              "ok ms=%llu conns=%zu accepted=%llu resets=%llu bytes_up=%llu bytes_down=%llu "
               "queued_up=%zu queued_down=%zu blackhole=%s delay_up=%u delay_down=%u "
               "rate_up=%llu rate_down=%llu",
-              conns, (unsigned long long)r->accepted, (unsigned long long)r->resets,
+              (unsigned long long)(uv_hrtime() / 1000000), conns, (unsigned long long)r->accepted, (unsigned long long)r->resets,
               (unsigned long long)r->bytes[UP], (unsigned long long)r->bytes[DOWN], q[UP], q[DOWN],
               r->blackhole ? "on" : "off", r->delay_ms[UP], r->delay_ms[DOWN],
               (unsigned long long)r->rate[UP], (unsigned long long)r->rate[DOWN]);
@@ -744,8 +772,9 @@ static int listen_on(relay *r, uv_tcp_t *h, const char *addr, uv_connection_cb c
     }
     uv_tcp_init(r->loop, h);
     h->data = r;
-    if ((rc = uv_tcp_bind(h, (struct sockaddr *)&ss, 0)) < 0 ||
-        (rc = uv_listen((uv_stream_t *)h, 128, cb)) < 0) {
+    if ((rc = uv_tcp_bind(h, (struct sockaddr *)&ss, 0)) == 0 && h == &r->lsn)
+        set_sockbuf(h, r->sockbuf); /* accepted sockets inherit them */
+    if (rc < 0 || (rc = uv_listen((uv_stream_t *)h, 128, cb)) < 0) {
         fprintf(stderr, "relay: listen on %s: %s\n", addr, uv_strerror(rc));
         return -1;
     }
@@ -798,13 +827,13 @@ static int ctl_client(int argc, char **argv)
 static int usage(void)
 {
     fprintf(stderr, "usage: weft_relay --listen HOST:PORT --to HOST:PORT --ctl HOST:PORT "
-                    "[--buffer BYTES]\n       weft_relay ctl HOST:PORT COMMAND...\n");
+                    "[--buffer BYTES] [--sockbuf BYTES]\n       weft_relay ctl HOST:PORT COMMAND...\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
-    relay r = {.cap = 4 * 1024 * 1024};
+    relay r = {.cap = 256 * 1024, .sockbuf = SOCKBUF};
     const char *lsn = NULL, *to = NULL, *ctl = NULL;
     char a[128], c[128];
 
@@ -819,6 +848,8 @@ int main(int argc, char **argv)
             ctl = argv[i + 1];
         else if (strcmp(argv[i], "--buffer") == 0)
             r.cap = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--sockbuf") == 0)
+            r.sockbuf = strtoull(argv[i + 1], NULL, 10);
         else
             return usage();
     }
