@@ -65,6 +65,9 @@ int pr_e2e_verify_peer(const char *cert_pem, size_t cert_len, const char *ca_pem
                        const uint8_t kx_pk[PR_E2E_KX_BYTES], const char *service,
                        const uint8_t *sig, size_t sig_len, char *uri_out, size_t uri_cap);
 
+/* Frees the calling thread's cache of the last parsed identity key and CA
+ * (pr_e2e_sign and pr_e2e_verify_peer keep them between calls). */
+void pr_e2e_cache_clear(void);
 /* Derives rx/tx keys; role is our own role (dialler = kx client). WEFT_ECRYPTO
  * for a bad peer key. */
 int pr_e2e_keys_derive(int role, const pr_e2e_kx *ours, const uint8_t peer_pk[PR_E2E_KX_BYTES],

@@ -359,33 +359,94 @@ static X509_STORE *store_from(STACK_OF(X509) *cas)
     return st;
 }
 
-int pr_pki_verify(const char *cert_pem, const char *ca_pem)
-{
-    STACK_OF(X509) *chain = NULL, *cas = NULL;
-    X509_STORE *st = NULL;
-    X509_STORE_CTX *ctx = NULL;
-    int ret = WEFT_ECERT;
+struct pr_pki_verifier {
+    X509_STORE *store;
+};
 
-    if ((chain = load_all(cert_pem)) == NULL)
+int pr_pki_verifier_new(const char *ca_pem, pr_pki_verifier **out)
+{
+    STACK_OF(X509) *cas = load_all(ca_pem);
+    pr_pki_verifier *v = NULL;
+    int ret = WEFT_EINVAL;
+
+    if (cas == NULL || out == NULL)
         goto out;
-    if ((cas = load_all(ca_pem)) == NULL) {
-        ret = WEFT_EINVAL;
-        goto out;
-    }
     ret = WEFT_ENOMEM;
-    if ((st = store_from(cas)) == NULL || (ctx = X509_STORE_CTX_new()) == NULL)
+    if ((v = calloc(1, sizeof(*v))) == NULL || (v->store = store_from(cas)) == NULL)
         goto out;
-    /* The first certificate is the leaf; any others are untrusted intermediates. */
-    if (X509_STORE_CTX_init(ctx, st, sk_X509_value(chain, 0), chain) != 1)
-        goto out;
-    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY);
-    ret = X509_verify_cert(ctx) == 1 ? 0 : map_verify_error(X509_STORE_CTX_get_error(ctx));
+    *out = v;
+    v = NULL;
+    ret = 0;
 out:
     ERR_clear_error();
-    X509_STORE_CTX_free(ctx);
-    X509_STORE_free(st);
+    pr_pki_verifier_free(v);
     sk_X509_pop_free(cas, X509_free);
+    return ret;
+}
+
+void pr_pki_verifier_free(pr_pki_verifier *v)
+{
+    if (v == NULL)
+        return;
+    X509_STORE_free(v->store);
+    free(v);
+}
+
+int pr_pki_verifier_check(pr_pki_verifier *v, const char *cert_pem, char *uri, size_t uri_cap,
+                          void **leaf_out)
+{
+    STACK_OF(X509) *chain = NULL;
+    X509_STORE_CTX *ctx = NULL;
+    GENERAL_NAMES *names = NULL;
+    X509 *leaf;
+    int ret = WEFT_ECERT;
+
+    if (v == NULL || (chain = load_all(cert_pem)) == NULL)
+        goto out;
+    leaf = sk_X509_value(chain, 0);
+    ret = WEFT_ENOMEM;
+    /* The first certificate is the leaf; any others are untrusted intermediates. */
+    if ((ctx = X509_STORE_CTX_new()) == NULL ||
+        X509_STORE_CTX_init(ctx, v->store, leaf, chain) != 1)
+        goto out;
+    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY);
+    if (X509_verify_cert(ctx) != 1) {
+        ret = map_verify_error(X509_STORE_CTX_get_error(ctx));
+        goto out;
+    }
+    if (uri != NULL && uri_cap > 0) {
+        uri[0] = '\0';
+        names = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+        if ((ret = names != NULL ? copy_uri(names, uri, uri_cap) : WEFT_ENOTFOUND) < 0)
+            goto out;
+    }
+    if (leaf_out != NULL && X509_up_ref(leaf) == 1)
+        *leaf_out = leaf;
+    ret = 0;
+out:
+    ERR_clear_error();
+    GENERAL_NAMES_free(names);
+    X509_STORE_CTX_free(ctx);
     sk_X509_pop_free(chain, X509_free);
+    return ret;
+}
+
+int pr_pki_verify(const char *cert_pem, const char *ca_pem)
+{
+    STACK_OF(X509) *chain = load_all(cert_pem);
+    pr_pki_verifier *v = NULL;
+    int ret;
+
+    /* A certificate that does not parse is the caller's first problem. */
+    if (chain == NULL) {
+        ERR_clear_error();
+        return WEFT_ECERT;
+    }
+    sk_X509_pop_free(chain, X509_free);
+    if ((ret = pr_pki_verifier_new(ca_pem, &v)) < 0)
+        return ret;
+    ret = pr_pki_verifier_check(v, cert_pem, NULL, 0, NULL);
+    pr_pki_verifier_free(v);
     return ret;
 }
 

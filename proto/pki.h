@@ -20,6 +20,18 @@ int pr_pki_cert_not_after(const char *cert_pem, int64_t *out);
 /* Verifies cert_pem against ca_pem (chain, validity period, key usage):
  * 0, WEFT_EUNTRUSTED, WEFT_ECERTEXPIRED or WEFT_ECERT. */
 int pr_pki_verify(const char *cert_pem, const char *ca_pem);
+/* A parsed set of trust anchors, for checking many certificates against one
+ * CA without parsing it each time (the circuit set-up path). */
+typedef struct pr_pki_verifier pr_pki_verifier;
+
+int pr_pki_verifier_new(const char *ca_pem, pr_pki_verifier **out);
+void pr_pki_verifier_free(pr_pki_verifier *v); /* NULL is a no-op */
+/* Checks cert_pem (leaf first, then intermediates) as pr_pki_verify does. On
+ * success copies the leaf's URI SAN into uri (if not NULL; WEFT_ENOTFOUND when it
+ * has none) and, if leaf_out is not NULL, returns the parsed leaf (an X509 *
+ * the caller releases with X509_free). */
+int pr_pki_verifier_check(pr_pki_verifier *v, const char *cert_pem, char *uri, size_t uri_cap,
+                          void **leaf_out);
 /* 1 if key_pem is the private key of the first certificate in cert_pem. */
 int pr_pki_key_matches(const char *cert_pem, const char *key_pem);
 
