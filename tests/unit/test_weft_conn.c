@@ -850,8 +850,12 @@ static void fabric_start(fabric *fb, int via_router, int online)
 }
 
 /* Frees both ends and the fabric, then checks nothing is left on the loop. */
+static void (*stop_extra)(void); /* more of a fabric to stop (routers of a mesh) */
+
 static void fabric_stop(fabric *fb)
 {
+    if (stop_extra)
+        stop_extra();
     weft_free(fb->host);
     weft_free(fb->dial);
     if (fb->via_router)
@@ -1569,6 +1573,184 @@ static void relay_forged_resume_refused(void **state)
     assert_int_equal(fb.rl.refused_resumes, 1);
 }
 
+/* ---- re-homing through real routers: a mesh of three ---- */
+
+static struct {
+    fabric *fb;
+    rt_router r1, r3; /* r2 is fb->rt */
+    uv_timer_t t, tick;
+    int phase;
+    char r1_addr[64], r3_addr[64], resumed_at[64];
+} mr;
+
+/* The map every router of the mesh holds: three routers with links, the
+ * echo service, and its terminator at r2 once the host is bound. */
+static void mesh_map(rt_router *rt, const char *term)
+{
+    /* r1 and r3 have no link of their own: r3 reaches r2 only, as r1 does. */
+    int self = rt == &mr.r1 ? 0 : rt == &mr.r3 ? 2 : 1;
+    char b64[sodium_base64_ENCODED_LEN(crypto_sign_PUBLICKEYBYTES, sodium_base64_VARIANT_ORIGINAL)];
+    char map[3072], terms[256] = "", err[256];
+    rt_router *all[3] = {&mr.r1, &mr.fb->rt, &mr.r3};
+    const char *ids[3] = {"r1", "r2", "r3"};
+    char routers[1536] = "";
+    size_t off = 0;
+
+    sodium_bin2base64(b64, sizeof(b64), tok_pk, sizeof(tok_pk), sodium_base64_VARIANT_ORIGINAL);
+    for (int i = 0; i < 3; i++)
+        off += (size_t)snprintf(routers + off, sizeof(routers) - off,
+                                "%s{\"id\":\"%s\",\"name\":\"%s\",\"edge_listen\":\"%s\","
+                                "\"link_listen\":\"%s\",\"online\":true}",
+                                i ? "," : "", ids[i], ids[i], all[i]->edge_addr,
+                                self + i == 2 && self != 1 ? "" : all[i]->link_addr);
+    if (term)
+        snprintf(terms, sizeof(terms),
+                 "{\"id\":\"%s\",\"service\":\"echo\",\"router\":\"r2\",\"identity\":\"host1\"}",
+                 term);
+    snprintf(map, sizeof(map),
+             "{\"version\":%d,\"signing_key\":\"%s\",\"routers\":[%s],"
+             "\"services\":[{\"id\":\"echo\",\"name\":\"echo\",\"intercept\":\"tcp:127.0.0.1:1\","
+             "\"host\":\"tcp:127.0.0.1:1\",\"hosted_by\":\"\"}],\"terminators\":[%s],"
+             "\"revoked\":[]}",
+             term ? 2 : 1, b64, routers, terms);
+    if (rt_map_apply_full(&rt->map, map, strlen(map), err, sizeof(err)) < 0)
+        fail_msg("map refused: %s", err);
+    rt_router_map_changed(rt);
+}
+
+static void mesh_stop_extra(void)
+{
+    uv_close((uv_handle_t *)&mr.t, NULL);
+    rt_router_close(&mr.r1);
+    rt_router_close(&mr.r3);
+    uv_close((uv_handle_t *)&mr.tick, NULL);
+}
+
+static int same_addr(const struct sockaddr_storage *ss, const char *want)
+{
+    char a[64];
+
+    return pr_addr_format((const struct sockaddr *)ss, a, sizeof(a)) == 0 && strcmp(a, want) == 0;
+}
+
+/* r1's end of the dialler's session (accepted on r1's edge address) and of
+ * its link to r2 (the only connection to r2's link address): cut at the
+ * socket, so nothing r1 does afterwards reaches anyone, as in a crash. */
+static void cut_r1(uv_handle_t *h, void *arg)
+{
+    struct sockaddr_storage me, peer;
+    int ml = sizeof(me), pl = sizeof(peer);
+    uv_os_fd_t fd;
+
+    if (h->type != UV_TCP || uv_is_closing(h) ||
+        uv_tcp_getsockname((uv_tcp_t *)h, (struct sockaddr *)&me, &ml) < 0 ||
+        uv_tcp_getpeername((uv_tcp_t *)h, (struct sockaddr *)&peer, &pl) < 0 ||
+        uv_fileno(h, &fd) < 0)
+        return;
+    if (same_addr(&me, mr.r1_addr) || same_addr(&peer, mr.fb->rt.link_addr)) {
+        shutdown(fd, SHUT_RDWR);
+        (*(int *)arg)++;
+    }
+}
+
+/* The dialler's router dies (r1: its session and its link to r2). */
+static void kill_r1(end *e)
+{
+    int cut = 0;
+
+    assert_string_equal(e->c->sess->addr, mr.r1_addr);
+    assert_string_equal(e->c->anchor, "r2");
+    uv_walk(&mr.fb->loop, cut_r1, &cut);
+    assert_int_equal(cut, 2);
+}
+
+static void on_mesh_tick(uv_timer_t *t)
+{
+    fabric *fb = mr.fb;
+    weft_listener *l = fb->host->listeners;
+    rt_router *rs[3] = {&mr.r1, &fb->rt, &mr.r3};
+
+    if (mr.phase == 2 && dial_end[0].c && !dial_end[0].closed && dial_end[0].c->sess)
+        memcpy(mr.resumed_at, dial_end[0].c->sess->addr, sizeof(mr.resumed_at) - 1);
+    if (mr.phase == 0 && l && l->bound[0]) {
+        for (int i = 0; i < 3; i++)
+            mesh_map(rs[i], l->terminator);
+        mr.phase = 1;
+    }
+    if (mr.phase != 1 || !rt_link_to(&mr.r1, "r2") || !rt_link_to(&mr.r3, "r2") ||
+        !weft__rsess_ready(&fb->dial->sess[0]) || !weft__rsess_ready(&fb->dial->sess[1]) ||
+        !(fb->dial->sess[0].caps & PR_CAP_RESUME))
+        return;
+    /* Dials go via r1: its session is made the nearer one. */
+    for (int i = 0; i < 2; i++)
+        fb->dial->sess[i].srtt_us = strcmp(fb->dial->sess[i].addr, mr.r1_addr) == 0 ? 1 : 900000;
+    mr.phase = 2;
+    assert_int_equal(weft_dial(fb->dial, "echo", on_dialled, fb), 0);
+}
+
+static void mesh_listening(weft_ctx *ctx, const char *service, int status, void *data)
+{
+    assert_int_equal(status, 0);
+}
+
+/* Dialler on r1 and r3, host on r2; the circuit runs r1 - r2. r1 dies mid-
+ * stream: the dialler resumes at r3, which reaches the anchor r2 over its
+ * link; the host proves the resume, and every byte arrives once. */
+static void mesh_resume_after_router_death(void **state)
+{
+    pr_idfile *ids[3] = {&router_id, &router2_id, &router3_id};
+    rt_router *rs[3];
+    weft_options opt = {0};
+    fabric fb;
+    char *js;
+
+    memset(&fb, 0, sizeof(fb));
+    memset(&mr, 0, sizeof(mr));
+    mr.fb = &fb;
+    fb.via_router = 1;
+    rs[0] = &mr.r1, rs[1] = &fb.rt, rs[2] = &mr.r3;
+    assert_int_equal(uv_loop_init(&fb.loop), 0);
+    uv_timer_init(&fb.loop, &fb.guard);
+    uv_timer_start(&fb.guard, on_guard, GUARD_MS, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(rt_router_init(rs[i], &fb.loop, ids[i]), 0);
+        assert_int_equal(rt_router_listen_edge(rs[i], "127.0.0.1:0"), 0);
+        assert_int_equal(rt_router_listen_link(rs[i], "127.0.0.1:0"), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        mesh_map(rs[i], NULL);
+    snprintf(mr.r1_addr, sizeof(mr.r1_addr), "%s", mr.r1.edge_addr);
+    snprintf(mr.r3_addr, sizeof(mr.r3_addr), "%s", mr.r3.edge_addr);
+    js = session_json("host1", fb.rt.edge_addr);
+    assert_int_equal(weft__init_offline(&fb.loop, host_file, &opt, js, &fb.host), 0);
+    free(js);
+    js = session_json2("dev1", mr.r1.edge_addr, mr.r3.edge_addr);
+    assert_int_equal(weft__init_offline(&fb.loop, dial_file, &opt, js, &fb.dial), 0);
+    free(js);
+    stop_extra = mesh_stop_extra;
+    ends_closed = naccepted = ndialled = 0;
+    npairs = 2;
+    end_init(&host_end[0], &fb, BULK);
+    end_init(&dial_end[0], &fb, BULK);
+    pairs[0] = &host_end[0];
+    pairs[1] = &dial_end[0];
+    kill_fn = kill_r1;
+    kill_after = BULK / 4;
+    assert_int_equal(weft_listen(fb.host, "echo", mesh_listening, on_accept, &fb), 0);
+    uv_timer_init(&fb.loop, &mr.t);
+    uv_timer_start(&mr.t, on_mesh_tick, 10, 10);
+    uv_timer_init(&fb.loop, &mr.tick);
+    uv_timer_start(&mr.tick, on_end_tick, 50, 50);
+    assert_int_equal(uv_run(&fb.loop, UV_RUN_DEFAULT), 0);
+    stop_extra = NULL;
+    for (int i = 0; i < 3; i++)
+        rt_router_free(rs[i]);
+    assert_int_equal(uv_loop_close(&fb.loop), 0);
+    assert_null(kill_fn);
+    check_pair(0);
+    assert_string_equal(mr.resumed_at, mr.r3_addr);
+}
+
 /* Without the router's capability nothing changes: the circuit is reset. */
 static void resume_needs_capability(void **state)
 {
@@ -2167,6 +2349,7 @@ int main(void)
         cmocka_unit_test(relay_retransmit_notice),
         cmocka_unit_test(relay_resume_on_other_router),
         cmocka_unit_test(relay_forged_resume_refused),
+        cmocka_unit_test(mesh_resume_after_router_death),
         cmocka_unit_test(resume_needs_capability),
         cmocka_unit_test(resume_mac),
         cmocka_unit_test(router_deferred_accept),
