@@ -142,4 +142,10 @@ enum pr_hkey_resume_link {
                                                      last), hop, identity, ack seq, nonce, mac:
                                                      an EDGE_RESUME on its way to the anchor */
 
+/* ---- admission control (docs/policies.md "Admission control") ---- */
+enum pr_hkey_admit {
+    PR_H_RETRY_MS = 0x0118, /* u32: EDGE_ERROR refusing a new session for load: reconnect no
+                               sooner than this many milliseconds (plus jitter) */
+};
+
 #endif

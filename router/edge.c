@@ -12,6 +12,7 @@
 #include "proto/jwt.h"
 #include "proto/log.h"
 #include "proto/msg.h"
+#include "router/admit.h"
 #include "router/enforce.h"
 #include "router/router.h"
 #include "router/token.h"
@@ -263,6 +264,8 @@ static int handle_hello(rt_sess *s, const pr_frame *f)
 
     if (s->state != RT_SESS_HELLO)
         return WEFT_EPROTO;
+    if (rt_admit_hello(s) != 0) /* over the new-session rate: refused with a retry hint */
+        return 0;
     if (pr_frame_str(f, PR_H_HW_IMEI, imei, sizeof(imei)) == WEFT_EPROTO ||
         pr_frame_str(f, PR_H_HW_ICCID, iccid, sizeof(iccid)) == WEFT_EPROTO)
         return WEFT_EPROTO;

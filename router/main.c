@@ -14,6 +14,7 @@
 #include "proto/jwt.h"
 #include "proto/log.h"
 #include "router/renew.h"
+#include "router/admit.h"
 #include "router/router.h"
 #include "weft/errors.h"
 
@@ -23,12 +24,13 @@ static const char usage[] =
     "usage: weft-router enroll TOKEN --dir DIR --edge-listen HOST:PORT --link-listen HOST:PORT\n"
     "       weft-router run --dir DIR [--log-level debug|info|warn|error]\n"
     "                       [--metrics-listen HOST:PORT] [--renew-check SECONDS]\n"
-    "                       [--renew-before SECONDS]\n"
+    "                       [--renew-before SECONDS] [--admit-rate N] [--admit-burst N]\n"
     "       weft-router version\n";
 
 typedef struct {
     const char *dir, *edge_listen, *link_listen, *log_level, *metrics_listen;
     const char *arg;
+    const char *admit_rate, *admit_burst; /* new sessions per second (admit.h); NULL: config */
     long long renew_check, renew_before; /* seconds; 0: the defaults */
 } opts;
 
@@ -68,6 +70,8 @@ static int parse(int argc, char **argv, opts *o)
                                        {"metrics-listen", required_argument, NULL, 'm'},
                                        {"renew-check", required_argument, NULL, 'c'},
                                        {"renew-before", required_argument, NULL, 'b'},
+                                       {"admit-rate", required_argument, NULL, 'r'},
+                                       {"admit-burst", required_argument, NULL, 'B'},
                                        {"help", no_argument, NULL, 'h'},
                                        {0}};
     int ch;
@@ -81,6 +85,8 @@ static int parse(int argc, char **argv, opts *o)
         case 'l': o->link_listen = optarg; break;
         case 'L': o->log_level = optarg; break;
         case 'm': o->metrics_listen = optarg; break;
+        case 'r': o->admit_rate = optarg; break;
+        case 'B': o->admit_burst = optarg; break;
         case 'c':
             if (seconds(optarg, 1, 86400, &o->renew_check) < 0)
                 return fail("--renew-check wants seconds from 1 to 86400, not \"%s\"", optarg);
@@ -242,6 +248,11 @@ static int run_loop(pr_idfile *id, json_t *conf, const opts *o)
     run.renew.before_s = o->renew_before;
     if ((rc = rt_router_init(&run.r, loop, id)) < 0)
         return fail("cannot start: %s", weft_strerror(rc));
+    if (rt_admit_setup(&run.r, conf, o->admit_rate, o->admit_burst) < 0) {
+        rt_router_free(&run.r);
+        return fail("--admit-rate and --admit-burst (router.json admit_rate, admit_burst) want a "
+                    "number of sessions per second from 0 (no limit) to 1000000");
+    }
     if ((rc = rt_router_listen_edge(&run.r, edge)) < 0 ||
         (cc.link_listen && cc.link_listen[0] &&
          (rc = rt_router_listen_link(&run.r, cc.link_listen)) < 0) ||

@@ -128,6 +128,14 @@ int rt_metrics_render(rt_router *r, char *buf, size_t cap)
     put(&b, "# HELP weft_router_bytes_forwarded_total Bytes of payload and ack frames forwarded.\n"
             "# TYPE weft_router_bytes_forwarded_total counter\n"
             "weft_router_bytes_forwarded_total %llu\n", (unsigned long long)r->bytes_fwd);
+    put(&b, "# HELP weft_router_sessions_admitted_total New edge sessions admitted "
+            "(docs/policies.md \"Admission control\").\n"
+            "# TYPE weft_router_sessions_admitted_total counter\n"
+            "weft_router_sessions_admitted_total %llu\n", (unsigned long long)r->admit.admitted);
+    put(&b, "# HELP weft_router_sessions_refused_total New edge sessions refused over the "
+            "admission rate, with a retry hint.\n# TYPE weft_router_sessions_refused_total "
+            "counter\nweft_router_sessions_refused_total %llu\n",
+        (unsigned long long)r->admit.refused);
     put(&b, "# HELP weft_router_reroutes_total Circuits moved to another path.\n"
             "# TYPE weft_router_reroutes_total counter\nweft_router_reroutes_total %llu\n",
         (unsigned long long)r->reroutes);

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "proto/bucket.h"
 #include "proto/frame.h"
 #include "proto/idfile.h"
 #include "proto/tls.h"
@@ -126,6 +127,8 @@ struct rt_router {
     uint64_t update_ms; /* circuit "update" events at most this often (0: RT_UPDATE_MS) */
     struct rt_enforce *enforce; /* behaviour limits per identity (enforce.h), or NULL */
     uint64_t shaped_until;      /* loop ms when sessions paused for bandwidth resume; 0 none */
+    pr_bucket admit; /* new sessions per second (admit.h); admit_on 0: defaults at first use */
+    int admit_on;
 };
 
 /* ---- router.c ---- */
