@@ -6,21 +6,26 @@
 # with the controller stopped an established circuit keeps flowing and a new
 # dial with a valid token still succeeds; after the controller restarts its
 # view of routers agrees with theirs again. A link cut (relay blackhole), a
-# link reset and a router killed with SIGKILL mid-stream lose nothing; their
-# stall targets are in pending_mesh_failover.sh until they are met.
+# link reset and a router killed with SIGKILL mid-stream lose nothing and
+# stall boundedly; split mode over two legs each rate-limited to R by the
+# relays carries well over R; redundant mode loses nothing when a leg is cut.
+# Bounds are loose (a loaded 2-core machine, ASan); the measured figures are
+# in docs/performance.md "Mesh", the targets in pending_mesh_failover.sh.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../mesh/common.sh"
 need_bins "$WEFT_CONTROLLER_BIN" "$WEFT" "$WEFT_EDGE" "$WEFT_ROUTER" "$WEFT_RELAY" "$BED_SHIM"
 
-mb_diamond meshfo
+MB_SERVICES="split:split redundant:redundant" mb_diamond meshfo
 assert_cond "four links up (r1-r2, r1-r3, r2-r4, r3-r4)" mb_wait_links 4 30
 assert_eq 4 "$(mb_links_up)" "exactly four links: non-neighbours never link"
 assert_cond "the controller lists the four links up with measured RTTs" mb_wait_ctl_links 4 20
 want=$'r1-r2 up\nr1-r3 up\nr2-r4 up\nr3-r4 up'
 assert_eq "$want" "$(mb_ctl_links | awk '$2 == "up" {print $1, $2}')" "the controller's links are the topology's"
 assert_cond "host edge bound bulk" mb_wait_log "$T_TMP/logs/edge-host.log" "event=edge_bound service=bulk" 30
-assert_cond "dialling edge intercepts bulk" \
-    mb_wait_log "$T_TMP/logs/edge-dialer.log" "event=edge_intercepting service=bulk " 30
+for sv in bulk bulk-split bulk-redundant; do
+    assert_cond "dialling edge intercepts $sv" \
+        mb_wait_log "$T_TMP/logs/edge-dialer.log" "event=edge_intercepting service=$sv " 30
+done
 
 # ---- a 64 MiB stream over two links
 # Paced at 48 MiB/s: a full-speed stream fills the first link's queue, which
@@ -34,21 +39,46 @@ assert_cond "no stall over 1 s in a healthy stream (max gap ${gap} ms)" \
 st=$(mb_relay r1 r2 stats)
 assert_match "bytes_(up|down)=[0-9]{7,}" "$st" "the r1-r2 relay carried the stream (megabytes)"
 
-# ---- failures mid-stream: nothing lost. The stall bounds here are loose (3 s)
-# so that a loaded machine or an ASan build does not fail them; the targets
-# (1 s for a cut link, 200 ms for a reset link or a killed router) are checked
+# ---- failures mid-stream: nothing lost. The stall bounds here are loose (3 s
+# for a cut link, noticed by the 750 ms heartbeat; 1 s for a reset link or a
+# killed router, noticed at once, measured 15-40 ms) so that a loaded machine
+# or an ASan build does not fail them; the targets (1 s, 200 ms) are checked
 # in pending_mesh_failover.sh and measured by tests/bench/mesh.sh.
 ready() { mb_wait_links 4 30 && mb_wait_ctl_links 4 30 && sleep 2; }
 ready
 mb_fail_case blackhole 3000 "$MB_RECV" "$MB_ICPT" mb_relay r1 r2 blackhole on
 mb_relay r1 r2 blackhole off >/dev/null
 ready
-mb_fail_case reset 3000 "$MB_RECV" "$MB_ICPT" mb_relay r1 r2 reset
+mb_fail_case reset 1000 "$MB_RECV" "$MB_ICPT" mb_relay r1 r2 reset
 ready
-mb_fail_case kill9 3000 "$MB_RECV" "$MB_ICPT" mb_kill9_router r2
+mb_fail_case kill9 1000 "$MB_RECV" "$MB_ICPT" mb_kill9_router r2
 mb_start_router r2
 ready
-t_diag "stalls (ms): $(tr '\n' ' ' <"$T_TMP/stalls")"
+
+# ---- multipath. Split: two legs (r1-r2-r4, r1-r3-r4) each limited to R in
+# the relays (measured 1.6 R; asserted > 1.25 R: both legs carry the flow).
+# Redundant: a leg cut mid-stream loses nothing (the stall, 0.2-0.6 s today,
+# is pending: the cut leg's backpressure pauses the circuit until the
+# heartbeat declares the link down).
+mb_relay r1 r3 delay 0 >/dev/null
+mb_relay r3 r4 delay 0 >/dev/null
+R=4000000
+mb_relay r1 r2 rate $R >/dev/null
+mb_relay r1 r3 rate $R >/dev/null
+mb_stream_start "$MB_RECV_split" 24M 0 split "$MB_ICPT_split"
+read -r ok gap bytes err <<<"$(mb_stream_end split 90)"
+assert_eq yes "$ok" "split: 24 MiB intact ($bytes bytes, $err)"
+rate=$(python3 -c "import json; d = json.load(open('$T_TMP/split.stats')); print(int(d['bytes'] / max(d['seconds'], 0.001)))" 2>/dev/null)
+printf 'split %s\n' "$rate" >>"$T_TMP/stalls"
+assert_cond "split over two legs of $R B/s each: ${rate:-0} B/s > 1.25 R" \
+    python3 -c "import sys; sys.exit(0 if ${rate:-0} > 1.25 * $R else 1)"
+mb_relay r1 r2 rate 0 >/dev/null
+mb_relay r1 r3 rate 0 >/dev/null
+ready
+mb_fail_case redundant 3000 "$MB_RECV_redundant" "$MB_ICPT_redundant" mb_relay r1 r2 blackhole on
+mb_relay r1 r2 blackhole off >/dev/null
+ready
+t_diag "stalls (ms) and split rate (B/s): $(tr '\n' ' ' <"$T_TMP/stalls")"
 
 # ---- the controller stopped: circuits keep flowing, new dials succeed
 mb_stream_start "$MB_RECV" 32M 16M noctl "$MB_ICPT"

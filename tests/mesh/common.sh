@@ -12,6 +12,7 @@
 #   mb_net NAME                 controller + admin CLI
 #   mb_router NAME...           create and enrol routers (ports allocated)
 #   mb_link A B                 a link A-B through a relay (before mb_start_router)
+#   mb_link_direct A B          a link A-B without a relay
 #   mb_start_router NAME        run it with its view of the network
 #   mb_relay A B CMD...         a relay command ("delay 20 5", "blackhole on", ...)
 #   mb_edge NAME ROLE ROUTER    enrol an identity, run weft-edge homed on ROUTER
@@ -77,6 +78,16 @@ mb_link() {
     MB_RCTL[$b>$a]=$cp
     MB_NB[$a]="${MB_NB[$a]:-} $b"
     MB_NB[$b]="${MB_NB[$b]:-} $a"
+}
+
+# mb_link_direct A B: a link A-B without a relay (the neighbours reach each
+# other's link_listen directly; everyone else stays refused). For throughput
+# figures, where a relay would add a copy the fabric does not have.
+mb_link_direct() {
+    MB_RELAY[$1>$2]=${MB_LINKP[$2]}
+    MB_RELAY[$2>$1]=${MB_LINKP[$1]}
+    MB_NB[$1]="${MB_NB[$1]:-} $2"
+    MB_NB[$2]="${MB_NB[$2]:-} $1"
 }
 
 # The environment that gives router N its view: its neighbours through their

@@ -7,7 +7,8 @@ receiver's view of every stall, for the mesh failure tests.
       read), answers the SHA-256 in hex and a newline, closes, and writes JSON
       stats: bytes, sha256, seconds, max_gap_ms (the longest time without a
       byte between the first and the last byte), gap_at (bytes received when
-      it began), gaps_over_100ms. --progress FILE holds the byte count, updated
+      it began), gap_end (wall-clock time, Unix seconds, when it ended: to line
+      up with the routers' log timestamps), gaps_over_100ms. --progress FILE holds the byte count, updated
       every 50 ms.
   bed_stream.py send HOST:PORT --bytes N [--rate BYTES_PER_S] [--connect-for S]
       connects (retrying for --connect-for seconds: the intercept may not be up
@@ -48,7 +49,7 @@ def recv(a):
     h = hashlib.sha256()
     n = 0
     first = last = None
-    max_gap, gap_at, big = 0.0, 0, 0
+    max_gap, gap_at, gap_end, big = 0.0, 0, 0.0, 0
     last_progress = 0.0
     while True:
         d = c.recv(CHUNK * 4)
@@ -58,7 +59,7 @@ def recv(a):
         if first is None:
             first = now
         elif now - last > max_gap:
-            max_gap, gap_at = now - last, n
+            max_gap, gap_at, gap_end = now - last, n, time.time()
         if last is not None and now - last > 0.1:
             big += 1
         last = now
@@ -77,7 +78,8 @@ def recv(a):
         pass
     c.close()
     st = {"bytes": n, "sha256": digest, "seconds": round((last or 0) - (first or 0), 3),
-          "max_gap_ms": round(max_gap * 1000, 1), "gap_at": gap_at, "gaps_over_100ms": big}
+          "max_gap_ms": round(max_gap * 1000, 1), "gap_at": gap_at,
+          "gap_end": round(gap_end, 3), "gaps_over_100ms": big}
     atomic_write(a.stats, json.dumps(st) + "\n")
     return 0
 

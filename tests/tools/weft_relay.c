@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -659,12 +660,31 @@ static void cmd_reset(ctlconn *k)
     ctl_reply(k, "ok reset %u", n);
 }
 
+/* Every command on stdout with a wall-clock time, to line up with the
+ * routers' logs when measuring where a stall goes. */
+static void log_cmd(const char *line)
+{
+    uv_timeval64_t tv;
+    struct tm tm;
+    time_t secs;
+    char ts[32];
+
+    if (uv_gettimeofday(&tv) != 0)
+        return;
+    secs = (time_t)tv.tv_sec;
+    gmtime_r(&secs, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    printf("ts=%s.%03dZ relay_cmd=\"%.100s\"\n", ts, (int)(tv.tv_usec / 1000), line);
+    fflush(stdout);
+}
+
 static void run_cmd(ctlconn *k, char *line)
 {
     char *w[8], *save = NULL;
     int n = 0;
     unsigned long long ms;
 
+    log_cmd(line);
     for (char *t = strtok_r(line, " \t\r", &save); t && n < 8; t = strtok_r(NULL, " \t\r", &save))
         w[n++] = t;
     if (n == 0)
