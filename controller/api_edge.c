@@ -99,8 +99,9 @@ static int edge_binding(ctl_call *call, json_t **ident)
     return 0;
 }
 
-/* With no router policies yet, every enrolled router with an edge listener. */
-static json_t *edge_routers(json_t *routers)
+/* Every enrolled router with an edge listener the identity's router
+ * policies let it use (docs/policies.md). */
+static json_t *edge_routers(json_t *routers, const json_t *ident, const json_t *policies)
 {
     json_t *out = json_array(), *r;
     size_t i;
@@ -109,7 +110,7 @@ static json_t *edge_routers(json_t *routers)
     {
         json_t *el = json_object_get(r, "edge_listen");
         if (!json_is_true(json_object_get(r, "enrolled")) || !json_is_string(el) ||
-            json_string_length(el) == 0)
+            json_string_length(el) == 0 || !ctl_policy_router_allowed(policies, ident, r))
             continue;
         json_array_append_new(out, json_pack("{s:O, s:O, s:O}", "id", json_object_get(r, "id"),
                                              "name", json_object_get(r, "name"), "edge_listen",
@@ -142,6 +143,9 @@ static json_t *token_extra(const json_t *ident, const json_t *svc, const json_t 
         json_object_set_new(extra, "lim", lim);
     if (hw)
         json_object_set_new(extra, "hw", hw);
+    /* Routers match router policies' "#role" selectors against these. */
+    if (json_is_array(json_object_get(ident, "roles")))
+        json_object_set(extra, "roles", json_object_get(ident, "roles"));
     return extra;
 }
 
@@ -219,7 +223,7 @@ void ctl_api_edge_session(ctl_call *call)
                    json_pack("{s:{s:O, s:O, s:O}, s:o, s:o, s:s, s:i}", "identity", "id",
                              json_object_get(ident, "id"), "name", json_object_get(ident, "name"),
                              "roles", json_object_get(ident, "roles"), "routers",
-                             edge_routers(routers), "services", out_svcs, "signing_key", key,
+                             edge_routers(routers, ident, policies), "services", out_svcs, "signing_key", key,
                              "refresh_s", CTL_EDGE_REFRESH_S));
 out:
     json_decref(policies);

@@ -10,9 +10,11 @@
 #include "weft/errors.h"
 
 static const char *const allowed[] = {
-    "name",      "type",      "semantic", "identity_roles", "service_roles", "time",
-    "conn_rate", "bandwidth", "quota",    "max_circuits",   "actions",       NULL};
-static const char *const types[] = {"dial", "bind", "behaviour", NULL};
+    "name",      "type",      "semantic", "identity_roles", "service_roles", "router_roles",
+    "time",      "conn_rate", "bandwidth", "quota",         "max_circuits",  "actions",
+    NULL};
+static const char *const types[] = {"dial", "bind", "behaviour", "router", "service-router",
+                                    NULL};
 static const char *const semantics[] = {"AnyOf", "AllOf", NULL};
 
 static int valid_selector(const char *s)
@@ -90,6 +92,32 @@ static int behaviour_part(ctl_call *call, json_t *body, int creating, const char
     return 0;
 }
 
+/* router_roles select routers, for router and service-router policies only;
+ * it is required when creating one. */
+static int routers_part(ctl_call *call, json_t *body, int creating, const char *type,
+                        json_t *fields)
+{
+    int is_rt = type && (strcmp(type, "router") == 0 || strcmp(type, "service-router") == 0);
+    json_t *rts;
+
+    if (type && !is_rt && json_object_get(body, "router_roles") != NULL) {
+        ctl_reply_error(call, 400, "bad_request",
+                        "field 'router_roles' belongs to router and service-router policies only");
+        return WEFT_EINVAL;
+    }
+    if (field_selectors(call, body, "router_roles", &rts) < 0)
+        return WEFT_EINVAL;
+    if (creating && is_rt && rts == NULL) {
+        ctl_reply_error(call, 400, "bad_request",
+                        "a %s policy needs 'router_roles' (--routers): the routers it allows",
+                        type);
+        return WEFT_EINVAL;
+    }
+    if (rts)
+        json_object_set_new(fields, "router_roles", rts);
+    return 0;
+}
+
 static int parse(ctl_call *call, json_t *body, int creating, json_t *fields)
 {
     const char *name, *type, *semantic;
@@ -101,9 +129,12 @@ static int parse(ctl_call *call, json_t *body, int creating, json_t *fields)
         return WEFT_EINVAL;
     if (creating && type == NULL) {
         ctl_reply_error(call, 400, "bad_request",
-                        "field 'type' is required: \"dial\", \"bind\" or \"behaviour\"");
+                        "field 'type' is required: \"dial\", \"bind\", \"behaviour\", "
+                        "\"router\" or \"service-router\"");
         return WEFT_EINVAL;
     }
+    if (routers_part(call, body, creating, type, fields) < 0)
+        return WEFT_EINVAL;
     if (behaviour_part(call, body, creating, type, fields) < 0)
         return WEFT_EINVAL;
     if (field_selectors(call, body, "identity_roles", &ids) < 0)

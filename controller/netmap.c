@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "controller/controller.h"
+#include "controller/policy.h"
 #include "proto/log.h"
 #include "weft/errors.h"
 
@@ -36,6 +37,8 @@ struct ctl_netmap {
     json_t *links;   /* link id -> link object as published in the map */
     json_t *deleted; /* identity id -> Unix time its revocation may end */
     json_t *grants;  /* "identity|service|act" -> grant_revoked object */
+    json_t *pols;    /* router and service-router policies, while objects are built */
+    json_t *rtrecs;  /* router records, while objects are built */
     int64_t revoke_ttl;
     ctl_netmap_delta_cb cb;
     void *cb_arg;
@@ -51,7 +54,133 @@ static void copy_field(json_t *dst, const json_t *rec, const char *key)
         json_object_set(dst, key, v);
 }
 
-static json_t *router_obj(const ctl_netmap *m, const json_t *rec)
+/* ---- router policies (docs/policies.md) ---- */
+
+static int is_type(const json_t *p, const char *type)
+{
+    return strcmp(json_string_value(json_object_get(p, "type")) ?: "", type) == 0;
+}
+
+/* Loads what router and service objects are built from; ctx_drop after. */
+static int ctx_load(ctl_netmap *m)
+{
+    json_t *all = NULL, *p;
+    size_t i;
+    int rc;
+
+    if ((rc = ctl_list_all(m->store, "policies", &all)) < 0)
+        return rc;
+    m->pols = json_array();
+    json_array_foreach(all, i, p)
+    {
+        if (is_type(p, "router") || is_type(p, "service-router"))
+            json_array_append(m->pols, p);
+    }
+    json_decref(all);
+    if ((rc = ctl_list_all(m->store, "routers", &m->rtrecs)) < 0) {
+        json_decref(m->pols);
+        m->pols = NULL;
+    }
+    return rc;
+}
+
+static void ctx_drop(ctl_netmap *m)
+{
+    json_decref(m->pols);
+    json_decref(m->rtrecs);
+    m->pols = m->rtrecs = NULL;
+}
+
+/* A router knows identities by id only: "@name" becomes "@id". */
+static json_t *resolve_sel(ctl_netmap *m, const char *sel)
+{
+    json_t *rec = NULL, *out;
+
+    if (sel[0] != '@' || ctl_store_get(m->store, "identities", sel + 1, &rec) < 0)
+        return json_string(sel);
+    out = json_sprintf("@%s", json_string_value(json_object_get(rec, "id")) ?: sel + 1);
+    json_decref(rec);
+    return out;
+}
+
+/* A policy's identity selectors as the router reads them: AnyOf adds each
+ * one, AllOf one entry joining them with '&'. */
+static void add_sels(ctl_netmap *m, const json_t *p, json_t *arr)
+{
+    const json_t *sels = json_object_get(p, "identity_roles"), *v;
+    char buf[2048] = "";
+    size_t i, off = 0;
+
+    if (!is_type(p, "router"))
+        return;
+    if (strcmp(json_string_value(json_object_get(p, "semantic")) ?: "", "AllOf") != 0) {
+        json_array_foreach(sels, i, v)
+            json_array_append_new(arr, resolve_sel(m, json_string_value(v) ?: ""));
+        return;
+    }
+    json_array_foreach(sels, i, v)
+    {
+        json_t *r = resolve_sel(m, json_string_value(v) ?: "");
+        int n = snprintf(buf + off, sizeof(buf) - off, "%s%s", i ? "&" : "",
+                         json_string_value(r) ?: "");
+        json_decref(r);
+        if (n < 0 || (size_t)n >= sizeof(buf) - off)
+            return; /* too long to be a selector a router takes: selects nobody */
+        off += (size_t)n;
+    }
+    if (off > 0)
+        json_array_append_new(arr, json_string(buf));
+}
+
+/* "restricted": the identities some router policy selects; "allow": those
+ * a policy selecting this router lets in. Absent with no router policy. */
+static void router_allow(ctl_netmap *m, const json_t *rec, json_t *o)
+{
+    json_t *restricted = json_array(), *allow = json_array(), *p;
+    size_t i;
+
+    json_array_foreach(m->pols, i, p)
+    {
+        add_sels(m, p, restricted);
+        if (ctl_policy_selects(json_object_get(p, "router_roles"),
+                               json_string_value(json_object_get(p, "semantic")), rec))
+            add_sels(m, p, allow);
+    }
+    if (json_array_size(restricted) > 0) {
+        json_object_set(o, "restricted", restricted);
+        json_object_set(o, "allow", allow);
+    }
+    json_decref(restricted);
+    json_decref(allow);
+}
+
+/* "routers": the router ids that may carry the service, when a
+ * service-router policy selects it (absent: every router). */
+static void service_routers(ctl_netmap *m, const json_t *rec, json_t *o)
+{
+    json_t *ids, *r, *p;
+    size_t i;
+    int selected = 0;
+
+    json_array_foreach(m->pols, i, p)
+    {
+        if (is_type(p, "service-router") &&
+            ctl_policy_selects(json_object_get(p, "service_roles"),
+                               json_string_value(json_object_get(p, "semantic")), rec))
+            selected = 1;
+    }
+    if (!selected)
+        return;
+    ids = json_array();
+    json_array_foreach(m->rtrecs, i, r)
+    {
+        if (ctl_policy_service_router_allowed(m->pols, rec, r))
+            json_array_append(ids, json_object_get(r, "id"));
+    }
+    json_object_set_new(o, "routers", ids);
+}
+
+static json_t *router_obj(ctl_netmap *m, const json_t *rec)
 {
     const char *id = json_string_value(json_object_get(rec, "id"));
     json_t *o;
@@ -62,13 +191,15 @@ static json_t *router_obj(const ctl_netmap *m, const json_t *rec)
     copy_field(o, rec, "name");
     copy_field(o, rec, "edge_listen");
     copy_field(o, rec, "link_listen");
+    router_allow(m, rec, o);
     return o;
 }
 
-static json_t *service_obj(const json_t *rec)
+static json_t *service_obj(ctl_netmap *m, const json_t *rec)
 {
     json_t *o = json_object();
 
+    service_routers(m, rec, o);
     copy_field(o, rec, "id");
     copy_field(o, rec, "name");
     copy_field(o, rec, "intercept");
@@ -139,7 +270,7 @@ static json_t *obj_for(ctl_netmap *m, const char *coll, const json_t *rec)
     if (strcmp(coll, "routers") == 0)
         return router_obj(m, rec);
     if (strcmp(coll, "services") == 0)
-        return service_obj(rec);
+        return service_obj(m, rec);
     return json_is_true(json_object_get(rec, "disabled")) ? json_true() : NULL;
 }
 
@@ -332,8 +463,31 @@ static int touch_ops(ctl_netmap *m, const char *coll, const char *id, json_t *op
     return 0;
 }
 
+/* A policy or a router's roles change what every router and service object
+ * says about router policies: all are rebuilt (a delta carries the changes). */
+static int refresh_coll(ctl_netmap *m, const char *coll, json_t *ops)
+{
+    json_t *items = NULL, *rec;
+    const char *kind, *id;
+    json_t *set = set_for(m, coll, &kind);
+    size_t i;
+    int rc = ctl_list_all(m->store, coll, &items);
+
+    if (rc < 0)
+        return rc;
+    json_array_foreach(items, i, rec)
+    {
+        id = json_string_value(json_object_get(rec, "id"));
+        if (id && json_object_get(set, id) != NULL)
+            update(set, kind, id, obj_for(m, coll, rec), ops);
+    }
+    json_decref(items);
+    return 0;
+}
+
 int ctl_netmap_touch(ctl_netmap *m, const char *coll, const char *id)
 {
+    int all = strcmp(coll, "policies") == 0 || strcmp(coll, "routers") == 0;
     json_t *ops;
     int rc;
 
@@ -341,10 +495,14 @@ int ctl_netmap_touch(ctl_netmap *m, const char *coll, const char *id)
         return 0;
     if ((ops = json_array()) == NULL)
         return WEFT_ENOMEM;
-    if ((rc = touch_ops(m, coll, id, ops)) < 0) {
+    if ((rc = ctx_load(m)) < 0 || (rc = touch_ops(m, coll, id, ops)) < 0 ||
+        (all && ((rc = refresh_coll(m, "routers", ops)) < 0 ||
+                 (rc = refresh_coll(m, "services", ops)) < 0))) {
+        ctx_drop(m);
         json_decref(ops);
         return rc;
     }
+    ctx_drop(m);
     return emit(m, ops);
 }
 
@@ -371,7 +529,11 @@ int ctl_netmap_router_online(ctl_netmap *m, const char *router_id, int online)
         json_object_del(m->online, router_id);
         json_object_del(m->reports, router_id);
     }
-    if ((rc = touch_ops(m, "routers", router_id, ops)) < 0) {
+    rc = ctx_load(m);
+    if (rc == 0)
+        rc = touch_ops(m, "routers", router_id, ops);
+    ctx_drop(m);
+    if (rc < 0) {
         json_decref(ops);
         return rc;
     }
@@ -860,9 +1022,14 @@ int ctl_netmap_new(ctl_store *s, const unsigned char pk[crypto_sign_PUBLICKEYBYT
     if (!m->routers || !m->services || !m->terms || !m->revoked || !m->owners || !m->online ||
         !m->reports || !m->live || !m->links || !m->deleted || !m->grants)
         goto out;
-    if ((rc = load(m, "routers")) < 0 || (rc = load(m, "services")) < 0 ||
-        (rc = load(m, "identities")) < 0 || (rc = deleted_load(m)) < 0)
+    if ((rc = ctx_load(m)) < 0)
         goto out;
+    if ((rc = load(m, "routers")) < 0 || (rc = load(m, "services")) < 0 ||
+        (rc = load(m, "identities")) < 0 || (rc = deleted_load(m)) < 0) {
+        ctx_drop(m);
+        goto out;
+    }
+    ctx_drop(m);
     *out = m;
     m = NULL;
 out:

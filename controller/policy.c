@@ -82,3 +82,43 @@ int ctl_policy_access(const json_t *policies, const json_t *identity, const json
     }
     return acc;
 }
+
+static int type_is(const json_t *p, const char *type)
+{
+    const char *t = json_string_value(json_object_get(p, "type"));
+
+    return t != NULL && strcmp(t, type) == 0;
+}
+
+/* Restrictive pairing: an x selected by no policy of type is free; else the
+ * router must be selected by one of the policies selecting x. */
+static int restricted_allowed(const json_t *policies, const char *type, const char *xkey,
+                              const json_t *x, const json_t *router)
+{
+    const json_t *p;
+    size_t i;
+    int selected = 0;
+
+    json_array_foreach(policies, i, p)
+    {
+        const char *sem = json_string_value(json_object_get(p, "semantic"));
+        if (!type_is(p, type) || !ctl_policy_selects(json_object_get(p, xkey), sem, x))
+            continue;
+        if (ctl_policy_selects(json_object_get(p, "router_roles"), sem, router))
+            return 1;
+        selected = 1;
+    }
+    return !selected;
+}
+
+int ctl_policy_router_allowed(const json_t *policies, const json_t *identity,
+                              const json_t *router)
+{
+    return restricted_allowed(policies, "router", "identity_roles", identity, router);
+}
+
+int ctl_policy_service_router_allowed(const json_t *policies, const json_t *service,
+                                      const json_t *router)
+{
+    return restricted_allowed(policies, "service-router", "service_roles", service, router);
+}

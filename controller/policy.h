@@ -21,4 +21,16 @@ int ctl_policy_grants(const json_t *policy, const json_t *identity, const json_t
 /* CTL_POLICY_DIAL | CTL_POLICY_BIND: what the policies (an array) grant. */
 int ctl_policy_access(const json_t *policies, const json_t *identity, const json_t *service);
 
+/* Router policies (docs/policies.md): "router" policies select identities
+ * (identity_roles) and routers (router_roles); "service-router" policies
+ * services (service_roles) and routers. They only restrict: an identity (a
+ * service) that no such policy selects may use (be carried by) every router;
+ * one that some policy selects, only the routers those policies select. */
+/* 1 when identity may use router under policies (an array of any types). */
+int ctl_policy_router_allowed(const json_t *policies, const json_t *identity,
+                              const json_t *router);
+/* 1 when service may be carried by router under policies. */
+int ctl_policy_service_router_allowed(const json_t *policies, const json_t *service,
+                                      const json_t *router);
+
 #endif

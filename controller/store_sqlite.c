@@ -173,6 +173,31 @@ static const char *const migrations[] = {
     " FROM policies p, json_each(p.service_roles) j;"
     ROLE_TRIGGERS("policies", "identity_roles, service_roles",
                   ROLE_INS("policies", "identity_roles") ROLE_INS("policies", "service_roles")),
+    /* 4: router and service-router policies (docs/policies.md); router_roles
+     * lives in doc. The table is rebuilt for the CHECK, as in 3. */
+    "CREATE TABLE policies_v4 ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " name TEXT NOT NULL,"
+    " type TEXT NOT NULL CHECK (type IN ('dial', 'bind', 'behaviour', 'router',"
+    " 'service-router')),"
+    " semantic TEXT NOT NULL DEFAULT 'AnyOf' CHECK (semantic IN ('AnyOf', 'AllOf')),"
+    " identity_roles TEXT NOT NULL DEFAULT '[]' CHECK (json_type(identity_roles) = 'array'),"
+    " service_roles TEXT NOT NULL DEFAULT '[]' CHECK (json_type(service_roles) = 'array'),"
+    " doc TEXT NOT NULL DEFAULT '{}' CHECK (json_type(doc) = 'object'),"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "INSERT INTO policies_v4 SELECT id, name, type, semantic, identity_roles, service_roles,"
+    " doc, created_at, updated_at FROM policies;"
+    "DROP TABLE policies;"
+    "ALTER TABLE policies_v4 RENAME TO policies;"
+    "CREATE UNIQUE INDEX policies_name ON policies(name);"
+    "DELETE FROM role_index WHERE coll = 'policies';"
+    "INSERT OR IGNORE INTO role_index(coll, role, id) SELECT 'policies', j.value, p.id"
+    " FROM policies p, json_each(p.identity_roles) j;"
+    "INSERT OR IGNORE INTO role_index(coll, role, id) SELECT 'policies', j.value, p.id"
+    " FROM policies p, json_each(p.service_roles) j;"
+    ROLE_TRIGGERS("policies", "identity_roles, service_roles",
+                  ROLE_INS("policies", "identity_roles") ROLE_INS("policies", "service_roles")),
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

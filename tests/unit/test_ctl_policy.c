@@ -93,12 +93,56 @@ static void test_access(void **state)
     json_decref(db);
 }
 
+static json_t *rpol(const char *type, const char *key, const char *sels, const char *rts)
+{
+    return json_pack("{s:s, s:s, s:o, s:o}", "type", type, "semantic", "AnyOf", key,
+                     json_loads(sels, 0, NULL), "router_roles", json_loads(rts, 0, NULL));
+}
+
+/* Router policies only restrict: without one every router is allowed; an
+ * identity a policy selects keeps only the routers its policies select. */
+static void test_router_policies(void **state)
+{
+    (void)state;
+    json_t *fleet = rec("i1", "dev1", "[\"fleet\"]"), *ops = rec("i2", "ops1", "[\"ops\"]");
+    json_t *r1 = rec("r1", "r1", "[\"eu\"]"), *r2 = rec("r2", "r2", "[\"us\"]");
+    json_t *svc = rec("s1", "web", "[\"web\"]"), *other = rec("s2", "db", "[]");
+    json_t *ps = json_array();
+
+    json_array_append_new(ps, pol("dial", "AnyOf", "[\"#all\"]", "[\"#all\"]"));
+    assert_true(ctl_policy_router_allowed(ps, fleet, r1));
+    assert_true(ctl_policy_service_router_allowed(ps, svc, r2));
+    json_array_append_new(ps, rpol("router", "identity_roles", "[\"#fleet\"]", "[\"#us\"]"));
+    assert_false(ctl_policy_router_allowed(ps, fleet, r1));
+    assert_true(ctl_policy_router_allowed(ps, fleet, r2));
+    assert_true(ctl_policy_router_allowed(ps, ops, r1)); /* not selected: unrestricted */
+    /* A second policy adds routers for the identities it selects. */
+    json_array_append_new(ps, rpol("router", "identity_roles", "[\"@dev1\"]", "[\"@r1\"]"));
+    assert_true(ctl_policy_router_allowed(ps, fleet, r1));
+    json_array_append_new(ps,
+                          rpol("service-router", "service_roles", "[\"#web\"]", "[\"#eu\"]"));
+    assert_true(ctl_policy_service_router_allowed(ps, svc, r1));
+    assert_false(ctl_policy_service_router_allowed(ps, svc, r2));
+    assert_true(ctl_policy_service_router_allowed(ps, other, r2));
+    /* A service-router policy says nothing of identities, and the reverse. */
+    assert_true(ctl_policy_router_allowed(ps, ops, r2));
+    assert_int_equal(ctl_policy_access(ps, ops, other), CTL_POLICY_DIAL);
+    json_decref(ps);
+    json_decref(fleet);
+    json_decref(ops);
+    json_decref(r1);
+    json_decref(r2);
+    json_decref(svc);
+    json_decref(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_selectors),
         cmocka_unit_test(test_anyof_allof),
         cmocka_unit_test(test_access),
+        cmocka_unit_test(test_router_policies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
