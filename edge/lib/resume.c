@@ -138,6 +138,20 @@ static void resume_refuse(weft_ctx *ctx, weft_rsess *s, const weft_msg *m, int e
         weft__send(s, len);
 }
 
+/* A router that recorded a resume (the anchor itself, even) must not be able
+ * to play it again later to pull the circuit to itself: the last few nonces
+ * taken are refused. The resumer draws a fresh one each time. */
+static int nonce_seen(weft_conn *c, const uint8_t *nonce)
+{
+    unsigned n = c->nseen < 4 ? c->nseen : 4;
+
+    for (unsigned i = 0; i < n; i++)
+        if (sodium_memcmp(c->seen_nonce[i], nonce, WEFT_RESUME_NONCE) == 0)
+            return 1;
+    memcpy(c->seen_nonce[c->nseen++ % 4], nonce, WEFT_RESUME_NONCE);
+    return 0;
+}
+
 void weft__resume_request(weft_ctx *ctx, weft_rsess *s, const weft_msg *m)
 {
     weft_conn *c = weft__conn_by_circuit(ctx, m->circuit);
@@ -149,6 +163,8 @@ void weft__resume_request(weft_ctx *ctx, weft_rsess *s, const weft_msg *m)
         return resume_refuse(ctx, s, m, WEFT_ENOTFOUND, "no such open circuit here");
     if (!mac_ok(c, m) || m->ack_seq >= c->tx_seq)
         return resume_refuse(ctx, s, m, WEFT_EDENIED, "the resume was not made by the far end");
+    if (nonce_seen(c, m->nonce))
+        return resume_refuse(ctx, s, m, WEFT_EDENIED, "the resume repeats one already taken");
     if (weft__e2e_resume_mac(&c->e2e, c->e2e.role, c->circuit, our_ack(c), m->nonce, mac) < 0)
         return resume_refuse(ctx, s, m, WEFT_ECRYPTO, "cannot prove the circuit");
     rm = (weft_resume_msg){m->has_req ? m->req_id : 0, c->circuit, NULL, our_ack(c), m->nonce, mac};

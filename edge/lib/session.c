@@ -411,6 +411,12 @@ static int circuit_frame(weft_ctx *ctx, const weft_msg *m)
                  (unsigned long long)m->circuit);
         return 0;
     }
+    /* A close on a session the circuit left (resumed elsewhere) is the old
+     * path's teardown, not the circuit's end. */
+    if (m->type == PR_EDGE_CLOSE && c->sess != ctx->rx_sess) {
+        pr_debug("edge_old_path_closed", "circuit=%016llx", (unsigned long long)m->circuit);
+        return 0;
+    }
     weft__conn_frame(c, m);
     return 0;
 }

@@ -153,6 +153,8 @@ struct weft_conn {
     uint32_t resume_req;        /* EDGE_RESUME in flight (0: none) */
     uint64_t resume_deadline;
     uint8_t resume_nonce[WEFT_RESUME_NONCE];
+    uint8_t seen_nonce[4][WEFT_RESUME_NONCE]; /* resumes taken as the far end: no replays */
+    unsigned nseen;
     weft_read_cb read_cb;
     int reading;
     int shut_req, fin_sent, fin_rcvd, eof_given;

@@ -182,12 +182,16 @@ struct relay {
     int caps;                   /* PR_H_EDGE_CAPS in EDGE_HELLO_OK (0: none) */
     int rehome;                 /* circuits outlive an end's session, awaiting EDGE_RESUME */
     int forge;                  /* alters the MAC of a resume it passes on */
+    int replay;                 /* after a resume: plays it again, and closes on the far
+                                   edge's other session (an old path's teardown) */
+    size_t saved_len;
+    uint8_t saved[PR_FRAME_MAX];
     int blackhole;              /* drops payload frames 40..80, then sends EDGE_RETRANSMIT */
     uv_tcp_t tcp2;              /* a second listener: a second router of the same fabric */
     char addr2[64];
     int two;
     uv_loop_t *loop;
-    unsigned resumes, refused_resumes, notices, early_rtx, npay;
+    unsigned resumes, refused_resumes, old_closes, notices, early_rtx, npay;
     uint64_t notice_at, maxseq[RELAY_CIRC][2];
     relay_sess *pending[RELAY_CIRC];
     uint32_t pending_req[RELAY_CIRC];
@@ -483,12 +487,35 @@ static void relay_resume(relay_sess *s, const pr_frame *f)
     rl->pending[i] = s;
     rl->pending_req[i] = req;
     raw = frame_raw(f, &n);
+    memcpy(rl->saved, raw, n);
+    rl->saved_len = n;
     if (rl->forge) { /* a router trying to take the circuit: flip one bit of the MAC */
         memcpy(rl->hold, raw, n);
         rl->hold[n - 1] ^= 1; /* the MAC is the frame's last header (weft__msg_resume) */
         raw = rl->hold;
     }
     relay_send(rl->c[i].end[0] ? rl->c[i].end[0] : rl->c[i].end[1], raw, n);
+}
+
+/* A router that kept the resume plays it again; and the far edge's other
+ * session carries a close for the circuit, as an old path's teardown would. */
+static void relay_replay(relay *rl, relay_sess *far, uint64_t id)
+{
+    size_t n;
+    pr_enc e;
+
+    relay_send(far, rl->saved, rl->saved_len);
+    for (int k = 0; k < RELAY_SESS; k++) {
+        relay_sess *o = &rl->s[k];
+        if (o == far || o->conn == NULL || strcmp(o->bound, "echo") != 0)
+            continue;
+        pr_enc_init(&e, rl->out, PR_FRAME_MAX, PR_EDGE_CLOSE, 0);
+        pr_enc_u64(&e, PR_H_CIRCUIT, id);
+        pr_enc_u32(&e, PR_H_ERR, (uint32_t)-WEFT_ECANCELED);
+        assert_int_equal(pr_enc_finish(&e, NULL, 0, &n), 0);
+        relay_send(o, rl->out, n);
+        rl->old_closes++;
+    }
 }
 
 /* The far edge's answer: on OK the circuit switches to the new leg, and the
@@ -503,6 +530,8 @@ static void relay_resume_answer(relay_sess *s, const pr_frame *f)
     int i;
 
     pr_frame_u64(f, PR_H_CIRCUIT, &id);
+    if (f->type == PR_EDGE_RESUME_FAIL)
+        rl->refused_resumes++;
     if ((i = circ_of(rl, id)) < 0 || rl->pending[i] == NULL)
         return;
     if (f->type == PR_EDGE_RESUME_FAIL) {
@@ -510,7 +539,6 @@ static void relay_resume_answer(relay_sess *s, const pr_frame *f)
         pr_frame_u32(f, PR_H_ERR, &err);
         relay_resume_fail(rl->pending[i], rl->pending_req[i], id, err);
         rl->pending[i] = NULL;
-        rl->refused_resumes++;
         return;
     }
     assert_int_equal(pr_frame_u64(f, PR_H_ACK_SEQ, &ack), 0);
@@ -527,6 +555,8 @@ static void relay_resume_answer(relay_sess *s, const pr_frame *f)
     relay_send(rl->pending[i], rl->out, n);
     rl->pending[i] = NULL;
     rl->resumes++;
+    if (rl->replay)
+        relay_replay(rl, s, id);
 }
 
 static int relay_frame(void *arg, const pr_frame *f)
@@ -1751,6 +1781,30 @@ static void mesh_resume_after_router_death(void **state)
     assert_string_equal(mr.resumed_at, mr.r3_addr);
 }
 
+/* A resume played again is refused by the far edge, and a close on a
+ * session the circuit no longer uses does not end it. */
+static void relay_resume_replay_refused(void **state)
+{
+    uv_timer_t wait;
+    fabric fb;
+
+    relay_rehome = 1;
+    fabric_start(&fb, 0, 0);
+    relay_rehome = 0;
+    fb.rl.replay = 1;
+    kill_fn = kill_dialler_router;
+    kill_after = BULK / 4;
+    uv_timer_init(&fb.loop, &wait);
+    wait.data = &fb;
+    uv_timer_start(&wait, on_both_ready, 20, 20);
+    uv_run(&fb.loop, UV_RUN_DEFAULT);
+    fabric_finish(&fb);
+    check_pair(0);
+    assert_int_equal(fb.rl.resumes, 1);
+    assert_int_equal(fb.rl.refused_resumes, 1);
+    assert_int_equal(fb.rl.old_closes, 1);
+}
+
 /* Without the router's capability nothing changes: the circuit is reset. */
 static void resume_needs_capability(void **state)
 {
@@ -2350,6 +2404,7 @@ int main(void)
         cmocka_unit_test(relay_resume_on_other_router),
         cmocka_unit_test(relay_forged_resume_refused),
         cmocka_unit_test(mesh_resume_after_router_death),
+        cmocka_unit_test(relay_resume_replay_refused),
         cmocka_unit_test(resume_needs_capability),
         cmocka_unit_test(resume_mac),
         cmocka_unit_test(router_deferred_accept),
