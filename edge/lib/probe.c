@@ -134,6 +134,7 @@ static void on_connect(uv_connect_t *req, int status)
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct weft_probe *p = req->data;
+    int started = 0;
 
     p->gai_busy = 0;
     if (status == 0 && !p->ctx->freeing && uv_tcp_init(p->ctx->loop, &p->tcp) == 0) {
@@ -141,12 +142,15 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         p->tcp.data = p;
         p->req.data = p;
         p->t0 = uv_hrtime();
+        started = 1;
+        /* A connect refused at once (no route) ends the probe here, which
+         * already closes the handle: it must not be closed a second time. */
         if (uv_tcp_connect(&p->req, &p->tcp, res->ai_addr, on_connect) < 0)
             probe_end(p, 0, 1);
     }
     if (res)
         uv_freeaddrinfo(res);
-    if (!p->tcp_open) { /* nothing to close: free it the same way */
+    if (!started) { /* no handle yet: free the probe the same way */
         if (!p->done && !p->ctx->freeing)
             weft__dist_sample(p->ctx, p->addr, 0, 1);
         uv_tcp_init(p->ctx->loop, &p->tcp);
