@@ -91,41 +91,40 @@ static void ctx_drop(ctl_netmap *m)
     m->pols = m->rtrecs = NULL;
 }
 
-/* A router knows identities by id only: "@name" becomes "@id". */
-static json_t *resolve_sel(ctl_netmap *m, const char *sel)
+/* A router knows identities and routers by id only: "@name" becomes "@id". */
+static json_t *resolve_sel(ctl_netmap *m, const char *coll, const char *sel)
 {
     json_t *rec = NULL, *out;
 
-    if (sel[0] != '@' || ctl_store_get(m->store, "identities", sel + 1, &rec) < 0)
+    if (sel[0] != '@' || ctl_store_get(m->store, coll, sel + 1, &rec) < 0)
         return json_string(sel);
     out = json_sprintf("@%s", json_string_value(json_object_get(rec, "id")) ?: sel + 1);
     json_decref(rec);
     return out;
 }
 
-/* A policy's identity selectors as the router reads them: AnyOf adds each
- * one, AllOf one entry joining them with '&'. */
-static void add_sels(ctl_netmap *m, const json_t *p, json_t *arr)
+/* A policy's selectors (key) as routers read them: AnyOf adds each one,
+ * AllOf one entry joining them with '&'. */
+static void add_sels(ctl_netmap *m, const json_t *p, const char *key, const char *coll,
+                     json_t *arr)
 {
-    const json_t *sels = json_object_get(p, "identity_roles"), *v;
-    char buf[2048] = "";
+    const json_t *sels = json_object_get(p, key), *v;
+    char buf[1024] = "";
     size_t i, off = 0;
 
-    if (!is_type(p, "router"))
-        return;
     if (strcmp(json_string_value(json_object_get(p, "semantic")) ?: "", "AllOf") != 0) {
         json_array_foreach(sels, i, v)
-            json_array_append_new(arr, resolve_sel(m, json_string_value(v) ?: ""));
+            json_array_append_new(arr, resolve_sel(m, coll, json_string_value(v) ?: ""));
         return;
     }
     json_array_foreach(sels, i, v)
     {
-        json_t *r = resolve_sel(m, json_string_value(v) ?: "");
+        json_t *r = resolve_sel(m, coll, json_string_value(v) ?: "");
         int n = snprintf(buf + off, sizeof(buf) - off, "%s%s", i ? "&" : "",
                          json_string_value(r) ?: "");
         json_decref(r);
         if (n < 0 || (size_t)n >= sizeof(buf) - off)
-            return; /* too long to be a selector a router takes: selects nobody */
+            return; /* too long for a router to take: the entry selects nothing */
         off += (size_t)n;
     }
     if (off > 0)
@@ -141,10 +140,12 @@ static void router_allow(ctl_netmap *m, const json_t *rec, json_t *o)
 
     json_array_foreach(m->pols, i, p)
     {
-        add_sels(m, p, restricted);
+        if (!is_type(p, "router"))
+            continue;
+        add_sels(m, p, "identity_roles", "identities", restricted);
         if (ctl_policy_selects(json_object_get(p, "router_roles"),
                                json_string_value(json_object_get(p, "semantic")), rec))
-            add_sels(m, p, allow);
+            add_sels(m, p, "identity_roles", "identities", allow);
     }
     if (json_array_size(restricted) > 0) {
         json_object_set(o, "restricted", restricted);
@@ -154,30 +155,26 @@ static void router_allow(ctl_netmap *m, const json_t *rec, json_t *o)
     json_decref(allow);
 }
 
-/* "routers": the router ids that may carry the service, when a
- * service-router policy selects it (absent: every router). */
+/* "routers": selectors of the routers that may carry the service, when a
+ * service-router policy selects it (absent: every router). Routers match them
+ * against the roles of the map's router objects. */
 static void service_routers(ctl_netmap *m, const json_t *rec, json_t *o)
 {
-    json_t *ids, *r, *p;
+    json_t *sels = NULL, *p;
     size_t i;
-    int selected = 0;
 
     json_array_foreach(m->pols, i, p)
     {
-        if (is_type(p, "service-router") &&
-            ctl_policy_selects(json_object_get(p, "service_roles"),
-                               json_string_value(json_object_get(p, "semantic")), rec))
-            selected = 1;
+        if (!is_type(p, "service-router") ||
+            !ctl_policy_selects(json_object_get(p, "service_roles"),
+                                json_string_value(json_object_get(p, "semantic")), rec))
+            continue;
+        if (sels == NULL)
+            sels = json_array();
+        add_sels(m, p, "router_roles", "routers", sels);
     }
-    if (!selected)
-        return;
-    ids = json_array();
-    json_array_foreach(m->rtrecs, i, r)
-    {
-        if (ctl_policy_service_router_allowed(m->pols, rec, r))
-            json_array_append(ids, json_object_get(r, "id"));
-    }
-    json_object_set_new(o, "routers", ids);
+    if (sels)
+        json_object_set_new(o, "routers", sels);
 }
 
 static json_t *router_obj(ctl_netmap *m, const json_t *rec)
@@ -191,6 +188,8 @@ static json_t *router_obj(ctl_netmap *m, const json_t *rec)
     copy_field(o, rec, "name");
     copy_field(o, rec, "edge_listen");
     copy_field(o, rec, "link_listen");
+    if (json_array_size(json_object_get(rec, "roles")) > 0)
+        json_object_set(o, "roles", json_object_get(rec, "roles"));
     router_allow(m, rec, o);
     return o;
 }

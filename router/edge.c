@@ -14,6 +14,7 @@
 #include "proto/msg.h"
 #include "router/admit.h"
 #include "router/enforce.h"
+#include "router/grants.h"
 #include "router/router.h"
 #include "router/token.h"
 #include "weft/errors.h"
@@ -180,13 +181,13 @@ static int peer_identity(rt_sess *s, char *why, size_t cap)
         snprintf(why, cap, "identity revoked; ask the administrator");
         return WEFT_EDISABLED;
     }
-    return 0;
+    return rt_rpolicy_check(s, why, cap); /* by id; roles come with the first token */
 }
 
 static void sess_on_open(pr_conn *c, int status)
 {
     rt_sess *s = pr_conn_data(c);
-    char why[160];
+    char why[320];
     int rc;
 
     if (status < 0) {
@@ -287,6 +288,25 @@ typedef struct {
     char service[RT_NAME_CAP];
 } req_common;
 
+/* The token tells the identity's roles: router policies are checked with
+ * them, and a session the map does not allow here ends (grants.h). */
+static int router_policy(rt_sess *s, uint32_t req, const rt_token_info *info)
+{
+    char why[320];
+
+    if (info->roles_known) {
+        memcpy(s->roles, info->roles, sizeof(s->roles));
+        s->roles_known = 1;
+    }
+    if (rt_rpolicy_check(s, why, sizeof(why)) == 0)
+        return 0;
+    pr_warn("session_router_policy", "sess=%llu identity=%s reason=%s",
+            (unsigned long long)s->num, s->identity, pr_log_q(why));
+    send_error(s, PR_EDGE_ERROR, req, 0, WEFT_EDENIED, why);
+    rt_sess_kill(s, WEFT_EDENIED, why);
+    return WEFT_EDENIED;
+}
+
 static int read_common(rt_sess *s, const pr_frame *f, const char *act, req_common *q,
                        rt_token_info *info)
 {
@@ -312,6 +332,8 @@ static int read_common(rt_sess *s, const pr_frame *f, const char *act, req_commo
         rt_enforce_on_refused(s, act, q->service, rc);
         return 1;
     }
+    if (router_policy(s, q->req, info) < 0)
+        return 1;
     if (rt_enforce_on_admit(s, act, info->service_name, &info->lim, &info->hw, err,
                             sizeof(err)) < 0) {
         send_error(s, PR_EDGE_ERROR, q->req, 0, WEFT_EDENIED, err);
@@ -489,6 +511,24 @@ static void dial_mesh(rt_sess *s, rt_circuit *c, const dial_route *d, const pr_f
                        "the link to the next router failed; retry");
 }
 
+/* A service-router policy may keep the service off this router. */
+static int ingress_may_carry(rt_sess *s, uint32_t req, const rt_map_service *svc)
+{
+    const rt_map_router *me = rt_map_router_get(&s->r->map, s->r->id->id);
+    char msg[384];
+
+    if (rt_map_service_router_ok(&s->r->map, svc, s->r->id->id))
+        return 1;
+    snprintf(msg, sizeof(msg),
+             "service %s may not be carried by router %s (service-router policy); dial it "
+             "through one of its routers",
+             svc->name, me && me->name[0] ? me->name : s->r->id->id);
+    pr_warn("dial_refused", "sess=%llu identity=%s service=%s reason=%s",
+            (unsigned long long)s->num, s->identity, pr_log_q(svc->name), pr_log_q(msg));
+    send_error(s, PR_EDGE_ERROR, req, 0, WEFT_EDENIED, msg);
+    return 0;
+}
+
 static int handle_dial(rt_sess *s, const pr_frame *f)
 {
     static char cert[PR_FRAME_MAX_HDR_LEN + 1];
@@ -508,7 +548,7 @@ static int handle_dial(rt_sess *s, const pr_frame *f)
     }
     if ((svc = rt_map_service_by_name(&s->r->map, info.service_name)) == NULL)
         return 0; /* checked with the token; the map cannot change in between */
-    if (route_dial(s, q.req, svc, &d) < 0)
+    if (!ingress_may_carry(s, q.req, svc) || route_dial(s, q.req, svc, &d) < 0)
         return 0;
     if (rt_circuits_new(&s->r->circuits, &c) < 0) {
         send_error(s, PR_EDGE_ERROR, q.req, 0, WEFT_ENOMEM, "router out of memory; retry");

@@ -84,3 +84,36 @@ void rt_grants_enforce(rt_router *r)
             end_dials(r, s, now);
     end_binds(r, now);
 }
+
+/* ---- router policies ---- */
+
+int rt_rpolicy_check(rt_sess *s, char *why, size_t cap)
+{
+    rt_router *r = s->r;
+    const rt_map_router *me = rt_map_router_get(&r->map, r->id->id);
+
+    if (rt_map_identity_allowed(&r->map, r->id->id, s->identity,
+                                s->roles_known ? s->roles : NULL))
+        return 0;
+    snprintf(why, cap,
+             "identity %s may not use router %s (router policy); the edge will use another "
+             "router",
+             s->identity, me && me->name[0] ? me->name : r->id->id);
+    return WEFT_EDENIED;
+}
+
+void rt_rpolicy_enforce(rt_router *r)
+{
+    char why[256];
+    rt_sess *s, *n;
+
+    for (s = r->sessions; s; s = n) {
+        n = s->next;
+        if (s->state == RT_SESS_CLOSING || s->identity[0] == '\0' ||
+            rt_rpolicy_check(s, why, sizeof(why)) == 0)
+            continue;
+        pr_warn("session_router_policy", "sess=%llu identity=%s reason=%s",
+                (unsigned long long)s->num, s->identity, pr_log_q(why));
+        rt_sess_kill(s, WEFT_EDENIED, why);
+    }
+}

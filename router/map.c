@@ -214,6 +214,36 @@ static int get_str(const json_t *o, const char *key, char *out, size_t cap, int 
 
 #define STR(o, k, field, req) get_str(o, k, field, sizeof(field), (req), err, errcap)
 
+/* An array of strings joined by ',' into out, each prefixed by pre (roles
+ * become "#role" so that they compare as selectors). *set (may be NULL) says
+ * whether the array was there; null or absent is an empty list. */
+static int sel_list(const json_t *o, const char *key, const char *pre, char *out, size_t cap,
+                    int *set, char *err, size_t errcap)
+{
+    const json_t *a = json_object_get(o, key), *v;
+    size_t i, off = 0;
+
+    out[0] = '\0';
+    if (set)
+        *set = json_is_array(a);
+    if (a == NULL || json_is_null(a))
+        return 0;
+    if (!json_is_array(a))
+        return fail(err, errcap, WEFT_EPROTO, "map field \"%s\" is not an array", key);
+    json_array_foreach(a, i, v)
+    {
+        const char *str = json_string_value(v);
+        int n;
+        if (str == NULL || strchr(str, ',') != NULL)
+            return fail(err, errcap, WEFT_EPROTO, "map field \"%s\" has a bad entry", key);
+        n = snprintf(out + off, cap - off, "%s%s%s", off ? "," : "", pre, str);
+        if (n < 0 || (size_t)n >= cap - off)
+            return fail(err, errcap, WEFT_EPROTO, "map field \"%s\" is too long", key);
+        off += (size_t)n;
+    }
+    return 0;
+}
+
 static int parse_router(const json_t *o, void *out, int del, char *err, size_t errcap)
 {
     rt_map_router *r = out;
@@ -223,6 +253,11 @@ static int parse_router(const json_t *o, void *out, int del, char *err, size_t e
         return rc;
     if ((rc = STR(o, "name", r->name, 0)) < 0 || (rc = STR(o, "edge_listen", r->edge_listen, 0)) < 0 ||
         (rc = STR(o, "link_listen", r->link_listen, 0)) < 0)
+        return rc;
+    if ((rc = sel_list(o, "roles", "#", r->roles, sizeof(r->roles), NULL, err, errcap)) < 0 ||
+        (rc = sel_list(o, "allow", "", r->allow, sizeof(r->allow), NULL, err, errcap)) < 0 ||
+        (rc = sel_list(o, "restricted", "", r->restricted, sizeof(r->restricted), &r->policed,
+                       err, errcap)) < 0)
         return rc;
     r->online = json_is_true(json_object_get(o, "online"));
     r->online_known = json_is_boolean(json_object_get(o, "online"));
@@ -238,6 +273,9 @@ static int parse_service(const json_t *o, void *out, int del, char *err, size_t 
         return rc;
     if ((rc = STR(o, "name", s->name, 1)) < 0 || (rc = STR(o, "intercept", s->intercept, 0)) < 0 ||
         (rc = STR(o, "host", s->host, 0)) < 0 || (rc = STR(o, "hosted_by", s->hosted_by, 0)) < 0)
+        return rc;
+    if ((rc = sel_list(o, "routers", "", s->routers, sizeof(s->routers), &s->routers_set, err,
+                       errcap)) < 0)
         return rc;
     /* Optional and forward-compatible: a mode this router does not know is failover. */
     if (get_str(o, "multipath", s->multipath, sizeof(s->multipath), 0, err, errcap) < 0)
@@ -612,4 +650,97 @@ const rt_map_term *rt_map_term_of(const rt_map *m, const char *service_id, size_
             return t;
     }
     return NULL;
+}
+
+/* ---- router policies ---- */
+
+/* Is item (len bytes) one of the ','-joined entries of list? */
+static int in_list(const char *list, const char *item, size_t len)
+{
+    const char *p = list;
+
+    while (p && *p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == len && memcmp(p, item, len) == 0)
+            return 1;
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* One selector (len bytes): 1 match, 0 none, 2 unknown (roles not known). */
+static int sel_one(const char *sel, size_t len, const char *id, const char *roles)
+{
+    if (len == 4 && memcmp(sel, "#all", 4) == 0)
+        return 1;
+    if (len > 1 && sel[0] == '@')
+        return strlen(id) == len - 1 && memcmp(sel + 1, id, len - 1) == 0;
+    if (len > 1 && sel[0] == '#')
+        return roles == NULL ? 2 : in_list(roles, sel, len);
+    return 0;
+}
+
+/* An entry: selectors joined by '&', all of which must match. */
+static int entry_match(const char *e, size_t len, const char *id, const char *roles)
+{
+    int res = 1;
+
+    while (len > 0) {
+        const char *amp = memchr(e, '&', len);
+        size_t n = amp ? (size_t)(amp - e) : len;
+        int m = sel_one(e, n, id, roles);
+        if (m == 0)
+            return 0;
+        if (m == 2)
+            res = 2;
+        len -= amp ? n + 1 : n;
+        e += amp ? n + 1 : n;
+    }
+    return res;
+}
+
+/* 1 some entry matches, 2 none does but one might, 0 none can. */
+static int list_match(const char *list, const char *id, const char *roles)
+{
+    const char *p = list;
+    int res = 0;
+
+    while (p && *p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        int m = entry_match(p, n, id, roles);
+        if (m == 1)
+            return 1;
+        if (m == 2)
+            res = 2;
+        p = end ? end + 1 : NULL;
+    }
+    return res;
+}
+
+int rt_sel_match(const char *list, const char *id, const char *roles)
+{
+    return list_match(list, id ? id : "", roles) != 0;
+}
+
+int rt_map_identity_allowed(const rt_map *m, const char *router_id, const char *identity,
+                            const char *roles)
+{
+    const rt_map_router *r = rt_map_router_get(m, router_id);
+
+    if (r == NULL || !r->policed || identity == NULL)
+        return 1;
+    /* Refused only when surely restricted and surely not let in here. */
+    return !(list_match(r->restricted, identity, roles) == 1 &&
+             list_match(r->allow, identity, roles) == 0);
+}
+
+int rt_map_service_router_ok(const rt_map *m, const rt_map_service *svc, const char *router_id)
+{
+    const rt_map_router *r = rt_map_router_get(m, router_id);
+
+    if (svc == NULL || !svc->routers_set)
+        return 1;
+    return r != NULL && list_match(svc->routers, r->id, r->roles) == 1;
 }

@@ -13,6 +13,8 @@
 #define RT_ID_CAP 65
 #define RT_NAME_CAP 129
 #define RT_ADDR_CAP 272 /* "tcp:" + host + port */
+#define RT_SEL_CAP 1024 /* a joined selector list */
+#define RT_SVC_SEL_CAP 256
 
 /* Every element starts with its id so that one look-up serves all kinds. */
 typedef struct {
@@ -22,6 +24,14 @@ typedef struct {
     char link_listen[RT_ADDR_CAP];
     int online;
     int online_known; /* "online" was in the map (it is absent in older maps) */
+    /* Router policies (docs/policies.md), selector lists joined by ','; an
+     * AllOf entry joins its selectors by '&'. policed: "restricted" was in
+     * the map (some router policy exists); then an identity that matches
+     * restricted may use this router only when it matches allow. */
+    char roles[RT_SEL_CAP]; /* this router's roles, for services' "routers" */
+    char allow[RT_SEL_CAP];
+    char restricted[RT_SEL_CAP];
+    int policed;
 } rt_map_router;
 
 typedef struct {
@@ -31,6 +41,10 @@ typedef struct {
     char host[RT_ADDR_CAP];
     char hosted_by[RT_NAME_CAP]; /* router id or name, or "" */
     char multipath[16];          /* "failover" (also when absent), "split" or "redundant" */
+    /* Service-router policies: the routers that may carry it, as router
+     * selectors ("#role", "@id", "a&b") joined by ','; routers_set 0: all. */
+    char routers[RT_SVC_SEL_CAP];
+    int routers_set;
 } rt_map_service;
 
 typedef struct {
@@ -105,6 +119,17 @@ int rt_map_is_revoked(const rt_map *m, const char *identity_id);
  * longer good (a withdrawn grant), at Unix time now. */
 int rt_map_grant_withdrawn(const rt_map *m, const char *identity, const char *service_id,
                            const char *act, long long iat, long long now);
+/* 1 when the selector list (as in rt_map_router) selects a record with this
+ * id and roles (a ','-joined list); roles NULL: not known, and a "#role"
+ * selector then counts as a match (the caller decides later). */
+int rt_sel_match(const char *list, const char *id, const char *roles);
+/* 1 when identity (roles joined by ',', NULL when not known yet) may use
+ * router router_id under the map's router policies; with roles NULL only a
+ * refusal that cannot depend on the roles is made. */
+int rt_map_identity_allowed(const rt_map *m, const char *router_id, const char *identity,
+                            const char *roles);
+/* 1 when svc may be carried by router router_id (service-router policies). */
+int rt_map_service_router_ok(const rt_map *m, const rt_map_service *svc, const char *router_id);
 /* The i-th terminator of service_id (0, 1, ...), or NULL past the last. */
 const rt_map_term *rt_map_term_of(const rt_map *m, const char *service_id, size_t i);
 size_t rt_map_count(const rt_vec *v);

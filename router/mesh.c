@@ -101,11 +101,26 @@ static int route_term(rt_router *r, const rt_map_service *svc, const rt_path_edg
     return WEFT_ENOTFOUND;
 }
 
+/* Only the routers a service-router policy lets carry svc may be on its
+ * path (transit and egress; the ingress was checked at the dial). */
+static size_t svc_edges(rt_router *r, const rt_map_service *svc, rt_path_edge *e, size_t n)
+{
+    size_t k = 0;
+
+    if (!svc->routers_set)
+        return n;
+    for (size_t i = 0; i < n; i++)
+        if (rt_map_service_router_ok(&r->map, svc, e[i].a) &&
+            rt_map_service_router_ok(&r->map, svc, e[i].b))
+            e[k++] = e[i];
+    return k;
+}
+
 int rt_mesh_route(rt_router *r, const rt_map_service *svc, rt_path *path, char *term,
                   size_t termcap, char *msg, size_t msgcap)
 {
     static rt_path_edge edges[MAX_EDGES];
-    size_t n = rt_mesh_edges(r, edges, MAX_EDGES);
+    size_t n = svc_edges(r, svc, edges, rt_mesh_edges(r, edges, MAX_EDGES));
 
     term[0] = '\0';
     if (svc->hosted_by[0])

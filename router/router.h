@@ -44,6 +44,8 @@ struct rt_sess {
     uint64_t num; /* for logs */
     char identity[RT_ID_CAP];
     char imei[65], iccid[65]; /* hardware ids from EDGE_HELLO ("" none) */
+    char roles[RT_SEL_CAP];   /* the identity's roles from its newest token (grants.c) */
+    int roles_known;
     rt_end_list ends;
     uint64_t recent[RT_RECENT_CLOSED];
     unsigned recent_pos;

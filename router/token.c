@@ -73,6 +73,30 @@ static int check_service(const rt_map *m, const json_t *c, const char *service,
     return 0;
 }
 
+/* The identity's roles, for router policies' "#role" selectors; roles that
+ * do not fit are dropped (an older controller sends no claim at all). */
+static void token_roles(const json_t *c, rt_token_info *info)
+{
+    const json_t *a = json_object_get(c, "roles"), *v;
+    size_t i, off = 0;
+
+    info->roles[0] = '\0';
+    info->roles_known = json_is_array(a);
+    json_array_foreach(a, i, v)
+    {
+        const char *r = json_string_value(v);
+        int n;
+        if (r == NULL || strchr(r, ',') != NULL)
+            continue;
+        n = snprintf(info->roles + off, sizeof(info->roles) - off, "%s#%s", off ? "," : "", r);
+        if (n < 0 || (size_t)n >= sizeof(info->roles) - off) {
+            info->roles[off] = '\0';
+            break;
+        }
+        off += (size_t)n;
+    }
+}
+
 int rt_token_check(const rt_map *m, const char *network, const char *token,
                    const char *identity_id, const char *act, const char *service, long long now,
                    rt_token_info *info, char *err, size_t errcap)
@@ -115,6 +139,7 @@ int rt_token_check(const rt_map *m, const char *network, const char *token,
         goto out;
     }
     rt_limits_from_claims(c, &info->lim, &info->hw);
+    token_roles(c, info);
 out:
     json_decref(c);
     return ret;

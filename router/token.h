@@ -13,6 +13,8 @@ typedef struct {
     long long iat; /* issued at (0: absent): withdrawn grants refuse tokens issued before */
     rt_limits lim; /* "lim" claim: behaviour limits (docs/policies.md) */
     rt_hwbind hw;  /* "hw" claim: the device binding */
+    char roles[RT_SEL_CAP]; /* "roles" claim as "#a,#b" (router policies) */
+    int roles_known;        /* the claim was there */
 } rt_token_info;
 
 /* Checks token for identity_id (from the session's certificate) doing act

@@ -221,6 +221,76 @@ static void test_grants(void **state)
     rt_map_free(&m);
 }
 
+/* Router policies: r1 lets in only #fleet among the restricted identities
+ * (#fleet and @i9); r2 has no allow list left; the delta adds the policy to r2. */
+static void test_router_policies(void **state)
+{
+    (void)state;
+    static const char full[] =
+        "{\"version\": 1, \"routers\": ["
+        " {\"id\": \"r1\", \"name\": \"one\", \"roles\": [\"eu\"],"
+        "  \"restricted\": [\"#fleet\", \"@i9\", \"#a&#b\"], \"allow\": [\"#fleet\", \"#a&#b\"]},"
+        " {\"id\": \"r2\", \"name\": \"two\", \"roles\": [\"us\"],"
+        "  \"restricted\": [\"#fleet\", \"@i9\", \"#a&#b\"], \"allow\": []},"
+        " {\"id\": \"r3\", \"name\": \"three\"}],"
+        " \"services\": [{\"id\": \"s1\", \"name\": \"web\", \"routers\": [\"#eu\", \"@r3\"]},"
+        " {\"id\": \"s2\", \"name\": \"db\"}]}";
+    static const char delta[] =
+        "{\"version\": 2, \"base\": 1, \"ops\": [{\"op\": \"put\", \"kind\": \"router\", \"obj\":"
+        " {\"id\": \"r2\", \"name\": \"two\", \"restricted\": [\"#fleet\"],"
+        " \"allow\": [\"#fleet\"]}}]}";
+    char err[256] = "";
+    rt_map m;
+    const rt_map_service *web, *db;
+
+    rt_map_init(&m);
+    assert_int_equal(rt_map_apply_full(&m, full, strlen(full), err, sizeof(err)), 0);
+    /* Known roles: exact answers. */
+    assert_true(rt_map_identity_allowed(&m, "r1", "i1", "#fleet"));
+    assert_false(rt_map_identity_allowed(&m, "r2", "i1", "#fleet,#x"));
+    assert_true(rt_map_identity_allowed(&m, "r2", "i2", "#ops")); /* not restricted */
+    assert_true(rt_map_identity_allowed(&m, "r3", "i1", "#fleet")); /* no policy data */
+    assert_false(rt_map_identity_allowed(&m, "r1", "i9", "")); /* by id, not let in */
+    assert_true(rt_map_identity_allowed(&m, "r1", "i4", "#b,#a")); /* AllOf entry */
+    assert_false(rt_map_identity_allowed(&m, "r2", "i4", "#b,#a"));
+    assert_true(rt_map_identity_allowed(&m, "r2", "i5", "#a")); /* half an AllOf */
+    /* Roles not known yet: only a refusal by id is certain. */
+    assert_true(rt_map_identity_allowed(&m, "r2", "i1", NULL));
+    assert_false(rt_map_identity_allowed(&m, "r2", "i9", NULL));
+    assert_true(rt_map_identity_allowed(&m, "r1", "i9", NULL)); /* #fleet might let it in */
+    /* Services: routers by role or id; no list, every router. */
+    web = rt_map_service_get(&m, "s1");
+    db = rt_map_service_get(&m, "s2");
+    assert_true(rt_map_service_router_ok(&m, web, "r1"));
+    assert_false(rt_map_service_router_ok(&m, web, "r2"));
+    assert_true(rt_map_service_router_ok(&m, web, "r3"));
+    assert_false(rt_map_service_router_ok(&m, web, "r9")); /* not in the map */
+    assert_true(rt_map_service_router_ok(&m, db, "r2"));
+    /* A delta changes a live router's policy data. */
+    assert_int_equal(rt_map_apply_delta(&m, delta, strlen(delta), err, sizeof(err)), 0);
+    assert_true(rt_map_identity_allowed(&m, "r2", "i1", "#fleet"));
+    assert_true(rt_map_identity_allowed(&m, "r2", "i9", NULL));
+    rt_map_free(&m);
+}
+
+static void test_router_policy_bad(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "{\"version\": 1, \"routers\": [{\"id\": \"r1\", \"allow\": \"#x\"}]}",
+        "{\"version\": 1, \"routers\": [{\"id\": \"r1\", \"allow\": [\"#a,#b\"]}]}",
+        "{\"version\": 1, \"services\": [{\"id\": \"s\", \"name\": \"s\", \"routers\": [1]}]}",
+    };
+    char err[256];
+    rt_map m;
+
+    rt_map_init(&m);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(rt_map_apply_full(&m, bad[i], strlen(bad[i]), err, sizeof(err)),
+                         WEFT_EPROTO);
+    rt_map_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -232,6 +302,8 @@ int main(void)
         cmocka_unit_test(test_delta_all_or_nothing),
         cmocka_unit_test(test_links),
         cmocka_unit_test(test_grants),
+        cmocka_unit_test(test_router_policies),
+        cmocka_unit_test(test_router_policy_bad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
