@@ -201,10 +201,11 @@ assert_cond "dialling edge intercepts dead" \
     wait_log "$T_TMP/logs/edge-dial.log" "event=edge_intercepting service=dead " 30
 refused=$(python3 - "$ICPT_DEAD" <<'EOF'
 import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.settimeout(5)
 t0 = time.monotonic()
 try:
+    # The refusal can be quick enough to reset the connection as it is made.
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    s.settimeout(5)
     s.sendall(b"GET / HTTP/1.0\r\n\r\n")
     data = s.recv(4096)
     how = "eof" if data == b"" else "data"
