@@ -14,6 +14,7 @@ static const cli_col policy_cols[] = {
     {"SEMANTIC", "semantic"},
     {"IDENTITIES", "identity_roles"},
     {"SERVICES", "service_roles"},
+    {"ROUTERS", "router_roles"},
     {"ACTIONS", "actions"},
 };
 
@@ -103,21 +104,61 @@ static int behaviour_body(cli_ctx *c, const cli_args *a, json_t *body)
     return CLI_OK;
 }
 
-/* Adds the options that were given to body; create requires all of them. */
+/* What create requires for each type: --identities, --services, --routers. */
+static int required(cli_ctx *c, const cli_args *a, const char *type)
+{
+    int rt = strcmp(type, "router") == 0, srt = strcmp(type, "service-router") == 0;
+    int beh = strcmp(type, "behaviour") == 0;
+
+    if (!srt && !cli_opt_has(a, "identities"))
+        return cli_usage_error(c, "missing --identities");
+    if (!rt && !beh && !cli_opt_has(a, "services"))
+        return cli_usage_error(c, "missing --services");
+    if ((rt || srt) && !cli_opt_has(a, "routers"))
+        return cli_usage_error(c, "missing --routers (the routers the policy allows)");
+    if (beh && !cli_opt_has(a, "action"))
+        return cli_usage_error(c, "missing --action (block, log, alert, remove)");
+    return CLI_OK;
+}
+
+static int check_type(cli_ctx *c, const char *type)
+{
+    static const char *const types[] = {"dial", "bind", "behaviour", "router", "service-router"};
+
+    for (size_t i = 0; type && i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcmp(type, types[i]) == 0)
+            return CLI_OK;
+    if (type == NULL)
+        return CLI_OK;
+    return cli_usage_error(c, "--type must be dial, bind, behaviour, router or service-router, "
+                              "not \"%s\"",
+                           type);
+}
+
+/* A reference list option into body[key]. */
+static int refs_opt(cli_ctx *c, const cli_args *a, const char *opt, const char *key, json_t *body)
+{
+    json_t *v = NULL;
+    int rc;
+
+    if (!cli_opt_has(a, opt))
+        return CLI_OK;
+    if ((rc = ref_list(c, a, opt, &v)) != CLI_OK)
+        return rc;
+    json_object_set_new(body, key, v);
+    return CLI_OK;
+}
+
+/* Adds the options that were given to body; create requires those its type needs. */
 static int build_body(cli_ctx *c, const cli_args *a, int create, json_t *body)
 {
-    static const char *const req[] = {"type", "identities", "services"};
     const char *type = cli_opt_get(a, "type");
-    int beh = type && strcmp(type, "behaviour") == 0;
-    json_t *ids = NULL, *svcs = NULL;
     int rc;
-    for (size_t i = 0; create && i < 3; i++)
-        if (!cli_opt_has(a, req[i]) && !(beh && i == 2))
-            return cli_usage_error(c, "missing --%s", req[i]);
-    if (create && beh && !cli_opt_has(a, "action"))
-        return cli_usage_error(c, "missing --action (block, log, alert, remove)");
-    if ((!beh && (rc = check_choice(c, a, "type", "dial", "bind")) != CLI_OK) ||
-        (rc = check_choice(c, a, "semantic", "AnyOf", "AllOf")) != CLI_OK ||
+    if (create && type == NULL)
+        return cli_usage_error(c, "missing --type");
+    if ((rc = check_type(c, type)) != CLI_OK || (create && (rc = required(c, a, type)) != CLI_OK))
+        return rc;
+    if ((rc = check_choice(c, a, "semantic", "AnyOf", "AllOf")) != CLI_OK ||
         (rc = behaviour_body(c, a, body)) != CLI_OK)
         return rc;
     if (create)
@@ -128,16 +169,10 @@ static int build_body(cli_ctx *c, const cli_args *a, int create, json_t *body)
         json_object_set_new(
             body, "semantic",
             json_string(cli_opt_has(a, "semantic") ? cli_opt_get(a, "semantic") : "AnyOf"));
-    if (cli_opt_has(a, "identities")) {
-        if ((rc = ref_list(c, a, "identities", &ids)) != CLI_OK)
-            return rc;
-        json_object_set_new(body, "identity_roles", ids);
-    }
-    if (cli_opt_has(a, "services")) {
-        if ((rc = ref_list(c, a, "services", &svcs)) != CLI_OK)
-            return rc;
-        json_object_set_new(body, "service_roles", svcs);
-    }
+    if ((rc = refs_opt(c, a, "identities", "identity_roles", body)) != CLI_OK ||
+        (rc = refs_opt(c, a, "services", "service_roles", body)) != CLI_OK ||
+        (rc = refs_opt(c, a, "routers", "router_roles", body)) != CLI_OK)
+        return rc;
     if (create && json_object_get(body, "name") == NULL)
         return cli_usage_error(c, "NAME must be UTF-8 text");
     return CLI_OK;
@@ -149,8 +184,8 @@ static int policy_write(cli_ctx *c, const cli_args *a, int create)
     json_t *resp = NULL, *body = json_object();
     int rc = body ? build_body(c, a, create, body) : cli_fail("out of memory");
     if (rc == CLI_OK && !create && json_object_size(body) == 0)
-        rc = cli_usage_error(c, "nothing to change: give --type, --semantic, --identities or "
-                                "--services");
+        rc = cli_usage_error(c, "nothing to change: give --type, --semantic, --identities, "
+                                "--services or --routers");
     if (rc == CLI_OK && !create &&
         cli_ref_path("policies", a->pos[0], NULL, path, sizeof(path)) < 0)
         rc = cli_usage_error(c, "the id or name is too long");
@@ -198,6 +233,10 @@ static int policy_delete(cli_ctx *c, const cli_args *a)
     "  --identities REFS  who: comma-separated ROLE, #ROLE, @NAME or #all\n"                       \
     "  --services REFS    what: comma-separated ROLE, #ROLE, @NAME or #all\n"                      \
     "  --semantic S       AnyOf (default: any listed role matches) or AllOf (all must)\n"       \
+    "Router policies (--type router: --identities, --routers; --type service-router:\n"         \
+    "--services, --routers): which routers the identities may use, or may carry the\n"         \
+    "services; with none, every router. They only restrict what they select.\n"                \
+    "  --routers REFS     comma-separated ROLE, #ROLE, @NAME or #all (routers)\n"               \
     "Behaviour policies (--type behaviour; --services optional, default every service):\n"     \
     "  --time W           allowed hours, HH:MM-HH:MM[@Zone], e.g. 08:00-18:00@Europe/Paris\n"   \
     "  --conn-rate R      new circuits, e.g. 10/min or 1/s\n"                                    \
@@ -208,19 +247,23 @@ static int policy_delete(cli_ctx *c, const cli_args *a)
 
 const cli_cmd cli_policy_cmds[] = {
     {"policy", "create",
-     "NAME --type dial|bind|behaviour --identities ROLES [--services ROLES] "
+     "NAME --type dial|bind|behaviour|router|service-router [--identities ROLES] "
+     "[--services ROLES] [--routers ROLES] "
      "[--semantic AnyOf|AllOf] [--time 08:00-18:00@Europe/Paris] [--conn-rate 10/min] "
      "[--bandwidth 1MB/s] [--quota 100MB/day] [--max-circuits N] [--action block,log,alert,remove]",
      "create a policy", POLICY_HELP,
-     "type identities services semantic time conn-rate bandwidth quota max-circuits action", 1, 1,
+     "type identities services routers semantic time conn-rate bandwidth quota max-circuits "
+     "action", 1, 1,
      policy_create},
     {"policy", "list", "[--limit N] [--offset N] [--name FILTER]", "list policies", CLI_LIST_HELP,
      "limit offset name", 0, 0, policy_list},
     {"policy", "show", CLI_REF_ARG, "show one policy", NULL, "", 1, 1, policy_show},
     {"policy", "update",
-     CLI_REF_ARG " [--type dial|bind] [--identities ROLES] [--services ROLES] [--semantic S]",
+     CLI_REF_ARG " [--type TYPE] [--identities ROLES] [--services ROLES] [--routers ROLES] "
+     "[--semantic S]",
      "change a policy (given fields only)", POLICY_HELP,
-     "type identities services semantic time conn-rate bandwidth quota max-circuits action", 1, 1,
+     "type identities services routers semantic time conn-rate bandwidth quota max-circuits "
+     "action", 1, 1,
      policy_update},
     {"policy", "delete", CLI_REF_ARG, "delete a policy", NULL, "", 1, 1, policy_delete},
     {0},

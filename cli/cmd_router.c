@@ -4,6 +4,7 @@
 static const cli_col router_cols[] = {
     {"ID", "id"},
     {"NAME", "name"},
+    {"ROLES", "roles"},
     {"ENROLLED", "enrolled"},
     {"ONLINE", "online"},
     {"EDGE_LISTEN", "edge_listen"},
@@ -40,6 +41,31 @@ static int router_show(cli_ctx *c, const cli_args *a)
     return cli_generic_show(c, a, "routers");
 }
 
+static int router_update(cli_ctx *c, const cli_args *a)
+{
+    char path[1024];
+    json_t *roles = NULL, *body, *resp = NULL;
+    int rc;
+    if (!cli_opt_has(a, "role"))
+        return cli_usage_error(c, "nothing to change: give --role R (repeat it for several roles)");
+    if ((rc = cli_roles_arg(c, a, &roles)) != CLI_OK)
+        return rc;
+    if (cli_ref_path("routers", a->pos[0], NULL, path, sizeof(path)) < 0) {
+        json_decref(roles);
+        return cli_usage_error(c, "the id or name is too long");
+    }
+    body = json_pack("{s:o}", "roles", roles);
+    rc = cli_call(c, "PATCH", path, body, &resp);
+    if (rc == CLI_OK && !c->json) {
+        const json_t *d = json_object_get(resp, "data");
+        printf("updated router %s (id %s)\n", json_is_object(d) ? cli_str(d, "name") : a->pos[0],
+               json_is_object(d) ? cli_str(d, "id") : "?");
+    }
+    json_decref(body);
+    json_decref(resp);
+    return rc;
+}
+
 static int router_delete(cli_ctx *c, const cli_args *a)
 {
     return cli_generic_delete(c, a, "routers", "router");
@@ -54,6 +80,8 @@ const cli_cmd cli_router_cmds[] = {
     {"router", "list", "[--limit N] [--offset N] [--name FILTER]", "list routers", CLI_LIST_HELP,
      "limit offset name", 0, 0, router_list},
     {"router", "show", CLI_REF_ARG, "show one router", NULL, "", 1, 1, router_show},
+    {"router", "update", CLI_REF_ARG " --role R...", "replace a router's roles",
+     "  --role R           the new roles (repeat, or R1,R2)\n", "role", 1, 1, router_update},
     {"router", "delete", CLI_REF_ARG, "delete a router", NULL, "", 1, 1, router_delete},
     {0},
 };

@@ -52,6 +52,7 @@ static const route routes[] = {
     {"GET", "/v1/routers", ctl_api_routers_list, 1},
     {"POST", "/v1/routers", ctl_api_routers_create, 1},
     {"GET", "/v1/routers/{id}", ctl_api_routers_get, 1},
+    {"PATCH", "/v1/routers/{id}", ctl_api_routers_patch, 1},
     {"DELETE", "/v1/routers/{id}", ctl_api_routers_delete, 1},
     {"GET", "/v1/edge/session", ctl_api_edge_session, 0},
     {"GET", "/v1/links", ctl_api_links_list, 1},

@@ -58,6 +58,27 @@ void ctl_api_routers_get(ctl_call *call)
     ctl_reply_data(call, 200, rec);
 }
 
+/* Roles only: router and service-router policies select routers by them. */
+void ctl_api_routers_patch(ctl_call *call)
+{
+    static const char *const allowed[] = {"roles", NULL};
+    json_t *body = NULL, *roles = NULL, *rec = NULL, *fields = json_object();
+
+    if (ctl_body(call, allowed, &body) < 0)
+        goto out;
+    if (ctl_field_roles(call, body, "roles", &roles) < 0 ||
+        ctl_load(call, "routers", "router", &rec) < 0)
+        goto out;
+    if (roles)
+        json_object_set(fields, "roles", roles);
+    ctl_update_reply(call, "routers", "router", rec, fields);
+out:
+    json_decref(fields);
+    json_decref(rec);
+    json_decref(roles);
+    json_decref(body);
+}
+
 void ctl_api_routers_delete(ctl_call *call)
 {
     ctl_delete(call, "routers", "router");

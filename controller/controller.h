@@ -204,6 +204,7 @@ void ctl_api_policies_delete(ctl_call *call);
 void ctl_api_routers_list(ctl_call *call);
 void ctl_api_routers_create(ctl_call *call);
 void ctl_api_routers_get(ctl_call *call);
+void ctl_api_routers_patch(ctl_call *call);
 void ctl_api_routers_delete(ctl_call *call);
 
 /* ---- api_mesh.c: links, circuits, the mesh (docs/operations.md) ---- */

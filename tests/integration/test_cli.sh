@@ -64,7 +64,7 @@ weft --json policy show pol
 assert_eq bind "$(jget "$T_OUT" .data.type)" "policy type updated"
 assert_eq AllOf "$(jget "$T_OUT" .data.semantic)" "semantic kept"
 weft policy list
-assert_match "^ID +NAME +TYPE +SEMANTIC +IDENTITIES +SERVICES +ACTIONS$" "$(head -1 <<<"$T_OUT")" "policy table header"
+assert_match "^ID +NAME +TYPE +SEMANTIC +IDENTITIES +SERVICES +ROUTERS +ACTIONS$" "$(head -1 <<<"$T_OUT")" "policy table header"
 weft policy update pol
 assert_rc 2 "policy update with nothing to change -> exit 2"
 
