@@ -57,15 +57,23 @@ int rt_admit_setup(rt_router *r, const json_t *conf, const char *rate, const cha
     return 0;
 }
 
-/* The hint: the bucket's own wait plus the time the refused crowd needs,
- * so that they do not all come back in the same millisecond. */
-static uint32_t hint_ms(const pr_bucket *b, uint32_t wait)
+/* The hint: a place in a virtual queue of refused devices, one slot per
+ * token, so a crowd refused in the same instant comes back spread at the
+ * rate instead of all at once. The queue is capped (RT_ADMIT_QUEUE_MS ahead)
+ * so that devices that never return cannot push the others far away. */
+static uint32_t hint_ms(rt_router *r, uint32_t wait)
 {
-    uint32_t spread = b->rate > 0 ? (uint32_t)(1000.0 * b->burst / b->rate) : 0;
+    uint64_t now = uv_now(r->loop), slot = now + wait, step;
 
-    if (spread > 5000)
-        spread = 5000;
-    return wait + (spread ? randombytes_uniform(spread + 1) : 0);
+    step = (uint64_t)(1000.0 / r->admit.rate);
+    if (step == 0)
+        step = 1;
+    if (r->admit_next_ms > slot)
+        slot = r->admit_next_ms;
+    if (slot > now + RT_ADMIT_QUEUE_MS)
+        slot = now + RT_ADMIT_QUEUE_MS;
+    r->admit_next_ms = slot + step;
+    return (uint32_t)(slot - now) + randombytes_uniform((uint32_t)step + 1);
 }
 
 int rt_admit_hello(rt_sess *s)
@@ -79,7 +87,7 @@ int rt_admit_hello(rt_sess *s)
     ensure_init(r);
     if (pr_bucket_take(&r->admit, uv_now(r->loop), &wait) == 0)
         return 0;
-    retry = hint_ms(&r->admit, wait);
+    retry = hint_ms(r, wait);
     snprintf(msg, sizeof(msg), "router busy admitting sessions; reconnect after %u ms", retry);
     pr_debug("session_busy", "sess=%llu identity=%s retry_ms=%u", (unsigned long long)s->num,
              s->identity, retry);

@@ -9,6 +9,7 @@
 
 #define RT_ADMIT_RATE 200  /* default new sessions per second */
 #define RT_ADMIT_BURST 400 /* default burst */
+#define RT_ADMIT_QUEUE_MS 60000 /* retry hints reach at most this far ahead */
 
 /* Sets the limit (rate 0: unlimited; burst 0: the rate). Before the loop runs. */
 void rt_admit_config(rt_router *r, double rate, double burst);

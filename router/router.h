@@ -131,6 +131,7 @@ struct rt_router {
     uint64_t shaped_until;      /* loop ms when sessions paused for bandwidth resume; 0 none */
     pr_bucket admit; /* new sessions per second (admit.h); admit_on 0: defaults at first use */
     int admit_on;
+    uint64_t admit_next_ms; /* the next free retry slot handed to a refused session */
 };
 
 /* ---- router.c ---- */

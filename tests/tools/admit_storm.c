@@ -2,9 +2,9 @@
  * real TLS session with an identity certificate (one identity file shared by
  * all). A device is served when EDGE_HELLO_OK arrives, and then holds its
  * session open like a reconnected device would. Refused with a retry hint
- * (EDGE_ERROR + PR_H_RETRY_MS) it waits at least the hint plus jitter, as
- * libweft does; a failed handshake or a close without an answer backs off
- * exponentially with jitter.
+ * (EDGE_ERROR + PR_H_RETRY_MS) it waits at least the hint plus up to a tenth
+ * more (and 20 ms), as libweft does; a failed handshake or a close without
+ * an answer backs off exponentially with jitter.
  *
  *   admit_storm --identity ID_FILE --router HOST:PORT [--devices N]
  *               [--timeout-s S] [--step-ms MS]
@@ -38,7 +38,7 @@ typedef struct {
     pr_reader rd;
     uv_timer_t retry;
     int served, answered;
-    unsigned backoff_ms;
+    unsigned backoff_ms, hint_ms;
 } device;
 
 struct storm {
@@ -118,7 +118,8 @@ static int on_frame(void *arg, const pr_frame *f)
         st->hint_min = hint;
     if (hint > st->hint_max)
         st->hint_max = hint;
-    d->backoff_ms = hint;
+    d->backoff_ms = 0;
+    d->hint_ms = hint; /* on_close waits the hint plus a little jitter */
     pr_conn_close(d->conn, 0);
     return WEFT_ECANCELED;
 }
@@ -161,7 +162,10 @@ static void on_close(pr_conn *c, int status)
         if (d->backoff_ms > BACKOFF_MAX_MS)
             d->backoff_ms = BACKOFF_MAX_MS;
     }
-    again(d, jitter(d->backoff_ms));
+    if (d->answered) /* refused with a hint: at least the hint, jitter up to a tenth more */
+        again(d, d->hint_ms + randombytes_uniform(d->hint_ms / 10 + 20));
+    else
+        again(d, jitter(d->backoff_ms));
 }
 
 static const pr_conn_cbs cbs = {on_open, on_read, NULL, on_close};
