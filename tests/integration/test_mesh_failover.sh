@@ -77,6 +77,10 @@ mb_relay r1 r3 rate 0 >/dev/null
 ready
 mb_fail_case redundant 3000 "$MB_RECV_redundant" "$MB_ICPT_redundant" mb_relay r1 r2 blackhole on
 mb_relay r1 r2 blackhole off >/dev/null
+# Back to unequal legs: with equal ones the host's EDGE_CLOSE may overtake its
+# answer on the standby leg (pending_mesh_failover.sh).
+mb_relay r1 r3 delay 5 >/dev/null
+mb_relay r3 r4 delay 5 >/dev/null
 ready
 t_diag "stalls (ms) and split rate (B/s): $(tr '\n' ' ' <"$T_TMP/stalls")"
 
