@@ -130,7 +130,7 @@ static int check_type(cli_ctx *c, const char *type)
             return CLI_OK;
     if (type == NULL)
         return CLI_OK;
-    return cli_usage_error(c, "--type must be dial, bind, behaviour, router or service-router, "
+    return cli_usage_error(c, "--type must be dial or bind, or behaviour, router or service-router, "
                               "not \"%s\"",
                            type);
 }
