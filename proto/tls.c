@@ -83,6 +83,7 @@ struct pr_conn {
     int alert;           /* last TLS alert received, -1 if none */
     int tls_ok;          /* handshake done, no fatal TLS error: close_notify can be sent */
     int confirmed;       /* client: the server's session ticket arrived */
+    int got_bytes;       /* the peer sent anything at all */
     int handles_open;    /* closed in close_cb; freed at zero */
     size_t queued;       /* ciphertext in flight + plaintext waiting for the handshake */
     uint8_t *pending;    /* plaintext written before the handshake finished */
@@ -726,7 +727,12 @@ static void fail(pr_conn *c, int err)
     if (closing(c))
         return;
     c->status = err;
-    if (!c->open_reported)
+    /* A client that connects and closes without a byte is a reachability probe
+     * or a health check (edges time connects to pick the nearest router), not
+     * a failed handshake worth a warning. */
+    if (!c->open_reported && !c->got_bytes && c->ctx->server)
+        pr_debug("tls_connection_abandoned", "peer=%s err=%s", c->peer_addr, weft_err_name(err));
+    else if (!c->open_reported)
         pr_warn("tls_handshake_failed", "peer=%s err=%s hint=%s", c->peer_addr,
                 weft_err_name(err), pr_log_q(handshake_hint(err)));
     if (!c->open_reported) {
@@ -892,6 +898,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         fail(c, eof_status(c, nread));
         return;
     }
+    c->got_bytes = 1;
     /* The ciphertext is copied into the BIO, which frees rbuf for plaintext. */
     if (BIO_write(c->rbio, buf->base, (int)nread) != (int)nread) {
         fail(c, WEFT_ENOMEM);
