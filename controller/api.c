@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "controller/admit.h"
 #include "controller/controller.h"
 #include "controller/events.h"
 #include "controller/metrics.h"
@@ -598,6 +599,8 @@ static int authenticate(ctl_call *call)
 static void dispatch(ctl_call *call, const route *r)
 {
     if (r->admin && authenticate(call) < 0)
+        return;
+    if (ctl_admit_route(call, r->method, r->path) != 0) /* over the rate: 429 sent */
         return;
     r->fn(call);
     if (!call->answered) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "controller/admit.h"
 #include "controller/controller.h"
 #include "proto/addr.h"
 #include "controller/store.h"
@@ -78,6 +79,7 @@ int ctl_config_defaults(ctl_config *cfg, const char *dir)
     cfg->token_ttl = CTL_TOKEN_TTL_DEFAULT;
     cfg->cert_validity = CTL_CERT_VALIDITY_DEFAULT;
     cfg->service_token_ttl = CTL_SVC_TOKEN_TTL_DEFAULT;
+    ctl_admit_config_defaults(cfg);
     for (size_t i = 0; i < NFILES; i++)
         if (set_path(cfg, i, files[i].file) < 0)
             return WEFT_EINVAL;
@@ -218,7 +220,8 @@ static int load_fields(ctl_config *cfg, json_t *root, char *err, size_t errcap)
         (rc = get_str(root, "log_level", cfg->log_level, sizeof(cfg->log_level), err, errcap)) < 0 ||
         (rc = get_str(root, "control_listen", control, sizeof(control), err, errcap)) < 0 ||
         (rc = get_int(root, "service_token_ttl", 60, CTL_SVC_TOKEN_TTL_MAX,
-                      &cfg->service_token_ttl, err, errcap)) < 0)
+                      &cfg->service_token_ttl, err, errcap)) < 0 ||
+        (rc = ctl_admit_config_load(cfg, root, err, errcap)) < 0)
         return rc;
     if (!pr_ident_valid_id(cfg->name)) {
         ctl_errf(err, errcap, "%s: name '%s' is not a valid network name ([a-z0-9-], 1..64)",
@@ -308,6 +311,7 @@ int ctl_config_save(const ctl_config *cfg)
     paths = json_object();
     if (root == NULL || paths == NULL)
         goto out;
+    ctl_admit_config_save(cfg, root);
     for (size_t i = 0; i < NFILES; i++)
         json_object_set_new(paths, files[i].key,
                             json_string(rel_path(cfg, (const char *)cfg + files[i].off)));

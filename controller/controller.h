@@ -12,6 +12,7 @@
 
 #include "controller/http.h"
 #include "controller/store.h"
+#include "proto/bucket.h"
 #include "proto/pki.h"
 
 #define CTL_VERSION               "0.1.0"
@@ -45,6 +46,8 @@ typedef struct {
     char log_level[16];
     int64_t token_ttl;     /* default enrolment token lifetime, seconds */
     int64_t cert_validity; /* lifetime of certificates issued at enrolment, seconds */
+    int64_t admit_enroll_rate, admit_enroll_burst;   /* per second (admit.h); rate 0: none */
+    int64_t admit_session_rate, admit_session_burst; /* GET /v1/edge/session, the same */
     /* Absolute paths of the files in dir. */
     char ca_cert[PATH_MAX];
     char ca_key[PATH_MAX];
@@ -106,6 +109,8 @@ typedef struct {
     struct ctl_events *events;      /* security events and webhooks, or NULL (events.h) */
     unsigned char secrets_key[crypto_secretbox_KEYBYTES]; /* tier-2 credentials at rest */
     int secrets_loaded;
+    pr_bucket admit_enroll, admit_session; /* admission control (admit.h) */
+    int admit_on;
 } ctl;
 
 /* Reads a PEM file; err says what to do when it cannot. */

@@ -611,17 +611,21 @@ static void access_log(struct http_conn *c, int status, size_t bytes)
 /* Queues status line, headers and body; closes the connection on write failure. */
 /* Status line and headers; a 204 carries neither body nor Content-Length. */
 static int format_head(char *head, size_t cap, int status, const char *ctype, size_t len,
-                       int close_after)
+                       int close_after, unsigned retry_after_s)
 {
     const char *conn = close_after ? "Connection: close\r\n" : "";
+    char retry[40] = "";
+
+    if (retry_after_s) /* admission control (admit.c): when to come back */
+        snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", retry_after_s);
 
     if (status == 204)
         return snprintf(head, cap, "HTTP/1.1 204 %s\r\nCache-Control: no-store\r\n%s\r\n",
                         reason(204), conn);
     return snprintf(head, cap,
                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                    "Cache-Control: no-store\r\n%s\r\n",
-                    status, reason(status), ctype, len, conn);
+                    "Cache-Control: no-store\r\n%s%s\r\n",
+                    status, reason(status), ctype, len, retry, conn);
 }
 
 /* Queues status line, headers and body; closes the connection on write failure. */
@@ -641,7 +645,7 @@ static void send_response(struct http_conn *c, int status, const char *ctype, co
     }
     if (status == 204)
         len = 0;
-    n = format_head(head, sizeof(head), status, ctype, len, c->close_after);
+    n = format_head(head, sizeof(head), status, ctype, len, c->close_after, c->req.retry_after_s);
     r = pr_conn_write(c->pc, head, (size_t)n);
     if (r == 0 && len > 0)
         r = pr_conn_write(c->pc, body, len);
@@ -702,6 +706,7 @@ static void dispatch(struct http_conn *c)
     req->peer_uri = pr_conn_peer_uri(c->pc);
     req->peer_addr = pr_conn_peer_addr(c->pc);
     req->server_data = s->server_data;
+    req->retry_after_s = 0; /* per request, not per connection */
     c->responded = 0;
     c->close_after = !c->hp.keep_alive || s->stopping;
     s->handler(req);
@@ -721,6 +726,7 @@ static void reject(struct http_conn *c)
 
     c->req.method = hp->method ? hp->method : "-";
     c->req.path = hp->path[0] ? hp->path : "-";
+    c->req.retry_after_s = 0;
     c->close_after = 1;
     pr_info("http_bad_request", "peer=%s code=%s message=%s", pr_log_q(pr_conn_peer_addr(c->pc)),
             hp->err_code, pr_log_q(hp->err_msg));

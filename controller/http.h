@@ -31,6 +31,7 @@ struct ctl_http_req {
     const char *peer_uri;     /* URI SAN of the verified client certificate, or NULL */
     const char *peer_addr;    /* "HOST:PORT" */
     void *server_data;        /* what was given to ctl_http_server_start */
+    unsigned retry_after_s;   /* set by a handler before a 429/503: sends Retry-After */
 };
 
 /* Returns the value of query parameter name (URL-decoded into out), or NULL. */

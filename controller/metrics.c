@@ -3,6 +3,7 @@
  * libuv whose requests are parsed by the API's own parser (http_parse.h).
  * One request per connection: the answer carries "Connection: close". */
 #include "controller/metrics.h"
+#include "controller/admit.h"
 
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -131,6 +132,7 @@ int ctl_metrics_render(const ctl *c, char **text, size_t *len)
 {
     sbuf b = {.buf = malloc(TEXT_CAP), .cap = TEXT_CAP};
     size_t open = ctl_circuits_open_count(c->circuits);
+    char adm[1024];
 
     *text = NULL;
     if (b.buf == NULL)
@@ -147,6 +149,8 @@ int ctl_metrics_render(const ctl *c, char **text, size_t *len)
     gauge(&b, "weft_controller_map_version", "Version of the network map.",
           c->map ? (unsigned long long)ctl_netmap_version(c->map) : 0);
     api_counters(&b, c->metrics);
+    if (ctl_admit_metrics(c, adm, sizeof(adm)) > 0)
+        put(&b, "%s", adm);
     if (c->events && b.err == 0) { /* security events and webhooks (docs/policies.md) */
         int n = ctl_events_metrics(c->events, b.buf + b.len, b.cap - b.len);
         if (n < 0)

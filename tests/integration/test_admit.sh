@@ -66,3 +66,44 @@ assert_cond "metrics count the admitted sessions (>= 43, got ${ADM:-none})" test
 assert_cond "metrics count the refusals (>= $REFUSED, got ${REF:-none})" \
     test "${REF:-0}" -ge "${REFUSED:-1}"
 dp_router_alive "the router is still running"
+
+# ---- the controller: session data at 2/s (burst 2) answers 429 busy with Retry-After
+ctl_stop "$DP_DIR"
+python3 - "$DP_DIR/controller.json" <<'PY' || t_bail "cannot set the admission keys"
+import json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+d["admit_session_rate"] = 2
+d["admit_session_burst"] = 2
+json.dump(d, open(p, "w"), indent=2)
+PY
+CMETRICS=127.0.0.1:$(dp_port)
+bg ctl-admit "$WEFT_CONTROLLER_BIN" run --dir "$DP_DIR" --metrics-listen "$CMETRICS"
+CTL_PID[$DP_DIR]=$BG_PID
+dp_wait_port "${CTL_PORT[$DP_DIR]}" 30 || t_bail "controller not listening again"
+dp_wait_port "${CMETRICS##*:}" 30 || t_bail "controller metrics not listening on $CMETRICS"
+idfile_split "$T_TMP/dev1.json" "$T_TMP/creds-dev1" || t_bail "cannot split dev1.json"
+OK=0; BUSY=0
+for i in $(seq 1 8); do
+    code=$(curl -s --max-time 10 --cacert "$T_CA" --cert "$T_TMP/creds-dev1/cert.pem"         --key "$T_TMP/creds-dev1/key.pem" -D "$T_TMP/run/h$i" -o "$T_TMP/run/b$i"         -w '%{http_code}' "$T_URL/v1/edge/session")
+    case $code in
+        200) OK=$((OK + 1)) ;;
+        429) BUSY=$((BUSY + 1)); LAST=$i ;;
+    esac
+done
+t_diag "8 quick session requests: $OK answered, $BUSY busy"
+assert_cond "the burst is answered (>= 2 of 8, got $OK)" test "$OK" -ge 2
+assert_cond "the rest are refused as busy (>= 3 of 8, got $BUSY)" test "$BUSY" -ge 3
+assert_eq busy "$(jget "$(cat "$T_TMP/run/b${LAST:-1}")" .error.code)" \
+    "a refusal is {\"error\":{\"code\":\"busy\"}}"
+RA=$(tr -d '\r' < "$T_TMP/run/h${LAST:-1}" | awk -F': ' 'tolower($1) == "retry-after" {print $2}')
+assert_match '^[1-9][0-9]*$' "$RA" "a refusal carries Retry-After in seconds"
+sleep "${RA:-1}"
+dp_session dev1
+assert_status 200 "after Retry-After the session data is served"
+M=$(curl -s "http://$CMETRICS/metrics")
+assert_match 'weft_controller_refused_total\{kind="session"\} [1-9]' "$M" \
+    "controller metrics count the refusals"
+assert_match 'weft_controller_admitted_total\{kind="session"\} [1-9]' "$M" \
+    "controller metrics count the admitted requests"
+ctl_check_alive
