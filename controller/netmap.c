@@ -38,7 +38,6 @@ struct ctl_netmap {
     json_t *deleted; /* identity id -> Unix time its revocation may end */
     json_t *grants;  /* "identity|service|act" -> grant_revoked object */
     json_t *pols;    /* router and service-router policies, while objects are built */
-    json_t *rtrecs;  /* router records, while objects are built */
     int64_t revoke_ttl;
     ctl_netmap_delta_cb cb;
     void *cb_arg;
@@ -77,18 +76,13 @@ static int ctx_load(ctl_netmap *m)
             json_array_append(m->pols, p);
     }
     json_decref(all);
-    if ((rc = ctl_list_all(m->store, "routers", &m->rtrecs)) < 0) {
-        json_decref(m->pols);
-        m->pols = NULL;
-    }
-    return rc;
+    return 0;
 }
 
 static void ctx_drop(ctl_netmap *m)
 {
     json_decref(m->pols);
-    json_decref(m->rtrecs);
-    m->pols = m->rtrecs = NULL;
+    m->pols = NULL;
 }
 
 /* A router knows identities and routers by id only: "@name" becomes "@id". */
