@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "edge/agent.h"
+#include "edge/creds.h"
 #include "proto/log.h"
 #include "proto/renew.h"
 
@@ -215,6 +216,8 @@ static void agent_stop(edge_agent *a)
         next = s->next;
         service_remove(s);
     }
+    edge_creds_stop(a->creds);
+    a->creds = NULL;
     weft_free(a->ctx);
     a->ctx = NULL;
 }
@@ -266,6 +269,9 @@ static int agent_init(edge_agent *a, uv_loop_t *loop, const edge_agent_cfg *cfg)
         return r;
     handles_start(a);
     edge_svcs_watch(a);
+    /* Fetched at start and with each refresh period (docs/bootstrap.md). */
+    if (cfg->creds_dir != NULL)
+        a->creds = edge_creds_start(loop, cfg->identity, cfg->creds_dir, cfg->refresh_s);
     return 0;
 }
 

@@ -92,6 +92,7 @@ struct edge_agent {
     edge_service *services;
     edge_pipe *pipes;
     edge_flow *flows;
+    struct edge_creds_runner *creds; /* --credentials-dir, or NULL */
     int stopping;
     uint8_t rbuf[EDGE_READ_MAX]; /* every local read lands here; weft_write copies */
 };
@@ -100,6 +101,7 @@ typedef struct {
     const char *identity;
     const char *imei, *iccid;
     unsigned refresh_s; /* longest time between session-data refreshes; 0 = 60 */
+    const char *creds_dir; /* tier-2 credentials kept here at each refresh, or NULL */
 } edge_agent_cfg;
 
 /* Runs until SIGINT/SIGTERM: 0 then, a negative WEFT_E* code if it cannot start. */

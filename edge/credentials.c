@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "edge/creds.h"
 #include "edge/edge.h"
 #include "proto/enroll.h"
 #include "proto/enroll_factory.h"
@@ -29,117 +30,26 @@
 
 #define PEM_MAX (256 * 1024)
 
-static int name_ok(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-
-    if (n == 0 || n > 128 || s[0] == '.')
-        return 0;
-    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
-}
-
-static int mkdir_private(const char *path)
-{
-    if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        return edge_fail("cannot create %s: %s", path, strerror(errno));
-    if (chmod(path, 0700) < 0)
-        return edge_fail("cannot chmod %s: %s", path, strerror(errno));
-    return EDGE_OK;
-}
-
-/* Decodes one file and writes it 0600 (atomically): DIR/CRED/FILE. */
-static int write_one(const char *dir, const char *cred, json_t *file)
-{
-    const char *name = json_string_value(json_object_get(file, "name"));
-    const char *b64 = json_string_value(json_object_get(file, "content"));
-    char path[PATH_MAX];
-    unsigned char *buf;
-    size_t len, out = 0;
-    int rc;
-
-    if (!name_ok(name) || b64 == NULL)
-        return edge_fail("credential %s holds a file with an unsafe name; skipped all of it",
-                         cred);
-    len = strlen(b64);
-    if ((buf = malloc(len / 4 * 3 + 3)) == NULL)
-        return edge_fail("out of memory");
-    if (sodium_base642bin(buf, len / 4 * 3 + 3, b64, len, "\r\n", &out, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0) {
-        free(buf);
-        return edge_fail("credential %s file %s is not base64", cred, name);
-    }
-    snprintf(path, sizeof(path), "%s/%s/%s", dir, cred, name);
-    rc = pr_write_file_secure(path, buf, out);
-    sodium_memzero(buf, out);
-    free(buf);
-    if (rc < 0)
-        return edge_fail("cannot write %s: %s", path, weft_strerror(rc));
-    printf("credential %s file %s %s\n", cred, name, path);
-    return EDGE_OK;
-}
-
-static int write_all(const char *dir, json_t *list)
-{
-    json_t *cred, *file;
-    size_t i, j;
-    char sub[PATH_MAX];
-    int rc = mkdir_private(dir);
-
-    json_array_foreach(list, i, cred)
-    {
-        const char *name = json_string_value(json_object_get(cred, "name"));
-        if (rc != EDGE_OK)
-            break;
-        if (!name_ok(name)) {
-            rc = edge_fail("a credential has an unsafe name; stopping");
-            break;
-        }
-        snprintf(sub, sizeof(sub), "%s/%s", dir, name);
-        if ((rc = mkdir_private(sub)) != EDGE_OK)
-            break;
-        json_array_foreach(json_object_get(cred, "files"), j, file)
-        {
-            if ((rc = write_one(dir, name, file)) != EDGE_OK)
-                break;
-        }
-    }
-    return rc;
-}
-
+/* Prints the path of each file (the path the local application uses) and
+ * of each file or credential removed because the controller no longer lists it. */
 static int fetch(const char *idpath, const char *dir, int timeout_ms)
 {
+    edge_creds_result res = {0};
     char err[768] = "";
-    pr_idfile id = {0};
-    pr_http_resp r = {0};
-    pr_httpc_cfg cfg = {0};
-    json_t *body = NULL;
-    int rc;
+    size_t i;
+    int rc = edge_creds_sync(idpath, dir, timeout_ms, &res, err, sizeof(err));
 
-    if ((rc = pr_idfile_load(idpath, &id, err, sizeof(err))) < 0)
-        return edge_fail("%s", err);
-    cfg = (pr_httpc_cfg){.ca_pem = id.ca_pem, .cert_pem = id.cert_pem, .key_pem = id.key_pem,
-                         .timeout_ms = timeout_ms};
-    rc = pr_https_request(id.controller, &cfg, "GET", "/v1/edge/credentials", NULL, 0, NULL, &r,
-                          err, sizeof(err));
-    if (rc < 0) {
-        rc = edge_fail("%s", err);
-        goto out;
+    for (i = 0; rc == 0 && i < res.n; i++) {
+        const edge_cred_entry *e = &res.v[i];
+        if (e->state != EDGE_CRED_REMOVED)
+            printf("credential %s file %s %s\n", e->cred, e->file, e->path);
+        else if (e->file[0] != '\0')
+            printf("removed credential %s file %s %s\n", e->cred, e->file, e->path);
+        else
+            printf("removed credential %s %s\n", e->cred, e->path);
     }
-    body = json_loadb(r.body, r.body_len, 0, NULL);
-    if (r.status != 200 || !json_is_array(json_object_get(body, "data"))) {
-        const char *m = json_string_value(
-            json_object_get(json_object_get(body, "error"), "message"));
-        rc = edge_fail("the controller refused (HTTP %d): %s", r.status, m ? m : "no reason");
-        goto out;
-    }
-    rc = write_all(dir, json_object_get(body, "data"));
-out:
-    if (r.body)
-        sodium_memzero(r.body, r.body_len);
-    json_decref(body);
-    pr_http_resp_free(&r);
-    pr_idfile_free(&id);
-    return rc;
+    edge_creds_result_free(&res);
+    return rc < 0 ? edge_fail("%s", err[0] ? err : weft_strerror(rc)) : EDGE_OK;
 }
 
 static int parse_timeout(const char *s, int *out)

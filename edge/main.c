@@ -34,13 +34,17 @@ static const edge_cmd cmds[] = {
      "  --force            replace ID_FILE if it exists\n"
      "  --timeout MS       give up on the controller after MS milliseconds (default 15000)\n",
      cmd_enroll},
-    {"run", "--identity ID_FILE [--log-level L] [--imei IMEI] [--iccid ICCID] [--refresh S]",
+    {"run",
+     "--identity ID_FILE [--log-level L] [--imei IMEI] [--iccid ICCID] [--refresh S]\n"
+     "       [--credentials-dir DIR]",
      "connect to the network: intercept the services it may dial, host those it may bind",
      "  --identity ID_FILE the identity file written by enroll\n"
      "  --log-level L      debug, info, warn or error (default info)\n"
      "  --imei IMEI        the modem's IMEI, when the identity is bound to hardware\n"
      "  --iccid ICCID      the SIM's ICCID, when the identity is bound to hardware\n"
-     "  --refresh S        fetch services at least every S seconds (default 60)\n",
+     "  --refresh S        fetch services at least every S seconds (default 60)\n"
+     "  --credentials-dir DIR keep the enterprise credentials in DIR/CREDENTIAL/FILE\n"
+     "                     (0600), fetched at start and every refresh\n",
      cmd_run},
     {"credentials", "--identity ID_FILE --dir DIR [--timeout MS]",
      "fetch the enterprise credentials for this identity; write each file 0600 under DIR",
@@ -163,6 +167,7 @@ static int cmd_run(const edge_cmd *cmd, int argc, char **argv)
                                          {"imei", required_argument, NULL, 'm'},
                                          {"iccid", required_argument, NULL, 'c'},
                                          {"refresh", required_argument, NULL, 'r'},
+                                         {"credentials-dir", required_argument, NULL, 'd'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
     edge_agent_cfg cfg = {0};
@@ -179,6 +184,8 @@ static int cmd_run(const edge_cmd *cmd, int argc, char **argv)
             cfg.imei = optarg;
         } else if (ch == 'c') {
             cfg.iccid = optarg;
+        } else if (ch == 'd') {
+            cfg.creds_dir = optarg;
         } else if (ch == 'r') {
             if (parse_refresh(optarg, &cfg.refresh_s) < 0)
                 return edge_usage_error(cmd, "--refresh must be a number of seconds, 1 to 86400");
