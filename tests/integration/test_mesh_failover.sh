@@ -16,6 +16,10 @@
 need_bins "$WEFT_CONTROLLER_BIN" "$WEFT" "$WEFT_EDGE" "$WEFT_ROUTER" "$WEFT_RELAY" "$BED_SHIM"
 
 MB_SERVICES="split:split redundant:redundant" mb_diamond meshfo
+# 20 ms on the r3 links (the bed's 5 ms is within an ASan build's RTT noise
+# on a loaded machine, and the least-cost path is checked below).
+mb_relay r1 r3 delay 20 >/dev/null
+mb_relay r3 r4 delay 20 >/dev/null
 assert_cond "four links up (r1-r2, r1-r3, r2-r4, r3-r4)" mb_wait_links 4 30
 assert_eq 4 "$(mb_links_up)" "exactly four links: non-neighbours never link"
 assert_cond "the controller lists the four links up with measured RTTs" mb_wait_ctl_links 4 20
@@ -56,7 +60,8 @@ mb_start_router r2
 ready
 
 # ---- multipath. Split: two legs (r1-r2-r4, r1-r3-r4) each limited to R in
-# the relays (measured 1.6 R; asserted > 1.25 R: both legs carry the flow).
+# the relays (measured 1.6 R, 1.18 R under ASan on a loaded machine; asserted
+# > 1.1 R: failover over one leg gives 0.99 R, so both legs carry the flow).
 # Redundant: a leg cut mid-stream loses nothing (the stall, 0.2-0.6 s today,
 # is pending: the cut leg's backpressure pauses the circuit until the
 # heartbeat declares the link down).
@@ -70,8 +75,8 @@ read -r ok gap bytes err <<<"$(mb_stream_end split 90)"
 assert_eq yes "$ok" "split: 24 MiB intact ($bytes bytes, $err)"
 rate=$(python3 -c "import json; d = json.load(open('$T_TMP/split.stats')); print(int(d['bytes'] / max(d['seconds'], 0.001)))" 2>/dev/null)
 printf 'split %s\n' "$rate" >>"$T_TMP/stalls"
-assert_cond "split over two legs of $R B/s each: ${rate:-0} B/s > 1.25 R" \
-    python3 -c "import sys; sys.exit(0 if ${rate:-0} > 1.25 * $R else 1)"
+assert_cond "split over two legs of $R B/s each: ${rate:-0} B/s > 1.1 R" \
+    python3 -c "import sys; sys.exit(0 if ${rate:-0} > 1.1 * $R else 1)"
 mb_relay r1 r2 rate 0 >/dev/null
 mb_relay r1 r3 rate 0 >/dev/null
 ready
@@ -79,8 +84,8 @@ mb_fail_case redundant 3000 "$MB_RECV_redundant" "$MB_ICPT_redundant" mb_relay r
 mb_relay r1 r2 blackhole off >/dev/null
 # Back to unequal legs: with equal ones the host's EDGE_CLOSE may overtake its
 # answer on the standby leg (pending_mesh_failover.sh).
-mb_relay r1 r3 delay 5 >/dev/null
-mb_relay r3 r4 delay 5 >/dev/null
+mb_relay r1 r3 delay 20 >/dev/null
+mb_relay r3 r4 delay 20 >/dev/null
 ready
 t_diag "stalls (ms) and split rate (B/s): $(tr '\n' ' ' <"$T_TMP/stalls")"
 
