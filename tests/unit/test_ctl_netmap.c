@@ -273,6 +273,50 @@ static void test_services_routers(void **state)
     assert_int_equal(json_array_size(f->deltas), 5);
 }
 
+/* Router policies reach the map's router and service objects, a policy
+ * change re-publishes them in one delta, and a router's copy answers from
+ * them (docs/policies.md "Router policies"). */
+static void test_router_policies(void **state)
+{
+    fx *f = *state;
+    char err[256] = "", *text = NULL;
+    size_t len = 0;
+    const rt_map_service *web;
+
+    create(f, "routers", "{s:s, s:s, s:b, s:[s]}", "id", "r3", "name", "router3", "enrolled", 1,
+           "roles", "eu");
+    assert_int_equal(ctl_netmap_touch(f->m, "routers", "r3"), 0);
+    create(f, "policies", "{s:s, s:s, s:s, s:s, s:[s,s], s:[], s:[s]}", "id", "p1", "name", "fleet",
+           "type", "router", "semantic", "AnyOf", "identity_roles", "#fleet", "@alice",
+           "service_roles", "router_roles", "@router1");
+    create(f, "policies", "{s:s, s:s, s:s, s:s, s:[], s:[s], s:[s]}", "id", "p2", "name", "web-eu",
+           "type", "service-router", "semantic", "AnyOf", "identity_roles", "service_roles",
+           "@web", "router_roles", "#eu");
+    assert_int_equal(ctl_netmap_touch(f->m, "policies", "p2"), 0);
+    assert_int_equal(ctl_netmap_full(f->m, &text, &len), 0);
+    assert_int_equal(rt_map_apply_full(&f->rm, text, len, err, sizeof(err)), 0);
+    free(text);
+    /* alice is restricted by name (@i1 in the map) to router1. */
+    assert_true(rt_map_identity_allowed(&f->rm, "r1", "i1", NULL));
+    assert_false(rt_map_identity_allowed(&f->rm, "r3", "i1", NULL));
+    assert_false(rt_map_identity_allowed(&f->rm, "r3", "i7", "#fleet"));
+    assert_true(rt_map_identity_allowed(&f->rm, "r3", "i7", "#ops"));
+    web = rt_map_service_get(&f->rm, "s1");
+    assert_non_null(web);
+    assert_true(rt_map_service_router_ok(&f->rm, web, "r3"));
+    assert_false(rt_map_service_router_ok(&f->rm, web, "r1"));
+    /* A router gaining the role carries the service; the delta says so. */
+    assert_int_equal(update(f, "routers", "r1", json_pack("{s:[s]}", "roles", "eu")), 0);
+    assert_int_equal(ctl_netmap_touch(f->m, "routers", "r1"), 0);
+    web = rt_map_service_get(&f->rm, "s1");
+    assert_true(rt_map_service_router_ok(&f->rm, web, "r1"));
+    /* Deleting the router policy frees alice at once (one delta, both routers). */
+    assert_int_equal(ctl_store_delete(f->s, "policies", "p1"), 0);
+    assert_int_equal(ctl_netmap_touch(f->m, "policies", "p1"), 0);
+    assert_true(rt_map_identity_allowed(&f->rm, "r3", "i1", "#fleet"));
+    assert_int_equal(ctl_netmap_version(f->m), f->rm.version);
+}
+
 static void test_terminators(void **state)
 {
     fx *f = *state;
@@ -512,6 +556,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_identity_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_services_routers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_router_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_terminators, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_offline, setup, teardown),
