@@ -102,11 +102,33 @@ int rt_rpolicy_check(rt_sess *s, char *why, size_t cap)
     return WEFT_EDENIED;
 }
 
+/* FNV-1a over our router object's policy fields: most map changes (links,
+ * terminators) leave them alone, and then no session needs a look. */
+static uint64_t rpol_hash(const rt_map_router *me)
+{
+    const char *parts[] = {me->restricted, "|", me->allow};
+    uint64_t h = 1469598103934665603ULL;
+
+    for (size_t i = 0; i < 3; i++)
+        for (const char *p = parts[i]; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
 void rt_rpolicy_enforce(rt_router *r)
 {
-    char why[256];
+    const rt_map_router *me = rt_map_router_get(&r->map, r->id->id);
+    char why[320];
     rt_sess *s, *n;
+    uint64_t h;
 
+    if (me == NULL || !me->policed) {
+        r->rpol_hash = 0;
+        return;
+    }
+    if ((h = rpol_hash(me)) == r->rpol_hash)
+        return;
+    r->rpol_hash = h;
     for (s = r->sessions; s; s = n) {
         n = s->next;
         if (s->state == RT_SESS_CLOSING || s->identity[0] == '\0' ||

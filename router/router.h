@@ -92,6 +92,7 @@ struct rt_router {
     uv_loop_t *loop;
     const pr_idfile *id; /* id, name, network, cert, key, CA */
     rt_map map;
+    uint64_t rpol_hash; /* our router policies when sessions were last checked (grants.c) */
     rt_circuits circuits;
     pr_tls_ctx *edge_ctx;
     uv_tcp_t edge_tcp;
