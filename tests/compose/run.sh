@@ -2,14 +2,11 @@
 # The compose network end to end: builds the images offline, brings up
 # deploy/compose/docker-compose.yml (controller, bootstrap job, three routers, a
 # hosting edge in front of HTTP and MQTT, a dialling edge and a clients container),
-# checks traffic with real clients, restarts, SIGTERM, and a router stopped in the
-# middle of a transfer; then tears everything down.
+# checks traffic with real clients, restarts, and a transfer across its router being
+# killed and stopped (SIGTERM); then tears everything down.
 #
 #   tests/compose/run.sh
 #   WEFT_COMPOSE_TIMEOUT=600          the whole run's limit in seconds
-#   WEFT_COMPOSE_REQUIRE_FAILOVER=1   a transfer broken by a router stop fails the run
-#                                     (by default it is reported as skipped until
-#                                     circuits move between routers)
 #   WEFT_COMPOSE_KEEP=1               leave the network up for a post-mortem
 #
 # Needs root (installs docker.io and docker-compose with scripts/deps.sh docker, and
@@ -118,6 +115,20 @@ fi
 
 # ---- up ----
 
+# The compose file's subnets are fixed: a run killed before its teardown would make
+# this one's "up" fail. Leftovers of earlier runs (projects weftci*) go first.
+for c in $(docker ps -aq --filter label=com.docker.compose.project 2>/dev/null); do
+    case $(docker inspect --format '{{index .Config.Labels "com.docker.compose.project"}}' "$c") in
+        weftci*) docker rm -f -v "$c" >/dev/null 2>&1 ;;
+    esac
+done
+docker network ls --format '{{.Name}}' | grep '^weftci[0-9]*_' | xargs -r docker network rm >/dev/null 2>&1
+command -v jq >/dev/null || {
+    bad "jq is needed to read weft's JSON (apt-get install jq)"
+    echo "$pass passed, $fail failed, $skip skipped"
+    exit 1
+}
+
 compose_up=1
 if ! dc up -d >"$tmp/up.log" 2>&1; then
     cat "$tmp/up.log"
@@ -168,12 +179,13 @@ dc exec -T clients mosquitto_pub -h 198.18.3.30 -t weft/c -m x >/dev/null 2>&1 &
 
 # ---- restarts keep identities ----
 
-dc restart -t 10 controller r1 r2 r3 edge-host edge-dial >/dev/null 2>&1
+restarted=$(date +%s)
+dc restart -t 10 controller r1 r2 r3 r4 edge-host edge-dial >/dev/null 2>&1
 if wait_http 90; then ok "HTTP through weft after restarting everything"; else bad "HTTP after restart"; fi
 inits=$(dc logs --no-color controller 2>&1 | grep -c 'holds no network; initialising')
-enrols=$(dc logs --no-color r1 r2 r3 edge-host edge-dial 2>&1 | grep -c '^.*| enrolled ')
-[ "$inits" = 1 ] && [ "$enrols" = 5 ] && ok "restarts reuse the stored network and identities" ||
-    bad "restarts: $inits controller inits (want 1), $enrols enrolments (want 5)"
+enrols=$(dc logs --no-color r1 r2 r3 r4 edge-host edge-dial 2>&1 | grep -c '^.*| enrolled ')
+[ "$inits" = 1 ] && [ "$enrols" = 6 ] && ok "restarts reuse the stored network and identities" ||
+    bad "restarts: $inits controller inits (want 1), $enrols enrolments (want 6)"
 cid=$(dc ps -q controller)
 for _ in $(seq 1 60); do
     h=$(docker inspect --format '{{.State.Health.Status}}' "$cid" 2>/dev/null)
@@ -184,39 +196,119 @@ done
 
 # ---- a router stopped in the middle of a transfer ----
 
-# The router the dialling edge is attached to: its last READY session.
-raddr=$(dc logs --no-color edge-dial 2>&1 | grep 'edge_session_state' | grep 'to=READY' | tail -1 |
-    sed 's/.*router=\([0-9.]*\):.*/\1/')
-case $raddr in
-    198.18.1.11) victim=r1 ;; 198.18.1.12) victim=r2 ;; 198.18.1.13) victim=r3 ;; *) victim="" ;;
-esac
-if [ -z "$victim" ]; then
-    bad "cannot tell which router the dialling edge uses (log says '$raddr')"
-else
+wx() { dc exec -T controller weft --json "$@" 2>/dev/null; }
+
+# The ingress router of the newest open circuit of "web": the router the dialling
+# edge's transfer runs through (circuit list paths start at the ingress).
+ingress_router() {
+    local web rid
+    web=$(wx service list | jq -r '.data[] | select(.name == "web") | .id')
+    rid=$(wx circuit list --state open |
+        jq -r --arg s "$web" '[.data[] | select(.service == $s)] | sort_by(.opened_at) | last | .path[0] // empty')
+    wx router list | jq -r --arg r "$rid" '.data[] | select(.id == $r) | .name'
+}
+
+# Both of the dialling edge's sessions ready again (r1 and r2: its router policy):
+# the edge logs a READY for the restarted router after it was started.
+wait_sessions() {
+    local since=$1 addr=$2
+    for _ in $(seq 1 60); do
+        docker logs --since "$since" "$(dc ps -q edge-dial)" 2>&1 |
+            grep 'edge_session_state' | grep -q "router=$addr:3022 .*to=READY" && return 0
+        sleep 1
+    done
+    return 1
+}
+
+# Starts a 64 MiB download at 8 MiB/s, stops its ingress router with $1 (KILL: docker
+# kill -s KILL, a crash; TERM: docker-compose stop, SIGTERM) after 2 s, and leaves
+# crc (curl's exit), got (digest), stall_ms (longest time the file did not grow,
+# polled every 20 ms), stop_ms and victim. The victim is started again.
+transfer_across_stop() {
+    local how=$1 cpid mpid t0
+    rm -f "$tmp/blob2" "$tmp/stall"
     curl -sS -m 120 --limit-rate 8M -o "$tmp/blob2" "$url/blob.bin" 2>"$tmp/curl2.err" &
     cpid=$!
-    sleep 3
+    sleep 2
+    victim=$(ingress_router)
+    (
+        size=0 last=$(date +%s%N) max=0
+        for _ in $(seq 1 6000); do
+            kill -0 "$cpid" 2>/dev/null || break
+            n=$(stat -c %s "$tmp/blob2" 2>/dev/null || echo 0) now=$(date +%s%N)
+            if [ "$n" != "$size" ]; then
+                gap=$(((now - last) / 1000000))
+                [ "$gap" -gt "$max" ] && max=$gap
+                size=$n last=$now
+            fi
+            sleep 0.02
+        done
+        echo "$max" >"$tmp/stall"
+    ) &
+    mpid=$!
     t0=$(date +%s%N)
-    dc stop -t 10 "$victim" >/dev/null 2>&1
-    ms=$((($(date +%s%N) - t0) / 1000000))
-    code=$(docker inspect --format '{{.State.ExitCode}}' "$(dc ps -q "$victim")" 2>/dev/null)
-    [ "$code" = 0 ] && [ "$ms" -lt 8000 ] && ok "router $victim stops cleanly on SIGTERM (exit 0, ${ms} ms)" ||
-        bad "router $victim on SIGTERM: exit ${code:-?} after ${ms} ms"
+    case $victim in
+        r[1-4]) if [ "$how" = KILL ]; then dc kill -s KILL "$victim"; else dc stop -t 10 "$victim"; fi >/dev/null 2>&1 ;;
+    esac
+    stop_ms=$((($(date +%s%N) - t0) / 1000000))
     wait "$cpid"
     crc=$?
+    wait "$mpid"
+    stall_ms=$(cat "$tmp/stall" 2>/dev/null)
     got=$(sha256sum <"$tmp/blob2" | cut -d' ' -f1)
-    if [ "$crc" = 0 ] && [ "$got" = "$want" ]; then
-        ok "transfer survives router $victim stopping mid-way (64 MiB, digest matches)"
-    elif [ "${WEFT_COMPOSE_REQUIRE_FAILOVER:-0}" = 1 ]; then
-        bad "transfer broke when router $victim stopped: curl exit $crc, $(stat -c %s "$tmp/blob2") bytes"
-    else
-        skipped "transfer across a router stop: circuits do not move between routers yet" \
-            "(curl exit $crc after $(stat -c %s "$tmp/blob2") of 67108864 bytes); set" \
-            "WEFT_COMPOSE_REQUIRE_FAILOVER=1 once they do"
-    fi
-    if wait_http 60; then ok "new connections work through the other routers after $victim stopped"
-    else bad "no new connection within 60 s of $victim stopping"; fi
+    size=$(stat -c %s "$tmp/blob2" 2>/dev/null || echo 0)
+}
+
+restart_victim() {
+    local since
+    since=$(date +%s)
     dc start "$victim" >/dev/null 2>&1
+    wait_sessions "$since" "198.18.1.1${victim#r}" ||
+        bad "the dialling edge did not reconnect to $victim within 60 s of its restart"
+}
+
+for r in 11 12; do
+    wait_sessions "$restarted" "198.18.1.$r" ||
+        bad "the dialling edge has no session to 198.18.1.$r within 60 s of the restart"
+done
+
+# A crash: the dialling edge's router killed with SIGKILL. The edge moves the circuit
+# to its other router (EDGE_RESUME to the anchor, the hosting edge's router).
+transfer_across_stop KILL
+if [ -z "$victim" ]; then
+    bad "cannot tell which router carries the transfer (weft circuit list: no open web circuit)"
+elif [ "$crc" = 0 ] && [ "$got" = "$want" ]; then
+    ok "transfer survives its router $victim killed mid-way (64 MiB, digest matches, longest stall ${stall_ms} ms)"
+else
+    bad "transfer broke when its router $victim was killed: curl exit $crc after $size of 67108864 bytes: $(cat "$tmp/curl2.err")"
+fi
+[ -n "$victim" ] && restart_victim
+
+# A clean stop: SIGTERM. The router exits 0 at once; the transfer should survive as
+# above. Known today: weft-router's stop (rt_router_close) closes its links before
+# its edge sessions, so the mesh circuits end with ERESET and the edges are told
+# EDGE_CLOSE on sessions still open instead of seeing them die: nothing resumes. That
+# case (recognised in the router's log) is reported as skipped; anything else fails.
+transfer_across_stop TERM
+if [ -z "$victim" ]; then
+    bad "cannot tell which router carries the transfer (weft circuit list: no open web circuit)"
+else
+    code=$(docker inspect --format '{{.State.ExitCode}}' "$(dc ps -q "$victim")" 2>/dev/null)
+    [ "$code" = 0 ] && [ "$stop_ms" -lt 8000 ] && ok "router $victim stops cleanly on SIGTERM (exit 0, ${stop_ms} ms)" ||
+        bad "router $victim on SIGTERM: exit ${code:-?} after ${stop_ms} ms"
+    if [ "$crc" = 0 ] && [ "$got" = "$want" ]; then
+        ok "transfer survives its router $victim stopped mid-way (64 MiB, digest matches, longest stall ${stall_ms} ms)"
+    elif dc logs --no-color "$victim" 2>&1 | sed -n '/event=stopping signal=15/,$p' |
+        sed '/event=session_close/q' | grep -q 'event=circuit_close .*err=ERESET'; then
+        skipped "transfer across a SIGTERM stop of $victim (curl exit $crc after $size of 67108864 bytes):" \
+            "weft-router ends its mesh circuits (ERESET, EDGE_CLOSE to the edges) when it closes" \
+            "its links on stop, before its edge sessions, so the edges do not resume"
+    else
+        bad "transfer broke when its router $victim stopped: curl exit $crc after $size of 67108864 bytes: $(cat "$tmp/curl2.err")"
+    fi
+    if wait_http 60; then ok "new connections work through the other router after $victim stopped"
+    else bad "no new connection within 60 s of $victim stopping"; fi
+    restart_victim
 fi
 
 echo "$pass passed, $fail failed, $skip skipped"
