@@ -60,6 +60,10 @@ struct httpc {
     int field_long;
     int in_ct;
     size_t ct_len;
+    int in_ra; /* Retry-After: its value, digits only, kept until the headers end */
+    char ra[12];
+    size_t ra_len;
+    int ra_bad;
     int complete;
     int toobig;
 };
@@ -461,6 +465,9 @@ static int on_field_done(llhttp_t *p)
 
     h->field[h->field_len] = '\0';
     h->in_ct = !h->field_long && strcasecmp(h->field, "content-type") == 0;
+    h->in_ra = !h->field_long && strcasecmp(h->field, "retry-after") == 0;
+    if (h->in_ra)
+        h->ra_len = 0, h->ra_bad = 0;
     h->field_len = 0;
     h->field_long = 0;
     if (h->in_ct)
@@ -468,11 +475,39 @@ static int on_field_done(llhttp_t *p)
     return 0;
 }
 
+/* Delta-seconds only (RFC 9110 10.2.3); an HTTP-date or anything longer
+ * than ten digits is left as "absent" and the caller uses its own backoff. */
+static void on_retry_after(struct httpc *h, const char *at, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (at[i] == ' ' || at[i] == '\t')
+            continue;
+        if (at[i] < '0' || at[i] > '9' || h->ra_len >= sizeof(h->ra) - 1) {
+            h->ra_bad = 1;
+            return;
+        }
+        h->ra[h->ra_len++] = at[i];
+    }
+}
+
+static void retry_after_done(struct httpc *h)
+{
+    unsigned long v;
+
+    if (h->ra_bad || h->ra_len == 0)
+        return;
+    h->ra[h->ra_len] = '\0';
+    v = strtoul(h->ra, NULL, 10);
+    h->resp->retry_after_s = v > 86400 ? 86400 : (unsigned)v; /* a day at most */
+}
+
 static int on_value(llhttp_t *p, const char *at, size_t len)
 {
     struct httpc *h = p->data;
     size_t room = sizeof(h->resp->content_type) - 1 - h->ct_len;
 
+    if (h->in_ra)
+        on_retry_after(h, at, len);
     if (!h->in_ct)
         return 0;
     if (len > room)
@@ -488,6 +523,7 @@ static int on_headers_done(llhttp_t *p)
     struct httpc *h = p->data;
 
     h->resp->status = p->status_code;
+    retry_after_done(h);
     /* Refuse a declared length over the cap before reading any of it. */
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > PR_HTTPC_MAX_BODY) {
         h->toobig = 1;

@@ -22,6 +22,7 @@ typedef struct {
     size_t body_len;
     char content_type[128];
     char server_cert_fp[65]; /* SHA-256 of the server's leaf certificate (hex) */
+    unsigned retry_after_s;  /* Retry-After in seconds (429, 503); 0 when absent or a date */
 } pr_http_resp;
 
 /* base_url: "https://HOST:PORT". Returns 0 when a response (any status) arrived,

@@ -92,11 +92,11 @@ int rt_admit_hello(rt_sess *s)
     pr_debug("session_busy", "sess=%llu identity=%s retry_ms=%u", (unsigned long long)s->num,
              s->identity, retry);
     pr_enc_init(&e, r->txbuf, PR_FRAME_MAX, PR_EDGE_ERROR, 0);
-    pr_enc_u32(&e, PR_H_ERR, (uint32_t)-WEFT_EREFUSED);
+    pr_enc_u32(&e, PR_H_ERR, (uint32_t)-WEFT_EBUSY);
     pr_enc_str(&e, PR_H_ERR_MSG, msg);
     pr_enc_u32(&e, PR_H_RETRY_MS, retry);
     if (pr_enc_finish(&e, NULL, 0, &n) == 0)
         rt_sess_send(s, r->txbuf, n);
-    rt_sess_kill(s, WEFT_EREFUSED, NULL);
+    rt_sess_kill(s, WEFT_EBUSY, NULL);
     return 1;
 }

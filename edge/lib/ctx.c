@@ -240,12 +240,19 @@ static void on_refresh(uv_timer_t *t)
     start_fetch(t->data);
 }
 
+/* A busy controller's Retry-After is waited out, jittered, without doubling
+ * the backoff (docs/dataplane.md "Admission refusals"). */
 static void fetch_retry(weft_ctx *ctx)
 {
-    unsigned d = ctx->fetch_backoff_ms;
+    unsigned d = ctx->fetch_backoff_ms, wait = d / 2 + randombytes_uniform(d / 2 + 1);
 
-    ctx->fetch_backoff_ms = d * 2 > FETCH_RETRY_MAX_MS ? FETCH_RETRY_MAX_MS : d * 2;
-    uv_timer_start(&ctx->refresh, on_refresh, d / 2 + randombytes_uniform(d / 2 + 1), 0);
+    if (ctx->fetch_hint_ms) {
+        wait = weft__hint_delay(ctx->fetch_hint_ms, wait);
+        ctx->fetch_hint_ms = 0;
+    } else {
+        ctx->fetch_backoff_ms = d * 2 > FETCH_RETRY_MAX_MS ? FETCH_RETRY_MAX_MS : d * 2;
+    }
+    uv_timer_start(&ctx->refresh, on_refresh, wait, 0);
 }
 
 /* ---- services for the application ---- */
@@ -354,6 +361,15 @@ static int fetch_result(weft_ctx *ctx, fetch_job *j)
         pr_warn("edge_session_fetch_failed", "err=%s why=%s", weft_err_name(j->rc),
                 pr_log_q(j->err));
         return j->rc;
+    }
+    if (j->resp.status == 429) {
+        /* No Retry-After: a second, the least the controller ever asks. */
+        ctx->fetch_hint_ms = (j->resp.retry_after_s ? j->resp.retry_after_s : 1) * 1000u;
+        pr_warn("edge_controller_busy", "status=429 retry_ms=%u hint=%s",
+                (unsigned)ctx->fetch_hint_ms,
+                pr_log_q("admission refusal: the controller is busy; asking for session data "
+                         "again after Retry-After"));
+        return WEFT_EBUSY;
     }
     if (j->resp.status != 200) {
         r = j->resp.status == 403 ? WEFT_EDISABLED : WEFT_EHTTP;

@@ -84,6 +84,16 @@ static int decode_resume(const pr_frame *f, weft_msg *m)
     return 0;
 }
 
+/* An admission refusal's hint; absent is 0 (no hint). */
+static int decode_retry(const pr_frame *f, weft_msg *m)
+{
+    int r = pr_frame_u32(f, PR_H_RETRY_MS, &m->retry_ms);
+
+    if (r == WEFT_ENOTFOUND)
+        m->retry_ms = 0;
+    return r < 0 && r != WEFT_ENOTFOUND ? WEFT_EPROTO : 0;
+}
+
 static int need_circuit(const pr_frame *f, weft_msg *m)
 {
     return pr_frame_u64(f, PR_H_CIRCUIT, &m->circuit) < 0 || m->circuit == 0 ? WEFT_EPROTO : 0;
@@ -101,9 +111,10 @@ static int decode_type(const pr_frame *f, weft_msg *m)
         if (!m->has_req || need_circuit(f, m) < 0 || decode_rwnd(f, m) < 0)
             return WEFT_EPROTO;
         return decode_kx(f, m);
+    case PR_EDGE_ERROR:
+        return decode_retry(f, m);
     case PR_EDGE_BIND_OK:
     case PR_EDGE_DIAL_FAIL:
-    case PR_EDGE_ERROR:
         return m->has_req || m->type != PR_EDGE_BIND_OK ? 0 : WEFT_EPROTO;
     case PR_EDGE_CLOSE:
     case PR_EDGE_RETRANSMIT:
@@ -137,7 +148,7 @@ int weft__msg_decode(const pr_frame *f, weft_msg *m)
     m->has_ack_seq = 0;
     m->err = 0;
     m->err_msg[0] = m->service[0] = m->terminator[0] = m->router_id[0] = '\0';
-    m->caps = 0;
+    m->caps = m->retry_ms = 0;
     m->nonce = m->mac = NULL;
     m->kx_pk = m->sig = NULL;
     m->sig_len = 0;

@@ -41,6 +41,7 @@ typedef struct {
     char terminator[WEFT_NAME_MAX];
     char router_id[WEFT_NAME_MAX]; /* PR_H_ROUTER_ID: the far end's router (dial, answer) */
     uint32_t caps;                 /* PR_H_EDGE_CAPS of EDGE_HELLO_OK */
+    uint32_t retry_ms; /* PR_H_RETRY_MS of EDGE_ERROR (admission refusal); 0 = none */
     const uint8_t *nonce;          /* EDGE_RESUME(_OK): WEFT_RESUME_NONCE bytes */
     const uint8_t *mac;            /* EDGE_RESUME(_OK): WEFT_RESUME_MAC bytes */
     const uint8_t *kx_pk;

@@ -98,11 +98,26 @@ static void on_timer(uv_timer_t *t)
     weft__rsess_event(t->data, RE_TIMER, 0);
 }
 
+unsigned weft__hint_delay(uint32_t hint_ms, unsigned backoff_ms)
+{
+    uint32_t h = hint_ms > WEFT_HINT_MAX_MS ? WEFT_HINT_MAX_MS : hint_ms;
+    unsigned d = h + randombytes_uniform(h / 10 + 21);
+
+    return d > backoff_ms ? d : backoff_ms;
+}
+
+/* A refusal with an admission hint waits the hint, jittered, and keeps
+ * backoff_ms: the router is healthy, only busy, so nothing doubles. */
 static void start_backoff(weft_rsess *s)
 {
     unsigned d = s->backoff_ms, jittered = d / 2 + randombytes_uniform(d / 2 + 1);
 
-    s->backoff_ms = d * 2 > WEFT_BACKOFF_MAX_MS ? WEFT_BACKOFF_MAX_MS : d * 2;
+    if (s->retry_ms) {
+        jittered = weft__hint_delay(s->retry_ms, jittered);
+        s->retry_ms = 0;
+    } else {
+        s->backoff_ms = d * 2 > WEFT_BACKOFF_MAX_MS ? WEFT_BACKOFF_MAX_MS : d * 2;
+    }
     s->skip++; /* the next attempt tries the next router of the ranking */
     change_state(s, RS_BACKOFF);
     uv_timer_start(&s->timer, on_timer, jittered, 0);
@@ -378,8 +393,23 @@ void weft__rsess_event(weft_rsess *s, int ev, int status)
 
 /* ---- frames from the router ---- */
 
+/* An admission refusal: the router is over its new-session rate and says
+ * when to come back. Not the identity's fault, so a warning, not an error. */
+static int hello_busy(weft_rsess *s, const weft_msg *m)
+{
+    s->retry_ms = m->retry_ms ? m->retry_ms : WEFT_BACKOFF_MIN_MS;
+    pr_warn("edge_router_busy", "router=%s retry_ms=%u err=%s msg=%s hint=%s", s->addr,
+            (unsigned)s->retry_ms, weft_err_name(m->err ? m->err : WEFT_EBUSY),
+            pr_log_q(m->err_msg),
+            pr_log_q("admission refusal: the router is busy admitting sessions; reconnecting "
+                     "after the hinted delay"));
+    return WEFT_EBUSY;
+}
+
 static int hello_refused(weft_rsess *s, const weft_msg *m)
 {
+    if (m->retry_ms != 0 || m->err == WEFT_EBUSY)
+        return hello_busy(s, m);
     pr_error("edge_hello_refused", "router=%s err=%s msg=%s hint=%s", s->addr,
              weft_err_name(m->err ? m->err : WEFT_EDENIED), pr_log_q(m->err_msg),
              pr_log_q("the router refused this identity; check it is enabled and its device ids"));

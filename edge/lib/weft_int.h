@@ -20,6 +20,7 @@
 #define WEFT_REQ_TIMEOUT_MS 10000
 #define WEFT_BACKOFF_MIN_MS 500
 #define WEFT_BACKOFF_MAX_MS 30000
+#define WEFT_HINT_MAX_MS    120000 /* an admission hint longer than this is clamped */
 #define WEFT_TICK_MS        250
 #define WEFT_HASH_BUCKETS   256
 #define WEFT_SESS_MAX       2 /* routers an edge holds sessions to at once (ARCHITECTURE 3a) */
@@ -68,6 +69,7 @@ typedef struct weft_rsess {
     int gai_busy;
     uv_timer_t timer;
     unsigned backoff_ms;
+    uint32_t retry_ms; /* the router's admission hint for the next wait; 0 = none */
     size_t router_idx;
     size_t cur;       /* index in the session data of the router tried or in use */
     uint64_t last_rx; /* loop time of the last bytes from the router */
@@ -188,6 +190,7 @@ struct weft_ctx {
     uv_work_t work;
     void *job;
     unsigned fetch_backoff_ms;
+    uint32_t fetch_hint_ms; /* the controller's Retry-After for the next fetch; 0 = none */
     uv_timer_t refresh;
     uv_timer_t tick;
     uv_idle_t idle;
@@ -228,6 +231,9 @@ uint64_t weft__now(const weft_ctx *ctx);
 uint32_t weft__req_id(weft_ctx *ctx);
 
 /* session.c */
+/* The wait after an admission refusal hinted at hint_ms: the hint plus
+ * uniform(0, hint / 10 + 20) ms, or backoff_ms when that is longer. */
+unsigned weft__hint_delay(uint32_t hint_ms, unsigned backoff_ms);
 void weft__rsess_init(weft_ctx *ctx);
 void weft__rsess_event(weft_rsess *s, int ev, int status);
 /* Starts the sessions the session data calls for (one, or two with two routers). */

@@ -45,7 +45,8 @@ extern "C" {
     XX(ADDR, -1033, "invalid address: expected HOST:PORT")                        \
     XX(CRYPTO, -1034, "cryptographic failure")                                    \
     XX(BINDING, -1035, "device hardware ids do not match the identity's binding") \
-    XX(NOPOLICY, -1036, "no policy allows this")
+    XX(NOPOLICY, -1036, "no policy allows this")                                  \
+    XX(BUSY, -1037, "busy: admission limit reached, retry later")
 
 typedef enum {
 #define WEFT_XX_ENUM(name, val, msg) WEFT_E##name = (val),

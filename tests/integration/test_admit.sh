@@ -36,7 +36,7 @@ ELAPSED_MS=$(( ($(date +%s%N) - START) / 1000000 ))
 t_diag "$(echo "$T_OUT" | tail -1) wall_ms=$ELAPSED_MS"
 assert_rc 0 "all 30 devices are admitted in the end"
 SUMMARY=$(echo "$T_OUT" | grep '^storm ')
-assert_match '^refusal err=EREFUSED retry_ms=[1-9][0-9]* msg=".*busy.*reconnect after [0-9]+ ms"' \
+assert_match '^refusal err=EBUSY retry_ms=[1-9][0-9]* msg=".*busy.*reconnect after [0-9]+ ms"' \
     "$(echo "$T_OUT" | grep '^refusal')" \
     "a refused device is told the router is busy and when to come back (EDGE_ERROR, retry hint)"
 assert_match 'served=30 ' "$SUMMARY" "30 served"
