@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The compose network end to end: builds the images offline, brings up
-# deploy/compose/docker-compose.yml (controller, bootstrap job, three routers, a
+# deploy/compose/docker-compose.yml (controller, bootstrap job, four routers, a
 # hosting edge in front of HTTP and MQTT, a dialling edge and a clients container),
 # checks traffic with real clients, restarts, and a transfer across its router being
 # killed and stopped (SIGTERM); then tears everything down.
