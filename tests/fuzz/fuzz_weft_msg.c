@@ -102,6 +102,8 @@ static void check(const weft_msg *m, const uint8_t *data, size_t size)
     terminated(m->err_msg, sizeof(m->err_msg));
     terminated(m->cert, sizeof(m->cert));
     terminated(m->router_id, sizeof(m->router_id));
+    if (m->retry_ms != 0 && m->type != PR_EDGE_ERROR) /* a hint only refuses a session */
+        abort();
     inside(m->nonce, WEFT_RESUME_NONCE, data, size);
     inside(m->mac, WEFT_RESUME_MAC, data, size);
     inside(m->kx_pk, WEFT_E2E_PK_LEN, data, size);
