@@ -502,10 +502,15 @@ static void dial_mesh(rt_sess *s, rt_circuit *c, const dial_route *d, const pr_f
 {
     const rt_path *p = &d->path;
 
+    int n;
+
+    /* A label for logs and events; ids are short, a cut label is still useful. */
     if (d->term[0])
-        snprintf(c->host, sizeof(c->host), "%s@%s", d->term, p->hop[p->n - 1]);
+        n = snprintf(c->host, sizeof(c->host), "%s@%s", d->term, p->hop[p->n - 1]);
     else
-        snprintf(c->host, sizeof(c->host), "router:%s", p->hop[p->n - 1]);
+        n = snprintf(c->host, sizeof(c->host), "router:%s", p->hop[p->n - 1]);
+    if (n < 0)
+        c->host[0] = '\0';
     if (rt_mesh_send_dial(s->r, c, p, d->term, f) < 0)
         rt_circuit_end(s->r, c, 1, WEFT_ECLOSED,
                        "the link to the next router failed; retry");

@@ -279,7 +279,7 @@ static void egress(rt_link *l, rt_circuit *c, const link_dial *d, const pr_frame
 {
     rt_router *r = l->r;
     rt_term *t;
-    char msg[256];
+    char msg[384]; /* three ids and a service name (each at most 64) fit whole */
 
     if (d->term[0] == '\0') {
         egress_hosted(r, c, d, f);
