@@ -36,7 +36,7 @@
 
 static char dir[64], log_path[128];
 static pr_ca ca;
-static pr_idfile router_id;
+static pr_idfile router_id, router2_id;
 static char host_file[128], dial_file[128];
 static uint8_t tok_pk[crypto_sign_PUBLICKEYBYTES], tok_sk[crypto_sign_SECRETKEYBYTES];
 
@@ -84,6 +84,7 @@ static int group_setup(void **state)
     make_identity("identity", "host1", host_file, NULL, "https://127.0.0.1:1");
     make_identity("identity", "dev1", dial_file, NULL, "https://127.0.0.1:1");
     make_identity("router", "r1", NULL, &router_id, "https://127.0.0.1:1");
+    make_identity("router", "r2", NULL, &router2_id, "https://127.0.0.1:1");
     crypto_sign_keypair(tok_pk, tok_sk);
     return 0;
 }
@@ -96,6 +97,7 @@ static int group_teardown(void **state)
     unlink(log_path);
     rmdir(dir);
     pr_idfile_free(&router_id);
+    pr_idfile_free(&router2_id);
     pr_ca_free(&ca);
     return 0;
 }
@@ -177,7 +179,7 @@ static char *token(const char *sub, const char *svc, const char *act)
     return t;
 }
 
-static char *session_json(const char *sub, const char *addr)
+static char *session_json2(const char *sub, const char *addr, const char *addr2)
 {
     char *dt = token(sub, "echo", "dial"), *bt = token(sub, "echo", "bind"), *s;
     json_t *root = json_pack(
@@ -189,6 +191,10 @@ static char *session_json(const char *sub, const char *addr)
         "host", "tcp:127.0.0.1:80", "signing_key", "unused", "refresh_s", 60);
 
     assert_non_null(root);
+    if (addr2)
+        json_array_append_new(json_object_get(json_object_get(root, "data"), "routers"),
+                              json_pack("{s:s, s:s, s:s}", "id", "r2", "name", "r2",
+                                        "edge_listen", addr2));
     s = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     free(dt);
@@ -196,21 +202,36 @@ static char *session_json(const char *sub, const char *addr)
     return s;
 }
 
-static void router_map(rt_router *rt, const char *addr)
+static char *session_json(const char *sub, const char *addr)
+{
+    return session_json2(sub, addr, NULL);
+}
+
+static void router_map2(rt_router *rt, const char *addr, const char *addr2)
 {
     char b64[sodium_base64_ENCODED_LEN(crypto_sign_PUBLICKEYBYTES, sodium_base64_VARIANT_ORIGINAL)];
-    char map[1024], err[256];
+    char map[1536], r2[256] = "", err[256];
 
+    if (addr2)
+        snprintf(r2, sizeof(r2),
+                 ",{\"id\":\"r2\",\"name\":\"r2\",\"edge_listen\":\"%s\","
+                 "\"link_listen\":\"127.0.0.1:1\",\"online\":true}",
+                 addr2);
     sodium_bin2base64(b64, sizeof(b64), tok_pk, sizeof(tok_pk), sodium_base64_VARIANT_ORIGINAL);
     snprintf(map, sizeof(map),
              "{\"version\":1,\"signing_key\":\"%s\",\"routers\":[{\"id\":\"r1\",\"name\":\"r1\","
-             "\"edge_listen\":\"%s\",\"link_listen\":\"127.0.0.1:1\",\"online\":true}],"
+             "\"edge_listen\":\"%s\",\"link_listen\":\"127.0.0.1:1\",\"online\":true}%s],"
              "\"services\":[{\"id\":\"echo\",\"name\":\"echo\",\"intercept\":\"tcp:127.0.0.1:1\","
              "\"host\":\"tcp:127.0.0.1:1\",\"hosted_by\":\"\"}],\"terminators\":[],"
              "\"revoked\":[]}",
-             b64, addr);
+             b64, addr, r2);
     if (rt_map_apply_full(&rt->map, map, strlen(map), err, sizeof(err)) < 0)
         fail_msg("map refused: %s", err);
+}
+
+static void router_map(rt_router *rt, const char *addr)
+{
+    router_map2(rt, addr, NULL);
 }
 
 static void on_guard(uv_timer_t *t)
@@ -223,6 +244,9 @@ static void on_guard(uv_timer_t *t)
 
 typedef struct {
     weft_ctx *ctx;
+    int slot; /* the session of ctx watched */
+    int unready; /* times seen leaving READY */
+    char addr[256]; /* its router when the test ended */
     int last_state;
     int backoffs;        /* times seen entering BACKOFF */
     uint64_t backoff_at; /* loop time the first BACKOFF was seen */
@@ -239,9 +263,11 @@ typedef struct {
 
 static void watch_one(uv_loop_t *loop, watch *w)
 {
-    int st = w->ctx->sess[0].state;
+    int st = w->ctx->sess[w->slot].state;
 
     if (st != w->last_state) {
+        if (w->last_state == RS_READY)
+            w->unready++;
         if (st == RS_BACKOFF && w->backoffs++ == 0)
             w->backoff_at = uv_now(loop);
         if (st == RS_READY && w->ready_at == 0)
@@ -324,6 +350,95 @@ static void test_router_busy_hint(void **state)
     assert_true(hint >= 500 && hint <= 2100); /* a token a second: the next slot */
     /* The backoff seen up to POLL_MS late, READY likewise: the wait covers
      * the hint less one poll at the most. */
+    assert_true(refused->ready_at >= refused->backoff_at + hint - POLL_MS);
+    free(logs);
+}
+
+/* ---- multi-homed: one router busy, the other not ---- */
+
+typedef struct {
+    uv_loop_t loop;
+    uv_timer_t guard, poll;
+    rt_router busy, idle;
+    weft_ctx *ctx;
+    watch w[2];
+    int done;
+} multi_fab;
+
+static void on_multi_poll(uv_timer_t *t)
+{
+    multi_fab *fb = t->data;
+
+    uv_update_time(&fb->loop);
+    watch_one(&fb->loop, &fb->w[0]);
+    watch_one(&fb->loop, &fb->w[1]);
+    if (fb->done || !fb->w[0].ready_at || !fb->w[1].ready_at)
+        return;
+    fb->done = 1;
+    for (int i = 0; i < 2; i++)
+        snprintf(fb->w[i].addr, sizeof(fb->w[i].addr), "%s", fb->ctx->sess[i].addr);
+    uv_timer_stop(&fb->poll);
+    weft_free(fb->ctx);
+    rt_router_close(&fb->busy);
+    rt_router_close(&fb->idle);
+    uv_close((uv_handle_t *)&fb->guard, NULL);
+    uv_close((uv_handle_t *)&fb->poll, NULL);
+}
+
+/* The refusal is per router: the session to the other router comes up at
+ * once and stays up while the refused one waits out its hint. */
+static void test_multihomed_keeps_other(void **state)
+{
+    weft_options opt = {.imei = "356938035643809"};
+    multi_fab fb;
+    char *js, *logs, line[1024];
+    watch *refused, *other;
+    uint32_t wait;
+    unsigned hint;
+
+    (void)state;
+    memset(&fb, 0, sizeof(fb));
+    assert_int_equal(uv_loop_init(&fb.loop), 0);
+    uv_timer_init(&fb.loop, &fb.guard);
+    uv_timer_start(&fb.guard, on_guard, GUARD_MS, 0);
+    assert_int_equal(rt_router_init(&fb.busy, &fb.loop, &router_id), 0);
+    assert_int_equal(rt_router_listen_edge(&fb.busy, "127.0.0.1:0"), 0);
+    assert_int_equal(rt_router_init(&fb.idle, &fb.loop, &router2_id), 0);
+    assert_int_equal(rt_router_listen_edge(&fb.idle, "127.0.0.1:0"), 0);
+    router_map2(&fb.busy, fb.busy.edge_addr, fb.idle.edge_addr);
+    router_map2(&fb.idle, fb.busy.edge_addr, fb.idle.edge_addr);
+    rt_admit_config(&fb.busy, 1.0, 1.0);
+    assert_int_equal(pr_bucket_take(&fb.busy.admit, uv_now(&fb.loop), &wait), 0); /* spent */
+    rt_admit_config(&fb.idle, 0, 0);
+    log_capture();
+    js = session_json2("dev1", fb.busy.edge_addr, fb.idle.edge_addr);
+    assert_int_equal(weft__init_offline(&fb.loop, dial_file, &opt, js, &fb.ctx), 0);
+    free(js);
+    for (int i = 0; i < 2; i++) {
+        fb.w[i].ctx = fb.ctx;
+        fb.w[i].slot = i;
+        fb.w[i].last_state = fb.ctx->sess[i].state;
+    }
+    uv_timer_init(&fb.loop, &fb.poll);
+    fb.poll.data = &fb;
+    uv_timer_start(&fb.poll, on_multi_poll, POLL_MS, POLL_MS);
+    assert_int_equal(uv_run(&fb.loop, UV_RUN_DEFAULT), 0);
+    rt_router_free(&fb.busy);
+    rt_router_free(&fb.idle);
+    assert_int_equal(uv_loop_close(&fb.loop), 0);
+    logs = log_release();
+
+    refused = strcmp(fb.w[0].addr, fb.busy.edge_addr) == 0 ? &fb.w[0] : &fb.w[1];
+    other = refused == &fb.w[0] ? &fb.w[1] : &fb.w[0];
+    assert_string_equal(refused->addr, fb.busy.edge_addr);
+    assert_string_equal(other->addr, fb.idle.edge_addr);
+    assert_int_equal(refused->backoffs, 1);
+    assert_int_equal(other->backoffs, 0);
+    assert_int_equal(other->unready, 0); /* never dropped meanwhile */
+    assert_true(other->ready_at < refused->ready_at);
+    assert_non_null(log_line(logs, "event=edge_router_busy", line, sizeof(line)));
+    assert_non_null(strstr(line, fb.busy.edge_addr));
+    hint = retry_of(line);
     assert_true(refused->ready_at >= refused->backoff_at + hint - POLL_MS);
     free(logs);
 }
@@ -471,6 +586,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_router_busy_hint),
+        cmocka_unit_test(test_multihomed_keeps_other),
         cmocka_unit_test(test_controller_retry_after),
     };
 
