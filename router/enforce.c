@@ -15,10 +15,23 @@
 
 /* A first use has a slot of its own so that a burst of mismatches never
  * holds back the report that records the new binding. */
-enum { K_RATE, K_BW, K_QUOTA, K_MAXC, K_TIME, K_DEST, K_BINDING, K_FIRST_USE, K_ANOM, K_N };
-static const char *const kind_names[K_N] = {"rate", "bandwidth",   "quota",   "max_circuits",
-                                            "time", "destination", "binding", "binding",
-                                            "anomaly"};
+enum {
+    K_RATE,
+    K_BW,
+    K_QUOTA,
+    K_MAXC,
+    K_TIME,
+    K_DEST,
+    K_BINDING,
+    K_FIRST_USE,
+    K_ANOM,
+    K_ANOM_BYTES,
+    K_ANOM_HOUR,
+    K_N
+};
+static const char *const kind_names[K_N] = {
+    "rate",    "bandwidth", "quota",   "max_circuits", "time",   "destination",
+    "binding", "binding",   "anomaly", "anomaly",      "anomaly"};
 
 /* The baseline of one identity (anomaly detection): dials and distinct
  * services per window, smoothed over the windows seen (EWMA). */
@@ -30,6 +43,13 @@ typedef struct {
     unsigned windows; /* windows learnt */
     double avg_dials, avg_svcs;
     int flagged; /* reported in this window */
+    /* Bytes per circuit: an EWMA over the circuits ended without anomaly. */
+    unsigned circuits;
+    double avg_bytes;
+    uint64_t bytes_flagged_ms; /* when a circuit was last flagged (once per window) */
+    /* Activity by hour of the day (UTC): bit h set once the identity dialled in hour h. */
+    uint32_t hours;
+    long long first_s; /* the first dial seen (Unix time): the hours learn from it */
 } baseline;
 
 typedef struct idstate idstate;
@@ -52,6 +72,7 @@ struct rt_enforce {
     rt_enforce_sink sink;
     void *arg;
     uint64_t violations;
+    rt_enforce_cfg cfg;
 };
 
 /* ---- claims ---- */
@@ -135,7 +156,64 @@ int rt_enforce_new(rt_enforce_sink sink, void *arg, rt_enforce **out)
         return WEFT_ENOMEM;
     (*out)->sink = sink;
     (*out)->arg = arg;
+    rt_enforce_cfg_default(&(*out)->cfg);
     return 0;
+}
+
+void rt_enforce_cfg_default(rt_enforce_cfg *cfg)
+{
+    cfg->window_ms = RT_ANOM_WINDOW_MS;
+    cfg->learn = RT_ANOM_LEARN;
+    cfg->factor = RT_ANOM_FACTOR;
+    cfg->bytes_factor = RT_ANOM_BYTES_FACTOR;
+    cfg->min_bytes = RT_ANOM_MIN_BYTES;
+    cfg->hours_learn_s = RT_ANOM_HOURS_LEARN_S;
+}
+
+/* A number key within [lo, hi]; absent: *out unchanged. */
+static int cfg_num(const json_t *conf, const char *key, double lo, double hi, double *out)
+{
+    const json_t *v = json_object_get(conf, key);
+
+    if (v == NULL)
+        return 0;
+    if (!json_is_number(v) || json_number_value(v) < lo || json_number_value(v) > hi)
+        return WEFT_EINVAL;
+    *out = json_number_value(v);
+    return 0;
+}
+
+int rt_enforce_cfg_from_json(const json_t *conf, rt_enforce_cfg *cfg, const char **bad)
+{
+    double win = (double)RT_ANOM_WINDOW_MS / 1000.0, learn = RT_ANOM_LEARN;
+    double hours = (double)RT_ANOM_HOURS_LEARN_S;
+
+    rt_enforce_cfg_default(cfg);
+    if (conf == NULL)
+        return 0;
+#define CFG(key, lo, hi, dst)                                                                     \
+    if (cfg_num(conf, key, lo, hi, dst) < 0) {                                                    \
+        if (bad)                                                                                  \
+            *bad = key;                                                                           \
+        return WEFT_EINVAL;                                                                       \
+    }
+    CFG("anomaly_window_s", 1, 86400, &win)
+    CFG("anomaly_learn", 1, 1000000, &learn)
+    CFG("anomaly_factor", 1, 1e6, &cfg->factor)
+    CFG("anomaly_bytes_factor", 1, 1e6, &cfg->bytes_factor)
+    CFG("anomaly_min_bytes", 0, 1e15, &cfg->min_bytes)
+    CFG("anomaly_hours_learn_s", 0, 1e9, &hours)
+#undef CFG
+    cfg->window_ms = (uint64_t)(win * 1000.0);
+    cfg->learn = (unsigned)learn;
+    cfg->hours_learn_s = (long long)hours;
+    return 0;
+}
+
+void rt_enforce_configure(rt_enforce *e, const rt_enforce_cfg *cfg)
+{
+    if (e && cfg)
+        e->cfg = *cfg;
 }
 
 void rt_enforce_free(rt_enforce *e)
@@ -255,9 +333,9 @@ static uint32_t hash32(const char *s)
 
 /* Closes the window when its time is up: a window that was not an anomaly
  * feeds the baseline. */
-static void window_roll(baseline *b, uint64_t now_ms)
+static void window_roll(baseline *b, uint64_t win_ms, uint64_t now_ms)
 {
-    if (b->start_ms != 0 && now_ms - b->start_ms < RT_ANOM_WINDOW_MS)
+    if (b->start_ms != 0 && now_ms - b->start_ms < win_ms)
         return;
     if (b->start_ms != 0 && !b->flagged) {
         double a = b->windows == 0 ? 1.0 : RT_ANOM_ALPHA;
@@ -267,7 +345,7 @@ static void window_roll(baseline *b, uint64_t now_ms)
     }
     /* Idle windows in between count as quiet ones, at most a few. */
     for (uint64_t k = 1; b->start_ms != 0 && k < 4 &&
-                         now_ms - b->start_ms >= (k + 1) * RT_ANOM_WINDOW_MS; k++) {
+                         now_ms - b->start_ms >= (k + 1) * win_ms; k++) {
         b->avg_dials -= RT_ANOM_ALPHA * b->avg_dials;
         b->avg_svcs -= RT_ANOM_ALPHA * b->avg_svcs;
     }
@@ -288,15 +366,15 @@ static void anomaly_dial(rt_enforce *e, idstate *st, const char *service, unsign
     char msg[192];
     unsigned i;
 
-    window_roll(b, now_ms);
+    window_roll(b, e->cfg.window_ms, now_ms);
     b->dials++;
     for (i = 0; i < b->nsvc && b->svc[i] != h; i++)
         ;
     if (i == b->nsvc && b->nsvc < RT_ANOM_SVCS)
         b->svc[b->nsvc++] = h;
-    if (b->flagged || b->windows < RT_ANOM_LEARN)
+    if (b->flagged || b->windows < e->cfg.learn)
         return;
-    double lim_d = RT_ANOM_FACTOR * b->avg_dials, lim_s = RT_ANOM_FACTOR * b->avg_svcs;
+    double lim_d = e->cfg.factor * b->avg_dials, lim_s = e->cfg.factor * b->avg_svcs;
     if (lim_d < RT_ANOM_MIN_DIALS)
         lim_d = RT_ANOM_MIN_DIALS;
     if (lim_s < RT_ANOM_MIN_SVCS)
@@ -306,8 +384,63 @@ static void anomaly_dial(rt_enforce *e, idstate *st, const char *service, unsign
     b->flagged = 1;
     snprintf(msg, sizeof(msg),
              "anomaly: %u dials and %u services in %u s, baseline %.1f dials and %.1f services",
-             b->dials, b->nsvc, RT_ANOM_WINDOW_MS / 1000, b->avg_dials, b->avg_svcs);
+             b->dials, b->nsvc, (unsigned)(e->cfg.window_ms / 1000), b->avg_dials, b->avg_svcs);
     report(e, st, K_ANOM, act & ~(unsigned)RT_ACT_BLOCK, service, msg, now_ms);
+}
+
+/* Activity by hour: once the identity has been seen for hours_learn_s, a dial
+ * in an hour of the day (UTC) it was never active in is reported, at log
+ * level only (a device may have a reason; an operator looks), and the hour is
+ * learnt so that it is reported once. */
+static void anomaly_hour(rt_enforce *e, idstate *st, const char *service, long long now_s,
+                         uint64_t now_ms)
+{
+    baseline *b = &st->base;
+    int h = (int)(((now_s % 86400) + 86400) % 86400 / 3600);
+    char msg[160];
+
+    if (b->first_s == 0)
+        b->first_s = now_s;
+    if (b->hours & (1u << h))
+        return;
+    b->hours |= 1u << h;
+    if (now_s - b->first_s < e->cfg.hours_learn_s)
+        return;
+    snprintf(msg, sizeof(msg),
+             "anomaly: active at %02d:00-%02d:59 UTC, an hour of the day it was never active in",
+             h, h);
+    report(e, st, K_ANOM_HOUR, RT_ACT_LOG, service, msg, now_ms);
+}
+
+void rt_enforce_circuit_bytes(rt_enforce *e, const char *identity, const char *service,
+                              uint64_t total, int ended, uint64_t now_ms)
+{
+    idstate *st;
+    baseline *b;
+    char msg[192];
+
+    if (e == NULL || (st = state_of(e, identity)) == NULL || !st->lim.have)
+        return;
+    b = &st->base;
+    double lim = e->cfg.bytes_factor * b->avg_bytes;
+    if (lim < e->cfg.min_bytes)
+        lim = e->cfg.min_bytes;
+    int over = b->circuits >= e->cfg.learn && (double)total > lim;
+
+    if (ended) {
+        if (!over) { /* an anomalous circuit does not teach the baseline */
+            b->avg_bytes += (b->circuits == 0 ? 1.0 : RT_ANOM_ALPHA) *
+                            ((double)total - b->avg_bytes);
+            b->circuits++;
+        }
+        return;
+    }
+    if (!over || (b->bytes_flagged_ms && now_ms - b->bytes_flagged_ms < e->cfg.window_ms))
+        return;
+    b->bytes_flagged_ms = now_ms;
+    snprintf(msg, sizeof(msg), "anomaly: a circuit carried %llu bytes, baseline %.0f bytes per circuit",
+             (unsigned long long)total, b->avg_bytes);
+    report(e, st, K_ANOM_BYTES, st->lim.act & ~(unsigned)RT_ACT_BLOCK, service, msg, now_ms);
 }
 
 int rt_enforce_dial(rt_enforce *e, const char *identity, const char *service,
@@ -321,6 +454,7 @@ int rt_enforce_dial(rt_enforce *e, const char *identity, const char *service,
         return 0;
     st->lim = *lim;
     anomaly_dial(e, st, service, lim->act, now_ms);
+    anomaly_hour(e, st, service, now_s, now_ms);
     int m = rt_local_minute(now_s, lim->win_off);
 
     if (lim->have_win && !rt_window_allows(lim->win_from, lim->win_to, m)) {
@@ -469,6 +603,24 @@ int rt_enforce_attach(rt_router *r)
     return rt_enforce_new(to_controller, r, &r->enforce);
 }
 
+int rt_enforce_setup(rt_router *r, const json_t *conf)
+{
+    rt_enforce_cfg cfg;
+    const char *bad = "?";
+
+    if (rt_enforce_cfg_from_json(conf, &cfg, &bad) < 0) {
+        pr_error("config", "key=%s msg=%s", bad,
+                 pr_log_q("bad anomaly setting in router.json; fix it or remove it "
+                          "(docs/policies.md \"Anomaly detection\")"));
+        return WEFT_EINVAL;
+    }
+    rt_enforce_configure(r->enforce, &cfg);
+    pr_info("anomaly", "window_s=%g learn=%u factor=%g bytes_factor=%g min_bytes=%g "
+            "hours_learn_s=%lld", (double)cfg.window_ms / 1000.0, cfg.learn, cfg.factor,
+            cfg.bytes_factor, cfg.min_bytes, cfg.hours_learn_s);
+    return 0;
+}
+
 void rt_enforce_tick(rt_router *r)
 {
     if (r->shaped_until != 0 && uv_now(r->loop) >= r->shaped_until) {
@@ -514,6 +666,8 @@ int rt_enforce_on_data(rt_sess *s, rt_circuit *c, size_t len)
 
     if (r->enforce == NULL || c->end[0].peer != s)
         return 0; /* limits are the dialler's, counted where it enters */
+    rt_enforce_circuit_bytes(r->enforce, s->identity, c->service, c->bytes_up + len, 0,
+                             uv_now(r->loop));
     rc = rt_enforce_bytes(r->enforce, s->identity, c->service, len, uv_now(r->loop),
                           unix_now());
     if (rc == WEFT_EDENIED) {
@@ -530,4 +684,11 @@ int rt_enforce_on_data(rt_sess *s, rt_circuit *c, size_t len)
         return 1;
     }
     return 0;
+}
+
+void rt_enforce_on_circuit_end(rt_router *r, rt_circuit *c)
+{
+    if (r->enforce && c->end[0].kind == RT_END_EDGE)
+        rt_enforce_circuit_bytes(r->enforce, c->dialler, c->service, c->bytes_up, 1,
+                                 uv_now(r->loop));
 }

@@ -21,15 +21,36 @@
 #define RT_ENF_BUCKETS 1024
 #define RT_ENF_REPORT_MS 1000 /* one event per identity and kind per second; the rest counted */
 /* Anomaly detection (docs/policies.md "Anomaly detection"): per identity with
- * a behaviour policy, dials and distinct services per window against an EWMA
- * baseline learnt over the first RT_ANOM_LEARN windows. */
+ * a behaviour policy, dials and distinct services per window and bytes per
+ * circuit against EWMA baselines learnt over the first RT_ANOM_LEARN windows
+ * (circuits), and the hours of the day it is active in, learnt for
+ * RT_ANOM_HOURS_LEARN_S. These are the defaults of rt_enforce_cfg. */
 #define RT_ANOM_WINDOW_MS 10000
 #define RT_ANOM_LEARN 3
 #define RT_ANOM_ALPHA 0.2
 #define RT_ANOM_FACTOR 4.0
+#define RT_ANOM_BYTES_FACTOR 10.0
+#define RT_ANOM_MIN_BYTES 65536.0
+#define RT_ANOM_HOURS_LEARN_S (7 * 86400)
 #define RT_ANOM_MIN_DIALS 10.0
 #define RT_ANOM_MIN_SVCS 3.0
 #define RT_ANOM_SVCS 32
+
+/* Anomaly settings (router.json "anomaly_*" keys, rt_enforce_cfg_from_json). */
+typedef struct {
+    uint64_t window_ms;     /* anomaly_window_s: the dial-rate window */
+    unsigned learn;         /* anomaly_learn: windows (and circuits) learnt before judging */
+    double factor;          /* anomaly_factor: dials or services over factor x baseline */
+    double bytes_factor;    /* anomaly_bytes_factor: a circuit's bytes over it x baseline */
+    double min_bytes;       /* anomaly_min_bytes: and over this many bytes */
+    long long hours_learn_s; /* anomaly_hours_learn_s: hours of activity learnt this long */
+} rt_enforce_cfg;
+
+/* The defaults above. */
+void rt_enforce_cfg_default(rt_enforce_cfg *cfg);
+/* Reads the anomaly_* keys of conf (NULL or absent: defaults); WEFT_EINVAL
+ * on a bad value, with the key's name in bad (when not NULL). */
+int rt_enforce_cfg_from_json(const json_t *conf, rt_enforce_cfg *cfg, const char **bad);
 
 /* The "lim" claim: 0 means no limit. */
 typedef struct {
@@ -68,6 +89,8 @@ struct rt_circuit;
 typedef void (*rt_enforce_sink)(void *arg, const json_t *ev);
 int rt_enforce_new(rt_enforce_sink sink, void *arg, rt_enforce **out);
 void rt_enforce_free(rt_enforce *e); /* NULL: no-op */
+/* Replaces the anomaly settings (rt_enforce_new starts with the defaults). */
+void rt_enforce_configure(rt_enforce *e, const rt_enforce_cfg *cfg);
 
 /* Decisions, at monotonic time now_ms and Unix time now_s. `open` is the
  * number of circuits the identity has open at this router. 0: admitted;
@@ -86,12 +109,20 @@ void rt_enforce_refused(rt_enforce *e, const char *identity, const char *service
  * many ms (bandwidth); WEFT_EDENIED the day's quota is spent (end the circuit). */
 int rt_enforce_bytes(rt_enforce *e, const char *identity, const char *service, size_t len,
                      uint64_t now_ms, long long now_s);
+/* A circuit the identity dialled carries `total` payload bytes from it so far
+ * (live: a circuit past the baseline is an anomaly at once) or, with ended
+ * set, ended with that many (the bytes-per-circuit baseline learns from it). */
+void rt_enforce_circuit_bytes(rt_enforce *e, const char *identity, const char *service,
+                              uint64_t total, int ended, uint64_t now_ms);
 /* Violations seen (metrics). */
 uint64_t rt_enforce_violations(const rt_enforce *e);
 
 /* ---- glue with the router (enforce.c) ---- */
 /* Makes r->enforce, reporting to the controller (rt_control_event). */
 int rt_enforce_attach(struct rt_router *r);
+/* Reads router.json's anomaly_* keys into r->enforce; WEFT_EINVAL with a
+ * logged sentence on a bad value. */
+int rt_enforce_setup(struct rt_router *r, const json_t *conf);
 /* Every router tick: resumes sessions paused for shaping once their time is up. */
 void rt_enforce_tick(struct rt_router *r);
 /* Called by the edge session code; all return as above. */
@@ -101,5 +132,7 @@ void rt_enforce_on_refused(struct rt_sess *s, const char *act, const char *servi
 /* A payload frame of len bytes from s on circuit c (s is its dialler): 1 when
  * the session was paused for shaping, WEFT_EDENIED when the circuit was ended. */
 int rt_enforce_on_data(struct rt_sess *s, struct rt_circuit *c, size_t len);
+/* An open circuit entering at this router ends (bytes-per-circuit baseline). */
+void rt_enforce_on_circuit_end(struct rt_router *r, struct rt_circuit *c);
 
 #endif

@@ -7,6 +7,7 @@
 #include "proto/e2e.h"
 #include "proto/log.h"
 #include "proto/msg.h"
+#include "router/enforce.h"
 #include "router/router.h"
 #include "weft/errors.h"
 
@@ -105,8 +106,10 @@ void rt_circuit_end_by(rt_router *r, rt_circuit *c, rt_end *closer, int err, con
     int side = closer ? closer->side : -1;
 
     if (c->state == RT_CIRC_OPEN &&
-        (c->role == RT_ROLE_INGRESS || c->role == RT_ROLE_LOCAL))
+        (c->role == RT_ROLE_INGRESS || c->role == RT_ROLE_LOCAL)) {
         rt_control_circuit_event(r, c, "close");
+        rt_enforce_on_circuit_end(r, c); /* the bytes-per-circuit baseline */
+    }
     for (int i = 0; i < 2 + RT_LEGS_MAX - 1; i++) {
         rt_end *e = i < 2 ? &c->end[i] : &c->spare[i - 2];
         if (e->kind == RT_END_NONE)

@@ -15,6 +15,7 @@
 #include "proto/log.h"
 #include "router/renew.h"
 #include "router/admit.h"
+#include "router/enforce.h"
 #include "router/router.h"
 #include "weft/errors.h"
 
@@ -252,6 +253,10 @@ static int run_loop(pr_idfile *id, json_t *conf, const opts *o)
         rt_router_free(&run.r);
         return fail("--admit-rate and --admit-burst (router.json admit_rate, admit_burst) want a "
                     "number of sessions per second from 0 (no limit) to 1000000");
+    }
+    if (rt_enforce_setup(&run.r, conf) < 0) {
+        rt_router_free(&run.r);
+        return fail("%s/router.json has a bad anomaly_* setting (logged above)", dir);
     }
     if ((rc = rt_router_listen_edge(&run.r, edge)) < 0 ||
         (cc.link_listen && cc.link_listen[0] &&

@@ -16,6 +16,7 @@ typedef struct {
     char last_kind[32];
     int last_count;
     int has_actions;
+    char last_actions[64]; /* joined by commas */
 } sink_log;
 
 static void sink(void *arg, const json_t *ev)
@@ -26,6 +27,14 @@ static void sink(void *arg, const json_t *ev)
              json_string_value(json_object_get(ev, "kind")));
     l->last_count = (int)json_integer_value(json_object_get(ev, "count"));
     l->has_actions = json_object_get(ev, "actions") != NULL;
+    l->last_actions[0] = '\0';
+    const json_t *a = json_object_get(ev, "actions"), *v;
+    size_t i;
+    json_array_foreach(a, i, v) {
+        size_t n = strlen(l->last_actions);
+        snprintf(l->last_actions + n, sizeof(l->last_actions) - n, "%s%s", n ? "," : "",
+                 json_string_value(v));
+    }
 }
 
 static rt_limits lim_of(const char *claims)
@@ -221,13 +230,149 @@ static void test_anomaly(void **state)
     rt_enforce_free(e);
 }
 
+/* Bytes per circuit: learnt over ended circuits; a live circuit past the
+ * factor is an anomaly at once, with the policy's actions. */
+static void test_anomaly_bytes(void **state)
+{
+    sink_log log = {0};
+    rt_enforce *e = NULL;
+    rt_limits lim = lim_of("{\"lim\":{\"act\":[\"log\",\"remove\"]}}");
+    char msg[256];
+    uint64_t t = 1000;
+    (void)state;
+
+    assert_int_equal(rt_enforce_new(sink, &log, &e), 0);
+    for (int c = 0; c < 10; c++, t += 2000) {
+        assert_int_equal(rt_enforce_dial(e, "dev", "telemetry", &lim, 0, t, 0, msg, sizeof(msg)),
+                         0);
+        for (uint64_t b = 2000; b <= 20000; b += 2000) /* 20 kB per circuit, seen live */
+            rt_enforce_circuit_bytes(e, "dev", "telemetry", b, 0, t + 1);
+        rt_enforce_circuit_bytes(e, "dev", "telemetry", 20000 + (uint64_t)c * 10, 1, t + 2);
+    }
+    assert_int_equal(log.n, 0);
+    /* Four times the usual is within the default factor (10). */
+    rt_enforce_circuit_bytes(e, "dev", "telemetry", 80000, 0, t);
+    rt_enforce_circuit_bytes(e, "dev", "telemetry", 80000, 1, t);
+    assert_int_equal(log.n, 0);
+    /* 50 times the usual bytes on one circuit. */
+    t += 2000;
+    rt_enforce_circuit_bytes(e, "dev", "telemetry", 500000, 0, t);
+    rt_enforce_circuit_bytes(e, "dev", "telemetry", 1000000, 0, t + 10); /* once per window */
+    assert_int_equal(log.n, 1);
+    assert_string_equal(log.last_kind, "anomaly");
+    assert_string_equal(log.last_actions, "log,remove");
+    /* It did not teach the baseline: the next such circuit is flagged too. */
+    rt_enforce_circuit_bytes(e, "dev", "telemetry", 1000000, 1, t + 20);
+    t += 2 * RT_ANOM_WINDOW_MS;
+    rt_enforce_circuit_bytes(e, "dev", "telemetry", 1000000, 0, t);
+    assert_int_equal(log.n, 2);
+    rt_enforce_free(e);
+}
+
+/* Activity by hour: after the learning time, an hour never seen is a log-level anomaly. */
+static void test_anomaly_hours(void **state)
+{
+    sink_log log = {0};
+    rt_enforce *e = NULL;
+    rt_limits lim = lim_of("{\"lim\":{\"act\":[\"log\",\"alert\",\"remove\"]}}");
+    char msg[256];
+    uint64_t t = 1000;
+    long long day0 = 1767225600, s; /* 2026-01-01 00:00 UTC */
+    (void)state;
+
+    assert_int_equal(rt_enforce_new(sink, &log, &e), 0);
+    /* Seven days of office hours (09:00-17:59 UTC), one dial an hour. */
+    for (int d = 0; d < 7; d++)
+        for (int h = 9; h < 18; h++, t += 60000) {
+            s = day0 + d * 86400 + h * 3600;
+            assert_int_equal(rt_enforce_dial(e, "dev", "web", &lim, 0, t, s, msg, sizeof(msg)), 0);
+        }
+    assert_int_equal(log.n, 0); /* learning: no hour is strange yet */
+    s = day0 + 7 * 86400 + 10 * 3600; /* the eighth day, a usual hour */
+    rt_enforce_dial(e, "dev", "web", &lim, 0, t += 60000, s, msg, sizeof(msg));
+    assert_int_equal(log.n, 0);
+    s = day0 + 8 * 86400 + 3 * 3600; /* 03:00, after the week: never active then */
+    assert_int_equal(rt_enforce_dial(e, "dev", "web", &lim, 0, t += 60000, s, msg, sizeof(msg)),
+                     0);
+    assert_int_equal(log.n, 1);
+    assert_string_equal(log.last_kind, "anomaly");
+    assert_string_equal(log.last_actions, "log"); /* log level only, whatever the policy */
+    rt_enforce_dial(e, "dev", "web", &lim, 0, t += 60000, s + 60, msg, sizeof(msg));
+    assert_int_equal(log.n, 1); /* once per hour of the day */
+    rt_enforce_free(e);
+}
+
+/* The settings come from router.json's anomaly_* keys. */
+static void test_anomaly_config(void **state)
+{
+    sink_log log = {0};
+    rt_enforce *e = NULL;
+    rt_enforce_cfg cfg;
+    rt_limits lim = lim_of("{\"lim\":{\"act\":[\"log\"]}}");
+    const char *bad = NULL;
+    char msg[256];
+    uint64_t t = 1000;
+    json_t *conf;
+    (void)state;
+
+    assert_int_equal(rt_enforce_cfg_from_json(NULL, &cfg, NULL), 0);
+    assert_int_equal(cfg.window_ms, RT_ANOM_WINDOW_MS);
+    assert_int_equal(cfg.learn, RT_ANOM_LEARN);
+    conf = json_loads("{\"anomaly_window_s\":2,\"anomaly_learn\":5,\"anomaly_factor\":2,"
+                      "\"anomaly_bytes_factor\":3,\"anomaly_min_bytes\":0,"
+                      "\"anomaly_hours_learn_s\":3600}",
+                      0, NULL);
+    assert_int_equal(rt_enforce_cfg_from_json(conf, &cfg, &bad), 0);
+    json_decref(conf);
+    assert_int_equal(cfg.window_ms, 2000);
+    assert_int_equal(cfg.learn, 5);
+    assert_int_equal(cfg.hours_learn_s, 3600);
+    conf = json_loads("{\"anomaly_factor\":\"high\"}", 0, NULL);
+    assert_int_equal(rt_enforce_cfg_from_json(conf, &cfg, &bad), WEFT_EINVAL);
+    assert_string_equal(bad, "anomaly_factor");
+    json_decref(conf);
+    conf = json_loads("{\"anomaly_window_s\":0}", 0, NULL);
+    assert_int_equal(rt_enforce_cfg_from_json(conf, &cfg, &bad), WEFT_EINVAL);
+    json_decref(conf);
+
+    /* Learn 5 windows of 2 s, factor 2: 12 dials in a window (over 2 x 5 and the
+     * floor of 10) is an anomaly that the defaults (4 x 5 = 20) would let pass. */
+    conf = json_loads("{\"anomaly_window_s\":2,\"anomaly_learn\":5,\"anomaly_factor\":2}", 0,
+                      NULL);
+    assert_int_equal(rt_enforce_cfg_from_json(conf, &cfg, NULL), 0);
+    json_decref(conf);
+    assert_int_equal(rt_enforce_new(sink, &log, &e), 0);
+    rt_enforce_configure(e, &cfg);
+    for (int w = 0; w < 5; w++, t += 2000)
+        for (int k = 0; k < 5; k++)
+            rt_enforce_dial(e, "dev", "telemetry", &lim, 0, t + (uint64_t)k, 0, msg, sizeof(msg));
+    assert_int_equal(log.n, 0);
+    for (int k = 0; k < 12; k++)
+        rt_enforce_dial(e, "dev", "telemetry", &lim, 0, t + (uint64_t)k, 0, msg, sizeof(msg));
+    assert_int_equal(log.n, 1);
+    assert_string_equal(log.last_kind, "anomaly");
+    rt_enforce_free(e);
+    /* The same traffic with the defaults (learnt 5 windows of 10 s) passes. */
+    log.n = 0;
+    t = 1000;
+    assert_int_equal(rt_enforce_new(sink, &log, &e), 0);
+    for (int w = 0; w < 5; w++, t += RT_ANOM_WINDOW_MS)
+        for (int k = 0; k < 5; k++)
+            rt_enforce_dial(e, "dev", "telemetry", &lim, 0, t + (uint64_t)k, 0, msg, sizeof(msg));
+    for (int k = 0; k < 12; k++)
+        rt_enforce_dial(e, "dev", "telemetry", &lim, 0, t + (uint64_t)k, 0, msg, sizeof(msg));
+    assert_int_equal(log.n, 0);
+    rt_enforce_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_claims),          cmocka_unit_test(test_window),
         cmocka_unit_test(test_rate_and_reports), cmocka_unit_test(test_log_only_and_maxc_time),
         cmocka_unit_test(test_bytes),           cmocka_unit_test(test_binding),
-        cmocka_unit_test(test_anomaly),
+        cmocka_unit_test(test_anomaly),         cmocka_unit_test(test_anomaly_bytes),
+        cmocka_unit_test(test_anomaly_hours),   cmocka_unit_test(test_anomaly_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
