@@ -7,6 +7,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "proto/addr.h"
 #include "proto/httpc.h"
@@ -23,6 +24,9 @@
 #define BACKOFF_MAX_MS 30000
 #define CTL_TX_CAP (PR_FRAME_FIXED + PR_FRAME_MAX_HDR_LEN + 16384)
 #define JOIN_MAX (64u << 20) /* a map in parts: 100,000 revocations are about 4 MiB */
+/* Security events held while the controller is away (docs/policies.md
+ * "Events"): bounded, the oldest dropped first and counted. */
+#define EVQ_CAP RT_EVENT_QUEUE_CAP
 
 enum ctl_state { CTL_IDLE = 1, CTL_CONNECTING, CTL_OPEN, CTL_STOPPED };
 
@@ -44,6 +48,10 @@ struct rt_control {
     size_t join_len, join_cap;
     uint16_t join_type; /* 0: no parts pending */
     uint64_t join_version;
+    /* A ring of queued events (JSON texts), sent once the channel is open. */
+    char **evq;
+    size_t evq_head, evq_len;
+    uint64_t evq_dropped;
     uint8_t tx[CTL_TX_CAP];
 };
 
@@ -67,27 +75,78 @@ static void maybe_free(rt_control *ctl)
         pr_tls_ctx_free(ctl->ctx);
         pr_reader_free(&ctl->rd);
         free(ctl->join);
+        for (size_t i = 0; i < ctl->evq_len; i++)
+            free(ctl->evq[(ctl->evq_head + i) % EVQ_CAP]);
+        free(ctl->evq);
         free(ctl);
     }
+}
+
+static int send_text(rt_control *ctl, uint16_t type, const char *text)
+{
+    size_t n;
+    pr_enc e;
+    int rc;
+
+    if (ctl->conn == NULL || ctl->state != CTL_OPEN)
+        return WEFT_ECLOSED;
+    pr_enc_init(&e, ctl->tx, sizeof(ctl->tx), type, 0);
+    if ((rc = pr_enc_finish(&e, text, strlen(text), &n)) == 0)
+        rc = pr_conn_write(ctl->conn, ctl->tx, n);
+    return rc;
 }
 
 static int send_json(rt_control *ctl, uint16_t type, json_t *body)
 {
     char *text = json_dumps(body, JSON_COMPACT);
-    size_t n;
-    pr_enc e;
     int rc = WEFT_ENOMEM;
 
     json_decref(body);
-    if (text == NULL || ctl->conn == NULL || ctl->state != CTL_OPEN) {
-        free(text);
-        return text ? WEFT_ECLOSED : rc;
-    }
-    pr_enc_init(&e, ctl->tx, sizeof(ctl->tx), type, 0);
-    if ((rc = pr_enc_finish(&e, text, strlen(text), &n)) == 0)
-        rc = pr_conn_write(ctl->conn, ctl->tx, n);
+    if (text)
+        rc = send_text(ctl, type, text);
     free(text);
     return rc;
+}
+
+/* Keeps an event (owned text) for later; a full queue drops its oldest. */
+static void evq_push(rt_control *ctl, char *text)
+{
+    if (ctl->evq == NULL && (ctl->evq = calloc(EVQ_CAP, sizeof(*ctl->evq))) == NULL) {
+        ctl->evq_dropped++;
+        free(text);
+        return;
+    }
+    if (ctl->evq_len == EVQ_CAP) {
+        free(ctl->evq[ctl->evq_head]);
+        ctl->evq_head = (ctl->evq_head + 1) % EVQ_CAP;
+        ctl->evq_len--;
+        if (ctl->evq_dropped++ == 0)
+            pr_warn("events_dropped", "queued=%u hint=%s", (unsigned)EVQ_CAP,
+                    pr_log_q("the controller is away and the event queue is full; the oldest "
+                             "events are dropped (weft_router_events_dropped_total)"));
+    }
+    ctl->evq[(ctl->evq_head + ctl->evq_len) % EVQ_CAP] = text;
+    ctl->evq_len++;
+}
+
+/* Sends the queued events, oldest first, while the channel takes them. */
+static void evq_flush(rt_control *ctl)
+{
+    size_t sent = 0;
+
+    while (ctl->evq_len > 0) {
+        char *text = ctl->evq[ctl->evq_head];
+        if (send_text(ctl, PR_CTL_EVENT, text) < 0)
+            break;
+        free(text);
+        ctl->evq[ctl->evq_head] = NULL;
+        ctl->evq_head = (ctl->evq_head + 1) % EVQ_CAP;
+        ctl->evq_len--;
+        sent++;
+    }
+    if (sent)
+        pr_info("events_sent_late", "events=%zu left=%zu dropped=%llu", sent, ctl->evq_len,
+                (unsigned long long)ctl->evq_dropped);
 }
 
 static json_t *term_json(const rt_router *r, const rt_term *t)
@@ -98,8 +157,33 @@ static json_t *term_json(const rt_router *r, const rt_term *t)
 
 void rt_control_event(rt_router *r, const json_t *ev)
 {
-    if (r->ctl)
-        send_json(r->ctl, PR_CTL_EVENT, json_deep_copy(ev));
+    rt_control *ctl = r->ctl;
+    json_t *copy;
+    char *text;
+
+    if (ctl == NULL)
+        return;
+    if (ctl->state == CTL_OPEN && ctl->evq_len == 0 &&
+        send_json(ctl, PR_CTL_EVENT, json_deep_copy(ev)) == 0)
+        return;
+    /* The controller is away: keep it, with the time it happened. */
+    if ((copy = json_deep_copy(ev)) == NULL)
+        return;
+    json_object_set_new(copy, "at", json_integer((json_int_t)time(NULL)));
+    text = json_dumps(copy, JSON_COMPACT);
+    json_decref(copy);
+    if (text)
+        evq_push(ctl, text);
+}
+
+uint64_t rt_control_events_dropped(const rt_router *r)
+{
+    return r->ctl ? r->ctl->evq_dropped : 0;
+}
+
+size_t rt_control_events_queued(const rt_router *r)
+{
+    return r->ctl ? r->ctl->evq_len : 0;
 }
 
 void rt_control_term_add(rt_router *r, const rt_term *t)
@@ -333,6 +417,7 @@ static void ctl_on_open(pr_conn *c, int status)
     for (rt_term *t = ctl->r->terms; t; t = t->next)
         rt_control_term_add(ctl->r, t);
     rt_control_link_report(ctl->r);
+    evq_flush(ctl);
     uv_timer_start(&ctl->timer, timer_cb, PING_MS, PING_MS);
 }
 

@@ -146,6 +146,12 @@ int rt_metrics_render(rt_router *r, char *buf, size_t cap)
             "(docs/policies.md).\n# TYPE weft_router_policy_violations_total counter\n"
             "weft_router_policy_violations_total %llu\n",
         (unsigned long long)rt_enforce_violations(r->enforce));
+    put(&b, "# HELP weft_router_events_queued Security events waiting for the controller.\n"
+            "# TYPE weft_router_events_queued gauge\nweft_router_events_queued %zu\n"
+            "# HELP weft_router_events_dropped_total Security events dropped from a full queue "
+            "while the controller was away.\n# TYPE weft_router_events_dropped_total counter\n"
+            "weft_router_events_dropped_total %llu\n",
+        rt_control_events_queued(r), (unsigned long long)rt_control_events_dropped(r));
     return b.err ? b.err : (int)b.len;
 }
 

@@ -300,9 +300,14 @@ void rt_control_term_add(rt_router *r, const rt_term *t);
 void rt_control_term_remove(rt_router *r, const rt_term *t);
 /* CTL_CIRCUIT_EVENT ("open", "close", "reroute"); docs/dataplane.md "Circuit events". */
 void rt_control_circuit_event(rt_router *r, rt_circuit *c, const char *event);
-/* Sends a security event (CTL_EVENT, docs/policies.md); dropped when the
- * channel is down. */
+/* Sends a security event (CTL_EVENT, docs/policies.md); queued while the
+ * channel is down and sent when it is back. */
 void rt_control_event(rt_router *r, const json_t *ev);
+/* Events held while the controller is away (at most RT_EVENT_QUEUE_CAP, the
+ * oldest dropped first): dropped so far, and waiting now. */
+#define RT_EVENT_QUEUE_CAP 10000
+uint64_t rt_control_events_dropped(const rt_router *r);
+size_t rt_control_events_queued(const rt_router *r);
 /* Sends CTL_LINK_REPORT now (docs/dataplane.md "Mesh"). */
 void rt_control_link_report(rt_router *r);
 /* Blocking, start-up only: asks GET /v1/version for the control address. */
