@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "controller/controller.h"
+#include "controller/grants.h"
 #include "proto/ident.h"
 #include "proto/log.h"
 #include "weft/errors.h"
@@ -95,6 +96,8 @@ void ctl_api_identities_patch(ctl_call *call)
     if (binding)
         json_object_set_new(fields, "binding", json_string(binding));
     ctl_update_reply(call, "identities", "identity", rec, fields);
+    if (roles) /* roles taken away can take rights away (docs/policies.md) */
+        ctl_grants_withdraw_record(call->c, "identities", rec);
 out:
     json_decref(fields);
     json_decref(rec);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "controller/controller.h"
+#include "controller/grants.h"
 #include "proto/addr.h"
 #include "proto/ident.h"
 #include "weft/errors.h"
@@ -146,6 +147,8 @@ void ctl_api_services_patch(ctl_call *call)
         ctl_load(call, "services", "service", &rec) < 0)
         goto out;
     ctl_update_reply(call, "services", "service", rec, fields);
+    if (json_object_get(fields, "roles")) /* can take rights away (docs/policies.md) */
+        ctl_grants_withdraw_record(call->c, "services", rec);
 out:
     json_decref(rec);
     json_decref(fields);

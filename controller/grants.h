@@ -14,4 +14,10 @@
  * negative WEFT_E* code. */
 int ctl_grants_withdraw(ctl *c, const json_t *old);
 
+/* The same for a record whose roles changed: old is the identity ("identities")
+ * or service ("services") as it was; the store already holds it as it is now.
+ * Pairs of that record which had dial or bind access and no longer have it are
+ * withdrawn. Returns the number of pairs withdrawn, or a negative WEFT_E* code. */
+int ctl_grants_withdraw_record(ctl *c, const char *coll, const json_t *old);
+
 #endif

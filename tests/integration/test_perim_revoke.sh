@@ -4,7 +4,8 @@
 # circuit closes it within 1 s and keeps the identity out (its certificate is
 # still valid); deleting the dial policy closes another identity's live
 # circuit within 1 s and its unexpired token is refused; a policy granted
-# again works with a fresh token.
+# again works with a fresh token. Changing an identity's roles, then a
+# service's, so that a right is lost closes the live circuit within 1 s too.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/dp_lib.sh"
 need_bins "$WEFT_CONTROLLER_BIN" "$WEFT" "$WEFT_EDGE" "$WEFT_ROUTER" "$DP_BLAST" "$DP_PROBE"
@@ -92,4 +93,25 @@ sleep 1.1
 dp_policy web-dial2 dial '#devices' '#web'
 dp_probe dev2 --dial web --token "$(dp_token dev2 web dial)" --timeout 5000
 assert_rc 0 "a fresh token dials again once a policy grants web again"
+
+# ---- an identity's roles changed: the right it had through #devices is withdrawn
+dp_enrol dev3 devices
+hold_circuit dev3
+TOK3=$(dp_token dev3 web dial)
+t0=$(date +%s.%N)
+weft identity update dev3 --role other
+assert_rc 0 "dev3's roles replaced by 'other'"
+closed_within dev3 "$t0" "weft identity update --role"
+dp_probe dev3 --dial web --token "$TOK3" --timeout 5000
+assert_rc 1 "dev3's unexpired token is refused after its roles changed"
+assert_match 'EDENIED.*withdrew' "$T_OUT" "the refusal says a change withdrew the right"
+stop_pid "$EDGE_PID"
+
+# ---- a service's roles changed: dialling and hosting rights through #web are withdrawn
+hold_circuit dev2
+t0=$(date +%s.%N)
+weft service update web --role elsewhere
+assert_rc 0 "web's roles replaced by 'elsewhere'"
+closed_within dev2 "$t0" "weft service update --role"
+stop_pid "$EDGE_PID"
 dp_router_alive "router still running"
