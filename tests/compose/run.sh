@@ -123,6 +123,7 @@ for c in $(docker ps -aq --filter label=com.docker.compose.project 2>/dev/null);
     esac
 done
 docker network ls --format '{{.Name}}' | grep '^weftci[0-9]*_' | xargs -r docker network rm >/dev/null 2>&1
+docker volume ls -q | grep '^weftci[0-9]*_' | xargs -r docker volume rm >/dev/null 2>&1
 command -v jq >/dev/null || {
     bad "jq is needed to read weft's JSON (apt-get install jq)"
     echo "$pass passed, $fail failed, $skip skipped"
