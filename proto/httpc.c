@@ -253,6 +253,11 @@ static int setup_ctx(struct httpc *h, const pr_httpc_cfg *cfg)
     SSL_CTX_set_verify(h->ctx, cfg->no_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
     ret = pr_tls_load_pem(h->ctx, cfg->no_verify ? NULL : cfg->ca_pem, cfg->cert_pem,
                           cfg->key_pem);
+    if (ret == 0 && !cfg->no_verify && cfg->ca_pem == NULL && cfg->system_ca &&
+        SSL_CTX_set_default_verify_paths(h->ctx) != 1) {
+        seterr(h, "cannot load the system trust store; check SSL_CERT_FILE or the CA bundle");
+        return WEFT_ETLS;
+    }
     if (ret < 0)
         seterr(h, "cannot load %s: %s; check the identity file",
                ret == WEFT_ECRYPTO ? "the private key" : "the certificates", weft_strerror(ret));
@@ -666,7 +671,7 @@ static int check_args(struct httpc *h, const char *base_url, const pr_httpc_cfg 
         seterr(h, "invalid request arguments");
         return WEFT_EINVAL;
     }
-    if (!cfg->no_verify && !cfg->ca_pem) {
+    if (!cfg->no_verify && !cfg->ca_pem && !cfg->system_ca) {
         seterr(h, "no CA to verify %s with; the identity file is incomplete", base_url);
         return WEFT_EINVAL;
     }

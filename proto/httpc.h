@@ -14,6 +14,8 @@ typedef struct {
     const char *key_pem;
     int no_verify;        /* only to fetch the CA before pinning it by fingerprint */
     int timeout_ms;       /* connect + whole exchange; 0 = 15000 */
+    int system_ca;        /* no ca_pem: verify with the system trust store (OpenSSL's
+                           * default paths; SSL_CERT_FILE / SSL_CERT_DIR override them) */
 } pr_httpc_cfg;
 
 typedef struct {

@@ -608,6 +608,35 @@ static void test_bad_urls_and_requests(void **state)
     assert_int_equal(get(L_GOOD, &cfg, "/cl", &r, err, sizeof(err)), WEFT_EINVAL);
 }
 
+/* system_ca: no ca_pem, the system trust store, here the test CA through
+ * SSL_CERT_FILE (OpenSSL reads it at every context); another CA fails. */
+static void test_system_trust_store(void **state)
+{
+    pr_httpc_cfg cfg = {.system_ca = 1, .timeout_ms = 5000};
+    pr_http_resp r;
+    char err[256], path[] = "/tmp/weft-test-httpc-ca-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+    assert_non_null(f);
+    fputs(ca_net.cert_pem, f);
+    fclose(f);
+    assert_int_equal(setenv("SSL_CERT_FILE", path, 1), 0);
+    assert_int_equal(get(L_GOOD, &cfg, "/cl", &r, err, sizeof(err)), 0);
+    assert_int_equal(r.status, 200);
+    pr_http_resp_free(&r);
+    /* The name is still checked against the certificate. */
+    assert_int_equal(get(L_WRONG_NAME, &cfg, "/cl", &r, err, sizeof(err)), WEFT_ECERT);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(ca_other.cert_pem, f);
+    fclose(f);
+    assert_int_equal(get(L_GOOD, &cfg, "/cl", &r, err, sizeof(err)), WEFT_EUNTRUSTED);
+    assert_null(r.body);
+    unsetenv("SSL_CERT_FILE");
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -626,6 +655,7 @@ int main(void)
         cmocka_unit_test(test_connection_refused),
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_bad_urls_and_requests),
+        cmocka_unit_test(test_system_trust_store),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
