@@ -70,6 +70,12 @@ struct rt_circuit {
     uint64_t bytes_up, bytes_down; /* payload and ack bytes from the dialler / from the host */
     uint64_t reroutes;
     uint64_t orphan_at; /* egress: loop ms when the last leg went (0: has legs) */
+    /* EDGE_CLOSE came on one leg of several: the far router sends it on every
+     * leg behind that leg's frames, so the circuit ends when the last leg has
+     * brought it (loop ms of the first; 0: open). */
+    uint64_t closing_at;
+    int close_err;
+    char close_msg[160];
     rt_hyst hyst;       /* ingress: smart rerouting */
     uint64_t event_ms;  /* loop ms of the last "open" or "update" event (0: none) */
     /* Re-homing (resume.c): at the new router, a resume waiting for its answer. */

@@ -394,6 +394,8 @@ static int on_circuit_frame(rt_link *l, const pr_frame *f)
     case PR_EDGE_CLOSE:
         pr_frame_u32(f, PR_H_ERR, &err);
         pr_frame_str(f, PR_H_ERR_MSG, msg, sizeof(msg));
+        if (rt_leg_closed(l->r, c, rt_circuit_end_of(c, l), -(int)(err & 0x7fffffff), msg))
+            return 0;
         rt_circuit_end_by(l->r, c, rt_circuit_end_of(c, l), -(int)(err & 0x7fffffff),
                           msg[0] ? msg : NULL);
         return 0;

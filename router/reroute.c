@@ -224,15 +224,45 @@ static void egress_leg_lost(rt_router *r, rt_circuit *c, int k)
         c->orphan_at = uv_now(r->loop) ? uv_now(r->loop) : 1;
 }
 
+/* A closing circuit only waits for its close on the legs left. */
+static void closing_leg_lost(rt_router *r, rt_circuit *c, int k)
+{
+    rt_circuit_leg_drop(c, k);
+    if (rt_circuit_nlegs(c) == 0)
+        rt_circuit_end_by(r, c, NULL, c->close_err, c->close_msg[0] ? c->close_msg : NULL);
+}
+
 void rt_leg_lost(rt_router *r, rt_circuit *c, int k, const char *why)
 {
     r->legs_lost++;
     pr_warn("leg_lost", "circuit=%016llx leg=%d role=%s reason=%s", (unsigned long long)c->id, k,
             c->role == RT_ROLE_INGRESS ? "ingress" : "egress", pr_log_q(why));
+    if (c->closing_at) {
+        closing_leg_lost(r, c, k);
+        return;
+    }
     if (c->role == RT_ROLE_INGRESS)
         ingress_leg_lost(r, c, k, why);
     else
         egress_leg_lost(r, c, k);
+}
+
+int rt_leg_closed(rt_router *r, rt_circuit *c, rt_end *e, int err, const char *msg)
+{
+    int k;
+
+    if (c->state != RT_CIRC_OPEN || e == NULL || e->side != c->leg_side ||
+        rt_circuit_nlegs(c) < 2 || (k = rt_circuit_leg_of(c, e->peer)) < 0)
+        return 0;
+    if (c->closing_at == 0) {
+        c->closing_at = uv_now(r->loop) ? uv_now(r->loop) : 1;
+        c->close_err = err;
+        snprintf(c->close_msg, sizeof(c->close_msg), "%s", msg ? msg : "");
+    }
+    pr_debug("leg_closed", "circuit=%016llx leg=%d legs_left=%d", (unsigned long long)c->id, k,
+             rt_circuit_nlegs(c) - 1);
+    rt_circuit_leg_drop(c, k);
+    return 1;
 }
 
 /* ---- link down ---- */
@@ -387,7 +417,8 @@ static void reroute_egress(rt_link *l, const reroute_msg *m)
     rt_circuit *c = rt_circuits_find_role(&r->circuits, m->id, RT_ROLE_EGRESS);
     int k;
 
-    if (c == NULL || c->state != RT_CIRC_OPEN || strcmp(c->ingress, m->path.hop[0]) != 0) {
+    if (c == NULL || c->state != RT_CIRC_OPEN || c->closing_at ||
+        strcmp(c->ingress, m->path.hop[0]) != 0) {
         refuse_reroute(l, m->id);
         return;
     }
@@ -524,6 +555,12 @@ static void tick_circuit(void *arg, rt_circuit *c)
     tick_ctx *t = arg;
 
     maybe_update(t, c);
+    if (c->closing_at) {
+        /* A leg that never brings its close (a silent path) ends it anyway. */
+        if (t->now - c->closing_at >= RT_ORPHAN_MS)
+            rt_circuit_end_by(t->r, c, NULL, c->close_err, c->close_msg[0] ? c->close_msg : NULL);
+        return;
+    }
     if (c->role == RT_ROLE_EGRESS && c->orphan_at && t->now - c->orphan_at >= RT_ORPHAN_MS) {
         rt_circuit_end_by(t->r, c, NULL, WEFT_ERESET,
                           "every path to the dialling side's router failed; dial again");
@@ -581,7 +618,7 @@ static void check_circuit(void *arg, rt_circuit *c)
 {
     rt_router *r = arg;
 
-    if (c->role != RT_ROLE_INGRESS || c->state != RT_CIRC_OPEN)
+    if (c->role != RT_ROLE_INGRESS || c->state != RT_CIRC_OPEN || c->closing_at)
         return;
     for (int k = rt_circuit_nlegs(c) - 1; k >= 0; k--) {
         if (!path_down(r, &c->leg[k].path))

@@ -241,6 +241,10 @@ const char *rt_mp_name(int mode);
 void rt_legs_fill(rt_router *r, rt_circuit *c);
 /* Leg k of c is gone; the ingress moves the circuit, the egress waits for it. */
 void rt_leg_lost(rt_router *r, rt_circuit *c, int k, const char *why);
+/* EDGE_CLOSE arrived on leg e of a circuit with other legs: 1 if the leg was
+ * dropped and the circuit waits for the close on the others (it follows each
+ * leg's data), 0 if the caller ends the circuit now. */
+int rt_leg_closed(rt_router *r, rt_circuit *c, rt_end *e, int err, const char *msg);
 /* Link l is down: each circuit over it loses a leg, or (transit) passes LINK_LEG_DOWN on. */
 void rt_link_lost(rt_link *l, const char *why);
 int rt_mesh_on_reroute(rt_link *l, const pr_frame *f);

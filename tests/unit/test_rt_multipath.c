@@ -36,9 +36,11 @@ static edge_state es[2]; /* 0: dialler, 1: host */
 static void mp_dialler(client *c, const pr_frame *f);
 static char term_id[RT_ID_CAP];
 static uint64_t circuit_id;
-static int scenario; /* 0 reset, 1 blackhole, 2 split, 3 redundant */
+static int scenario; /* 0 reset, 1 blackhole, 2 split, 3 redundant, 4 host closes, 5 link EOF */
 static int phase, killed, sent_after;
 static uint64_t kill_ms, moved_ms;
+static rt_link *held;  /* scenario 4: the active transit's link from rd, not read for a while */
+static uint64_t held_ms;
 static uint64_t fwd_base[NROUTERS];
 
 static edge_state *st(client *c)
@@ -172,6 +174,18 @@ static int active_transit(void)
     return strcmp(c->leg[0].path.hop[1], "rb") == 0 ? 1 : 2;
 }
 
+/* The host answers and closes at once; the answer's leg is slow (its transit
+ * stops reading rd for 300 ms), so the close on the standby leg comes first. */
+static void answer_and_close(client *c)
+{
+    held = rt_link_to(&w.r[active_transit()], "rd");
+    assert_non_null(held);
+    pr_conn_read_stop(held->conn);
+    held_ms = now_ms();
+    send_text(c, "reply", 1);
+    c_send_close(c);
+}
+
 static void mp_host(client *c, const pr_frame *f)
 {
     switch (f->type) {
@@ -192,7 +206,9 @@ static void mp_host(client *c, const pr_frame *f)
         break;
     case PR_PAYLOAD_DATA:
         on_payload(c, f);
-        if (c->got_final && !c->sent_final)
+        if (c->got_final && !c->sent_final && scenario == 4)
+            answer_and_close(c);
+        else if (c->got_final && !c->sent_final)
             send_text(c, "reply", 1);
         break;
     case PR_EDGE_CLOSE:
@@ -222,6 +238,10 @@ static void mp_dialler(client *c, const pr_frame *f)
         break;
     case PR_PAYLOAD_DATA:
         on_payload(c, f);
+        break;
+    case PR_EDGE_CLOSE:
+        if (scenario == 4) /* the host's close, behind its answer */
+            world_stop();
         break;
     default:
         break;
@@ -286,7 +306,11 @@ static void expect_all(void)
 
 static void finish_when_done(void)
 {
-    if (phase == 3 && w.host.got_final && w.dialler.got_final) {
+    if (held && now_ms() - held_ms >= 300) {
+        pr_conn_read_start(held->conn);
+        held = NULL;
+    }
+    if (scenario != 4 && phase == 3 && w.host.got_final && w.dialler.got_final) {
         phase = 4;
         c_send_close(&w.dialler);
     }
@@ -320,7 +344,8 @@ static void run_scenario(int which, const char *mode, unsigned guard_ms)
     circuit_id = 0;
     scenario = which;
     phase = killed = sent_after = 0;
-    kill_ms = moved_ms = 0;
+    kill_ms = moved_ms = held_ms = 0;
+    held = NULL;
     snprintf(svc_mp, sizeof(svc_mp), "%s", mode);
     world_init(4, 1);
     snprintf(extra, sizeof(extra),
@@ -376,6 +401,17 @@ static void test_redundant(void **state)
     assert_true(b >= NMSG + 1);
     assert_true(c >= NMSG + 1);
     assert_true(es[1].dups >= NMSG); /* the host dropped the second copies */
+}
+
+/* The host's answer and its close: the egress sends the close on both legs,
+ * and the one on the idle standby leg must not end the circuit at the
+ * ingress before the answer on the active leg has arrived. */
+static void test_failover_close_follows_data(void **state)
+{
+    run_scenario(4, "failover", 15000);
+    assert_int_equal(w.dialler.closes, 1);
+    assert_int_equal(w.dialler.close_err, 0);
+    assert_int_equal(w.r[0].reroutes, 0);
 }
 
 /* ---- metrics over real HTTP ---- */
@@ -459,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_failover_blackhole),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_redundant),
+        cmocka_unit_test(test_failover_close_follows_data),
         cmocka_unit_test(test_metrics_http),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
