@@ -93,8 +93,8 @@ static int webhook_create(cli_ctx *c, const cli_args *a)
 
     if (url == NULL)
         return cli_usage_error(c, "missing --url");
-    if (strncmp(url, "http://", 7) != 0)
-        return cli_usage_error(c, "--url must be http://HOST:PORT/PATH");
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        return cli_usage_error(c, "--url must be http://HOST:PORT/PATH or https://HOST:PORT/PATH");
     body = json_pack("{s:s, s:s}", "name", a->pos[0], "url", url);
     rc = body ? cli_call(c, "POST", "/v1/webhooks", body, &resp) : cli_fail("out of memory");
     if (rc == CLI_OK && !c->json) {

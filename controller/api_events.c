@@ -88,8 +88,7 @@ void ctl_api_webhooks_create(ctl_call *call)
     rc = ctl_webhook_add(call->c->events, name, url, &rec);
     if (rc == WEFT_EINVAL)
         ctl_reply_error(call, 400, "bad_request",
-                        "field 'url' must be http://HOST:PORT/PATH (https targets are not "
-                        "supported yet)");
+                        "field 'url' must be http://HOST:PORT/PATH or https://HOST:PORT/PATH");
     else if (rc == WEFT_EEXISTS)
         ctl_reply_error(call, 409, "exists", "a webhook named '%s' exists; pick another name",
                         name);

@@ -473,7 +473,10 @@ int ctl_events_list(ctl_events *e, int64_t after, int limit, const char *identit
 
 static int valid_url(const char *url)
 {
-    return url && strncmp(url, "http://", 7) == 0 && strlen(url) > 7 && strlen(url) < 1024 &&
+    return url &&
+           ((strncmp(url, "http://", 7) == 0 && strlen(url) > 7) ||
+            (strncmp(url, "https://", 8) == 0 && strlen(url) > 8)) &&
+           strlen(url) < 1024 &&
            strpbrk(url, " \t\r\n") == NULL;
 }
 

@@ -46,7 +46,7 @@ int ctl_events_list(ctl_events *e, int64_t after, int limit, const char *identit
                     json_t **out);
 
 /* Webhook targets: {"id","name","url","created_at"}. WEFT_EEXISTS for a name
- * taken, WEFT_EINVAL for a URL that is not http://HOST:PORT/PATH. */
+ * taken, WEFT_EINVAL for a URL that is not http(s)://HOST:PORT/PATH. */
 int ctl_webhook_add(ctl_events *e, const char *name, const char *url, json_t **out);
 int ctl_webhook_list(ctl_events *e, json_t **out);
 int ctl_webhook_del(ctl_events *e, const char *id_or_name);
@@ -57,7 +57,7 @@ void ctl_webhook_stats(const ctl_events *e, uint64_t *sent, uint64_t *failed);
  * the length written, or a negative code when cap is too small. */
 int ctl_events_metrics(const ctl_events *e, char *buf, size_t cap);
 
-/* webhook.c: one POST of body to url (http://HOST:PORT/PATH), blocking, for
+/* webhook.c: one POST of body to url (http:// or https://HOST:PORT/PATH), blocking, for
  * a thread of the pool. 0 on a 2xx answer; otherwise negative with err. */
 int ctl_webhook_post(const char *url, const char *body, size_t len, int timeout_ms, char *err,
                      size_t errcap);

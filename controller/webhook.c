@@ -1,6 +1,7 @@
 /* One webhook POST, blocking (a thread of libuv's pool runs it): plain HTTP
  * to http://HOST:PORT/PATH, one request per connection, the answer's status
- * read with llhttp. HTTPS targets are not supported yet (docs/policies.md). */
+ * read with llhttp; https://HOST[:PORT]/PATH through proto/httpc, verified
+ * with the system trust store (docs/policies.md "Events"). */
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
@@ -14,6 +15,7 @@
 #include <llhttp.h>
 
 #include "controller/events.h"
+#include "proto/httpc.h"
 #include "weft/errors.h"
 
 typedef struct {
@@ -148,6 +150,39 @@ static int read_status(int fd, long long deadline, int *status)
     }
 }
 
+/* https://HOST[:PORT]/PATH: the host and port must be named by a certificate
+ * the system trusts (TLS 1.3, as every weft client). */
+static int post_https(const char *url, const char *body, size_t len, int timeout_ms, char *err,
+                      size_t errcap)
+{
+    pr_httpc_cfg cfg = {.system_ca = 1,
+                        .timeout_ms = timeout_ms > 0 ? timeout_ms : CTL_WEBHOOK_TIMEOUT_MS};
+    size_t blen = 8; /* after "https://" (the caller checked it) */
+    char base[300];
+    pr_http_resp resp;
+    int rc;
+
+    while (url[blen] != '\0' && url[blen] != '/')
+        blen++;
+    const char *path = url[blen] == '/' ? url + blen : "/";
+    if (blen <= 8 || blen >= sizeof(base)) {
+        snprintf(err, errcap, "not an https://HOST[:PORT]/PATH URL");
+        return WEFT_EINVAL;
+    }
+    memcpy(base, url, blen);
+    base[blen] = '\0';
+    rc = pr_https_request(base, &cfg, "POST", path, body, len, "application/json",
+                          &resp, err, errcap);
+    if (rc < 0)
+        return rc;
+    if (resp.status < 200 || resp.status > 299) {
+        snprintf(err, errcap, "answered HTTP %d", resp.status);
+        rc = WEFT_EPROTO;
+    }
+    pr_http_resp_free(&resp);
+    return rc;
+}
+
 int ctl_webhook_post(const char *url, const char *body, size_t len, int timeout_ms, char *err,
                      size_t errcap)
 {
@@ -156,8 +191,10 @@ int ctl_webhook_post(const char *url, const char *body, size_t len, int timeout_
     url_parts u;
     int fd, rc, status = 0;
 
+    if (strncmp(url, "https://", 8) == 0)
+        return post_https(url, body, len, timeout_ms, err, errcap);
     if (split_url(url, &u) < 0) {
-        snprintf(err, errcap, "not an http:// URL");
+        snprintf(err, errcap, "not an http:// or https:// URL");
         return WEFT_EINVAL;
     }
     if ((fd = dial(&u, deadline, err, errcap)) < 0)
