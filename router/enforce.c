@@ -438,7 +438,8 @@ void rt_enforce_circuit_bytes(rt_enforce *e, const char *identity, const char *s
     if (!over || (b->bytes_flagged_ms && now_ms - b->bytes_flagged_ms < e->cfg.window_ms))
         return;
     b->bytes_flagged_ms = now_ms;
-    snprintf(msg, sizeof(msg), "anomaly: a circuit carried %llu bytes, baseline %.0f bytes per circuit",
+    snprintf(msg, sizeof(msg),
+             "anomaly: a circuit carried %llu bytes, baseline %.0f bytes per circuit",
              (unsigned long long)total, b->avg_bytes);
     report(e, st, K_ANOM_BYTES, st->lim.act & ~(unsigned)RT_ACT_BLOCK, service, msg, now_ms);
 }
