@@ -237,6 +237,13 @@ int rt_forward(rt_router *r, rt_circuit *c, int from_side, const pr_frame *f)
         return 0;
     }
     rc = rt_end_write(r, c, !from_side, raw, len);
+    if (rc < 0 && c->end[!from_side].kind == RT_END_LINK) {
+        /* The peer router closed the link (EOF) and its close callback has
+         * not run yet: the link is down for every circuit on it, which a
+         * transit reports with LINK_LEG_DOWN so that the ingress reroutes. */
+        rt_link_kill(c->end[!from_side].peer, rc, "the peer router closed the link");
+        return 0;
+    }
     if (rc < 0) {
         rt_circuit_end(r, c, -1, rc, "the far end is not reading; circuit closed");
         return 0;

@@ -225,6 +225,12 @@ static void tick_link(rt_link *l, uint64_t now)
     }
     if (l->state != RT_LINK_UP)
         return;
+    /* A zero-length write fails only on a closing connection: the peer closed
+     * it (EOF) and our close callback comes later; its circuits move now. */
+    if (l->conn && pr_conn_write(l->conn, NULL, 0) == WEFT_ECLOSED) {
+        rt_link_kill(l, WEFT_ECLOSED, "the peer router closed the link");
+        return;
+    }
     if (l->ends.head == NULL)
         l->busy_since_ms = 0;
     else if (l->busy_since_ms == 0)

@@ -264,12 +264,38 @@ static void blackhole(int transit)
     pr_conn_read_stop(b->conn);
 }
 
+/* The active transit's link to rd got an orderly close from rd (its
+ * connection is closing; the link's close callback has not run yet), and a
+ * frame from ra arrives for it in that window. */
+static void eof_then_frame(int t)
+{
+    rt_link *l = rt_link_to(&w.r[t], "rd");
+    rt_circuit *c = at(t, RT_ROLE_TRANSIT);
+    uint8_t buf[128];
+    size_t n, used;
+    pr_frame f;
+    pr_enc e;
+
+    assert_non_null(l);
+    assert_non_null(c);
+    pr_conn_close(l->conn, WEFT_ECLOSED); /* what an EOF does to the connection */
+    pr_enc_init(&e, buf, sizeof(buf), PR_PAYLOAD_DATA, 0);
+    pr_enc_u64(&e, PR_H_CIRCUIT, circuit_id);
+    pr_enc_u64(&e, PR_H_SEQ, 99);
+    assert_int_equal(pr_enc_finish(&e, "x", 1, &n), 0);
+    assert_int_equal(pr_frame_decode(buf, n, &f, &used), 0);
+    rt_forward(&w.r[t], c, 0, &f);
+    assert_null(at(t, RT_ROLE_TRANSIT)); /* gone, with LINK_LEG_DOWN towards ra */
+}
+
 static void break_path(void)
 {
     int t = active_transit();
 
     kill_ms = now_ms();
-    if (scenario == 0)
+    if (scenario == 5)
+        eof_then_frame(t);
+    else if (scenario == 0)
         rt_link_kill(rt_link_to(&w.r[t], "rd"), WEFT_ERESET, "test: link killed");
     else
         blackhole(t);
@@ -316,6 +342,11 @@ static void finish_when_done(void)
     }
 }
 
+static int moves(void)
+{
+    return scenario <= 1 || scenario == 5;
+}
+
 static void mp_poll(void)
 {
     if (phase == 0 && links_ready()) {
@@ -326,9 +357,9 @@ static void mp_poll(void)
         for (int i = 0; i < NROUTERS; i++)
             fwd_base[i] = w.r[i].frames_fwd;
         send_some(0, NMSG / 2);
-        if (scenario <= 1)
+        if (moves())
             break_path(); /* mid-transfer: those frames may be lost on the way */
-    } else if (phase == 2 && (scenario >= 2 || (w.r[0].reroutes >= 1 && moved_ms))) {
+    } else if (phase == 2 && (!moves() || (w.r[0].reroutes >= 1 && moved_ms))) {
         phase = 3;
         send_some(NMSG / 2, NMSG);
         send_text(&w.dialler, "end", 1);
@@ -414,6 +445,17 @@ static void test_failover_close_follows_data(void **state)
     assert_int_equal(w.r[0].reroutes, 0);
 }
 
+/* An orderly close of a transit's link (EOF) moves the circuit like any
+ * dead link: LINK_LEG_DOWN from the transit, not EDGE_CLOSE. */
+static void test_failover_link_eof(void **state)
+{
+    run_scenario(5, "failover", 15000);
+    assert_int_equal(w.r[0].reroutes, 1);
+    assert_int_equal(w.dialler.closes, 0);
+    assert_true(es[0].retransmits >= 1);
+    assert_true(moved_ms - kill_ms < 500);
+}
+
 /* ---- metrics over real HTTP ---- */
 
 static struct {
@@ -496,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_redundant),
         cmocka_unit_test(test_failover_close_follows_data),
+        cmocka_unit_test(test_failover_link_eof),
         cmocka_unit_test(test_metrics_http),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
