@@ -24,6 +24,7 @@
 #include <sodium.h>
 
 #include "edge/lib/weft_int.h"
+#include "proto/httpc.h"
 #include "proto/jwt.h"
 #include "proto/log.h"
 #include "proto/pki.h"
@@ -451,6 +452,7 @@ typedef struct {
     const char *router_addr;
     int port, requests;
     uint64_t at[4];
+    const char *retry_after; /* non-NULL: every answer is 429 with this header line */
     uv_loop_t *loop;
 } ctl_stub;
 
@@ -465,11 +467,11 @@ static void ctl_read(pr_conn *c, const uint8_t *data, size_t len)
         return pr_conn_close(c, WEFT_EPROTO);
     if (cs->requests < 4)
         cs->at[cs->requests] = uv_now(cs->loop);
-    if (cs->requests++ == 0) {
+    if (cs->requests++ == 0 || cs->retry_after) {
         n = snprintf(head, sizeof(head),
                      "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
-                     "Retry-After: 1\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                     strlen(busy));
+                     "%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                     cs->retry_after ? cs->retry_after : "Retry-After: 1\r\n", strlen(busy));
         assert_int_equal(pr_conn_write(c, head, (size_t)n), 0);
         assert_int_equal(pr_conn_write(c, busy, strlen(busy)), 0);
         return pr_conn_close(c, 0);
@@ -582,12 +584,87 @@ static void test_controller_retry_after(void **state)
     free(logs);
 }
 
+/* ---- pr_http_resp.retry_after_s, as the blocking client reads it ---- */
+
+typedef struct {
+    uv_work_t work;
+    const char *url;
+    pr_httpc_cfg cfg;
+    pr_http_resp resp;
+    int rc;
+    ctl_stub *cs;
+} ra_job;
+
+static void ra_work(uv_work_t *w)
+{
+    ra_job *j = w->data;
+    char err[256];
+
+    j->rc = pr_https_request(j->url, &j->cfg, "GET", "/v1/edge/session", NULL, 0, NULL, &j->resp,
+                             err, sizeof(err));
+}
+
+static void ra_done(uv_work_t *w, int status)
+{
+    ra_job *j = w->data;
+
+    assert_int_equal(status, 0);
+    uv_close((uv_handle_t *)&j->cs->tcp, NULL);
+}
+
+static void test_httpc_retry_after(void **state)
+{
+    static const struct {
+        const char *line;
+        unsigned want;
+    } cases[] = {
+        {"Retry-After: 7\r\n", 7},
+        {"retry-after:   42  \r\n", 42},
+        {"Retry-After: 100000\r\n", 86400},                       /* a day at most */
+        {"Retry-After: Wed, 21 Oct 2026 07:28:00 GMT\r\n", 0},    /* a date: absent */
+        {"Retry-After: 123456789012\r\n", 0},                     /* too long: absent */
+        {"Retry-After: -1\r\n", 0},
+        {"", 0},
+    };
+    pr_idfile dev;
+    char url[64];
+
+    (void)state;
+    make_identity("identity", "dev1", NULL, &dev, "https://127.0.0.1:1");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uv_loop_t loop;
+        ctl_stub cs;
+        ra_job j = {.cfg = {.ca_pem = dev.ca_pem, .cert_pem = dev.cert_pem,
+                            .key_pem = dev.key_pem, .timeout_ms = 5000}};
+
+        assert_int_equal(uv_loop_init(&loop), 0);
+        ctl_start(&cs, &loop, "127.0.0.1:1");
+        cs.retry_after = cases[i].line;
+        snprintf(url, sizeof(url), "https://127.0.0.1:%d", cs.port);
+        j.url = url;
+        j.cs = &cs;
+        j.work.data = &j;
+        assert_int_equal(uv_queue_work(&loop, &j.work, ra_work, ra_done), 0);
+        assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        assert_int_equal(uv_loop_close(&loop), 0);
+        pr_tls_ctx_free(cs.tls);
+        assert_int_equal(j.rc, 0);
+        assert_int_equal(j.resp.status, 429);
+        if (j.resp.retry_after_s != cases[i].want)
+            fail_msg("case %zu: retry_after_s %u, want %u", i, j.resp.retry_after_s,
+                     cases[i].want);
+        pr_http_resp_free(&j.resp);
+    }
+    pr_idfile_free(&dev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_router_busy_hint),
         cmocka_unit_test(test_multihomed_keeps_other),
         cmocka_unit_test(test_controller_retry_after),
+        cmocka_unit_test(test_httpc_retry_after),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
