@@ -4,8 +4,11 @@
  *     edges starting at once one is refused with PR_H_RETRY_MS, waits at
  *     least the hint (once, no second refusal), then gets in; the line it
  *     logs is an admission refusal, not an identity refusal;
+ *   - two routers, one busy: the session to the other comes up at once and
+ *     stays up while the refused one waits;
  *   - a controller answering GET /v1/edge/session with 429 and Retry-After:
- *     the next request comes no sooner than Retry-After.
+ *     the next request comes no sooner than Retry-After; and how
+ *     pr_https_request reads that header.
  * The log lines are read back from stderr, redirected to a file. */
 #include <fcntl.h>
 #include <setjmp.h>
