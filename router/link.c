@@ -217,6 +217,66 @@ static void on_pong(rt_link *l, const pr_frame *f)
         l->srtt_us = 1;
 }
 
+/* Loop ms when l's silence declares it down: 3 s, or 750 ms once it has
+ * carried circuits long enough for the fast pings to be answered. */
+static uint64_t silence_deadline(const rt_link *l)
+{
+    uint64_t slow = l->last_rx_ms + DEAD_MS, fast;
+
+    if (l->busy_since_ms == 0)
+        return slow;
+    fast = (l->last_rx_ms > l->busy_since_ms ? l->last_rx_ms : l->busy_since_ms) + BUSY_DEAD_MS;
+    return fast < slow ? fast : slow;
+}
+
+/* 1 if l was silent too long and is now down. */
+static int check_silence(rt_link *l, uint64_t now)
+{
+    uint64_t d = silence_deadline(l);
+
+    if (now < d)
+        return 0;
+    rt_link_kill(l, WEFT_ETIMEDOUT,
+                 d - l->last_rx_ms < DEAD_MS ? "no heartbeat for 750 ms" : "no heartbeat for 3 s");
+    return 1;
+}
+
+static void silence_cb(uv_timer_t *t);
+
+/* The silence timer runs to the earliest deadline of the links that are up,
+ * so a silent link is declared down on time rather than at the next tick.
+ * A deadline only moves later, so an early firing just re-arms. */
+static void arm_silence(rt_router *r, uint64_t now)
+{
+    uint64_t next = UINT64_MAX;
+
+    if (!r->tick_on || r->stopping || uv_is_closing((uv_handle_t *)&r->silence))
+        return;
+    for (rt_link *l = r->links; l; l = l->next)
+        if (l->state == RT_LINK_UP && l->conn) {
+            uint64_t d = silence_deadline(l);
+            next = d < next ? d : next;
+        }
+    if (next == UINT64_MAX)
+        uv_timer_stop(&r->silence);
+    else
+        uv_timer_start(&r->silence, silence_cb, next > now ? next - now : 0, 0);
+}
+
+static void silence_cb(uv_timer_t *t)
+{
+    rt_router *r = t->data;
+    uint64_t now = uv_now(r->loop);
+    rt_link *l, *n;
+
+    for (l = r->links; l; l = n) {
+        n = l->next;
+        if (l->state == RT_LINK_UP && l->conn)
+            check_silence(l, now);
+    }
+    arm_silence(r, now);
+}
+
 static void tick_link(rt_link *l, uint64_t now)
 {
     if (l->state == RT_LINK_IDLE && l->dialler && now >= l->retry_at_ms) {
@@ -235,12 +295,8 @@ static void tick_link(rt_link *l, uint64_t now)
         l->busy_since_ms = 0;
     else if (l->busy_since_ms == 0)
         l->busy_since_ms = now;
-    /* The fast limit applies once the fast pings have had time to be answered. */
-    int busy = l->busy_since_ms && now - l->busy_since_ms >= BUSY_DEAD_MS;
-    if (now - l->last_rx_ms >= (busy ? BUSY_DEAD_MS : DEAD_MS)) {
-        rt_link_kill(l, WEFT_ETIMEDOUT, busy ? "no heartbeat for 750 ms" : "no heartbeat for 3 s");
+    if (check_silence(l, now))
         return;
-    }
     if (now - l->last_ping_ms >= (l->busy_since_ms ? BUSY_PING_MS : PING_MS)) {
         l->last_ping_ms = now;
         send_probe(l, PR_LINK_PING, rt_now_us());
@@ -258,6 +314,7 @@ void rt_links_tick(rt_router *r)
         n = l->next;
         tick_link(l, now);
     }
+    arm_silence(r, now);
     if (r->link_open && (r->links_changed || now - r->last_report_ms >= REPORT_MS)) {
         r->links_changed = 0;
         r->last_report_ms = now;

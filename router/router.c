@@ -85,6 +85,8 @@ void rt_router_tick_start(rt_router *r)
     r->tick.data = r;
     r->tick_on = 1;
     uv_timer_start(&r->tick, tick_cb, RT_TICK_MS, RT_TICK_MS);
+    uv_timer_init(r->loop, &r->silence);
+    r->silence.data = r;
 }
 
 void rt_router_close(rt_router *r)
@@ -95,6 +97,8 @@ void rt_router_close(rt_router *r)
         uv_close((uv_handle_t *)&r->edge_tcp, NULL);
     if (r->tick_on && !uv_is_closing((uv_handle_t *)&r->tick))
         uv_close((uv_handle_t *)&r->tick, NULL);
+    if (r->tick_on && !uv_is_closing((uv_handle_t *)&r->silence))
+        uv_close((uv_handle_t *)&r->silence, NULL);
     rt_links_close(r);
     for (rt_sess *s = r->sessions; s; s = s->next)
         if (s->state != RT_SESS_CLOSING)

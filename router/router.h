@@ -107,6 +107,7 @@ struct rt_router {
     uint64_t last_report_ms;
     uv_timer_t tick;
     int tick_on;
+    uv_timer_t silence; /* fires at the earliest link silence deadline (link.c) */
     int stopping; /* rt_router_close ran: no reconnects */
     rt_sess *sessions;
     rt_term *terms;

@@ -36,7 +36,10 @@ static edge_state es[2]; /* 0: dialler, 1: host */
 static void mp_dialler(client *c, const pr_frame *f);
 static char term_id[RT_ID_CAP];
 static uint64_t circuit_id;
-static int scenario; /* 0 reset, 1 blackhole, 2 split, 3 redundant, 4 host closes, 5 link EOF */
+/* 0 reset, 1 blackhole, 2 split, 3 redundant, 4 host closes, 5 link EOF,
+ * 6 blackhole with a deadline between two ticks */
+static int scenario;
+static uint64_t silence_due, down_ms; /* scenario 6 */
 static int phase, killed, sent_after;
 static uint64_t kill_ms, moved_ms;
 static rt_link *held;  /* scenario 4: the active transit's link from rd, not read for a while */
@@ -288,12 +291,35 @@ static void eof_then_frame(int t)
     assert_null(at(t, RT_ROLE_TRANSIT)); /* gone, with LINK_LEG_DOWN towards ra */
 }
 
+/* Makes l's silence deadline 10 ms after one of its router's ticks (the
+ * next but two), so that a check made only at ticks is 115 ms late. */
+static uint64_t deadline_off_tick(rt_router *r, rt_link *l)
+{
+    uint64_t d = now_ms() + uv_timer_get_due_in(&r->tick) + 2 * RT_TICK_MS + 10;
+
+    l->busy_since_ms = 1; /* long busy: the 750 ms limit applies */
+    l->last_rx_ms = d - 750;
+    return d;
+}
+
+static void blackhole_off_tick(int t)
+{
+    uint64_t a, b;
+
+    blackhole(t);
+    a = deadline_off_tick(&w.r[t], rt_link_to(&w.r[t], "rd"));
+    b = deadline_off_tick(&w.r[3], rt_link_to(&w.r[3], rid[t]));
+    silence_due = a < b ? a : b;
+}
+
 static void break_path(void)
 {
     int t = active_transit();
 
     kill_ms = now_ms();
-    if (scenario == 5)
+    if (scenario == 6)
+        blackhole_off_tick(t);
+    else if (scenario == 5)
         eof_then_frame(t);
     else if (scenario == 0)
         rt_link_kill(rt_link_to(&w.r[t], "rd"), WEFT_ERESET, "test: link killed");
@@ -344,11 +370,14 @@ static void finish_when_done(void)
 
 static int moves(void)
 {
-    return scenario <= 1 || scenario == 5;
+    return scenario <= 1 || scenario >= 5;
 }
 
 static void mp_poll(void)
 {
+    if (scenario == 6 && killed && !down_ms &&
+        (!rt_link_to(&w.r[killed], "rd") || !rt_link_to(&w.r[3], rid[killed])))
+        down_ms = now_ms();
     if (phase == 0 && links_ready()) {
         phase = 1;
         c_connect(&w.host, &w.r[3], &hcred, mp_host);
@@ -375,7 +404,7 @@ static void run_scenario(int which, const char *mode, unsigned guard_ms)
     circuit_id = 0;
     scenario = which;
     phase = killed = sent_after = 0;
-    kill_ms = moved_ms = held_ms = 0;
+    kill_ms = moved_ms = held_ms = silence_due = down_ms = 0;
     held = NULL;
     snprintf(svc_mp, sizeof(svc_mp), "%s", mode);
     world_init(4, 1);
@@ -454,6 +483,18 @@ static void test_failover_link_eof(void **state)
     assert_int_equal(w.dialler.closes, 0);
     assert_true(es[0].retransmits >= 1);
     assert_true(moved_ms - kill_ms < 500);
+}
+
+/* A silent link is declared down at its deadline (last frame + 750 ms), not
+ * at the next tick after it. */
+static void test_blackhole_on_time(void **state)
+{
+    run_scenario(6, "failover", 15000);
+    assert_int_equal(w.r[0].reroutes, 1);
+    assert_true(down_ms >= silence_due);
+    print_message("blackhole: link down %llu ms after its deadline\n",
+                  (unsigned long long)(down_ms - silence_due));
+    assert_true(down_ms - silence_due < 70); /* the poll runs every 10 ms */
 }
 
 /* ---- metrics over real HTTP ---- */
@@ -539,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_redundant),
         cmocka_unit_test(test_failover_close_follows_data),
         cmocka_unit_test(test_failover_link_eof),
+        cmocka_unit_test(test_blackhole_on_time),
         cmocka_unit_test(test_metrics_http),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
