@@ -233,9 +233,10 @@ transfer_across_stop() {
     sleep 2
     victim=$(ingress_router)
     (
-        size=0 last=$(date +%s%N) max=0
+        size=0 last=$(date +%s%N) max=0 samples=0
         for _ in $(seq 1 6000); do
             kill -0 "$cpid" 2>/dev/null || break
+            samples=$((samples + 1))
             n=$(stat -c %s "$tmp/blob2" 2>/dev/null || echo 0) now=$(date +%s%N)
             if [ "$n" != "$size" ]; then
                 gap=$(((now - last) / 1000000))
@@ -245,6 +246,7 @@ transfer_across_stop() {
             sleep 0.02
         done
         echo "$max" >"$tmp/stall"
+        echo "# stall monitor ($how): $samples samples, last size $size, longest stall $max ms"
     ) &
     mpid=$!
     t0=$(date +%s%N)
@@ -258,6 +260,11 @@ transfer_across_stop() {
     stall_ms=$(cat "$tmp/stall" 2>/dev/null)
     got=$(sha256sum <"$tmp/blob2" | cut -d' ' -f1)
     size=$(stat -c %s "$tmp/blob2" 2>/dev/null || echo 0)
+}
+
+# A router's log from its last SIGTERM on (the restart above stopped it once already).
+last_stop() {
+    awk '/event=stopping signal=15/ { buf = "" } { buf = buf $0 "\n" } END { printf "%s", buf }'
 }
 
 restart_victim() {
@@ -299,8 +306,8 @@ else
         bad "router $victim on SIGTERM: exit ${code:-?} after ${stop_ms} ms"
     if [ "$crc" = 0 ] && [ "$got" = "$want" ]; then
         ok "transfer survives its router $victim stopped mid-way (64 MiB, digest matches, longest stall ${stall_ms} ms)"
-    elif dc logs --no-color "$victim" 2>&1 | sed -n '/event=stopping signal=15/,$p' |
-        sed '/event=session_close/q' | grep -q 'event=circuit_close .*err=ERESET'; then
+    elif dc logs --no-color "$victim" 2>&1 | last_stop | sed '/event=session_close/q' |
+        grep -q 'event=circuit_close .*err=ERESET'; then
         skipped "transfer across a SIGTERM stop of $victim (curl exit $crc after $size of 67108864 bytes):" \
             "weft-router ends its mesh circuits (ERESET, EDGE_CLOSE to the edges) when it closes" \
             "its links on stop, before its edge sessions, so the edges do not resume"
