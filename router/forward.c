@@ -196,6 +196,38 @@ static int pick_legs(rt_circuit *c, const pr_frame *f, int n, int *pick)
     return 1;
 }
 
+static int leg_writable(rt_circuit *c, int k)
+{
+    const rt_end *e = rt_circuit_leg(c, k);
+    const rt_link *l = e->peer;
+
+    return e->kind == RT_END_LINK && l->state == RT_LINK_UP &&
+           (l->conn == NULL || pr_conn_writable(l->conn));
+}
+
+/* Split and redundant: a leg whose link is over its high watermark (a cut or
+ * slow path) is skipped rather than pausing the session, which would stall
+ * the other legs too. Its copy is dropped: the other legs carry the frame (the
+ * receiving edge de-duplicates), and a frame some leg still lacks is sent
+ * again by the reliability layer. Only with every leg full does the session
+ * wait. The number of legs left in pick. */
+static int skip_full_legs(rt_circuit *c, int n, int *pick, int np)
+{
+    int m = 0;
+
+    for (int i = 0; i < np; i++)
+        if (leg_writable(c, pick[i]))
+            pick[m++] = pick[i];
+    if (m > 0)
+        return m;
+    for (int k = 0; k < n; k++) /* split: the picked leg is full, another takes the frame */
+        if (leg_writable(c, k)) {
+            pick[0] = k;
+            return 1;
+        }
+    return np;
+}
+
 /* A write that fails means the link is closing; its close moves the leg. */
 static int forward_legs(rt_router *r, rt_circuit *c, const pr_frame *f, const uint8_t *raw,
                         size_t len)
@@ -205,6 +237,8 @@ static int forward_legs(rt_router *r, rt_circuit *c, const pr_frame *f, const ui
     if (n == 0)
         return 0; /* between legs (egress): the edges retransmit once a leg is back */
     np = pick_legs(c, f, n, pick);
+    if (c->mode != RT_MP_FAILOVER && n > 1)
+        np = skip_full_legs(c, n, pick, np);
     for (int i = 0; i < np; i++) {
         int rc = rt_end_write_to(r, rt_circuit_leg(c, pick[i]), raw, len);
         if (rc >= 0 && f->type == PR_PAYLOAD_DATA)

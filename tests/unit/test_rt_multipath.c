@@ -37,7 +37,7 @@ static void mp_dialler(client *c, const pr_frame *f);
 static char term_id[RT_ID_CAP];
 static uint64_t circuit_id;
 /* 0 reset, 1 blackhole, 2 split, 3 redundant, 4 host closes, 5 link EOF,
- * 6 blackhole with a deadline between two ticks */
+ * 6 blackhole with a deadline between two ticks, 7 a full leg (split, redundant) */
 static int scenario;
 static uint64_t silence_due, down_ms; /* scenario 6 */
 static int phase, killed, sent_after;
@@ -312,6 +312,36 @@ static void blackhole_off_tick(int t)
     silence_due = a < b ? a : b;
 }
 
+/* Leg 0's link at ra passes its high watermark (frames of a type routers
+ * ignore, not yet written out), then frames from the dialler's side come:
+ * they take the other legs and do not ask to pause the session. */
+static void full_leg(void)
+{
+    static uint8_t junk[PR_FRAME_MAX];
+    rt_circuit *c = at(0, RT_ROLE_INGRESS);
+    rt_link *l = rt_circuit_leg(c, 0)->peer;
+    uint64_t f0 = c->leg[0].frames, f1 = c->leg[1].frames;
+    uint8_t buf[128];
+    size_t n, used;
+    pr_frame f;
+    pr_enc e;
+
+    while (pr_conn_writable(l->conn)) {
+        pr_enc_init(&e, junk, sizeof(junk), 0x02ff, 0);
+        assert_int_equal(pr_enc_finish(&e, junk + 1024, 60000, &n), 0);
+        assert_int_equal(pr_conn_write(l->conn, junk, n), 0);
+    }
+    pr_enc_init(&e, buf, sizeof(buf), PR_PAYLOAD_DATA, 0);
+    pr_enc_u64(&e, PR_H_CIRCUIT, circuit_id);
+    pr_enc_u64(&e, PR_H_SEQ, 0); /* a copy the host already has */
+    assert_int_equal(pr_enc_finish(&e, "x", 1, &n), 0);
+    assert_int_equal(pr_frame_decode(buf, n, &f, &used), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(rt_forward(&w.r[0], c, 0, &f), 0);
+    assert_int_equal(c->leg[0].frames, f0);
+    assert_true(c->leg[1].frames + (c->mode == RT_MP_SPLIT ? c->leg[2].frames : 0) >= f1 + 4);
+}
+
 static void break_path(void)
 {
     int t = active_transit();
@@ -370,7 +400,7 @@ static void finish_when_done(void)
 
 static int moves(void)
 {
-    return scenario <= 1 || scenario >= 5;
+    return scenario <= 1 || scenario == 5 || scenario == 6;
 }
 
 static void mp_poll(void)
@@ -388,6 +418,8 @@ static void mp_poll(void)
         send_some(0, NMSG / 2);
         if (moves())
             break_path(); /* mid-transfer: those frames may be lost on the way */
+        else if (scenario == 7)
+            full_leg();
     } else if (phase == 2 && (!moves() || (w.r[0].reroutes >= 1 && moved_ms))) {
         phase = 3;
         send_some(NMSG / 2, NMSG);
@@ -497,6 +529,19 @@ static void test_blackhole_on_time(void **state)
     assert_true(down_ms - silence_due < 70); /* the poll runs every 10 ms */
 }
 
+/* A leg over its high watermark is skipped, not waited for. */
+static void test_redundant_full_leg(void **state)
+{
+    run_scenario(7, "redundant", 15000);
+    assert_int_equal(w.r[0].reroutes, 0);
+}
+
+static void test_split_full_leg(void **state)
+{
+    run_scenario(7, "split", 15000);
+    assert_int_equal(w.r[0].reroutes, 0);
+}
+
 /* ---- metrics over real HTTP ---- */
 
 static struct {
@@ -581,6 +626,8 @@ int main(void)
         cmocka_unit_test(test_failover_close_follows_data),
         cmocka_unit_test(test_failover_link_eof),
         cmocka_unit_test(test_blackhole_on_time),
+        cmocka_unit_test(test_redundant_full_leg),
+        cmocka_unit_test(test_split_full_leg),
         cmocka_unit_test(test_metrics_http),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
