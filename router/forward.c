@@ -205,30 +205,26 @@ static int leg_writable(rt_circuit *c, int k)
            (l->conn == NULL || pr_conn_writable(l->conn));
 }
 
-/* Split and redundant: a leg whose link is over its high watermark (a cut or
- * slow path) is skipped rather than pausing the session, which would stall
- * the other legs too. Its copy is dropped: the other legs carry the frame (the
- * receiving edge de-duplicates), and a frame some leg still lacks is sent
- * again by the reliability layer. Only with every leg full does the session
- * wait. The number of legs left in pick. */
-static int skip_full_legs(rt_circuit *c, int n, int *pick, int np)
+/* Split: a frame whose leg is over its high watermark (a cut or slow path)
+ * takes another leg that is not, rather than pausing the session. */
+static void split_writable(rt_circuit *c, int n, int *pick)
 {
-    int m = 0;
-
-    for (int i = 0; i < np; i++)
-        if (leg_writable(c, pick[i]))
-            pick[m++] = pick[i];
-    if (m > 0)
-        return m;
-    for (int k = 0; k < n; k++) /* split: the picked leg is full, another takes the frame */
+    if (leg_writable(c, pick[0]))
+        return;
+    for (int k = 0; k < n; k++)
         if (leg_writable(c, k)) {
             pick[0] = k;
-            return 1;
+            return;
         }
-    return np;
 }
 
-/* A write that fails means the link is closing; its close moves the leg. */
+/* A write that fails means the link is closing; its close moves the leg.
+ * 1: the session should stop reading. With one leg, when that leg's link is
+ * over its high watermark. With several (split, redundant), only when none
+ * of them can take more: a cut leg's queue must not pause the session and so
+ * stall the others. Redundant copies still go on a full leg (up to the
+ * connection's hard limit, past which they are dropped): the full leg may be
+ * the healthy one, briefly behind, and the frame must reach it too. */
 static int forward_legs(rt_router *r, rt_circuit *c, const pr_frame *f, const uint8_t *raw,
                         size_t len)
 {
@@ -237,8 +233,8 @@ static int forward_legs(rt_router *r, rt_circuit *c, const pr_frame *f, const ui
     if (n == 0)
         return 0; /* between legs (egress): the edges retransmit once a leg is back */
     np = pick_legs(c, f, n, pick);
-    if (c->mode != RT_MP_FAILOVER && n > 1)
-        np = skip_full_legs(c, n, pick, np);
+    if (c->mode == RT_MP_SPLIT && n > 1)
+        split_writable(c, n, pick);
     for (int i = 0; i < np; i++) {
         int rc = rt_end_write_to(r, rt_circuit_leg(c, pick[i]), raw, len);
         if (rc >= 0 && f->type == PR_PAYLOAD_DATA)
@@ -246,7 +242,12 @@ static int forward_legs(rt_router *r, rt_circuit *c, const pr_frame *f, const ui
         if (rc == 1)
             full = 1;
     }
-    return full;
+    if (!full || c->mode == RT_MP_FAILOVER || n < 2)
+        return full;
+    for (int k = 0; k < n; k++)
+        if (leg_writable(c, k))
+            return 0;
+    return 1;
 }
 
 int rt_forward(rt_router *r, rt_circuit *c, int from_side, const pr_frame *f)
