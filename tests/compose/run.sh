@@ -253,7 +253,7 @@ transfer_across_stop() {
     mpid=$!
     # The stop must land in the middle: a transfer already over would pass for nothing.
     at_stop=$(stat -c %s "$tmp/blob2" 2>/dev/null || echo 0)
-    kill -0 "$cpid" 2>/dev/null || at_stop=done
+    kill -0 "$cpid" 2>/dev/null || at_stop="over"
     t0=$(date +%s%N)
     case $victim in
         r[1-4]) if [ "$how" = KILL ]; then dc kill -s KILL "$victim"; else dc stop -t 10 "$victim"; fi >/dev/null 2>&1 ;;
@@ -291,7 +291,7 @@ ingress_router >/dev/null # ids looked up before the clock starts
 transfer_across_stop KILL
 if [ -z "$victim" ]; then
     bad "cannot tell which router carries the transfer (weft circuit list: no open web circuit)"
-elif [ "$at_stop" = done ] || [ "$at_stop" -ge 67108864 ]; then
+elif [ "$at_stop" = "over" ] || [ "$at_stop" -ge 67108864 ]; then
     bad "the transfer was over before its router $victim was killed (finding the router was too slow)"
 elif [ "$crc" = 0 ] && [ "$got" = "$want" ]; then
     ok "transfer survives its router $victim killed mid-way (at $at_stop of 67108864 bytes; digest matches; longest stall ${stall_ms} ms)"
@@ -312,7 +312,7 @@ else
     code=$(docker inspect --format '{{.State.ExitCode}}' "$(dc ps -q "$victim")" 2>/dev/null)
     [ "$code" = 0 ] && [ "$stop_ms" -lt 8000 ] && ok "router $victim stops cleanly on SIGTERM (exit 0, ${stop_ms} ms)" ||
         bad "router $victim on SIGTERM: exit ${code:-?} after ${stop_ms} ms"
-    if [ "$at_stop" = done ] || [ "$at_stop" -ge 67108864 ]; then
+    if [ "$at_stop" = "over" ] || [ "$at_stop" -ge 67108864 ]; then
         bad "the transfer was over before its router $victim was stopped (finding the router was too slow)"
     elif [ "$crc" = 0 ] && [ "$got" = "$want" ]; then
         ok "transfer survives its router $victim stopped mid-way (at $at_stop of 67108864 bytes; digest matches; longest stall ${stall_ms} ms)"
