@@ -46,6 +46,15 @@ cleanup() {
             echo "# kept: docker-compose -f $compose_file -p $project down -v"
         else
             dc down -v --remove-orphans -t 5 >/dev/null 2>&1
+            # down can give up on a network whose last endpoint is still going away.
+            for _ in 1 2 3; do
+                nets=$(docker network ls -q --filter "label=com.docker.compose.project=$project")
+                vols=$(docker volume ls -q --filter "label=com.docker.compose.project=$project")
+                [ -z "$nets$vols" ] && break
+                sleep 1
+                for n in $nets; do docker network rm "$n" >/dev/null 2>&1; done
+                for v in $vols; do docker volume rm -f "$v" >/dev/null 2>&1; done
+            done
         fi
     fi
     docker image rm -f weftci-probe >/dev/null 2>&1
