@@ -13,7 +13,7 @@
 # dialler's half-close arrives whole (its close does not overtake it on the
 # standby leg).
 # Bounds are loose (a loaded 2-core machine, ASan); the measured figures are
-# in docs/performance.md "Mesh", the targets in pending_mesh_failover.sh.
+# in docs/performance.md "Mesh", the targets in tests/bench/mesh.sh.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../mesh/common.sh"
 need_bins "$WEFT_CONTROLLER_BIN" "$WEFT" "$WEFT_EDGE" "$WEFT_ROUTER" "$WEFT_RELAY" "$BED_SHIM"
@@ -50,7 +50,7 @@ assert_match "bytes_(up|down)=[0-9]{7,}" "$st" "the r1-r2 relay carried the stre
 # for a cut link, noticed by the 750 ms heartbeat; 1 s for a reset link or a
 # killed router, noticed at once, measured 15-40 ms) so that a loaded machine
 # or an ASan build does not fail them; the targets (1 s, 200 ms) are checked
-# in pending_mesh_failover.sh and measured by tests/bench/mesh.sh.
+# and measured by tests/bench/mesh.sh.
 ready() { mb_wait_links 4 30 && mb_wait_ctl_links 4 30 && sleep 2; }
 ready
 mb_fail_case blackhole 3000 "$MB_RECV" "$MB_ICPT" mb_relay r1 r2 blackhole on
