@@ -238,6 +238,7 @@ wait_sessions() {
 # polled every 20 ms), stop_ms and victim. The victim is started again.
 transfer_across_stop() {
     local how=$1 cpid mpid t0
+    wait_mesh || bad "the mesh has not six links up within 60 s (weft mesh)"
     rm -f "$tmp/blob2" "$tmp/stall"
     curl -sS -m 120 --limit-rate 8M -o "$tmp/blob2" "$url/blob.bin" 2>"$tmp/curl2.err" &
     cpid=$!
@@ -274,6 +275,17 @@ transfer_across_stop() {
     stall_ms=$(cat "$tmp/stall" 2>/dev/null)
     got=$(sha256sum <"$tmp/blob2" | cut -d' ' -f1)
     size=$(stat -c %s "$tmp/blob2" 2>/dev/null || echo 0)
+}
+
+# The full mesh up again (six links between four routers) as the controller sees it:
+# a resume needs a path from the edge's other router to the far end's router, and
+# links come back with a backoff after restarts.
+wait_mesh() {
+    for _ in $(seq 1 60); do
+        [ "$(wx mesh | jq '[.data.links[] | select(.up)] | length')" = 6 ] && return 0
+        sleep 1
+    done
+    return 1
 }
 
 # A router's log from its last SIGTERM on (the restart above stopped it once already).
