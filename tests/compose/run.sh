@@ -318,6 +318,8 @@ elif [ "$crc" = 0 ] && [ "$got" = "$want" ]; then
     ok "transfer survives its router $victim killed mid-way (at $at_stop of 67108864 bytes; digest matches; longest stall ${stall_ms} ms)"
 else
     bad "transfer broke when its router $victim was killed: curl exit $crc after $size of 67108864 bytes: $(cat "$tmp/curl2.err")"
+    dc logs --no-color edge-dial edge-host r1 r2 r3 r4 2>&1 |
+        grep -E 'resum|session_closed|circuit_close|link_down' | tail -30 | sed 's/^/#   /'
 fi
 [ -n "$victim" ] && restart_victim
 
