@@ -11,10 +11,10 @@ want=(build-essential pkg-config meson ninja-build
       openssl curl sqlite3 python3)
 if [ "${1:-build}" = test ]; then
   want+=(libcmocka-dev clang llvm libclang-rt-14-dev python3-yaml iperf3 mosquitto mosquitto-clients
-         stunnel4 wrk iproute2 nftables procps psmisc)
+         stunnel4 wrk iproute2 nftables procps psmisc jq)
 fi
 if [ "${1:-build}" = docker ]; then
-  want+=(docker.io docker-compose iptables busybox-static mosquitto mosquitto-clients)
+  want+=(docker.io docker-compose iptables busybox-static mosquitto mosquitto-clients jq)
 fi
 if [ "${1:-build}" = systemd ]; then
   want+=(systemd)
