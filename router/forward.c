@@ -87,6 +87,11 @@ static void notify_end(rt_router *r, rt_circuit *c, rt_end *e, int err, const ch
         rt_sess_closed_circuit(e->peer, c->id);
     else if (e->kind != RT_END_LINK)
         return;
+    /* A stopping router tells nobody that its circuits end: its sessions and
+     * links close under them, which is what makes edges resume and ingress
+     * routers reroute (as after a crash) instead of giving the circuits up. */
+    if (r->stopping)
+        return;
     if (dialing && err == 0)
         err = WEFT_ECLOSED;
     /* A resume still waiting for its answer fails as a resume (resume.c). */

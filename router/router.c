@@ -91,6 +91,7 @@ void rt_router_tick_start(rt_router *r)
 
 void rt_router_close(rt_router *r)
 {
+    r->stopping = 1;
     rt_control_stop(r);
     rt_metrics_close(r);
     if (r->edge_open && !uv_is_closing((uv_handle_t *)&r->edge_tcp))

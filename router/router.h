@@ -108,7 +108,7 @@ struct rt_router {
     uv_timer_t tick;
     int tick_on;
     uv_timer_t silence; /* fires at the earliest link silence deadline (link.c) */
-    int stopping; /* rt_router_close ran: no reconnects */
+    int stopping; /* rt_router_close ran: no reconnects, reroutes or per-circuit closes */
     rt_sess *sessions;
     rt_term *terms;
     rt_hosted *hosted;
