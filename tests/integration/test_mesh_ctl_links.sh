@@ -70,6 +70,8 @@ probe r2 "$(link "$id_r1" 600 true 2048)"
 probe r3 "$(link "$id_r1" 2000 true 0)"
 
 wait_for "r1-r2 shows up at 0.5 ms" mesh_has "r1 ── 0.5 ms   ── r2"
+# The three probes connect independently: wait until all three have reported.
+wait_for "all three routers online" mesh_has "3 routers (3 online), 2 links"
 assert_match "3 routers \(3 online\), 2 links \(1 up\)" "$T_OUT" "mesh counts routers and links"
 assert_match "r1 ── down     ── r3" "$T_OUT" "a link only one end reports is down"
 
