@@ -8,7 +8,6 @@
  * verifies the controller against the pinned CA. A man in the middle sees
  * neither the token nor the private key (made here and never sent). */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "proto/httpc.h"
 #include "proto/jwt.h"
 #include "proto/pki.h"
+#include "proto/errf.h"
 #include "weft/errors.h"
 
 #define ENROLL_AUD "weft-enroll"
@@ -34,25 +34,12 @@ typedef struct {
     char base_url[256]; /* iss without a trailing '/' */
 } tok_info;
 
-static int fail(char *err, size_t cap, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t cap, int code, const char *fmt, ...)
-{
-    va_list ap;
-    if (err != NULL && cap > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, cap, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 static int malformed(char *err, size_t cap, const char *what)
 {
-    return fail(err, cap, WEFT_ETOKEN,
-                "the enrolment token is malformed (%s); copy it again in full or ask the "
-                "administrator for a new one",
-                what);
+    return pr_errf(err, cap, WEFT_ETOKEN,
+                   "the enrolment token is malformed (%s); copy it again in full or ask the "
+                   "administrator for a new one",
+                   what);
 }
 
 /* A copy of the token without surrounding white space. */
@@ -71,7 +58,7 @@ static int token_trim(const char *in, char **out, char *err, size_t cap)
     if (len > PR_JWT_MAX)
         return malformed(err, cap, "it is too long");
     if ((*out = strndup(in, len)) == NULL)
-        return fail(err, cap, WEFT_ENOMEM, "out of memory");
+        return pr_errf(err, cap, WEFT_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -114,10 +101,10 @@ static int check_expiry(const tok_info *t, char *err, size_t cap)
         struct tm tm;
         if (gmtime_r(&tt, &tm) != NULL)
             strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        return fail(err, cap, rc,
-                    "the enrolment token expired at %s; ask the administrator for "
-                    "a new one",
-                    when);
+        return pr_errf(err, cap, rc,
+                       "the enrolment token expired at %s; ask the administrator for "
+                       "a new one",
+                       when);
     }
     return rc < 0 ? malformed(err, cap, "no valid expiry") : 0;
 }
@@ -193,23 +180,23 @@ static int fetch_ca(const tok_info *t, int timeout_ms, char **ca_pem, char *err,
     int rc = pr_https_request(t->base_url, &cfg, "GET", "/v1/enroll/ca", NULL, 0, NULL, &r, herr,
                               sizeof(herr));
     if (rc < 0) {
-        fail(err, cap, rc, "cannot fetch the network CA from %s: %s", t->base_url,
-             herr[0] ? herr : weft_strerror(rc));
+        pr_errf(err, cap, rc, "cannot fetch the network CA from %s: %s", t->base_url,
+                herr[0] ? herr : weft_strerror(rc));
         goto out;
     }
     if (r.status != 200) {
-        rc = fail(err, cap, WEFT_EHTTP,
-                  "%s answered HTTP %d for the network CA; check that the "
-                  "token's controller URL points to a weft controller",
-                  t->base_url, r.status);
+        rc = pr_errf(err, cap, WEFT_EHTTP,
+                     "%s answered HTTP %d for the network CA; check that the "
+                     "token's controller URL points to a weft controller",
+                     t->base_url, r.status);
         goto out;
     }
     rc = ca_from_body(&r, ca_pem);
     if (rc < 0)
-        fail(err, cap, rc,
-             "%s sent no CA certificate; check that the token's controller URL "
-             "points to a weft controller",
-             t->base_url);
+        pr_errf(err, cap, rc,
+                "%s sent no CA certificate; check that the token's controller URL "
+                "points to a weft controller",
+                t->base_url);
 out:
     pr_http_resp_free(&r);
     return rc;
@@ -220,19 +207,19 @@ static int pin_ca(const tok_info *t, const char *ca_pem, char *err, size_t cap)
 {
     char got[65], want[65];
     if (pr_pki_fingerprint(ca_pem, got) < 0)
-        return fail(err, cap, WEFT_ECERT,
-                    "%s sent an unreadable CA certificate; refusing to "
-                    "enrol",
-                    t->base_url);
+        return pr_errf(err, cap, WEFT_ECERT,
+                       "%s sent an unreadable CA certificate; refusing to "
+                       "enrol",
+                       t->base_url);
     for (size_t i = 0; i < 64; i++)
         want[i] = (char)tolower((unsigned char)t->ca_fp[i]);
     want[64] = '\0';
     if (sodium_memcmp(got, want, 64) != 0)
-        return fail(err, cap, WEFT_EFINGERPRINT,
-                    "the CA fingerprint of %s (%.16s...) does not match the pinned fingerprint "
-                    "in the enrolment token (%.16s...): possible interception, or the wrong "
-                    "controller at that address; refusing to enrol",
-                    t->base_url, got, want);
+        return pr_errf(err, cap, WEFT_EFINGERPRINT,
+                       "the CA fingerprint of %s (%.16s...) does not match the pinned fingerprint "
+                       "in the enrolment token (%.16s...): possible interception, or the wrong "
+                       "controller at that address; refusing to enrol",
+                       t->base_url, got, want);
     return 0;
 }
 
@@ -314,11 +301,11 @@ static int map_error(const pr_http_resp *r, char *err, size_t cap)
         if (strcmp(codes[i].code, code) == 0)
             m = &codes[i];
     /* The controller's messages already say what to do; ours stand in when it sent none. */
-    int rc = fail(err, cap, m ? m->err : WEFT_EHTTP,
-                  "the controller refused the enrolment: %s (%s, "
-                  "HTTP %d)",
-                  msg ? msg : (m ? m->hint : "no reason given; see the controller's log"),
-                  code ? code : "error", r->status);
+    int rc = pr_errf(err, cap, m ? m->err : WEFT_EHTTP,
+                     "the controller refused the enrolment: %s (%s, "
+                     "HTTP %d)",
+                     msg ? msg : (m ? m->hint : "no reason given; see the controller's log"),
+                     code ? code : "error", r->status);
     json_decref(root);
     return rc;
 }
@@ -333,8 +320,8 @@ static int post_csr(const tok_info *t, const pr_enroll_req *req, const char *ca_
     int rc = pr_https_request(t->base_url, &cfg, "POST", "/v1/enroll", body, strlen(body),
                               "application/json", &r, herr, sizeof(herr));
     if (rc < 0) {
-        fail(err, cap, rc, "cannot enrol with %s: %s", t->base_url,
-             herr[0] ? herr : weft_strerror(rc));
+        pr_errf(err, cap, rc, "cannot enrol with %s: %s", t->base_url,
+                herr[0] ? herr : weft_strerror(rc));
         goto out;
     }
     if (r.status != 200 && r.status != 201) {
@@ -343,10 +330,10 @@ static int post_csr(const tok_info *t, const pr_enroll_req *req, const char *ca_
     }
     *out = json_loadb(r.body, r.body_len, 0, NULL);
     if (*out == NULL)
-        rc = fail(err, cap, WEFT_EJSON,
-                  "%s answered the enrolment with malformed JSON; see the "
-                  "controller's log",
-                  t->base_url);
+        rc = pr_errf(err, cap, WEFT_EJSON,
+                     "%s answered the enrolment with malformed JSON; see the "
+                     "controller's log",
+                     t->base_url);
 out:
     pr_http_resp_free(&r);
     return rc;
@@ -357,10 +344,10 @@ static int copy_field(char *dst, size_t cap, const char *src, const char *name, 
 {
     size_t len = src ? strlen(src) : 0;
     if (len == 0 || len >= cap)
-        return fail(err, errcap, WEFT_EPROTO,
-                    "the controller's enrolment answer has %s %s; see "
-                    "the controller's log",
-                    len ? "an overlong" : "no", name);
+        return pr_errf(err, errcap, WEFT_EPROTO,
+                       "the controller's enrolment answer has %s %s; see "
+                       "the controller's log",
+                       len ? "an overlong" : "no", name);
     memcpy(dst, src, len + 1);
     return 0;
 }
@@ -391,25 +378,25 @@ static int fill_cert(const tok_info *t, const json_t *d, const char *ca_pem, con
 {
     const char *cert = claim_str(d, "cert") ? claim_str(d, "cert") : claim_str(d, "certificate");
     if (cert == NULL)
-        return fail(err, cap, WEFT_EPROTO,
-                    "the controller's enrolment answer has no "
-                    "certificate; see the controller's log");
+        return pr_errf(err, cap, WEFT_EPROTO,
+                       "the controller's enrolment answer has no "
+                       "certificate; see the controller's log");
     int rc = pr_pki_verify(cert, ca_pem);
     if (rc < 0)
-        return fail(err, cap, rc,
-                    "the certificate from %s does not verify against the pinned "
-                    "CA (%s); refusing it",
-                    t->base_url, weft_strerror(rc));
+        return pr_errf(err, cap, rc,
+                       "the certificate from %s does not verify against the pinned "
+                       "CA (%s); refusing it",
+                       t->base_url, weft_strerror(rc));
     if (pr_pki_key_matches(cert, key_pem) != 1)
-        return fail(err, cap, WEFT_ECERT,
-                    "the certificate from %s is not for the key made "
-                    "here; refusing it",
-                    t->base_url);
+        return pr_errf(err, cap, WEFT_ECERT,
+                       "the certificate from %s is not for the key made "
+                       "here; refusing it",
+                       t->base_url);
     out->cert_pem = strdup(cert);
     out->key_pem = strdup(key_pem);
     out->ca_pem = strdup(ca_pem);
     if (out->cert_pem == NULL || out->key_pem == NULL || out->ca_pem == NULL)
-        return fail(err, cap, WEFT_ENOMEM, "out of memory");
+        return pr_errf(err, cap, WEFT_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -430,7 +417,7 @@ int pr_enroll(const pr_enroll_req *req, pr_idfile *out, char *err, size_t errcap
     int rc;
     memset(&t, 0, sizeof(t));
     if (req == NULL || out == NULL)
-        return fail(err, errcap, WEFT_EINVAL, "no enrolment request");
+        return pr_errf(err, errcap, WEFT_EINVAL, "no enrolment request");
     memset(out, 0, sizeof(*out));
     if ((rc = read_token(req->token, &t, err, errcap)) < 0 ||
         (rc = token_trim(req->token, &tok, err, errcap)) < 0)
@@ -439,14 +426,15 @@ int pr_enroll(const pr_enroll_req *req, pr_idfile *out, char *err, size_t errcap
         (rc = pin_ca(&t, ca_pem, err, errcap)) < 0)
         goto out;
     if ((rc = pr_pki_keygen(&key_pem)) < 0 || (rc = pr_pki_csr(key_pem, t.sub, &csr_pem)) < 0) {
-        fail(err, errcap, rc, "cannot make a key pair and CSR: %s", weft_strerror(rc));
+        pr_errf(err, errcap, rc, "cannot make a key pair and CSR: %s", weft_strerror(rc));
         goto out;
     }
     if ((rc = build_request(req, t.ca_fp, tok, csr_pem, &body)) < 0) {
-        fail(err, errcap, rc,
-             rc == WEFT_EINVAL ? "cannot sign with the factory key (%s): is --key the key of --cert?"
-                               : "cannot build the enrolment request: %s",
-             weft_strerror(rc));
+        pr_errf(err, errcap, rc,
+                rc == WEFT_EINVAL
+                    ? "cannot sign with the factory key (%s): is --key the key of --cert?"
+                    : "cannot build the enrolment request: %s",
+                weft_strerror(rc));
         goto out;
     }
     if ((rc = post_csr(&t, req, ca_pem, body, &resp, err, errcap)) < 0)

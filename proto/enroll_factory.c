@@ -4,7 +4,6 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,21 +11,8 @@
 #include "proto/httpc.h"
 #include "proto/pki.h"
 #include "proto/proof.h"
+#include "proto/errf.h"
 #include "weft/errors.h"
-
-static int fail(char *err, size_t cap, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t cap, int code, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL && cap > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, cap, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 /* Lower-case hex without separators; 64 digits or an error. */
 static int norm_fp(const char *in, char out[65])
@@ -50,19 +36,21 @@ static int fetch_ca(const pr_factory_req *req, const char *fp, char **ca, char *
     pr_httpc_cfg cfg = {.no_verify = 1, .timeout_ms = req->timeout_ms};
     pr_http_resp r = {0};
     char got[65];
-    int rc = pr_https_request(req->controller, &cfg, "GET", "/v1/enroll/ca", NULL, 0, NULL, &r,
-                              err, cap);
+    int rc = pr_https_request(req->controller, &cfg, "GET", "/v1/enroll/ca", NULL, 0, NULL, &r, err,
+                              cap);
 
     if (rc < 0)
         return rc;
     if (r.status != 200 || pr_pki_fingerprint(r.body, got) < 0)
-        rc = fail(err, cap, WEFT_EPROTO, "%s did not answer with a CA certificate (HTTP %d); "
-                  "check --controller", req->controller, r.status);
+        rc = pr_errf(err, cap, WEFT_EPROTO,
+                     "%s did not answer with a CA certificate (HTTP %d); "
+                     "check --controller",
+                     req->controller, r.status);
     else if (strcmp(got, fp) != 0)
-        rc = fail(err, cap, WEFT_EFINGERPRINT,
-                  "the controller's CA (sha256 %s) is not the one given (%s); check "
-                  "--ca-fingerprint and --controller: someone may be in the middle",
-                  got, fp);
+        rc = pr_errf(err, cap, WEFT_EFINGERPRINT,
+                     "the controller's CA (sha256 %s) is not the one given (%s); check "
+                     "--ca-fingerprint and --controller: someone may be in the middle",
+                     got, fp);
     else if ((*ca = strdup(r.body)) == NULL)
         rc = WEFT_ENOMEM;
     pr_http_resp_free(&r);
@@ -90,8 +78,8 @@ static int refused(const pr_http_resp *r, char *err, size_t cap)
     const char *msg = json_string_value(json_object_get(e, "message"));
     int rc = r->status == 409 ? WEFT_ECONFLICT : WEFT_EDENIED;
 
-    fail(err, cap, rc, "enrolment refused (%s): %s", code ? code : "HTTP error",
-         msg ? msg : "no reason given");
+    pr_errf(err, cap, rc, "enrolment refused (%s): %s", code ? code : "HTTP error",
+            msg ? msg : "no reason given");
     json_decref(b);
     return rc;
 }
@@ -144,7 +132,7 @@ static int post(const pr_factory_req *req, const char *ca, const char *fp, pr_id
     if ((rc = pr_pki_keygen(&key)) < 0 || (rc = pr_pki_csr(key, "device", &csr)) < 0)
         goto out;
     if ((rc = pr_proof_sign(req->key_pem, fp, csr, &sig)) < 0) {
-        fail(err, cap, rc, "cannot sign with the factory key: check --key is the key of --cert");
+        pr_errf(err, cap, rc, "cannot sign with the factory key: check --key is the key of --cert");
         goto out;
     }
     if ((rc = build_body(req, csr, sig, &body)) < 0 ||
@@ -154,7 +142,7 @@ static int post(const pr_factory_req *req, const char *ca, const char *fp, pr_id
     if (r.status != 200)
         rc = refused(&r, err, cap);
     else if ((rc = fill(&r, ca, &key, out)) < 0)
-        fail(err, cap, rc, "the controller's answer is not a certificate for our key; retry");
+        pr_errf(err, cap, rc, "the controller's answer is not a certificate for our key; retry");
 out:
     pr_http_resp_free(&r);
     if (key)
@@ -173,13 +161,14 @@ int pr_enroll_factory(const pr_factory_req *req, pr_idfile *out, char *err, size
 
     if (req == NULL || out == NULL || req->controller == NULL || req->cert_pem == NULL ||
         req->key_pem == NULL || req->ca_fp == NULL)
-        return fail(err, errcap, WEFT_EINVAL, "controller, CA fingerprint, certificate and key "
-                                              "are all needed");
+        return pr_errf(err, errcap, WEFT_EINVAL,
+                       "controller, CA fingerprint, certificate and key "
+                       "are all needed");
     if (norm_fp(req->ca_fp, fp) < 0)
-        return fail(err, errcap, WEFT_EINVAL,
-                    "the CA fingerprint must be 64 hex digits (SHA-256), ':' allowed");
+        return pr_errf(err, errcap, WEFT_EINVAL,
+                       "the CA fingerprint must be 64 hex digits (SHA-256), ':' allowed");
     if (pr_pki_key_matches(req->cert_pem, req->key_pem) != 1)
-        return fail(err, errcap, WEFT_EINVAL, "the factory key is not the certificate's key");
+        return pr_errf(err, errcap, WEFT_EINVAL, "the factory key is not the certificate's key");
     if ((rc = fetch_ca(req, fp, &ca, err, errcap)) == 0)
         rc = post(req, ca, fp, out, err, errcap);
     free(ca);

@@ -6,7 +6,6 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,21 +15,8 @@
 
 #include "proto/httpc.h"
 #include "proto/pki.h"
+#include "proto/errf.h"
 #include "weft/errors.h"
-
-static int fail(char *err, size_t cap, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t cap, int code, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL && cap > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, cap, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 static int validity(const char *pem, int64_t *nb, int64_t *na)
 {
@@ -78,8 +64,8 @@ static int refused(const pr_http_resp *r, char *err, size_t cap)
     const char *msg = json_string_value(json_object_get(json_object_get(b, "error"), "message"));
     int rc = r->status == 403 ? WEFT_EDENIED : WEFT_EHTTP;
 
-    fail(err, cap, rc, "the controller refused the renewal (HTTP %d): %s", r->status,
-         msg ? msg : "no reason given");
+    pr_errf(err, cap, rc, "the controller refused the renewal (HTTP %d): %s", r->status,
+            msg ? msg : "no reason given");
     json_decref(b);
     return rc;
 }
@@ -94,8 +80,9 @@ static int adopt(pr_idfile *id, const pr_http_resp *r, char **key, char *err, si
     int rc = 0;
 
     if (c2 == NULL || pr_pki_key_matches(c2, *key) != 1 || (ca && ca2 == NULL)) {
-        rc = fail(err, cap, WEFT_EPROTO, "the controller's answer holds no certificate for the "
-                                         "new key; retry, and report it if it persists");
+        rc = pr_errf(err, cap, WEFT_EPROTO,
+                     "the controller's answer holds no certificate for the "
+                     "new key; retry, and report it if it persists");
         free(c2);
         free(ca2);
     } else {
@@ -116,7 +103,9 @@ static int adopt(pr_idfile *id, const pr_http_resp *r, char **key, char *err, si
 
 int pr_renew(pr_idfile *id, int timeout_ms, char *err, size_t errcap)
 {
-    pr_httpc_cfg cfg = {.ca_pem = id->ca_pem, .cert_pem = id->cert_pem, .key_pem = id->key_pem,
+    pr_httpc_cfg cfg = {.ca_pem = id->ca_pem,
+                        .cert_pem = id->cert_pem,
+                        .key_pem = id->key_pem,
                         .timeout_ms = timeout_ms};
     pr_http_resp r = {0};
     char *key = NULL, *csr = NULL, *body = NULL;
@@ -124,7 +113,7 @@ int pr_renew(pr_idfile *id, int timeout_ms, char *err, size_t errcap)
 
     if ((rc = pr_pki_keygen(&key)) < 0 || (rc = pr_pki_csr(key, id->name, &csr)) < 0 ||
         (rc = body_for(csr, &body)) < 0) {
-        fail(err, errcap, rc, "cannot make a new key and CSR: %s", weft_strerror(rc));
+        pr_errf(err, errcap, rc, "cannot make a new key and CSR: %s", weft_strerror(rc));
         goto out;
     }
     rc = pr_https_request(id->controller, &cfg, "POST", "/v1/renew", body, strlen(body),
@@ -151,11 +140,13 @@ int pr_renew_if_due(const char *idfile_path, int force, int timeout_ms, char *er
         return rc;
     rc = force ? 1 : pr_renew_due(id.cert_pem, (int64_t)time(NULL));
     if (rc < 0)
-        fail(err, errcap, rc, "%s: the certificate cannot be read", idfile_path);
+        pr_errf(err, errcap, rc, "%s: the certificate cannot be read", idfile_path);
     if (rc == 1 && (rc = pr_renew(&id, timeout_ms, err, errcap)) == 0) {
         if ((rc = pr_idfile_save(idfile_path, &id)) < 0)
-            fail(err, errcap, rc, "renewed, but cannot rewrite %s (%s); check its directory is "
-                                  "writable", idfile_path, weft_strerror(rc));
+            pr_errf(err, errcap, rc,
+                    "renewed, but cannot rewrite %s (%s); check its directory is "
+                    "writable",
+                    idfile_path, weft_strerror(rc));
         else
             rc = 1;
     }

@@ -5,12 +5,12 @@
 
 #include <jansson.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/errf.h"
 #include "weft/errors.h"
 
 typedef int (*parse_fn)(const json_t *o, void *out, int del, char *err, size_t errcap);
@@ -37,21 +37,6 @@ typedef struct {
     const kind_desc *kind;
     any_elem e;
 } delta_op;
-
-static int fail(char *err, size_t errcap, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errcap, int rc, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err && errcap) {
-        va_start(ap, fmt);
-        vsnprintf(err, errcap, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 /* ---- element vectors ---- */
 
@@ -191,8 +176,8 @@ static void vec_del(rt_vec *v, const char *id)
 
 /* ---- element parsers ---- */
 
-static int get_str(const json_t *o, const char *key, char *out, size_t cap, int required,
-                   char *err, size_t errcap)
+static int get_str(const json_t *o, const char *key, char *out, size_t cap, int required, char *err,
+                   size_t errcap)
 {
     const json_t *j = json_object_get(o, key);
     const char *s;
@@ -200,14 +185,14 @@ static int get_str(const json_t *o, const char *key, char *out, size_t cap, int 
     out[0] = '\0';
     if (j == NULL || json_is_null(j)) {
         if (required)
-            return fail(err, errcap, WEFT_EPROTO, "map object lacks \"%s\"", key);
+            return pr_errf(err, errcap, WEFT_EPROTO, "map object lacks \"%s\"", key);
         return 0;
     }
     if (!json_is_string(j))
-        return fail(err, errcap, WEFT_EPROTO, "map field \"%s\" is not a string", key);
+        return pr_errf(err, errcap, WEFT_EPROTO, "map field \"%s\" is not a string", key);
     s = json_string_value(j);
     if (json_string_length(j) >= cap || strlen(s) != json_string_length(j))
-        return fail(err, errcap, WEFT_EPROTO, "map field \"%s\" is too long", key);
+        return pr_errf(err, errcap, WEFT_EPROTO, "map field \"%s\" is too long", key);
     memcpy(out, s, json_string_length(j) + 1);
     return 0;
 }
@@ -229,16 +214,16 @@ static int sel_list(const json_t *o, const char *key, const char *pre, char *out
     if (a == NULL || json_is_null(a))
         return 0;
     if (!json_is_array(a))
-        return fail(err, errcap, WEFT_EPROTO, "map field \"%s\" is not an array", key);
+        return pr_errf(err, errcap, WEFT_EPROTO, "map field \"%s\" is not an array", key);
     json_array_foreach(a, i, v)
     {
         const char *str = json_string_value(v);
         int n;
         if (str == NULL || strchr(str, ',') != NULL)
-            return fail(err, errcap, WEFT_EPROTO, "map field \"%s\" has a bad entry", key);
+            return pr_errf(err, errcap, WEFT_EPROTO, "map field \"%s\" has a bad entry", key);
         n = snprintf(out + off, cap - off, "%s%s%s", off ? "," : "", pre, str);
         if (n < 0 || (size_t)n >= cap - off)
-            return fail(err, errcap, WEFT_EPROTO, "map field \"%s\" is too long", key);
+            return pr_errf(err, errcap, WEFT_EPROTO, "map field \"%s\" is too long", key);
         off += (size_t)n;
     }
     return 0;
@@ -251,13 +236,14 @@ static int parse_router(const json_t *o, void *out, int del, char *err, size_t e
 
     if (rc < 0 || del)
         return rc;
-    if ((rc = STR(o, "name", r->name, 0)) < 0 || (rc = STR(o, "edge_listen", r->edge_listen, 0)) < 0 ||
+    if ((rc = STR(o, "name", r->name, 0)) < 0 ||
+        (rc = STR(o, "edge_listen", r->edge_listen, 0)) < 0 ||
         (rc = STR(o, "link_listen", r->link_listen, 0)) < 0)
         return rc;
     if ((rc = sel_list(o, "roles", "#", r->roles, sizeof(r->roles), NULL, err, errcap)) < 0 ||
         (rc = sel_list(o, "allow", "", r->allow, sizeof(r->allow), NULL, err, errcap)) < 0 ||
-        (rc = sel_list(o, "restricted", "", r->restricted, sizeof(r->restricted), &r->policed,
-                       err, errcap)) < 0)
+        (rc = sel_list(o, "restricted", "", r->restricted, sizeof(r->restricted), &r->policed, err,
+                       errcap)) < 0)
         return rc;
     r->online = json_is_true(json_object_get(o, "online"));
     r->online_known = json_is_boolean(json_object_get(o, "online"));
@@ -321,7 +307,7 @@ static int parse_link(const json_t *o, void *out, int del, char *err, size_t err
     if ((rc = STR(o, "a", a, 1)) < 0 || (rc = STR(o, "b", b, 1)) < 0)
         return rc;
     if (strcmp(a, b) == 0)
-        return fail(err, errcap, WEFT_EPROTO, "map link joins router %s to itself", a);
+        return pr_errf(err, errcap, WEFT_EPROTO, "map link joins router %s to itself", a);
     if (strcmp(a, b) > 0)
         snprintf(l->a, sizeof(l->a), "%s", b), snprintf(l->b, sizeof(l->b), "%s", a);
     else
@@ -330,19 +316,18 @@ static int parse_link(const json_t *o, void *out, int del, char *err, size_t err
     if (del)
         return 0;
     if (rtt && (!json_is_integer(rtt) || json_integer_value(rtt) < 0))
-        return fail(err, errcap, WEFT_EPROTO, "map link rtt_us is not a non-negative integer");
+        return pr_errf(err, errcap, WEFT_EPROTO, "map link rtt_us is not a non-negative integer");
     l->rtt_us = rtt ? (uint64_t)json_integer_value(rtt) : 0;
     l->up = json_is_true(json_object_get(o, "up"));
     return 0;
 }
 
-static int grant_time(const json_t *o, const char *key, long long *out, char *err,
-                      size_t errcap)
+static int grant_time(const json_t *o, const char *key, long long *out, char *err, size_t errcap)
 {
     const json_t *j = json_object_get(o, key);
 
     if (!json_is_integer(j) || json_integer_value(j) < 0)
-        return fail(err, errcap, WEFT_EPROTO, "map grant_revoked lacks a time \"%s\"", key);
+        return pr_errf(err, errcap, WEFT_EPROTO, "map grant_revoked lacks a time \"%s\"", key);
     *out = (long long)json_integer_value(j);
     return 0;
 }
@@ -352,11 +337,11 @@ static int parse_grant(const json_t *o, void *out, int del, char *err, size_t er
     rt_map_grant *g = out;
     int rc;
 
-    if ((rc = STR(o, "identity", g->identity, 1)) < 0 || (rc = STR(o, "service", g->service, 1)) < 0 ||
-        (rc = STR(o, "act", g->act, 1)) < 0)
+    if ((rc = STR(o, "identity", g->identity, 1)) < 0 ||
+        (rc = STR(o, "service", g->service, 1)) < 0 || (rc = STR(o, "act", g->act, 1)) < 0)
         return rc;
     if (strcmp(g->act, "dial") != 0 && strcmp(g->act, "bind") != 0)
-        return fail(err, errcap, WEFT_EPROTO, "map grant_revoked act is neither dial nor bind");
+        return pr_errf(err, errcap, WEFT_EPROTO, "map grant_revoked act is neither dial nor bind");
     snprintf(g->id, sizeof(g->id), "%s|%s|%s", g->identity, g->service, g->act);
     if (del)
         return 0;
@@ -409,12 +394,13 @@ static int parse_key(const json_t *root, rt_map *m, char *err, size_t errcap)
     if (j == NULL)
         return 0;
     if (!json_is_string(j))
-        return fail(err, errcap, WEFT_EPROTO, "map signing_key is not a string");
+        return pr_errf(err, errcap, WEFT_EPROTO, "map signing_key is not a string");
     s = json_string_value(j);
     if (sodium_base642bin(m->signing_key, sizeof(m->signing_key), s, strlen(s), NULL, &n, NULL,
                           sodium_base64_VARIANT_ORIGINAL) != 0 ||
         n != sizeof(m->signing_key))
-        return fail(err, errcap, WEFT_EPROTO, "map signing_key is not a base64 Ed25519 public key");
+        return pr_errf(err, errcap, WEFT_EPROTO,
+                       "map signing_key is not a base64 Ed25519 public key");
     m->have_key = 1;
     return 0;
 }
@@ -425,7 +411,7 @@ static int parse_version(const json_t *root, const char *key, uint64_t *out, cha
     const json_t *j = json_object_get(root, key);
 
     if (!json_is_integer(j) || json_integer_value(j) < 0)
-        return fail(err, errcap, WEFT_EPROTO, "map lacks a non-negative integer \"%s\"", key);
+        return pr_errf(err, errcap, WEFT_EPROTO, "map lacks a non-negative integer \"%s\"", key);
     *out = (uint64_t)json_integer_value(j);
     return 0;
 }
@@ -436,16 +422,15 @@ static int load_root(const char *json, size_t len, json_t **root, char *err, siz
 
     *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (*root == NULL)
-        return fail(err, errcap, WEFT_EJSON, "map is not JSON: %s", je.text);
+        return pr_errf(err, errcap, WEFT_EJSON, "map is not JSON: %s", je.text);
     if (!json_is_object(*root)) {
         json_decref(*root);
-        return fail(err, errcap, WEFT_EJSON, "map is not a JSON object");
+        return pr_errf(err, errcap, WEFT_EJSON, "map is not a JSON object");
     }
     return 0;
 }
 
-static int parse_array(const json_t *root, const kind_desc *k, rt_map *m, char *err,
-                       size_t errcap)
+static int parse_array(const json_t *root, const kind_desc *k, rt_map *m, char *err, size_t errcap)
 {
     const json_t *arr = json_object_get(root, k->array), *o;
     size_t i;
@@ -455,8 +440,9 @@ static int parse_array(const json_t *root, const kind_desc *k, rt_map *m, char *
     if (arr == NULL)
         return 0;
     if (!json_is_array(arr))
-        return fail(err, errcap, WEFT_EPROTO, "map \"%s\" is not an array", k->array);
-    json_array_foreach(arr, i, o) {
+        return pr_errf(err, errcap, WEFT_EPROTO, "map \"%s\" is not an array", k->array);
+    json_array_foreach(arr, i, o)
+    {
         memset(&e, 0, sizeof(e));
         if ((rc = k->parse(o, &e, 0, err, errcap)) < 0 || (rc = vec_put(vec_of(m, k), &e)) < 0)
             return rc;
@@ -502,13 +488,13 @@ static int parse_op(const json_t *o, delta_op *op, char *err, size_t errcap)
     const json_t *obj = json_object_get(o, "obj");
 
     if (what == NULL || (strcmp(what, "put") != 0 && strcmp(what, "del") != 0))
-        return fail(err, errcap, WEFT_EPROTO, "delta op is neither \"put\" nor \"del\"");
+        return pr_errf(err, errcap, WEFT_EPROTO, "delta op is neither \"put\" nor \"del\"");
     op->del = what[0] == 'd';
     op->kind = kind_by_name(json_string_value(json_object_get(o, "kind")));
     if (op->kind == NULL)
-        return fail(err, errcap, WEFT_EPROTO, "delta op has an unknown kind");
+        return pr_errf(err, errcap, WEFT_EPROTO, "delta op has an unknown kind");
     if (obj == NULL)
-        return fail(err, errcap, WEFT_EPROTO, "delta op lacks \"obj\"");
+        return pr_errf(err, errcap, WEFT_EPROTO, "delta op lacks \"obj\"");
     memset(&op->e, 0, sizeof(op->e));
     return op->kind->parse(obj, &op->e, op->del, err, errcap);
 }
@@ -521,13 +507,11 @@ static int parse_ops(const json_t *arr, delta_op **ops, size_t *n, char *err, si
     int rc;
 
     if (!json_is_array(arr))
-        return fail(err, errcap, WEFT_EPROTO, "delta lacks an \"ops\" array");
+        return pr_errf(err, errcap, WEFT_EPROTO, "delta lacks an \"ops\" array");
     *n = json_array_size(arr);
     if ((*ops = calloc(*n ? *n : 1, sizeof(**ops))) == NULL)
         return WEFT_ENOMEM;
-    json_array_foreach(arr, i, o)
-        if ((rc = parse_op(o, &(*ops)[i], err, errcap)) < 0)
-            return rc;
+    json_array_foreach(arr, i, o) if ((rc = parse_op(o, &(*ops)[i], err, errcap)) < 0) return rc;
     return 0;
 }
 
@@ -560,10 +544,9 @@ int rt_map_apply_delta(rt_map *m, const char *json, size_t len, char *err, size_
         (ret = parse_version(root, "base", &base, err, errcap)) < 0)
         goto out;
     if (m->version == 0 || base != m->version || version <= base) {
-        ret = fail(err, errcap, WEFT_ECONFLICT,
-                   "delta %llu..%llu does not follow our map version %llu",
-                   (unsigned long long)base, (unsigned long long)version,
-                   (unsigned long long)m->version);
+        ret = pr_errf(
+            err, errcap, WEFT_ECONFLICT, "delta %llu..%llu does not follow our map version %llu",
+            (unsigned long long)base, (unsigned long long)version, (unsigned long long)m->version);
         goto out;
     }
     memset(&tmpkey, 0, sizeof(tmpkey));

@@ -5,6 +5,7 @@
 
 #include <cmocka.h>
 
+#include "proto/errf.h"
 #include "weft/errors.h"
 
 static void known_codes_have_names_and_messages(void **state)
@@ -33,12 +34,25 @@ static void codes_are_unique(void **state)
             assert_int_not_equal(codes[i], codes[j]);
 }
 
+static void errf_formats_and_returns_the_code(void **state)
+{
+    char buf[8];
+
+    assert_int_equal(pr_errf(buf, sizeof(buf), WEFT_EINVAL, "bad %d", 42), WEFT_EINVAL);
+    assert_string_equal(buf, "bad 42");
+    /* Truncated, still terminated; no buffer at all is allowed. */
+    assert_int_equal(pr_errf(buf, sizeof(buf), WEFT_EIO, "%s", "much too long"), WEFT_EIO);
+    assert_string_equal(buf, "much to");
+    assert_int_equal(pr_errf(NULL, 0, WEFT_EPROTO, "ignored"), WEFT_EPROTO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(known_codes_have_names_and_messages),
         cmocka_unit_test(unknown_codes_are_safe),
         cmocka_unit_test(codes_are_unique),
+        cmocka_unit_test(errf_formats_and_returns_the_code),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
