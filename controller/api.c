@@ -459,6 +459,44 @@ void ctl_update_reply(ctl_call *call, const char *coll, const char *what, json_t
     reply_stored(call, 200, coll, what, id);
 }
 
+void ctl_create_parsed(ctl_call *call, const char *coll, const char *what,
+                       const char *const *allowed, ctl_parse_fn parse)
+{
+    json_t *body = NULL, *rec = json_object();
+    char id[PR_ID_MAX + 1];
+
+    if (ctl_body(call, allowed, &body) < 0 || parse(call, body, 1, rec) < 0) {
+        json_decref(rec);
+        goto out;
+    }
+    pr_ident_new_id(id, sizeof(id));
+    json_object_set_new(rec, "id", json_string(id));
+    ctl_create_reply(call, coll, what, rec);
+out:
+    json_decref(body);
+}
+
+int ctl_patch_parsed(ctl_call *call, const char *coll, const char *what, const char *const *allowed,
+                     ctl_parse_fn parse, json_t **before, json_t **fields)
+{
+    json_t *body = NULL, *rec = NULL, *f = json_object();
+    int rc = -1;
+
+    if (ctl_body(call, allowed, &body) < 0 || parse(call, body, 0, f) < 0 ||
+        ctl_load(call, coll, what, &rec) < 0)
+        goto out;
+    ctl_update_reply(call, coll, what, rec, f);
+    *before = rec;
+    *fields = f;
+    rec = f = NULL;
+    rc = 0;
+out:
+    json_decref(rec);
+    json_decref(f);
+    json_decref(body);
+    return rc;
+}
+
 void ctl_delete(ctl_call *call, const char *coll, const char *what)
 {
     json_t *rec;
@@ -515,10 +553,9 @@ int ctl_list_all(ctl_store *s, const char *coll, json_t **items)
 void ctl_router_status_attach(ctl *c, json_t *rec)
 {
     if (c->map != NULL)
-        json_object_set_new(
-            rec, "online",
-            json_boolean(ctl_netmap_router_is_online(
-                c->map, json_string_value(json_object_get(rec, "id")))));
+        json_object_set_new(rec, "online",
+                            json_boolean(ctl_netmap_router_is_online(
+                                c->map, json_string_value(json_object_get(rec, "id")))));
 }
 
 void ctl_map_touch(ctl *c, const char *coll, const char *id)
@@ -528,8 +565,7 @@ void ctl_map_touch(ctl *c, const char *coll, const char *id)
     if (c->map == NULL || id == NULL)
         return;
     if ((rc = ctl_netmap_touch(c->map, coll, id)) < 0)
-        pr_error("map_update_failed", "coll=%s id=%s err=%s hint=%s", coll, id,
-                 weft_err_name(rc),
+        pr_error("map_update_failed", "coll=%s id=%s err=%s hint=%s", coll, id, weft_err_name(rc),
                  pr_log_q("routers may hold a stale map; restart the controller"));
 }
 

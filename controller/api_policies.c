@@ -6,15 +6,13 @@
 #include "controller/behaviour.h"
 #include "controller/controller.h"
 #include "controller/grants.h"
-#include "proto/ident.h"
 #include "weft/errors.h"
 
 static const char *const allowed[] = {
-    "name",      "type",      "semantic", "identity_roles", "service_roles", "router_roles",
-    "time",      "conn_rate", "bandwidth", "quota",         "max_circuits",  "actions",
-    NULL};
-static const char *const types[] = {"dial", "bind", "behaviour", "router", "service-router",
-                                    NULL};
+    "name",         "type",    "semantic",  "identity_roles", "service_roles",
+    "router_roles", "time",    "conn_rate", "bandwidth",      "quota",
+    "max_circuits", "actions", NULL};
+static const char *const types[] = {"dial", "bind", "behaviour", "router", "service-router", NULL};
 static const char *const semantics[] = {"AnyOf", "AllOf", NULL};
 
 static int valid_selector(const char *s)
@@ -163,18 +161,7 @@ void ctl_api_policies_list(ctl_call *call)
 
 void ctl_api_policies_create(ctl_call *call)
 {
-    json_t *body = NULL, *rec = json_object();
-    char id[PR_ID_MAX + 1];
-
-    if (ctl_body(call, allowed, &body) < 0 || parse(call, body, 1, rec) < 0) {
-        json_decref(rec);
-        goto out;
-    }
-    pr_ident_new_id(id, sizeof(id));
-    json_object_set_new(rec, "id", json_string(id));
-    ctl_create_reply(call, "policies", "policy", rec);
-out:
-    json_decref(body);
+    ctl_create_parsed(call, "policies", "policy", allowed, parse);
 }
 
 void ctl_api_policies_get(ctl_call *call)
@@ -184,18 +171,14 @@ void ctl_api_policies_get(ctl_call *call)
 
 void ctl_api_policies_patch(ctl_call *call)
 {
-    json_t *body = NULL, *rec = NULL, *fields = json_object();
+    json_t *rec, *fields;
 
-    if (ctl_body(call, allowed, &body) < 0 || parse(call, body, 0, fields) < 0 ||
-        ctl_load(call, "policies", "policy", &rec) < 0)
-        goto out;
-    ctl_update_reply(call, "policies", "policy", rec, fields);
+    if (ctl_patch_parsed(call, "policies", "policy", allowed, parse, &rec, &fields) < 0)
+        return;
     /* A policy narrowed takes its rights away from live circuits too. */
     ctl_grants_withdraw(call->c, rec);
-out:
     json_decref(rec);
     json_decref(fields);
-    json_decref(body);
 }
 
 void ctl_api_policies_delete(ctl_call *call)

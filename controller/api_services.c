@@ -6,7 +6,6 @@
 #include "controller/controller.h"
 #include "controller/grants.h"
 #include "proto/addr.h"
-#include "proto/ident.h"
 #include "weft/errors.h"
 
 static const char *const allowed[] = {"name",      "roles",     "intercept", "host",
@@ -120,18 +119,7 @@ void ctl_api_services_list(ctl_call *call)
 
 void ctl_api_services_create(ctl_call *call)
 {
-    json_t *body = NULL, *rec = json_object();
-    char id[PR_ID_MAX + 1];
-
-    if (ctl_body(call, allowed, &body) < 0 || parse(call, body, 1, rec) < 0) {
-        json_decref(rec);
-        goto out;
-    }
-    pr_ident_new_id(id, sizeof(id));
-    json_object_set_new(rec, "id", json_string(id));
-    ctl_create_reply(call, "services", "service", rec);
-out:
-    json_decref(body);
+    ctl_create_parsed(call, "services", "service", allowed, parse);
 }
 
 void ctl_api_services_get(ctl_call *call)
@@ -141,18 +129,14 @@ void ctl_api_services_get(ctl_call *call)
 
 void ctl_api_services_patch(ctl_call *call)
 {
-    json_t *body = NULL, *rec = NULL, *fields = json_object();
+    json_t *rec, *fields;
 
-    if (ctl_body(call, allowed, &body) < 0 || parse(call, body, 0, fields) < 0 ||
-        ctl_load(call, "services", "service", &rec) < 0)
-        goto out;
-    ctl_update_reply(call, "services", "service", rec, fields);
+    if (ctl_patch_parsed(call, "services", "service", allowed, parse, &rec, &fields) < 0)
+        return;
     if (json_object_get(fields, "roles")) /* can take rights away (docs/policies.md) */
         ctl_grants_withdraw_record(call->c, "services", rec);
-out:
     json_decref(rec);
     json_decref(fields);
-    json_decref(body);
 }
 
 void ctl_api_services_delete(ctl_call *call)

@@ -171,6 +171,21 @@ void ctl_delete(ctl_call *call, const char *coll, const char *what);
 void ctl_update_reply(ctl_call *call, const char *coll, const char *what, json_t *rec,
                       json_t *fields);
 
+/* Validates a request body into fields: only what is present, plus defaults
+ * when creating. On failure it has answered and returns < 0. */
+typedef int (*ctl_parse_fn)(ctl_call *call, json_t *body, int creating, json_t *fields);
+/* POST to a collection: the body (checked against allowed) is parsed, given a
+ * fresh id, stored and answered 201. */
+void ctl_create_parsed(ctl_call *call, const char *coll, const char *what,
+                       const char *const *allowed, ctl_parse_fn parse);
+/* PATCH of the record named by call->param: parsed and applied, answered. Returns
+ * 0 once an update was attempted, with the record as it was before (*before) and
+ * the fields applied (*fields), new references the caller releases; < 0 (and
+ * nothing to release) when the request was refused before that. */
+int ctl_patch_parsed(ctl_call *call, const char *coll, const char *what,
+                     const char *const *allowed, ctl_parse_fn parse, json_t **before,
+                     json_t **fields);
+
 void ctl_rfc3339(int64_t t, char out[32]);
 /* Every record of coll, paging through the store; *items is a new array. */
 int ctl_list_all(ctl_store *s, const char *coll, json_t **items);
