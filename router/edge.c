@@ -153,8 +153,8 @@ void rt_edge_on_connection(uv_stream_t *server, int status)
     s->r = r;
     s->state = RT_SESS_HELLO;
     s->num = ++r->next_sess;
-    if (pr_reader_init(&s->rd) < 0 || pr_conn_accept(r->edge_ctx, server, &sess_cbs, s,
-                                                     &s->conn) < 0) {
+    if (pr_reader_init(&s->rd) < 0 ||
+        pr_conn_accept(r->edge_ctx, server, &sess_cbs, s, &s->conn) < 0) {
         pr_reader_free(&s->rd);
         free(s);
         return;
@@ -168,8 +168,8 @@ static int peer_identity(rt_sess *s, char *why, size_t cap)
     char td[PR_TRUST_DOMAIN_MAX + 1];
     int kind;
 
-    if (uri == NULL || pr_ident_parse(uri, &kind, td, sizeof(td), s->identity,
-                                      sizeof(s->identity)) < 0) {
+    if (uri == NULL ||
+        pr_ident_parse(uri, &kind, td, sizeof(td), s->identity, sizeof(s->identity)) < 0) {
         snprintf(why, cap, "certificate has no weft identity URI; enrol with weft-edge enroll");
         return WEFT_ECERT;
     }
@@ -191,14 +191,12 @@ static void sess_on_open(pr_conn *c, int status)
     int rc;
 
     if (status < 0) {
-        pr_debug("handshake_failed", "peer=%s err=%s", pr_conn_peer_addr(c),
-                 weft_err_name(status));
+        pr_debug("handshake_failed", "peer=%s err=%s", pr_conn_peer_addr(c), weft_err_name(status));
         return;
     }
     if ((rc = peer_identity(s, why, sizeof(why))) < 0) {
-        pr_warn("session_refused", "peer=%s identity=%s err=%s reason=%s",
-                pr_conn_peer_addr(c), s->identity[0] ? s->identity : "-", weft_err_name(rc),
-                pr_log_q(why));
+        pr_warn("session_refused", "peer=%s identity=%s err=%s reason=%s", pr_conn_peer_addr(c),
+                s->identity[0] ? s->identity : "-", weft_err_name(rc), pr_log_q(why));
         rt_sess_kill(s, rc, why);
         return;
     }
@@ -300,8 +298,8 @@ static int router_policy(rt_sess *s, uint32_t req, const rt_token_info *info)
     }
     if (rt_rpolicy_check(s, why, sizeof(why)) == 0)
         return 0;
-    pr_warn("session_router_policy", "sess=%llu identity=%s reason=%s",
-            (unsigned long long)s->num, s->identity, pr_log_q(why));
+    pr_warn("session_router_policy", "sess=%llu identity=%s reason=%s", (unsigned long long)s->num,
+            s->identity, pr_log_q(why));
     send_error(s, PR_EDGE_ERROR, req, 0, WEFT_EDENIED, why);
     rt_sess_kill(s, WEFT_EDENIED, why);
     return WEFT_EDENIED;
@@ -334,8 +332,8 @@ static int read_common(rt_sess *s, const pr_frame *f, const char *act, req_commo
     }
     if (router_policy(s, q->req, info) < 0)
         return 1;
-    if (rt_enforce_on_admit(s, act, info->service_name, &info->lim, &info->hw, err,
-                            sizeof(err)) < 0) {
+    if (rt_enforce_on_admit(s, act, info->service_name, &info->lim, &info->hw, err, sizeof(err)) <
+        0) {
         send_error(s, PR_EDGE_ERROR, q->req, 0, WEFT_EDENIED, err);
         return 1;
     }
@@ -512,8 +510,7 @@ static void dial_mesh(rt_sess *s, rt_circuit *c, const dial_route *d, const pr_f
     if (n < 0)
         c->host[0] = '\0';
     if (rt_mesh_send_dial(s->r, c, p, d->term, f) < 0)
-        rt_circuit_end(s->r, c, 1, WEFT_ECLOSED,
-                       "the link to the next router failed; retry");
+        rt_circuit_end(s->r, c, 1, WEFT_ECLOSED, "the link to the next router failed; retry");
 }
 
 /* A service-router policy may keep the service off this router. */
@@ -570,7 +567,9 @@ static int handle_dial(rt_sess *s, const pr_frame *f)
     rt_circuits_dial_track(&s->r->circuits, c, uv_now(s->r->loop) + RT_DIAL_TIMEOUT_MS);
     pr_info("dial", "circuit=%016llx service=%s dialler=%s terminator=%s",
             (unsigned long long)c->id, pr_log_q(svc->name), s->identity,
-            d.t ? d.t->id : d.mesh ? (d.term[0] ? d.term : "remote-hosted") : "hosted");
+            d.t      ? d.t->id
+            : d.mesh ? (d.term[0] ? d.term : "remote-hosted")
+                     : "hosted");
     if (d.hosted) {
         dial_hosted(s, c, svc, f);
         return 0;
@@ -610,8 +609,8 @@ static int late_dial_ok(rt_sess *s, const pr_frame *f)
     uint64_t id = 0;
 
     pr_frame_u64(f, PR_H_CIRCUIT, &id);
-    pr_info("late_dial_answer", "sess=%llu identity=%s circuit=%016llx",
-            (unsigned long long)s->num, s->identity, (unsigned long long)id);
+    pr_info("late_dial_answer", "sess=%llu identity=%s circuit=%016llx", (unsigned long long)s->num,
+            s->identity, (unsigned long long)id);
     send_error(s, PR_EDGE_CLOSE, 0, id, WEFT_ETIMEDOUT,
                "the dial was abandoned before this answer arrived");
     return 0;
@@ -619,12 +618,6 @@ static int late_dial_ok(rt_sess *s, const pr_frame *f)
 
 static int handle_dial_answer(rt_sess *s, const pr_frame *f)
 {
-    static char cert[PR_FRAME_MAX_HDR_LEN + 1];
-    char msg[256] = "the hosting edge refused the dial";
-    const uint8_t *kx, *sig;
-    size_t kx_len, sig_len;
-    uint64_t rwnd = 0;
-    uint32_t err = (uint32_t)-WEFT_EREFUSED;
     rt_circuit *c;
     int side, rc = frame_circuit(s, f, &c, &side);
 
@@ -634,21 +627,7 @@ static int handle_dial_answer(rt_sess *s, const pr_frame *f)
         return rc < 0 ? rc : 0;
     if (side != 1 || c->state != RT_CIRC_DIALING)
         return WEFT_EPROTO;
-    if (f->type == PR_EDGE_DIAL_FAIL) {
-        pr_frame_u32(f, PR_H_ERR, &err);
-        pr_frame_str(f, PR_H_ERR_MSG, msg, sizeof(msg));
-        pr_warn("dial_failed", "circuit=%016llx service=%s host=%s reason=%s",
-                (unsigned long long)c->id, pr_log_q(c->service), c->host, pr_log_q(msg));
-        rt_circuit_end(s->r, c, 1, -(int)(err & 0x7fffffff), msg);
-        return 0;
-    }
-    if (rt_dial_fields(f, cert, sizeof(cert)) < 0)
-        return WEFT_EPROTO;
-    pr_frame_bytes(f, PR_H_KX_PK, &kx, &kx_len);
-    pr_frame_bytes(f, PR_H_KX_SIG, &sig, &sig_len);
-    pr_frame_u64(f, PR_H_RWND, &rwnd);
-    rt_circuit_dial_ok(s->r, c, kx, kx_len, sig, sig_len, cert, rwnd);
-    return 0;
+    return rt_circuit_answer(s->r, c, f, "the hosting edge refused the dial");
 }
 
 static int handle_close(rt_sess *s, const pr_frame *f)
@@ -704,21 +683,33 @@ static int dispatch(rt_sess *s, const pr_frame *f)
     if (s->state == RT_SESS_HELLO && f->type != PR_EDGE_HELLO)
         return WEFT_EPROTO;
     switch (f->type) {
-    case PR_EDGE_HELLO: return handle_hello(s, f);
-    case PR_EDGE_BIND: return handle_bind(s, f);
-    case PR_EDGE_UNBIND: return handle_unbind(s, f);
-    case PR_EDGE_DIAL: return handle_dial(s, f);
+    case PR_EDGE_HELLO:
+        return handle_hello(s, f);
+    case PR_EDGE_BIND:
+        return handle_bind(s, f);
+    case PR_EDGE_UNBIND:
+        return handle_unbind(s, f);
+    case PR_EDGE_DIAL:
+        return handle_dial(s, f);
     case PR_EDGE_DIAL_OK:
-    case PR_EDGE_DIAL_FAIL: return handle_dial_answer(s, f);
-    case PR_EDGE_CLOSE: return handle_close(s, f);
-    case PR_EDGE_PING: return handle_ping(s, f);
-    case PR_EDGE_PONG: return 0;
-    case PR_EDGE_RESUME: return rt_resume_on_edge(s, f);
+    case PR_EDGE_DIAL_FAIL:
+        return handle_dial_answer(s, f);
+    case PR_EDGE_CLOSE:
+        return handle_close(s, f);
+    case PR_EDGE_PING:
+        return handle_ping(s, f);
+    case PR_EDGE_PONG:
+        return 0;
+    case PR_EDGE_RESUME:
+        return rt_resume_on_edge(s, f);
     case PR_EDGE_RESUME_OK:
-    case PR_EDGE_RESUME_FAIL: return rt_resume_on_answer(s, f);
+    case PR_EDGE_RESUME_FAIL:
+        return rt_resume_on_answer(s, f);
     case PR_PAYLOAD_DATA:
-    case PR_ACK_WINDOW: return handle_data(s, f);
-    default: return WEFT_EPROTO;
+    case PR_ACK_WINDOW:
+        return handle_data(s, f);
+    default:
+        return WEFT_EPROTO;
     }
 }
 

@@ -95,9 +95,9 @@ static void notify_end(rt_router *r, rt_circuit *c, rt_end *e, int err, const ch
     if (dialing && err == 0)
         err = WEFT_ECLOSED;
     /* A resume still waiting for its answer fails as a resume (resume.c). */
-    if (circ_frame(r, dialing ? (c->resuming ? PR_EDGE_RESUME_FAIL : PR_EDGE_DIAL_FAIL)
-                              : PR_EDGE_CLOSE,
-                   dialing && e->kind == RT_END_EDGE ? c->req_id : 0, c->id, err, msg, &n) == 0)
+    if (circ_frame(
+            r, dialing ? (c->resuming ? PR_EDGE_RESUME_FAIL : PR_EDGE_DIAL_FAIL) : PR_EDGE_CLOSE,
+            dialing && e->kind == RT_END_EDGE ? c->req_id : 0, c->id, err, msg, &n) == 0)
         rt_end_write_to(r, e, r->txbuf, n);
 }
 
@@ -110,8 +110,7 @@ void rt_circuit_end_by(rt_router *r, rt_circuit *c, rt_end *closer, int err, con
 {
     int side = closer ? closer->side : -1;
 
-    if (c->state == RT_CIRC_OPEN &&
-        (c->role == RT_ROLE_INGRESS || c->role == RT_ROLE_LOCAL)) {
+    if (c->state == RT_CIRC_OPEN && (c->role == RT_ROLE_INGRESS || c->role == RT_ROLE_LOCAL)) {
         rt_control_circuit_event(r, c, "close");
         rt_enforce_on_circuit_end(r, c); /* the bytes-per-circuit baseline */
     }
@@ -133,6 +132,33 @@ void rt_circuit_end_by(rt_router *r, rt_circuit *c, rt_end *closer, int err, con
                         : "router",
             err ? weft_err_name(err) : "none");
     rt_circuits_del(&r->circuits, c);
+}
+
+int rt_circuit_answer(rt_router *r, rt_circuit *c, const pr_frame *f, const char *refused_msg)
+{
+    static char cert[PR_FRAME_MAX_HDR_LEN + 1];
+    uint32_t err = (uint32_t)-WEFT_EREFUSED;
+    const uint8_t *kx, *sig;
+    size_t kx_len, sig_len;
+    uint64_t rwnd = 0;
+    char msg[256];
+
+    if (f->type == PR_EDGE_DIAL_FAIL) {
+        snprintf(msg, sizeof(msg), "%s", refused_msg);
+        pr_frame_u32(f, PR_H_ERR, &err);
+        pr_frame_str(f, PR_H_ERR_MSG, msg, sizeof(msg));
+        pr_warn("dial_failed", "circuit=%016llx service=%s host=%s reason=%s",
+                (unsigned long long)c->id, pr_log_q(c->service), c->host, pr_log_q(msg));
+        rt_circuit_end(r, c, 1, -(int)(err & 0x7fffffff), msg);
+        return 0;
+    }
+    if (rt_dial_fields(f, cert, sizeof(cert)) < 0)
+        return WEFT_EPROTO;
+    pr_frame_bytes(f, PR_H_KX_PK, &kx, &kx_len);
+    pr_frame_bytes(f, PR_H_KX_SIG, &sig, &sig_len);
+    pr_frame_u64(f, PR_H_RWND, &rwnd);
+    rt_circuit_dial_ok(r, c, kx, kx_len, sig, sig_len, cert, rwnd);
+    return 0;
 }
 
 void rt_circuit_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx, size_t kx_len,

@@ -25,8 +25,8 @@ size_t rt_mesh_edges(rt_router *r, rt_path_edge *out, size_t cap)
 
     for (rt_link *l = r->links; l && n < cap; l = l->next)
         if (l->state == RT_LINK_UP && rt_link_to(r, l->peer) == l)
-            out[n++] = (rt_path_edge){me, l->peer,
-                                      rt_link_cost(l->srtt_us, pr_conn_queued(l->conn))};
+            out[n++] =
+                (rt_path_edge){me, l->peer, rt_link_cost(l->srtt_us, pr_conn_queued(l->conn))};
     for (size_t i = 0; i < rt_map_count(&r->map.links) && n < cap; i++) {
         const rt_map_link *ml = rt_map_at(&r->map.links, i);
         if (ml->up && strcmp(ml->a, me) != 0 && strcmp(ml->b, me) != 0 &&
@@ -354,28 +354,9 @@ static int link_circuit(rt_link *l, const pr_frame *f, rt_circuit **c, int *side
 
 static int on_answer(rt_link *l, rt_circuit *c, int side, const pr_frame *f)
 {
-    static char cert[PR_FRAME_MAX_HDR_LEN + 1];
-    char msg[256] = "the far router refused the dial";
-    uint32_t err = (uint32_t)-WEFT_EREFUSED;
-    const uint8_t *kx, *sig;
-    size_t kx_len, sig_len;
-    uint64_t rwnd = 0;
-
     if (side != 1 || c->state != RT_CIRC_DIALING)
         return 0;
-    if (f->type == PR_EDGE_DIAL_FAIL) {
-        pr_frame_u32(f, PR_H_ERR, &err);
-        pr_frame_str(f, PR_H_ERR_MSG, msg, sizeof(msg));
-        rt_circuit_end(l->r, c, 1, -(int)(err & 0x7fffffff), msg);
-        return 0;
-    }
-    if (rt_dial_fields(f, cert, sizeof(cert)) < 0)
-        return WEFT_EPROTO;
-    pr_frame_bytes(f, PR_H_KX_PK, &kx, &kx_len);
-    pr_frame_bytes(f, PR_H_KX_SIG, &sig, &sig_len);
-    pr_frame_u64(f, PR_H_RWND, &rwnd);
-    rt_circuit_dial_ok(l->r, c, kx, kx_len, sig, sig_len, cert, rwnd);
-    return 0;
+    return rt_circuit_answer(l->r, c, f, "the far router refused the dial");
 }
 
 static int on_circuit_frame(rt_link *l, const pr_frame *f)

@@ -188,6 +188,10 @@ void rt_circuit_end(rt_router *r, rt_circuit *c, int closer_side, int err, const
 /* The same, told by one end or leg (NULL: by the router itself). */
 void rt_circuit_end_by(rt_router *r, rt_circuit *c, rt_end *closer, int err, const char *msg);
 /* The host side answered a dial: relay the answer towards end 0. */
+/* The host side's answer to a dial (EDGE_DIAL_OK or EDGE_DIAL_FAIL, from a
+ * session or a link): fails the circuit with the host's reason (refused_msg
+ * when it gives none) or completes it. WEFT_EPROTO for a malformed answer. */
+int rt_circuit_answer(rt_router *r, rt_circuit *c, const pr_frame *f, const char *refused_msg);
 void rt_circuit_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx, size_t kx_len,
                         const uint8_t *sig, size_t sig_len, const char *cert, uint64_t rwnd);
 /* The host side answered a dial (hosted services call this). */
