@@ -27,7 +27,9 @@ for i in $(seq 1 "$N"); do
     dp_enrol "dev$i" fleet
     dp_token "dev$i" telemetry dial >"$T_TMP/dev$i.tok"
 done
-t_pass "$N devices enrolled, each with a telemetry token"
+have=0
+for i in $(seq 1 "$N"); do [ -s "$T_TMP/dev$i.json" ] && [ -s "$T_TMP/dev$i.tok" ] && have=$((have + 1)); done
+assert_eq "$N" "$have" "$N devices enrolled, each with a telemetry token"
 
 # Regular telemetry: one dial every 2 s per device, staggered.
 for i in $(seq 1 "$N"); do
