@@ -31,9 +31,13 @@ have=0
 for i in $(seq 1 "$N"); do [ -s "$T_TMP/dev$i.json" ] && [ -s "$T_TMP/dev$i.tok" ] && have=$((have + 1)); done
 assert_eq "$N" "$have" "$N devices enrolled, each with a telemetry token"
 
-# Regular telemetry: one dial every 2 s per device, staggered.
+# Regular telemetry: one dial every 2 s per device, staggered over 20 s. The
+# device that turns bad starts at once, so its baseline is surely learnt
+# (RT_ANOM_LEARN windows of 10 s) before the flood at 45 s.
 for i in $(seq 1 "$N"); do
-    bg "tele$i" bash -c "sleep \$((RANDOM % 20)).\$((RANDOM % 10)); end=\$((SECONDS + 80));
+    stagger='$((RANDOM % 20)).$((RANDOM % 10))'
+    [ "$i" == "$BAD" ] && stagger=0
+    bg "tele$i" bash -c "sleep $stagger; end=\$((SECONDS + 80));
         while [ \$SECONDS -lt \$end ]; do
             '$DP_PROBE' --identity '$T_TMP/dev$i.json' --router '$DP_EDGE_LISTEN' \
                 --dial telemetry --token @'$T_TMP/dev$i.tok' --timeout 5000 >/dev/null; sleep 2;
