@@ -78,6 +78,11 @@ enum pr_payload_flags {
 #define PR_CTL_LINK_REPORT PR_TYPE(PR_FAM_CONTROL, 0x09) /* router -> controller: JSON body */
 #define PR_CTL_EVENT PR_TYPE(PR_FAM_CONTROL, 0x0a)       /* router -> controller: security event
                                                             (JSON; docs/policies.md) */
+#define PR_CTL_BASELINE PR_TYPE(PR_FAM_CONTROL, 0x0b)     /* router -> controller: anomaly
+                                                            baseline increments (JSON batch;
+                                                            docs/policies.md) */
+#define PR_CTL_BASELINE_ACK PR_TYPE(PR_FAM_CONTROL, 0x0c) /* controller -> router: the batch
+                                                            is stored (JSON {"boot","seq"}) */
 
 /* ---- link family: router <-> router ----
  * Circuit frames cross links unchanged: EDGE_DIAL_OK, EDGE_DIAL_FAIL and
