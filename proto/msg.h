@@ -83,6 +83,12 @@ enum pr_payload_flags {
                                                             docs/policies.md) */
 #define PR_CTL_BASELINE_ACK PR_TYPE(PR_FAM_CONTROL, 0x0c) /* controller -> router: the batch
                                                             is stored (JSON {"boot","seq"}) */
+#define PR_CTL_ROLES PR_TYPE(PR_FAM_CONTROL, 0x0d)       /* controller -> router: identities'
+                                                            roles (JSON {"at","roles"};
+                                                            docs/policies.md) */
+#define PR_CTL_ROLES_ASK PR_TYPE(PR_FAM_CONTROL, 0x0e)   /* router -> controller: the roles of
+                                                            these identities, please (JSON
+                                                            {"identities"}) */
 
 /* ---- link family: router <-> router ----
  * Circuit frames cross links unchanged: EDGE_DIAL_OK, EDGE_DIAL_FAIL and
