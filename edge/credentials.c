@@ -204,7 +204,8 @@ static int token_run(const factory_opts *o, const char *cert, const char *key)
     struct stat st;
     pr_idfile id = {0};
     pr_enroll_req req = {.imei = o->imei, .iccid = o->iccid, .timeout_ms = o->timeout_ms,
-                         .factory_cert_pem = cert, .factory_key_pem = key};
+                         .factory_cert_pem = cert, .factory_key_pem = key,
+                         .busy = {.on_busy = edge_enroll_busy}};
     int rc;
 
     if (stat(o->token, &st) == 0 && pr_read_file(o->token, PEM_MAX, &tok, &len) < 0)

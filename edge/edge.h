@@ -28,5 +28,9 @@ int edge_usage_error(const edge_cmd *cmd, const char *fmt, ...)
 /* "weft-edge: <msg>" on stderr; returns EDGE_ERR. */
 int edge_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void edge_print_cmd_help(FILE *f, const edge_cmd *cmd);
+/* enroll.c: the line printed before each wait on a busy controller (HTTP 429),
+ * as pr_httpc_busy.on_busy. */
+void edge_enroll_busy(unsigned attempt, unsigned tries, unsigned retry_after_s, unsigned wait_ms,
+                      void *data);
 
 #endif

@@ -3,6 +3,7 @@
  * checked before the token is spent, so a typo in --out never wastes it. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -143,12 +144,30 @@ static int check_hw_id(const edge_cmd *cmd, const char *what, const char *v)
     return EDGE_OK;
 }
 
+void edge_enroll_busy(unsigned attempt, unsigned tries, unsigned retry_after_s, unsigned wait_ms,
+                      void *data)
+{
+    char ra[32] = "";
+
+    (void)data;
+    if (retry_after_s)
+        snprintf(ra, sizeof(ra), ", Retry-After %u s", retry_after_s);
+    fprintf(stderr,
+            "weft-edge: the controller is busy admitting enrolments (HTTP 429%s); the token is "
+            "not spent; retrying in %u.%u s (attempt %u of %u)\n",
+            ra, wait_ms / 1000, wait_ms % 1000 / 100, attempt + 1, tries);
+    fflush(stderr);
+}
+
 static int do_enroll(const enroll_opts *o, char *token)
 {
     char err[768] = "";
     pr_idfile id;
-    pr_enroll_req req = {
-        .token = token, .imei = o->imei, .iccid = o->iccid, .timeout_ms = (int)o->timeout_ms};
+    pr_enroll_req req = {.token = token,
+                         .imei = o->imei,
+                         .iccid = o->iccid,
+                         .timeout_ms = (int)o->timeout_ms,
+                         .busy = {.on_busy = edge_enroll_busy}};
     int rc = pr_enroll(&req, &id, err, sizeof(err));
     if (rc < 0)
         return edge_fail("%s", err[0] ? err : weft_strerror(rc));

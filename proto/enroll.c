@@ -310,18 +310,32 @@ static int map_error(const pr_http_resp *r, char *err, size_t cap)
     return rc;
 }
 
+/* A controller still over its admission rate after every try: nothing was
+ * spent (admission answers before the token is looked at). */
+static int still_busy(const tok_info *t, const pr_enroll_req *req, char *err, size_t cap)
+{
+    return pr_errf(err, cap, WEFT_EBUSY,
+                   "%s is still busy admitting enrolments after %u attempts (HTTP 429); the "
+                   "token was not used: run the enrolment again later",
+                   t->base_url, req->busy.tries ? req->busy.tries : PR_HTTPC_BUSY_TRIES);
+}
+
 static int post_csr(const tok_info *t, const pr_enroll_req *req, const char *ca_pem,
                     const char *body, json_t **out, char *err, size_t cap)
 {
     pr_httpc_cfg cfg = {.ca_pem = ca_pem, .timeout_ms = req->timeout_ms};
+    pr_http_req hr = {"POST", "/v1/enroll", body, strlen(body), "application/json"};
     pr_http_resp r;
     char herr[384] = "";
     memset(&r, 0, sizeof(r));
-    int rc = pr_https_request(t->base_url, &cfg, "POST", "/v1/enroll", body, strlen(body),
-                              "application/json", &r, herr, sizeof(herr));
+    int rc = pr_https_request_busy(t->base_url, &cfg, &req->busy, &hr, &r, herr, sizeof(herr));
     if (rc < 0) {
         pr_errf(err, cap, rc, "cannot enrol with %s: %s", t->base_url,
                 herr[0] ? herr : weft_strerror(rc));
+        goto out;
+    }
+    if (r.status == 429) {
+        rc = still_busy(t, req, err, cap);
         goto out;
     }
     if (r.status != 200 && r.status != 201) {

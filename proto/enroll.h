@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "proto/httpc.h"
 #include "proto/idfile.h"
 
 typedef struct {
@@ -22,6 +23,10 @@ typedef struct {
      * the key (proto/proof.h) and both are sent; the key never leaves. */
     const char *factory_cert_pem;
     const char *factory_key_pem;
+    /* A controller over its enrolment rate (HTTP 429) is asked again after its
+     * Retry-After (proto/httpc.h); zeroes are the defaults, on_busy reports
+     * each wait. The token is not spent by a 429. */
+    pr_httpc_busy busy;
 } pr_enroll_req;
 
 /* On success *out holds the new identity (caller saves it with pr_idfile_save).

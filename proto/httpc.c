@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "llhttp.h"
 #include "proto/pki.h"
 #include "proto/tls.h"
@@ -741,4 +743,102 @@ void pr_http_resp_free(pr_http_resp *r)
     free(r->body);
     r->body = NULL;
     r->body_len = 0;
+}
+
+/* ---- query strings ---- */
+
+/* RFC 3986 unreserved characters travel as they are; every other byte is %XX. */
+static int unreserved(unsigned char ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '.' || ch == '_' || ch == '~';
+}
+
+/* Appends one byte at out[*n], leaving room for the NUL; WEFT_ETOOBIG when full. */
+static int put_char(char *out, size_t cap, size_t *n, char ch)
+{
+    if (*n + 1 >= cap)
+        return WEFT_ETOOBIG;
+    out[(*n)++] = ch;
+    return 0;
+}
+
+/* Appends s percent-encoded at out[*n]. */
+static int pct_put(const char *s, char *out, size_t cap, size_t *n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int r = 0;
+
+    for (const unsigned char *p = (const unsigned char *)s; *p && r == 0; p++) {
+        if (unreserved(*p)) {
+            r = put_char(out, cap, n, (char)*p);
+        } else if (*n + 3 >= cap) {
+            r = WEFT_ETOOBIG;
+        } else {
+            out[(*n)++] = '%';
+            out[(*n)++] = hex[*p >> 4];
+            out[(*n)++] = hex[*p & 15];
+        }
+    }
+    return r;
+}
+
+int pr_http_query_add(char *buf, size_t cap, const char *key, const char *value)
+{
+    size_t len, n;
+    int r;
+
+    if (buf == NULL || key == NULL || value == NULL || key[0] == '\0' ||
+        (len = strnlen(buf, cap)) >= cap)
+        return WEFT_EINVAL;
+    n = len;
+    r = put_char(buf, cap, &n, strchr(buf, '?') ? '&' : '?');
+    if (r == 0)
+        r = pct_put(key, buf, cap, &n);
+    if (r == 0)
+        r = put_char(buf, cap, &n, '=');
+    if (r == 0)
+        r = pct_put(value, buf, cap, &n);
+    buf[r == 0 ? n : len] = '\0'; /* a query that does not fit leaves buf as it was */
+    return r;
+}
+
+/* ---- admission refusals (429) ---- */
+
+unsigned pr_http_busy_wait_ms(unsigned retry_after_s, unsigned wait_max_s)
+{
+    unsigned cap = wait_max_s ? wait_max_s : PR_HTTPC_BUSY_WAIT_MAX_S;
+    unsigned s = retry_after_s == 0 ? 1 : (retry_after_s > cap ? cap : retry_after_s);
+
+    /* Spread over half the advised wait again, so that the devices a storm
+     * refused together do not come back together. */
+    return s * 1000 + randombytes_uniform(s * 500 + 250);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+int pr_https_request_busy(const char *base_url, const pr_httpc_cfg *cfg,
+                          const pr_httpc_busy *busy, const pr_http_req *req, pr_http_resp *resp,
+                          char *err, size_t errcap)
+{
+    unsigned tries = busy && busy->tries ? busy->tries : PR_HTTPC_BUSY_TRIES, wait;
+    int rc;
+
+    for (unsigned attempt = 1;; attempt++) {
+        rc = pr_https_request(base_url, cfg, req->method, req->path, req->body, req->body_len,
+                              req->content_type, resp, err, errcap);
+        if (rc < 0 || resp->status != 429 || attempt >= tries)
+            return rc;
+        wait = pr_http_busy_wait_ms(resp->retry_after_s, busy ? busy->wait_max_s : 0);
+        if (busy && busy->on_busy)
+            busy->on_busy(attempt, tries, resp->retry_after_s, wait, busy->data);
+        pr_http_resp_free(resp);
+        sleep_ms(wait);
+    }
 }

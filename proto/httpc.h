@@ -35,4 +35,46 @@ int pr_https_request(const char *base_url, const pr_httpc_cfg *cfg, const char *
                      const char *content_type, pr_http_resp *resp, char *err, size_t errcap);
 void pr_http_resp_free(pr_http_resp *r);
 
+/* Appends "?key=value", or "&key=value" when buf (a NUL-terminated path) has a
+ * query already, both percent-encoded (RFC 3986: every byte but ALPHA, DIGIT,
+ * "-", ".", "_" and "~" becomes %XX). WEFT_ETOOBIG, and buf unchanged, when
+ * the result and its NUL would not fit in cap bytes; WEFT_EINVAL for an empty
+ * key or a buf not terminated within cap. */
+int pr_http_query_add(char *buf, size_t cap, const char *key, const char *value);
+
+/* ---- admission refusals ----
+ * A controller over its admission rate answers 429 with Retry-After before it
+ * looks at the request (controller/admit.c), so the same request may be sent
+ * again: pr_https_request_busy waits the advised seconds (1 when absent; at
+ * most wait_max_s) plus up to half as long again and 250 ms of jitter, and
+ * asks again, tries times in all. The last answer is returned whatever its
+ * status: a 429 after the last try is the caller's to report. */
+#define PR_HTTPC_BUSY_TRIES      30
+#define PR_HTTPC_BUSY_WAIT_MAX_S 60
+
+typedef struct {
+    unsigned tries;      /* attempts in all, the first included; 0 = PR_HTTPC_BUSY_TRIES */
+    unsigned wait_max_s; /* the longest single wait; 0 = PR_HTTPC_BUSY_WAIT_MAX_S */
+    /* Told before each wait: the attempt refused (from 1), of how many, the
+     * server's Retry-After (0: absent) and the wait chosen. NULL: silent. */
+    void (*on_busy)(unsigned attempt, unsigned tries, unsigned retry_after_s, unsigned wait_ms,
+                    void *data);
+    void *data;
+} pr_httpc_busy;
+
+typedef struct {
+    const char *method;
+    const char *path;
+    const char *body; /* NULL when body_len is 0 */
+    size_t body_len;
+    const char *content_type;
+} pr_http_req;
+
+/* The wait after a 429 with Retry-After retry_after_s (see above). */
+unsigned pr_http_busy_wait_ms(unsigned retry_after_s, unsigned wait_max_s);
+/* pr_https_request, asked again after each 429 as described above; busy NULL: the defaults. */
+int pr_https_request_busy(const char *base_url, const pr_httpc_cfg *cfg,
+                          const pr_httpc_busy *busy, const pr_http_req *req, pr_http_resp *resp,
+                          char *err, size_t errcap);
+
 #endif

@@ -23,7 +23,17 @@
 #include "proto/tls.h"
 #include "weft/errors.h"
 
-enum mode { M_OK, M_WRONG_CA, M_CA_EXTRA_SIGNS_OTHER, M_OTHER_KEY, M_USED, M_DISABLED, M_GARBAGE };
+enum mode {
+    M_OK,
+    M_WRONG_CA,
+    M_CA_EXTRA_SIGNS_OTHER,
+    M_OTHER_KEY,
+    M_USED,
+    M_DISABLED,
+    M_GARBAGE,
+    M_BUSY_TWICE, /* 429 with Retry-After: 1 to the first two POSTs, then as M_OK */
+    M_BUSY,       /* 429 without Retry-After to every POST */
+};
 
 static struct {
     uv_loop_t loop;
@@ -78,8 +88,13 @@ static char *make_cert(enum mode m, const char *csr, const char *sub)
     return cert;
 }
 
-static void answer_enroll(ctl_http_req *req, enum mode m, json_t *body)
+static void answer_enroll(ctl_http_req *req, enum mode m, json_t *body, int posts)
 {
+    if (m == M_BUSY || (m == M_BUSY_TWICE && posts <= 2)) {
+        req->retry_after_s = m == M_BUSY ? 0 : 1;
+        ctl_http_respond_error(req, 429, "busy", "the controller is busy with enrolments");
+        return;
+    }
     if (m == M_USED) {
         ctl_http_respond_error(req, 401, "token_used",
                                "this token was already used; ask for a new one");
@@ -109,6 +124,7 @@ static void handler(ctl_http_req *req)
     enum mode m = S.mode;
     int is_ca = strcmp(req->path, "/v1/enroll/ca") == 0;
     json_t *body = NULL;
+    int posts = S.posts + 1;
     if (is_ca) {
         S.gets++;
     } else {
@@ -121,7 +137,7 @@ static void handler(ctl_http_req *req)
     if (is_ca)
         answer_ca(req, m);
     else if (strcmp(req->method, "POST") == 0 && strcmp(req->path, "/v1/enroll") == 0)
-        answer_enroll(req, m, body);
+        answer_enroll(req, m, body, posts);
     else
         ctl_http_respond_error(req, 404, "not_found", "no such route");
     json_decref(body);
@@ -367,6 +383,59 @@ static void test_server_refusals(void **state)
     expect_refused(M_GARBAGE, WEFT_EJSON, "malformed JSON", 1);
 }
 
+static int busy_waits;
+
+static void on_busy(unsigned attempt, unsigned tries, unsigned ra, unsigned wait_ms, void *data)
+{
+    assert_ptr_equal(data, &busy_waits);
+    assert_int_equal(attempt, ++busy_waits);
+    assert_int_equal(ra, 1);
+    assert_true(wait_ms >= 1000 && wait_ms < 2000);
+}
+
+/* A controller over its enrolment rate answers 429 before it looks at the
+ * token: the same request (token and CSR) goes again after Retry-After, and
+ * the third is served. */
+static void test_busy_then_served(void **state)
+{
+    pr_idfile id;
+    char err[512], *tok = token(600, NULL, NULL);
+    pr_enroll_req req = {.token = tok, .timeout_ms = 5000,
+                         .busy = {.on_busy = on_busy, .data = &busy_waits}};
+    int gets, posts;
+
+    set_mode(M_BUSY_TWICE);
+    assert_int_equal(pr_enroll(&req, &id, err, sizeof(err)), 0);
+    assert_int_equal(busy_waits, 2);
+    counts(&gets, &posts);
+    assert_int_equal(gets, 1);
+    assert_int_equal(posts, 3);
+    pthread_mutex_lock(&S.mu);
+    assert_string_equal(json_string_value(json_object_get(S.last_body, "token")), tok);
+    pthread_mutex_unlock(&S.mu);
+    assert_int_equal(pr_pki_key_matches(id.cert_pem, id.key_pem), 1);
+    pr_idfile_free(&id);
+    free(tok);
+}
+
+/* Still busy after every try: WEFT_EBUSY, and the sentence says the token is unspent. */
+static void test_busy_gives_up(void **state)
+{
+    pr_idfile id;
+    char err[512], *tok = token(600, NULL, NULL);
+    pr_enroll_req req = {.token = tok, .timeout_ms = 5000, .busy = {.tries = 2}};
+    int gets, posts;
+
+    set_mode(M_BUSY);
+    assert_int_equal(pr_enroll(&req, &id, err, sizeof(err)), WEFT_EBUSY);
+    assert_non_null(strstr(err, "busy admitting enrolments after 2 attempts (HTTP 429)"));
+    assert_non_null(strstr(err, "token was not used"));
+    assert_null(id.cert_pem);
+    counts(&gets, &posts);
+    assert_int_equal(posts, 2);
+    free(tok);
+}
+
 static void test_no_controller(void **state)
 {
     pr_idfile id;
@@ -394,6 +463,8 @@ int main(void)
         cmocka_unit_test_setup(test_cert_for_other_key, reset),
         cmocka_unit_test_setup(test_server_refusals, reset),
         cmocka_unit_test_setup(test_no_controller, reset),
+        cmocka_unit_test_setup(test_busy_then_served, reset),
+        cmocka_unit_test_setup(test_busy_gives_up, reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -47,7 +47,7 @@ struct listener {
 
 struct request {
     llhttp_t parser;
-    char path[128];
+    char path[512];
     char field[32];
     char host[128];
     char ct[128];
@@ -63,6 +63,7 @@ static struct {
     struct listener l[L_COUNT];
     pthread_t thread;
     int conns_open, conns_closed;
+    int busy_calls; /* requests /busy answered, on the server thread */
 } S;
 
 static llhttp_settings_t req_settings;
@@ -186,6 +187,15 @@ static void answer(pr_conn *c, struct request *r)
         send_str(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end");
     else if (strcmp(r->path, "/garbage") == 0)
         send_str(c, "220 smtp.example ESMTP ready\r\n");
+    else if (strncmp(r->path, "/q?", 3) == 0) /* the raw target, as it arrived */
+        send_fmt(c, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(r->path),
+                 r->path);
+    else if (strcmp(r->path, "/busy") == 0 && ++S.busy_calls < 3)
+        send_str(c, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n");
+    else if (strcmp(r->path, "/busy") == 0)
+        send_str(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    else if (strcmp(r->path, "/always-busy") == 0)
+        send_str(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n");
     else if (strcmp(r->path, "/truncated") == 0)
         send_str(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..");
     else
@@ -637,6 +647,132 @@ static void test_system_trust_store(void **state)
     unlink(path);
 }
 
+
+/* ---- query strings ---- */
+
+static void test_query_add(void **state)
+{
+    char buf[96] = "/v1/edge/session", small[16];
+
+    assert_int_equal(pr_http_query_add(buf, sizeof(buf), "imei", "35-12.34_5~6"), 0);
+    assert_string_equal(buf, "/v1/edge/session?imei=35-12.34_5~6"); /* unreserved: as is */
+    assert_int_equal(pr_http_query_add(buf, sizeof(buf), "iccid", "a b+c&d=e%/?#"), 0);
+    assert_string_equal(buf,
+                        "/v1/edge/session?imei=35-12.34_5~6&iccid=a%20b%2Bc%26d%3De%25%2F%3F%23");
+    /* Empty value, bytes over 0x7f (UTF-8), an encoded key. */
+    snprintf(buf, sizeof(buf), "/p");
+    assert_int_equal(pr_http_query_add(buf, sizeof(buf), "k", ""), 0);
+    assert_int_equal(pr_http_query_add(buf, sizeof(buf), "k y", "\xc3\xa9\x7f\x01"), 0);
+    assert_string_equal(buf, "/p?k=&k%20y=%C3%A9%7F%01");
+    /* Exactly full: the NUL is the last byte; one byte less does not fit and
+     * leaves the buffer as it was, also when the cut falls inside a %XX. */
+    snprintf(small, sizeof(small), "/p");
+    assert_int_equal(pr_http_query_add(small, sizeof(small), "a", "1234567890"), 0);
+    assert_string_equal(small, "/p?a=1234567890");
+    snprintf(small, sizeof(small), "/p");
+    assert_int_equal(pr_http_query_add(small, sizeof(small), "a", "12345678901"), WEFT_ETOOBIG);
+    assert_string_equal(small, "/p");
+    assert_int_equal(pr_http_query_add(small, sizeof(small), "a", "123456789 "), WEFT_ETOOBIG);
+    assert_string_equal(small, "/p");
+    assert_int_equal(pr_http_query_add(small, sizeof(small), "a", "1234567 "), 0);
+    assert_string_equal(small, "/p?a=1234567%20");
+    snprintf(small, sizeof(small), "/p");
+    assert_int_equal(pr_http_query_add(small, 4, "a", ""), WEFT_ETOOBIG);
+    assert_string_equal(small, "/p");
+    /* Misuse. */
+    assert_int_equal(pr_http_query_add(NULL, 8, "a", "b"), WEFT_EINVAL);
+    assert_int_equal(pr_http_query_add(buf, sizeof(buf), "", "b"), WEFT_EINVAL);
+    assert_int_equal(pr_http_query_add(buf, sizeof(buf), "a", NULL), WEFT_EINVAL);
+    memset(small, 'x', sizeof(small)); /* not terminated within cap */
+    assert_int_equal(pr_http_query_add(small, sizeof(small), "a", "b"), WEFT_EINVAL);
+}
+
+/* What the server receives is the encoded target, a single request line. */
+static void test_query_on_the_wire(void **state)
+{
+    pr_httpc_cfg cfg = verified();
+    pr_http_resp r;
+    char path[256] = "/q", err[256];
+
+    assert_int_equal(pr_http_query_add(path, sizeof(path), "imei", "490154203237518"), 0);
+    assert_int_equal(pr_http_query_add(path, sizeof(path), "iccid", "89 01\r\nEvil: 1"), 0);
+    assert_int_equal(get(L_GOOD, &cfg, path, &r, err, sizeof(err)), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "/q?imei=490154203237518&iccid=89%2001%0D%0AEvil%3A%201");
+    pr_http_resp_free(&r);
+}
+
+/* ---- 429 and Retry-After ---- */
+
+static void test_busy_wait_bounds(void **state)
+{
+    for (int i = 0; i < 200; i++) {
+        unsigned w0 = pr_http_busy_wait_ms(0, 0), w2 = pr_http_busy_wait_ms(2, 0);
+        unsigned wbig = pr_http_busy_wait_ms(86400, 0), wcap = pr_http_busy_wait_ms(30, 5);
+
+        assert_true(w0 >= 1000 && w0 < 1000 + 750);           /* absent: a second */
+        assert_true(w2 >= 2000 && w2 < 2000 + 1000 + 250);     /* the advice, jittered */
+        assert_true(wbig >= PR_HTTPC_BUSY_WAIT_MAX_S * 1000u && /* capped */
+                    wbig < PR_HTTPC_BUSY_WAIT_MAX_S * 1500u + 250);
+        assert_true(wcap >= 5000 && wcap < 7500 + 250);
+    }
+}
+
+static unsigned busy_seen, busy_ra, busy_wait;
+
+static void on_busy(unsigned attempt, unsigned tries, unsigned ra, unsigned wait_ms, void *data)
+{
+    assert_ptr_equal(data, &busy_seen);
+    assert_int_equal(attempt, ++busy_seen);
+    assert_true(attempt < tries);
+    busy_ra = ra;
+    busy_wait += wait_ms;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* Two 429s with Retry-After: 1, then 200: three requests, two waits of at
+ * least a second each, told to on_busy; a server that stays busy gets
+ * exactly `tries` requests and its 429 is the answer. */
+static void test_busy_retry(void **state)
+{
+    pr_httpc_cfg cfg = verified();
+    pr_httpc_busy busy = {.on_busy = on_busy, .data = &busy_seen};
+    pr_http_req req = {"GET", "/busy", NULL, 0, NULL};
+    pr_http_resp r;
+    char err[256], u[64];
+    uint64_t t0 = mono_ms();
+
+    assert_int_equal(pr_https_request_busy(url(L_GOOD), &cfg, &busy, &req, &r, err, sizeof(err)),
+                     0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok");
+    pr_http_resp_free(&r);
+    assert_int_equal(busy_seen, 2);
+    assert_int_equal(busy_ra, 1);
+    assert_true(mono_ms() - t0 >= 2000 && busy_wait >= 2000 && busy_wait < 3500);
+
+    busy_seen = 0;
+    busy.tries = 2;
+    req.path = "/always-busy";
+    assert_int_equal(pr_https_request_busy(url(L_GOOD), &cfg, &busy, &req, &r, err, sizeof(err)),
+                     0);
+    assert_int_equal(r.status, 429);
+    assert_int_equal(r.retry_after_s, 0);
+    assert_int_equal(busy_seen, 1);
+    pr_http_resp_free(&r);
+    /* A transport error is not retried. */
+    snprintf(u, sizeof(u), "https://127.0.0.1:%d", closed_port());
+    assert_int_equal(pr_https_request_busy(u, &cfg, NULL, &req, &r, err, sizeof(err)),
+                     WEFT_EREFUSED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -656,6 +792,10 @@ int main(void)
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_bad_urls_and_requests),
         cmocka_unit_test(test_system_trust_store),
+        cmocka_unit_test(test_query_add),
+        cmocka_unit_test(test_query_on_the_wire),
+        cmocka_unit_test(test_busy_wait_bounds),
+        cmocka_unit_test(test_busy_retry),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
