@@ -14,6 +14,7 @@
 #include "proto/ident.h"
 #include "proto/log.h"
 #include "proto/msg.h"
+#include "router/baseline.h"
 #include "router/renew.h"
 #include "router/router.h"
 #include "weft/errors.h"
@@ -94,6 +95,16 @@ static int send_text(rt_control *ctl, uint16_t type, const char *text)
     if ((rc = pr_enc_finish(&e, text, strlen(text), &n)) == 0)
         rc = pr_conn_write(ctl->conn, ctl->tx, n);
     return rc;
+}
+
+int rt_control_send(rt_router *r, uint16_t type, const char *text)
+{
+    return r->ctl ? send_text(r->ctl, type, text) : WEFT_ECLOSED;
+}
+
+int rt_control_is_open(const rt_router *r)
+{
+    return r->ctl && r->ctl->state == CTL_OPEN;
 }
 
 static int send_json(rt_control *ctl, uint16_t type, json_t *body)
@@ -418,6 +429,7 @@ static void ctl_on_open(pr_conn *c, int status)
         rt_control_term_add(ctl->r, t);
     rt_control_link_report(ctl->r);
     evq_flush(ctl);
+    rt_baseline_resend(ctl->r);
     uv_timer_start(&ctl->timer, timer_cb, PING_MS, PING_MS);
 }
 
@@ -501,6 +513,9 @@ static int ctl_frame(void *arg, const pr_frame *f)
         return on_map(ctl, f);
     case PR_CTL_PING:
         send_json(ctl, PR_CTL_PONG, json_object());
+        return 0;
+    case PR_CTL_BASELINE_ACK:
+        rt_baseline_acked(ctl->r, f->body, f->body_len);
         return 0;
     default:
         return 0; /* PONG, and types from newer controllers */

@@ -1,7 +1,8 @@
 /* Behaviour limits and device binding at the ingress router (enforce.h).
  * State is per identity, in a small hash table: a token bucket for new
  * circuits (rate per minute), one for bytes (bandwidth), a byte counter for
- * the UTC day (quota), and when each kind of violation was last reported. */
+ * the UTC day (quota), when each kind of violation was last reported, and the
+ * anomaly baseline with what was learnt of it since the last report. */
 #include "router/enforce.h"
 
 #include <stdio.h>
@@ -34,7 +35,9 @@ static const char *const kind_names[K_N] = {
     "binding", "binding",   "anomaly", "anomaly",      "anomaly"};
 
 /* The baseline of one identity (anomaly detection): dials and distinct
- * services per window, smoothed over the windows seen (EWMA). */
+ * services per window, smoothed over the windows seen (EWMA). It starts from
+ * the token's "base" claim (base_adopt); inc is what this router learnt since
+ * the last report to the controller. */
 typedef struct {
     uint64_t start_ms;
     unsigned dials;
@@ -47,9 +50,13 @@ typedef struct {
     unsigned circuits;
     double avg_bytes;
     uint64_t bytes_flagged_ms; /* when a circuit was last flagged (once per window) */
-    /* Activity by hour of the day (UTC): bit h set once the identity dialled in hour h. */
+    /* Activity by hour of the identity's day (its zone, tz_off): bit h set
+     * once it dialled in hour h. */
     uint32_t hours;
     long long first_s; /* the first dial seen (Unix time): the hours learn from it */
+    long tz_off;       /* from the newest token's claim; 0: UTC */
+    rt_base_inc inc;   /* id unused: the state's */
+    int dirty;         /* inc holds something */
 } baseline;
 
 typedef struct idstate idstate;
@@ -73,6 +80,9 @@ struct rt_enforce {
     void *arg;
     uint64_t violations;
     rt_enforce_cfg cfg;
+    pr_anom_set local;   /* router.json's settings */
+    size_t take_bucket;  /* where rt_enforce_take goes on */
+    rt_baseline *reports;
 };
 
 /* ---- claims ---- */
@@ -112,6 +122,7 @@ void rt_limits_from_claims(const json_t *claims, rt_limits *lim, rt_hwbind *hw)
     memset(hw, 0, sizeof(*hw));
     if (json_is_object(l)) {
         lim->have = 1;
+        rt_base_from_claim(json_object_get(claims, "base"), &lim->base);
         lim->rate = claim_int(l, "rate");
         lim->bw = claim_int(l, "bw");
         lim->quota = claim_int(l, "quota");
@@ -154,6 +165,11 @@ int rt_enforce_new(rt_enforce_sink sink, void *arg, rt_enforce **out)
 {
     if ((*out = calloc(1, sizeof(**out))) == NULL)
         return WEFT_ENOMEM;
+    if (rt_baseline_new(&(*out)->reports) < 0) {
+        free(*out);
+        *out = NULL;
+        return WEFT_ENOMEM;
+    }
     (*out)->sink = sink;
     (*out)->arg = arg;
     rt_enforce_cfg_default(&(*out)->cfg);
@@ -162,52 +178,50 @@ int rt_enforce_new(rt_enforce_sink sink, void *arg, rt_enforce **out)
 
 void rt_enforce_cfg_default(rt_enforce_cfg *cfg)
 {
-    cfg->window_ms = RT_ANOM_WINDOW_MS;
-    cfg->learn = RT_ANOM_LEARN;
-    cfg->factor = RT_ANOM_FACTOR;
-    cfg->bytes_factor = RT_ANOM_BYTES_FACTOR;
-    cfg->min_bytes = RT_ANOM_MIN_BYTES;
-    cfg->hours_learn_s = RT_ANOM_HOURS_LEARN_S;
+    rt_enforce_cfg_from_set(NULL, NULL, cfg);
 }
 
-/* A number key within [lo, hi]; absent: *out unchanged. */
-static int cfg_num(const json_t *conf, const char *key, double lo, double hi, double *out)
+void rt_enforce_cfg_from_set(const pr_anom_set *local, const pr_anom_set *net,
+                             rt_enforce_cfg *cfg)
 {
-    const json_t *v = json_object_get(conf, key);
+    double v[PR_ANOM_NKEYS];
 
-    if (v == NULL)
+    for (int k = 0; k < PR_ANOM_NKEYS; k++) {
+        v[k] = pr_anom_keys[k].dflt;
+        if (local && (local->have & (1u << k)))
+            v[k] = local->v[k];
+        if (net && (net->have & (1u << k)))
+            v[k] = net->v[k];
+    }
+    cfg->window_ms = (uint64_t)(v[PR_ANOM_K_WINDOW_S] * 1000.0);
+    cfg->learn = (unsigned)v[PR_ANOM_K_LEARN];
+    cfg->factor = v[PR_ANOM_K_FACTOR];
+    cfg->bytes_factor = v[PR_ANOM_K_BYTES_FACTOR];
+    cfg->min_bytes = v[PR_ANOM_K_MIN_BYTES];
+    cfg->hours_learn_s = (long long)v[PR_ANOM_K_HOURS_LEARN_S];
+}
+
+/* router.json's "anomaly_<name>" keys; *bad is the key as written there. */
+static int local_set(const json_t *conf, pr_anom_set *set, const char **bad)
+{
+    static char key[64];
+    const char *name = NULL;
+
+    if (rt_anom_set_from_json(conf, "anomaly_", set, &name) == 0)
         return 0;
-    if (!json_is_number(v) || json_number_value(v) < lo || json_number_value(v) > hi)
-        return WEFT_EINVAL;
-    *out = json_number_value(v);
-    return 0;
+    snprintf(key, sizeof(key), "anomaly_%s", name);
+    if (bad)
+        *bad = key;
+    return WEFT_EINVAL;
 }
 
 int rt_enforce_cfg_from_json(const json_t *conf, rt_enforce_cfg *cfg, const char **bad)
 {
-    double win = (double)RT_ANOM_WINDOW_MS / 1000.0, learn = RT_ANOM_LEARN;
-    double hours = (double)RT_ANOM_HOURS_LEARN_S;
+    pr_anom_set set;
+    int rc = local_set(conf, &set, bad);
 
-    rt_enforce_cfg_default(cfg);
-    if (conf == NULL)
-        return 0;
-#define CFG(key, lo, hi, dst)                                                                     \
-    if (cfg_num(conf, key, lo, hi, dst) < 0) {                                                    \
-        if (bad)                                                                                  \
-            *bad = key;                                                                           \
-        return WEFT_EINVAL;                                                                       \
-    }
-    CFG("anomaly_window_s", 1, 86400, &win)
-    CFG("anomaly_learn", 1, 1000000, &learn)
-    CFG("anomaly_factor", 1, 1e6, &cfg->factor)
-    CFG("anomaly_bytes_factor", 1, 1e6, &cfg->bytes_factor)
-    CFG("anomaly_min_bytes", 0, 1e15, &cfg->min_bytes)
-    CFG("anomaly_hours_learn_s", 0, 1e9, &hours)
-#undef CFG
-    cfg->window_ms = (uint64_t)(win * 1000.0);
-    cfg->learn = (unsigned)learn;
-    cfg->hours_learn_s = (long long)hours;
-    return 0;
+    rt_enforce_cfg_from_set(rc == 0 ? &set : NULL, NULL, cfg);
+    return rc;
 }
 
 void rt_enforce_configure(rt_enforce *e, const rt_enforce_cfg *cfg)
@@ -220,6 +234,7 @@ void rt_enforce_free(rt_enforce *e)
 {
     if (e == NULL)
         return;
+    rt_baseline_free(e->reports);
     for (size_t i = 0; i < RT_ENF_BUCKETS; i++)
         while (e->bucket[i]) {
             idstate *n = e->bucket[i]->next;
@@ -253,6 +268,28 @@ static idstate *state_of(rt_enforce *e, const char *id)
 uint64_t rt_enforce_violations(const rt_enforce *e)
 {
     return e ? e->violations : 0;
+}
+
+int rt_enforce_take(rt_enforce *e, rt_base_inc *out)
+{
+    for (size_t n = 0; e && n <= RT_ENF_BUCKETS; n++) {
+        for (idstate *s = e->bucket[e->take_bucket]; s; s = s->next) {
+            if (!s->base.dirty)
+                continue;
+            *out = s->base.inc;
+            snprintf(out->id, sizeof(out->id), "%s", s->id);
+            memset(&s->base.inc, 0, sizeof(s->base.inc));
+            s->base.dirty = 0;
+            return 1;
+        }
+        e->take_bucket = (e->take_bucket + 1) % RT_ENF_BUCKETS;
+    }
+    return 0;
+}
+
+rt_baseline *rt_enforce_reports(rt_enforce *e)
+{
+    return e ? e->reports : NULL;
 }
 
 /* Reports a violation, at most once a second per identity and kind; the
@@ -332,7 +369,7 @@ static uint32_t hash32(const char *s)
 }
 
 /* Closes the window when its time is up: a window that was not an anomaly
- * feeds the baseline. */
+ * feeds the baseline, and the increments reported to the controller. */
 static void window_roll(baseline *b, uint64_t win_ms, uint64_t now_ms)
 {
     if (b->start_ms != 0 && now_ms - b->start_ms < win_ms)
@@ -341,13 +378,20 @@ static void window_roll(baseline *b, uint64_t win_ms, uint64_t now_ms)
         double a = b->windows == 0 ? 1.0 : RT_ANOM_ALPHA;
         b->avg_dials += a * ((double)b->dials - b->avg_dials);
         b->avg_svcs += a * ((double)b->nsvc - b->avg_svcs);
-        b->windows++;
+        if (b->windows < RT_BASE_COUNT_MAX)
+            b->windows++;
+        b->inc.windows++;
+        b->inc.dials += (double)b->dials;
+        b->inc.svcs += (double)b->nsvc;
+        b->dirty = 1;
     }
     /* Idle windows in between count as quiet ones, at most a few. */
     for (uint64_t k = 1; b->start_ms != 0 && k < 4 &&
                          now_ms - b->start_ms >= (k + 1) * win_ms; k++) {
         b->avg_dials -= RT_ANOM_ALPHA * b->avg_dials;
         b->avg_svcs -= RT_ANOM_ALPHA * b->avg_svcs;
+        b->inc.quiet++;
+        b->dirty = 1;
     }
     b->start_ms = now_ms;
     b->dials = b->nsvc = 0;
@@ -388,28 +432,68 @@ static void anomaly_dial(rt_enforce *e, idstate *st, const char *service, unsign
     report(e, st, K_ANOM, act & ~(unsigned)RT_ACT_BLOCK, service, msg, now_ms);
 }
 
+/* "UTC" or "UTC+01:00": the zone the hours of activity are in. */
+static void zone_name(long off, char *out, size_t cap)
+{
+    long a = off < 0 ? -off : off;
+
+    if (off == 0)
+        snprintf(out, cap, "UTC");
+    else
+        snprintf(out, cap, "UTC%c%02ld:%02ld", off < 0 ? '-' : '+', a / 3600, a % 3600 / 60);
+}
+
 /* Activity by hour: once the identity has been seen for hours_learn_s, a dial
- * in an hour of the day (UTC) it was never active in is reported, at log
- * level only (a device may have a reason; an operator looks), and the hour is
- * learnt so that it is reported once. */
+ * in an hour of its day (its zone, UTC without one) it was never active in is
+ * reported, at log level only (a device may have a reason; an operator
+ * looks), and the hour is learnt so that it is reported once. */
 static void anomaly_hour(rt_enforce *e, idstate *st, const char *service, long long now_s,
                          uint64_t now_ms)
 {
     baseline *b = &st->base;
-    int h = (int)(((now_s % 86400) + 86400) % 86400 / 3600);
-    char msg[160];
+    long long local = now_s + b->tz_off;
+    int h = (int)(((local % 86400) + 86400) % 86400 / 3600);
+    char msg[160], zone[32];
 
-    if (b->first_s == 0)
-        b->first_s = now_s;
+    if (b->first_s == 0) {
+        b->first_s = b->inc.first_s = now_s;
+        b->dirty = 1;
+    }
     if (b->hours & (1u << h))
         return;
     b->hours |= 1u << h;
+    b->inc.hours |= 1u << h;
+    b->dirty = 1;
     if (now_s - b->first_s < e->cfg.hours_learn_s)
         return;
+    zone_name(b->tz_off, zone, sizeof(zone));
     snprintf(msg, sizeof(msg),
-             "anomaly: active at %02d:00-%02d:59 UTC, an hour of the day it was never active in",
-             h, h);
+             "anomaly: active at %02d:00-%02d:59 %s, an hour of the day it was never active in",
+             h, h, zone);
     report(e, st, K_ANOM_HOUR, RT_ACT_LOG, service, msg, now_ms);
+}
+
+/* The token's baseline (the identity's, merged by the controller from every
+ * router) is the starting point when it has learnt more than this router
+ * has: a restarted router, or a device that moved here, judges at once. What
+ * this router learns afterwards goes on from it. */
+static void base_adopt(baseline *b, const rt_base *t)
+{
+    if (!t->have)
+        return;
+    b->tz_off = t->tz_off;
+    if (t->windows > b->windows) {
+        b->windows = t->windows;
+        b->avg_dials = t->avg_dials;
+        b->avg_svcs = t->avg_svcs;
+    }
+    if (t->circuits > b->circuits) {
+        b->circuits = t->circuits;
+        b->avg_bytes = t->avg_bytes;
+    }
+    b->hours |= t->hours & RT_BASE_HOURS_MASK;
+    if (t->first_s > 0 && (b->first_s == 0 || t->first_s < b->first_s))
+        b->first_s = t->first_s;
 }
 
 void rt_enforce_circuit_bytes(rt_enforce *e, const char *identity, const char *service,
@@ -431,7 +515,11 @@ void rt_enforce_circuit_bytes(rt_enforce *e, const char *identity, const char *s
         if (!over) { /* an anomalous circuit does not teach the baseline */
             b->avg_bytes += (b->circuits == 0 ? 1.0 : RT_ANOM_ALPHA) *
                             ((double)total - b->avg_bytes);
-            b->circuits++;
+            if (b->circuits < RT_BASE_COUNT_MAX)
+                b->circuits++;
+            b->inc.circuits++;
+            b->inc.bytes += (double)total;
+            b->dirty = 1;
         }
         return;
     }
@@ -454,6 +542,7 @@ int rt_enforce_dial(rt_enforce *e, const char *identity, const char *service,
     if (e == NULL || lim == NULL || !lim->have || (st = state_of(e, identity)) == NULL)
         return 0;
     st->lim = *lim;
+    base_adopt(&st->base, &lim->base);
     anomaly_dial(e, st, service, lim->act, now_ms);
     anomaly_hour(e, st, service, now_s, now_ms);
     int m = rt_local_minute(now_s, lim->win_off);
@@ -604,22 +693,42 @@ int rt_enforce_attach(rt_router *r)
     return rt_enforce_new(to_controller, r, &r->enforce);
 }
 
+static void log_cfg(const rt_enforce_cfg *cfg, const char *source)
+{
+    pr_info("anomaly", "source=%s window_s=%g learn=%u factor=%g bytes_factor=%g min_bytes=%g "
+            "hours_learn_s=%lld", source, (double)cfg->window_ms / 1000.0, cfg->learn,
+            cfg->factor, cfg->bytes_factor, cfg->min_bytes, cfg->hours_learn_s);
+}
+
 int rt_enforce_setup(rt_router *r, const json_t *conf)
 {
-    rt_enforce_cfg cfg;
     const char *bad = "?";
 
-    if (rt_enforce_cfg_from_json(conf, &cfg, &bad) < 0) {
+    if (local_set(conf, &r->enforce->local, &bad) < 0) {
         pr_error("config", "key=%s msg=%s", bad,
                  pr_log_q("bad anomaly setting in router.json; fix it or remove it "
                           "(docs/policies.md \"Anomaly detection\")"));
         return WEFT_EINVAL;
     }
-    rt_enforce_configure(r->enforce, &cfg);
-    pr_info("anomaly", "window_s=%g learn=%u factor=%g bytes_factor=%g min_bytes=%g "
-            "hours_learn_s=%lld", (double)cfg.window_ms / 1000.0, cfg.learn, cfg.factor,
-            cfg.bytes_factor, cfg.min_bytes, cfg.hours_learn_s);
+    rt_enforce_cfg_from_set(&r->enforce->local, &r->map.anomaly, &r->enforce->cfg);
+    log_cfg(&r->enforce->cfg, r->map.anomaly.have ? "map" : "router.json");
     return 0;
+}
+
+void rt_enforce_map_changed(rt_router *r)
+{
+    rt_enforce *e = r->enforce;
+    rt_enforce_cfg cfg;
+
+    if (e == NULL)
+        return;
+    rt_enforce_cfg_from_set(&e->local, &r->map.anomaly, &cfg);
+    if (cfg.window_ms == e->cfg.window_ms && cfg.learn == e->cfg.learn &&
+        cfg.factor == e->cfg.factor && cfg.bytes_factor == e->cfg.bytes_factor &&
+        cfg.min_bytes == e->cfg.min_bytes && cfg.hours_learn_s == e->cfg.hours_learn_s)
+        return;
+    e->cfg = cfg;
+    log_cfg(&cfg, r->map.anomaly.have ? "map" : "router.json");
 }
 
 void rt_enforce_tick(rt_router *r)
@@ -628,6 +737,7 @@ void rt_enforce_tick(rt_router *r)
         r->shaped_until = 0;
         rt_resume_paused(r);
     }
+    rt_baseline_tick(r);
 }
 
 static long long unix_now(void)

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/anomaly.h"
+#include "router/baseline.h"
 #include "router/map.h"
 
 #define RT_ACT_BLOCK 0x1
@@ -23,27 +25,32 @@
 /* Anomaly detection (docs/policies.md "Anomaly detection"): per identity with
  * a behaviour policy, dials and distinct services per window and bytes per
  * circuit against EWMA baselines learnt over the first RT_ANOM_LEARN windows
- * (circuits), and the hours of the day it is active in, learnt for
- * RT_ANOM_HOURS_LEARN_S. These are the defaults of rt_enforce_cfg. */
-#define RT_ANOM_WINDOW_MS 10000
-#define RT_ANOM_LEARN 3
+ * (circuits), and the hours of the identity's day it is active in, learnt for
+ * RT_ANOM_HOURS_LEARN_S. The baseline starts from the one its service token
+ * carries (the controller's, merged from every router's reports) and what is
+ * learnt here is reported back (router/baseline.h). These are the defaults of
+ * rt_enforce_cfg (proto/anomaly.h). */
+#define RT_ANOM_WINDOW_MS (PR_ANOM_WINDOW_S * 1000)
+#define RT_ANOM_LEARN PR_ANOM_LEARN
 #define RT_ANOM_ALPHA 0.2
-#define RT_ANOM_FACTOR 4.0
-#define RT_ANOM_BYTES_FACTOR 10.0
-#define RT_ANOM_MIN_BYTES 65536.0
-#define RT_ANOM_HOURS_LEARN_S (7 * 86400)
+#define RT_ANOM_FACTOR PR_ANOM_FACTOR
+#define RT_ANOM_BYTES_FACTOR PR_ANOM_BYTES_FACTOR
+#define RT_ANOM_MIN_BYTES PR_ANOM_MIN_BYTES
+#define RT_ANOM_HOURS_LEARN_S PR_ANOM_HOURS_LEARN_S
 #define RT_ANOM_MIN_DIALS 10.0
 #define RT_ANOM_MIN_SVCS 3.0
 #define RT_ANOM_SVCS 32
 
-/* Anomaly settings (router.json "anomaly_*" keys, rt_enforce_cfg_from_json). */
+/* Anomaly settings: the map's "anomaly" object (network-wide, from the
+ * controller), else router.json's "anomaly_*" keys, else the defaults; key by
+ * key (rt_enforce_cfg_from_set). */
 typedef struct {
-    uint64_t window_ms;     /* anomaly_window_s: the dial-rate window */
-    unsigned learn;         /* anomaly_learn: windows (and circuits) learnt before judging */
-    double factor;          /* anomaly_factor: dials or services over factor x baseline */
-    double bytes_factor;    /* anomaly_bytes_factor: a circuit's bytes over it x baseline */
-    double min_bytes;       /* anomaly_min_bytes: and over this many bytes */
-    long long hours_learn_s; /* anomaly_hours_learn_s: hours of activity learnt this long */
+    uint64_t window_ms;     /* window_s: the dial-rate window */
+    unsigned learn;         /* learn: windows (and circuits) learnt before judging */
+    double factor;          /* factor: dials or services over factor x baseline */
+    double bytes_factor;    /* bytes_factor: a circuit's bytes over it x baseline */
+    double min_bytes;       /* min_bytes: and over this many bytes */
+    long long hours_learn_s; /* hours_learn_s: hours of activity learnt this long */
 } rt_enforce_cfg;
 
 /* The defaults above. */
@@ -51,6 +58,9 @@ void rt_enforce_cfg_default(rt_enforce_cfg *cfg);
 /* Reads the anomaly_* keys of conf (NULL or absent: defaults); WEFT_EINVAL
  * on a bad value, with the key's name in bad (when not NULL). */
 int rt_enforce_cfg_from_json(const json_t *conf, rt_enforce_cfg *cfg, const char **bad);
+/* The defaults, overlaid by each set of settings in turn (NULL: skipped). */
+void rt_enforce_cfg_from_set(const pr_anom_set *local, const pr_anom_set *net,
+                             rt_enforce_cfg *cfg);
 
 /* The "lim" claim: 0 means no limit. */
 typedef struct {
@@ -63,6 +73,7 @@ typedef struct {
     long long quota;      /* bytes per UTC day from the identity */
     long long maxc;       /* circuits open at once */
     unsigned act;         /* RT_ACT_* */
+    rt_base base;         /* "base" claim: the identity's anomaly baseline (baseline.h) */
 } rt_limits;
 
 /* The "hw" claim: mode "exact", "iccid" or "imei" ("" none); ids bound ("" not yet). */
@@ -72,7 +83,7 @@ typedef struct {
     char iccid[RT_HW_CAP];
 } rt_hwbind;
 
-/* Reads the "lim" and "hw" claims of a checked token (absent: none). */
+/* Reads the "lim", "hw" and "base" claims of a checked token (absent: none). */
 void rt_limits_from_claims(const json_t *claims, rt_limits *lim, rt_hwbind *hw);
 /* Is minute-of-day m (local) in [from, to) (a window may cross midnight)? */
 int rt_window_allows(int from, int to, int m);
@@ -116,6 +127,12 @@ void rt_enforce_circuit_bytes(rt_enforce *e, const char *identity, const char *s
                               uint64_t total, int ended, uint64_t now_ms);
 /* Violations seen (metrics). */
 uint64_t rt_enforce_violations(const rt_enforce *e);
+/* Takes the increments of one identity learnt since they were last taken
+ * (cleared here): 1, or 0 when no identity has any. Fair: the scan goes on
+ * where the previous one stopped. */
+int rt_enforce_take(rt_enforce *e, rt_base_inc *out);
+/* The reports of those increments to the controller (baseline.h). */
+rt_baseline *rt_enforce_reports(rt_enforce *e);
 
 /* ---- glue with the router (enforce.c) ---- */
 /* Makes r->enforce, reporting to the controller (rt_control_event). */
@@ -123,6 +140,9 @@ int rt_enforce_attach(struct rt_router *r);
 /* Reads router.json's anomaly_* keys into r->enforce; WEFT_EINVAL with a
  * logged sentence on a bad value. */
 int rt_enforce_setup(struct rt_router *r, const json_t *conf);
+/* After every map change: the map's anomaly settings (or router.json's when
+ * the map has none) take effect, logged when they change. */
+void rt_enforce_map_changed(struct rt_router *r);
 /* Every router tick: resumes sessions paused for shaping once their time is up. */
 void rt_enforce_tick(struct rt_router *r);
 /* Called by the edge session code; all return as above. */

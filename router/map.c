@@ -405,6 +405,44 @@ static int parse_key(const json_t *root, rt_map *m, char *err, size_t errcap)
     return 0;
 }
 
+int rt_anom_set_from_json(const json_t *o, const char *prefix, pr_anom_set *out,
+                          const char **bad)
+{
+    char key[64];
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    for (int k = 0; json_is_object(o) && k < PR_ANOM_NKEYS; k++) {
+        const pr_anom_key_desc *d = &pr_anom_keys[k];
+        const json_t *v;
+
+        snprintf(key, sizeof(key), "%s%s", prefix, d->name);
+        if ((v = json_object_get(o, key)) == NULL)
+            continue;
+        if (!json_is_number(v) || json_number_value(v) < d->lo || json_number_value(v) > d->hi) {
+            if (rc == 0 && bad)
+                *bad = d->name;
+            rc = WEFT_EINVAL;
+            continue;
+        }
+        out->v[k] = json_number_value(v);
+        out->have |= 1u << k;
+    }
+    return rc;
+}
+
+/* The "anomaly" object of a full map or a delta. A bad setting is left out
+ * (the router's own applies): the controller checked it, so it comes from a
+ * newer controller, and the rest of the map is good. */
+static void parse_anomaly(const json_t *root, int delta, rt_map *m)
+{
+    const json_t *o = json_object_get(root, "anomaly");
+
+    if (o == NULL && delta)
+        return;
+    rt_anom_set_from_json(o, "", &m->anomaly, NULL);
+}
+
 static int parse_version(const json_t *root, const char *key, uint64_t *out, char *err,
                          size_t errcap)
 {
@@ -465,6 +503,7 @@ int rt_map_apply_full(rt_map *m, const char *json, size_t len, char *err, size_t
     for (size_t i = 0; i < NKINDS; i++)
         if ((ret = parse_array(root, &kinds[i], &nm, err, errcap)) < 0)
             goto out;
+    parse_anomaly(root, 0, &nm);
     rt_map_free(m);
     *m = nm;
     rt_map_init(&nm);
@@ -558,6 +597,7 @@ int rt_map_apply_delta(rt_map *m, const char *json, size_t len, char *err, size_
         memcpy(m->signing_key, tmpkey.signing_key, sizeof(m->signing_key));
         m->have_key = 1;
     }
+    parse_anomaly(root, 1, m);
     m->version = version;
 out:
     free(ops);

@@ -8,7 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <sodium.h>
+
+#include "proto/anomaly.h"
 
 #define RT_ID_CAP 65
 #define RT_NAME_CAP 129
@@ -97,6 +100,9 @@ typedef struct {
     int have_key;
     uint8_t signing_key[crypto_sign_PUBLICKEYBYTES];
     rt_vec routers, services, terms, revoked, links, grants;
+    /* Network-wide anomaly settings, the map's "anomaly" object (absent in a
+     * full map: none; a delta replaces them, or clears them with null). */
+    pr_anom_set anomaly;
 } rt_map;
 
 void rt_map_init(rt_map *m);
@@ -132,6 +138,12 @@ int rt_map_identity_allowed(const rt_map *m, const char *router_id, const char *
 int rt_map_service_router_ok(const rt_map *m, const rt_map_service *svc, const char *router_id);
 /* The i-th terminator of service_id (0, 1, ...), or NULL past the last. */
 const rt_map_term *rt_map_term_of(const rt_map *m, const char *service_id, size_t i);
+/* Reads anomaly settings (proto/anomaly.h) from the keys "<prefix><name>" of
+ * o (NULL or not an object: none). A key of the wrong type or out of range is
+ * left out and named in *bad (the first one; may be NULL): WEFT_EINVAL, with
+ * the good keys read all the same. */
+int rt_anom_set_from_json(const json_t *o, const char *prefix, pr_anom_set *out,
+                          const char **bad);
 size_t rt_map_count(const rt_vec *v);
 const void *rt_map_at(const rt_vec *v, size_t i);
 

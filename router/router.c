@@ -149,4 +149,5 @@ void rt_router_map_changed(rt_router *r)
     }
     rt_grants_enforce(r);
     rt_rpolicy_enforce(r);
+    rt_enforce_map_changed(r);
 }

@@ -1,0 +1,82 @@
+/* Anomaly baselines that belong to the identity, not to the router
+ * (docs/policies.md "Anomaly detection"): the "base" claim a service token
+ * carries (the controller's merged baseline, the router's starting point),
+ * and the increments a router learns and reports to the controller in
+ * CTL_BASELINE batches until they are acknowledged. */
+#ifndef RT_BASELINE_H
+#define RT_BASELINE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "router/map.h"
+
+#define RT_BASE_HOURS_MASK 0xffffffu /* 24 bits: hour h of the identity's day */
+#define RT_BASE_COUNT_MAX 1000000000LL
+#define RT_BASE_VALUE_MAX 1e15
+
+/* The "base" claim: {"w","d","s","c","b","h","t","z"}, every key optional. */
+typedef struct {
+    int have;            /* a well-formed claim was there */
+    unsigned windows;    /* "w": dial-rate windows learnt */
+    double avg_dials;    /* "d": EWMA of dials per window */
+    double avg_svcs;     /* "s": EWMA of distinct services per window */
+    unsigned circuits;   /* "c": circuits learnt */
+    double avg_bytes;    /* "b": EWMA of bytes per circuit */
+    uint32_t hours;      /* "h": hours of the identity's day it was active in */
+    long long first_s;   /* "t": its first dial (Unix time); 0 unknown */
+    long tz_off;         /* "z": its zone's UTC offset (seconds) when signed; 0 UTC */
+} rt_base;
+
+/* Reads a "base" claim (claim NULL: none, have 0, returns 0). A malformed
+ * claim is WEFT_EPROTO with have 0: the router learns as if there were none. */
+int rt_base_from_claim(const json_t *claim, rt_base *out);
+
+/* What one router learnt of one identity since its last report: sums over
+ * the windows and circuits learnt, so that the controller merges them in any
+ * order (controller/baseline.c). */
+typedef struct {
+    char id[RT_ID_CAP];
+    unsigned windows;  /* "w": windows learnt (not flagged) */
+    unsigned quiet;    /* "q": idle windows that decayed the averages */
+    double dials;      /* "d": dials over those windows */
+    double svcs;       /* "s": distinct services over those windows */
+    unsigned circuits; /* "c": circuits learnt */
+    double bytes;      /* "b": bytes over those circuits */
+    uint32_t hours;    /* "h": hours first seen here */
+    long long first_s; /* "t": the first dial seen here, when it was the first */
+} rt_base_inc;
+
+/* One batch entry ({"id", and the non-zero keys above}), or NULL. */
+json_t *rt_base_inc_json(const rt_base_inc *inc);
+
+/* ---- reports to the controller ---- */
+#define RT_BASE_FLUSH_MS 5000    /* batches are made this often */
+#define RT_BASE_BATCH_IDS 40     /* identities per batch: under 16 KiB whatever the ids */
+#define RT_BASE_PER_FLUSH 8      /* batches made per flush at most */
+#define RT_BASE_INFLIGHT 16      /* batches sent and not yet acknowledged, at most */
+#define RT_BASE_RESEND_MS 30000  /* unacknowledged this long: sent again */
+
+struct rt_router;
+typedef struct rt_baseline rt_baseline;
+
+int rt_baseline_new(rt_baseline **out);
+void rt_baseline_free(rt_baseline *b); /* NULL: no-op */
+/* Every router tick: makes batches of the increments learnt (while the
+ * control channel is open and fewer than RT_BASE_INFLIGHT are waiting) and
+ * sends them; until then increments add up per identity. */
+void rt_baseline_tick(struct rt_router *r);
+/* The control channel is (back) up: every unacknowledged batch again, in order. */
+void rt_baseline_resend(struct rt_router *r);
+/* A CTL_BASELINE_ACK body {"boot","seq"}: batches up to seq are stored. */
+void rt_baseline_acked(struct rt_router *r, const uint8_t *body, size_t len);
+/* The control channel (control.c): sends a frame with a text body when it
+ * is open (else WEFT_ECLOSED); is it open? */
+int rt_control_send(struct rt_router *r, uint16_t type, const char *text);
+int rt_control_is_open(const struct rt_router *r);
+/* Batches waiting for their acknowledgement, and acknowledged so far (metrics). */
+size_t rt_baseline_waiting(const rt_baseline *b);
+uint64_t rt_baseline_acked_total(const rt_baseline *b);
+
+#endif
