@@ -79,6 +79,10 @@ static const route routes[] = {
     {"POST", "/v1/credentials", ctl_api_credentials_create, 1},
     {"GET", "/v1/credentials/{id}", ctl_api_credentials_get, 1},
     {"DELETE", "/v1/credentials/{id}", ctl_api_credentials_delete, 1},
+    {"GET", "/v1/settings/anomaly", ctl_api_anomaly_get, 1},
+    {"PATCH", "/v1/settings/anomaly", ctl_api_anomaly_patch, 1},
+    {"DELETE", "/v1/settings/anomaly", ctl_api_anomaly_delete, 1},
+    {"GET", "/v1/identities/{id}/baseline", ctl_api_identities_baseline, 1},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 

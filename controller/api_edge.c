@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "controller/baseline.h"
 #include "controller/behaviour.h"
 #include "controller/controller.h"
 #include "controller/events.h"
@@ -132,15 +133,18 @@ static int add_token(ctl_call *call, const char *ident_id, json_t *svc, const ch
 }
 
 /* Claims the ingress router enforces offline (docs/policies.md): behaviour
- * limits ("lim") and the device binding ("hw"). */
-static json_t *token_extra(const json_t *ident, const json_t *svc, const json_t *policies,
-                           int64_t now)
+ * limits ("lim"), the identity's anomaly baseline where limits apply
+ * ("base") and the device binding ("hw"). */
+static json_t *token_extra(ctl *c, const json_t *ident, const json_t *svc,
+                           const json_t *policies, int64_t now)
 {
     json_t *extra = json_object(), *lim = ctl_behaviour_limits(policies, ident, svc, now);
-    json_t *hw = ctl_binding_claim(ident);
+    json_t *hw = ctl_binding_claim(ident), *base = lim ? ctl_baseline_claim(c, ident, now) : NULL;
 
     if (lim)
         json_object_set_new(extra, "lim", lim);
+    if (base)
+        json_object_set_new(extra, "base", base);
     if (hw)
         json_object_set_new(extra, "hw", hw);
     /* Routers match router policies' "#role" selectors against these. */
@@ -155,7 +159,7 @@ static json_t *service_entry(ctl_call *call, const json_t *ident, json_t *svc, i
     const char *ident_id = json_string_value(json_object_get(ident, "id"));
     char when[32];
     int64_t exp = now;
-    json_t *tokens = json_object(), *e, *extra = token_extra(ident, svc, policies, now);
+    json_t *tokens = json_object(), *e, *extra = token_extra(call->c, ident, svc, policies, now);
     int bad = ((acc & CTL_POLICY_DIAL) &&
                add_token(call, ident_id, svc, "dial", tokens, now, &exp, extra) < 0) ||
               ((acc & CTL_POLICY_BIND) &&

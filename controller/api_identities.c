@@ -2,6 +2,7 @@
  * enable/disable state. Creating one also issues its enrolment token. */
 #include <string.h>
 
+#include "controller/behaviour.h"
 #include "controller/controller.h"
 #include "controller/grants.h"
 #include "proto/ident.h"
@@ -9,6 +10,25 @@
 #include "weft/errors.h"
 
 static const char *const bindings[] = {"none", "exact", "iccid", "imei", NULL};
+
+/* tz: the identity's IANA zone, for the hours of activity of anomaly
+ * detection (docs/policies.md); null (patch) forgets it: UTC. 0 absent, 1
+ * present (in fields), < 0 answered. */
+static int field_tz(ctl_call *call, json_t *body, int creating, json_t *fields)
+{
+    json_t *v = json_object_get(body, "tz");
+
+    if (v == NULL || (json_is_null(v) && creating))
+        return 0;
+    if (!json_is_null(v) && !ctl_behaviour_zone_valid(json_string_value(v))) {
+        ctl_reply_error(call, 400, "bad_request",
+                        "field 'tz' must be a zone of the system's zone database, e.g. "
+                        "\"Europe/Paris\" (or null for UTC)");
+        return WEFT_EINVAL;
+    }
+    json_object_set(fields, "tz", v);
+    return 1;
+}
 
 void ctl_api_identities_list(ctl_call *call)
 {
@@ -37,7 +57,7 @@ static int field_ttl(ctl_call *call, json_t *body, int64_t *ttl)
 void ctl_api_identities_create(ctl_call *call)
 {
     static const char *const allowed[] = {"name",      "roles", "binding", "admin",
-                                          "token_ttl", "ca",    NULL};
+                                          "token_ttl", "ca",    "tz",      NULL};
     const char *name, *binding = "none";
     json_t *body = NULL, *roles = NULL, *rec;
     char id[PR_ID_MAX + 1];
@@ -59,7 +79,7 @@ void ctl_api_identities_create(ctl_call *call)
         ctl_reply_error(call, 500, "internal", "out of memory");
         goto out;
     }
-    if (ctl_identity_factory_ca(call, body, rec) < 0) {
+    if (field_tz(call, body, 1, rec) < 0 || ctl_identity_factory_ca(call, body, rec) < 0) {
         json_decref(rec);
         goto out;
     }
@@ -81,7 +101,7 @@ void ctl_api_identities_get(ctl_call *call)
 
 void ctl_api_identities_patch(ctl_call *call)
 {
-    static const char *const allowed[] = {"roles", "binding", NULL};
+    static const char *const allowed[] = {"roles", "binding", "tz", NULL};
     json_t *body = NULL, *roles = NULL, *rec = NULL, *fields = json_object();
     const char *binding;
 
@@ -89,7 +109,7 @@ void ctl_api_identities_patch(ctl_call *call)
         goto out;
     if (ctl_field_roles(call, body, "roles", &roles) < 0 ||
         ctl_field_enum(call, body, "binding", bindings, &binding) < 0 ||
-        ctl_load(call, "identities", "identity", &rec) < 0)
+        field_tz(call, body, 0, fields) < 0 || ctl_load(call, "identities", "identity", &rec) < 0)
         goto out;
     if (roles)
         json_object_set(fields, "roles", roles);

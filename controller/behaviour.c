@@ -57,11 +57,15 @@ static int parse_hhmm(const char *s, int *min)
 }
 
 /* A zone name is a path under the zone database: refuse anything that could
- * climb out of it, then ask the C library. */
-static int zone_exists(const char *zone)
+ * climb out of it, then read the file's magic (a directory such as
+ * "Europe" opens too, but is no zone). */
+int ctl_behaviour_zone_valid(const char *zone)
 {
-    char path[128];
+    char path[128], magic[4];
+    size_t n;
 
+    if (zone == NULL)
+        return 0;
     if (strcmp(zone, "UTC") == 0)
         return 1;
     if (zone[0] == '\0' || zone[0] == '/' || strstr(zone, "..") || strlen(zone) >= ZONE_MAX)
@@ -74,8 +78,9 @@ static int zone_exists(const char *zone)
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return 0;
+    n = fread(magic, 1, sizeof(magic), f);
     fclose(f);
-    return 1;
+    return n == sizeof(magic) && memcmp(magic, "TZif", 4) == 0;
 }
 
 int ctl_behaviour_parse_window(const char *s, int *from_min, int *to_min, char *zone,
@@ -92,7 +97,7 @@ int ctl_behaviour_parse_window(const char *s, int *from_min, int *to_min, char *
         snprintf(zone, zonecap, "UTC");
         return 0;
     }
-    if (at != s + 11 || !zone_exists(at + 1) || strlen(at + 1) >= zonecap)
+    if (at != s + 11 || !ctl_behaviour_zone_valid(at + 1) || strlen(at + 1) >= zonecap)
         return WEFT_EINVAL;
     snprintf(zone, zonecap, "%s", at + 1);
     return 0;

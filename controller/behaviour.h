@@ -33,6 +33,8 @@
  * exist in the system's zone database. 0 or WEFT_EINVAL. */
 int ctl_behaviour_parse_window(const char *s, int *from_min, int *to_min, char *zone,
                                size_t zonecap);
+/* 1 when zone is "UTC" or a zone of the system's zone database (IANA name). */
+int ctl_behaviour_zone_valid(const char *zone);
 /* The zone's offset from UTC in seconds at time t (DST included). */
 int ctl_behaviour_zone_offset(const char *zone, int64_t t, long *off_s);
 /* Action bits from an array of action names; WEFT_EINVAL for an unknown one

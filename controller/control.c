@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "controller/baseline.h"
 #include "controller/circuits.h"
 #include "controller/events.h"
 #include "controller/netmap.h"
@@ -407,6 +408,18 @@ static void handle_circuit(cconn *k, const pr_frame *f)
     json_decref(ev);
 }
 
+/* Anomaly baselines (docs/policies.md): acknowledged once stored, so that the
+ * router keeps a batch until then and sends it again after a reconnect. */
+static void handle_baseline(cconn *k, const pr_frame *f)
+{
+    char *ack = NULL;
+
+    ctl_baseline_ingest(k->srv->c, k->router_id, f->body, f->body_len, &ack);
+    if (ack)
+        send_frame(k, PR_CTL_BASELINE_ACK, ack, strlen(ack));
+    free(ack);
+}
+
 static int on_frame(void *arg, const pr_frame *f)
 {
     cconn *k = arg;
@@ -430,6 +443,9 @@ static int on_frame(void *arg, const pr_frame *f)
     case PR_CTL_EVENT: /* security events (docs/policies.md) */
         if (ctl_events_from_router(k->srv->c, k->router_id, f->body, f->body_len) < 0)
             pr_warn("event_rejected", "router=%s", k->router_id);
+        return 0;
+    case PR_CTL_BASELINE:
+        handle_baseline(k, f);
         return 0;
     case PR_CTL_PING:
         send_frame(k, PR_CTL_PONG, "{}", 2);

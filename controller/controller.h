@@ -227,6 +227,12 @@ void ctl_api_routers_get(ctl_call *call);
 void ctl_api_routers_patch(ctl_call *call);
 void ctl_api_routers_delete(ctl_call *call);
 
+/* ---- api_settings.c: anomaly settings and baselines (docs/policies.md) ---- */
+void ctl_api_anomaly_get(ctl_call *call);
+void ctl_api_anomaly_patch(ctl_call *call);
+void ctl_api_anomaly_delete(ctl_call *call);
+void ctl_api_identities_baseline(ctl_call *call);
+
 /* ---- api_mesh.c: links, circuits, the mesh (docs/operations.md) ---- */
 void ctl_api_links_list(ctl_call *call);
 void ctl_api_circuits_list(ctl_call *call);

@@ -38,6 +38,7 @@ struct ctl_netmap {
     json_t *deleted; /* identity id -> Unix time its revocation may end */
     json_t *grants;  /* "identity|service|act" -> grant_revoked object */
     json_t *pols;    /* router and service-router policies, while objects are built */
+    json_t *anomaly; /* network-wide anomaly settings, or NULL (routers use their own) */
     int64_t revoke_ttl;
     ctl_netmap_delta_cb cb;
     void *cb_arg;
@@ -204,18 +205,24 @@ static json_t *service_obj(ctl_netmap *m, const json_t *rec)
 
 /* ---- deltas ---- */
 
-static int emit(ctl_netmap *m, json_t *ops)
+/* A delta of ops, and of the top-level keys of root (may be NULL; stolen)
+ * such as "anomaly"; nothing when both are empty. */
+static int emit_root(ctl_netmap *m, json_t *ops, json_t *root)
 {
     json_t *d;
     char *text;
 
-    if (json_array_size(ops) == 0) {
+    if (json_array_size(ops) == 0 && json_object_size(root) == 0) {
         json_decref(ops);
+        json_decref(root);
         return 0;
     }
     m->version++;
     d = json_pack("{s:I, s:I, s:o}", "version", (json_int_t)m->version, "base",
                   (json_int_t)(m->version - 1), "ops", ops);
+    if (d && root)
+        json_object_update_missing(d, root);
+    json_decref(root);
     text = d ? json_dumps(d, JSON_COMPACT) : NULL;
     json_decref(d);
     if (text == NULL)
@@ -226,6 +233,11 @@ static int emit(ctl_netmap *m, json_t *ops)
         m->cb(m->cb_arg, text, strlen(text));
     free(text);
     return 0;
+}
+
+static int emit(ctl_netmap *m, json_t *ops)
+{
+    return emit_root(m, ops, NULL);
 }
 
 static void add_op(json_t *ops, const char *op, const char *kind, json_t *obj)
@@ -337,24 +349,19 @@ static int deleted_ops(ctl_netmap *m, const char *id, json_t *ops)
 
 static int deleted_load(ctl_netmap *m)
 {
-    char *text = NULL;
-    json_t *saved;
+    json_t *saved, *v;
     const char *id;
-    json_t *v;
-    int rc = ctl_store_setting_get(m->store, DELETED_KEY, &text);
+    int rc = ctl_store_setting_object(m->store, DELETED_KEY, &saved);
 
     if (rc == WEFT_ENOTFOUND)
         return 0;
-    if (rc < 0)
-        return rc;
-    saved = json_loads(text, 0, NULL);
-    free(text);
-    if (!json_is_object(saved)) {
-        json_decref(saved);
+    if (rc == WEFT_EJSON) {
         pr_warn("map_deleted_load", "hint=%s",
                 pr_log_q("the list of deleted identities is unreadable; it is ignored"));
         return 0;
     }
+    if (rc < 0)
+        return rc;
     json_object_foreach(saved, id, v)
     {
         if (!json_is_integer(v) || json_integer_value(v) <= (int64_t)time(NULL))
@@ -946,6 +953,9 @@ int ctl_netmap_full(ctl_netmap *m, char **json, size_t *len)
                              values(m->terms), "revoked", keys(m->revoked), "links",
                              values(m->links), "grants_revoked", values(m->grants));
 
+    if (root && m->anomaly)
+        json_object_set(root, "anomaly", m->anomaly);
+
     *json = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     if (*json == NULL)
@@ -963,6 +973,51 @@ void ctl_netmap_set_delta_cb(ctl_netmap *m, ctl_netmap_delta_cb cb, void *arg)
 {
     m->cb = cb;
     m->cb_arg = arg;
+}
+
+/* ---- anomaly settings ---- */
+
+static json_t *anomaly_or_null(const json_t *settings)
+{
+    return json_object_size(settings) > 0 ? json_deep_copy(settings) : NULL;
+}
+
+int ctl_netmap_set_anomaly(ctl_netmap *m, const json_t *settings)
+{
+    json_t *next = anomaly_or_null(settings);
+
+    if (m == NULL)
+        return WEFT_EINVAL;
+    if (json_equal(next, m->anomaly) || (next == NULL && m->anomaly == NULL)) {
+        json_decref(next);
+        return 0;
+    }
+    json_decref(m->anomaly);
+    m->anomaly = next;
+    return emit_root(m, json_array(),
+                     json_pack("{s:O}", "anomaly", next ? next : json_null()));
+}
+
+const json_t *ctl_netmap_anomaly(const ctl_netmap *m)
+{
+    return m ? m->anomaly : NULL;
+}
+
+/* The settings as last saved (a store setting of their own). */
+static int anomaly_load(ctl_netmap *m)
+{
+    json_t *saved;
+    int rc = ctl_store_setting_object(m->store, CTL_ANOMALY_SETTING, &saved);
+
+    if (rc == WEFT_EJSON)
+        pr_warn("map_anomaly_load", "hint=%s",
+                pr_log_q("the saved anomaly settings are unreadable; routers use their own "
+                         "until 'weft anomaly set'"));
+    else if (rc < 0 && rc != WEFT_ENOTFOUND)
+        return rc;
+    m->anomaly = anomaly_or_null(saved);
+    json_decref(saved);
+    return 0;
 }
 
 /* ---- life cycle ---- */
@@ -1018,7 +1073,8 @@ int ctl_netmap_new(ctl_store *s, const unsigned char pk[crypto_sign_PUBLICKEYBYT
     if ((rc = ctx_load(m)) < 0)
         goto out;
     if ((rc = load(m, "routers")) < 0 || (rc = load(m, "services")) < 0 ||
-        (rc = load(m, "identities")) < 0 || (rc = deleted_load(m)) < 0) {
+        (rc = load(m, "identities")) < 0 || (rc = deleted_load(m)) < 0 ||
+        (rc = anomaly_load(m)) < 0) {
         ctx_drop(m);
         goto out;
     }
@@ -1045,5 +1101,6 @@ void ctl_netmap_free(ctl_netmap *m)
     json_decref(m->links);
     json_decref(m->deleted);
     json_decref(m->grants);
+    json_decref(m->anomaly);
     free(m);
 }

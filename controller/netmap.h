@@ -72,6 +72,15 @@ json_t *ctl_netmap_routers(const ctl_netmap *m);
 size_t ctl_netmap_online_count(const ctl_netmap *m);
 size_t ctl_netmap_links_up(const ctl_netmap *m);
 
+/* Network-wide anomaly settings (docs/policies.md "Anomaly detection"): an
+ * object of proto/anomaly.h keys, saved in the store setting
+ * CTL_ANOMALY_SETTING (read at start). Full maps carry it as "anomaly"; a
+ * change is a delta with no ops and "anomaly" (null: none, routers use their
+ * router.json). The caller saves; settings NULL or empty: none. */
+#define CTL_ANOMALY_SETTING "anomaly"
+int ctl_netmap_set_anomaly(ctl_netmap *m, const json_t *settings);
+const json_t *ctl_netmap_anomaly(const ctl_netmap *m); /* borrowed, NULL: none */
+
 /* Terminators reported by a router (CTL_TERM_ADD / CTL_TERM_REMOVE bodies:
  * id, service, identity, router). owner is the connection that reported it;
  * WEFT_EINVAL for a malformed body, WEFT_ENOTFOUND for an unknown service,

@@ -68,6 +68,25 @@ int ctl_store_token_pending(ctl_store *s, const char *subject_id, json_t **out);
 /* Small key/value settings (controller signing key id, network name, ...). */
 int ctl_store_setting_get(ctl_store *s, const char *key, char **value);
 int ctl_store_setting_set(ctl_store *s, const char *key, const char *value);
+/* A setting holding a JSON object: *out (a new reference); WEFT_ENOTFOUND
+ * when there is none, WEFT_EJSON when it is not a JSON object (*out NULL). */
+int ctl_store_setting_object(ctl_store *s, const char *key, json_t **out);
+
+/* Anomaly baselines (docs/policies.md "Anomaly detection"), one per
+ * identity: {"windows", "dials", "svcs", "circuits", "bytes", "hours",
+ * "first_s", "updated_at"} (dials, svcs and bytes are averages; hours a
+ * 24-bit mask). WEFT_ENOTFOUND when none was stored. Deleting the identity
+ * deletes it. */
+int ctl_store_baseline_get(ctl_store *s, const char *identity_id, json_t **out);
+/* The last report of router_id stored: its boot id ("" none) and seq (0). */
+int ctl_store_baseline_mark(ctl_store *s, const char *router_id, char *boot, size_t cap,
+                            int64_t *seq);
+/* In one transaction (durable when it returns 0): each baseline of the
+ * object {identity id -> baseline as above, without updated_at} replaces the
+ * stored one (an identity that does not exist is skipped), and router_id's
+ * mark becomes (boot, seq). */
+int ctl_store_baseline_put(ctl_store *s, const char *router_id, const char *boot, int64_t seq,
+                           const json_t *baselines);
 
 /* Groups the writes that follow into one transaction, committed (commit != 0)
  * or rolled back by batch_end: for bulk imports, where one fsync per record

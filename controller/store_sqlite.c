@@ -198,6 +198,26 @@ static const char *const migrations[] = {
     " FROM policies p, json_each(p.service_roles) j;"
     ROLE_TRIGGERS("policies", "identity_roles, service_roles",
                   ROLE_INS("policies", "identity_roles") ROLE_INS("policies", "service_roles")),
+    /* 5: anomaly baselines kept per identity, merged from the routers' reports
+     * (docs/policies.md "Anomaly detection"), and per router the last report
+     * stored, so that a report sent again is not counted twice. Both go with
+     * their identity or router. IF NOT EXISTS: the script also runs on a file
+     * whose version was set back. */
+    "CREATE TABLE IF NOT EXISTS baselines ("
+    " identity_id TEXT PRIMARY KEY NOT NULL REFERENCES identities(id) ON DELETE CASCADE,"
+    " windows INTEGER NOT NULL DEFAULT 0 CHECK (windows >= 0),"
+    " dials REAL NOT NULL DEFAULT 0 CHECK (dials >= 0),"
+    " svcs REAL NOT NULL DEFAULT 0 CHECK (svcs >= 0),"
+    " circuits INTEGER NOT NULL DEFAULT 0 CHECK (circuits >= 0),"
+    " bytes REAL NOT NULL DEFAULT 0 CHECK (bytes >= 0),"
+    " hours INTEGER NOT NULL DEFAULT 0 CHECK (hours BETWEEN 0 AND 16777215),"
+    " first_s INTEGER NOT NULL DEFAULT 0 CHECK (first_s >= 0),"
+    " updated_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS baseline_marks ("
+    " router_id TEXT PRIMARY KEY NOT NULL REFERENCES routers(id) ON DELETE CASCADE,"
+    " boot TEXT NOT NULL,"
+    " seq INTEGER NOT NULL CHECK (seq >= 0),"
+    " updated_at INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -274,7 +294,7 @@ enum { NAME_ANY, NAME_EXACT, NAME_PREFIX };
 
 /* Fixed statements over tokens and settings. */
 enum { TS_INSERT, TS_GET, TS_USE, TS_PENDING, TS_DEL_SUBJECT, SET_GET, SET_PUT, SET_VERSION,
-       GET_VERSION, TS_N };
+       GET_VERSION, BL_GET, BL_PUT, BL_MARK_GET, BL_MARK_PUT, TS_N };
 static const char *const misc_sql[TS_N] = {
     [TS_INSERT] = "INSERT INTO tokens(jti, kind, subject_id, expires_at, used_at, created_at)"
                   " VALUES(?1, ?2, ?3, ?4, NULL, ?5)",
@@ -290,6 +310,21 @@ static const char *const misc_sql[TS_N] = {
     [SET_VERSION] = "INSERT INTO meta(key, value) VALUES('schema_version', ?1)"
                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     [GET_VERSION] = "SELECT value FROM meta WHERE key = 'schema_version'",
+    [BL_GET] = "SELECT windows, dials, svcs, circuits, bytes, hours, first_s, updated_at"
+               " FROM baselines WHERE identity_id = ?1",
+    /* An identity deleted since the router learnt it is skipped, not an error. */
+    [BL_PUT] = "INSERT INTO baselines(identity_id, windows, dials, svcs, circuits, bytes, hours,"
+               " first_s, updated_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9"
+               " WHERE EXISTS (SELECT 1 FROM identities WHERE id = ?1)"
+               " ON CONFLICT(identity_id) DO UPDATE SET windows = excluded.windows,"
+               " dials = excluded.dials, svcs = excluded.svcs, circuits = excluded.circuits,"
+               " bytes = excluded.bytes, hours = excluded.hours, first_s = excluded.first_s,"
+               " updated_at = excluded.updated_at",
+    [BL_MARK_GET] = "SELECT boot, seq FROM baseline_marks WHERE router_id = ?1",
+    [BL_MARK_PUT] = "INSERT INTO baseline_marks(router_id, boot, seq, updated_at)"
+                    " SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM routers WHERE id = ?1)"
+                    " ON CONFLICT(router_id) DO UPDATE SET boot = excluded.boot,"
+                    " seq = excluded.seq, updated_at = excluded.updated_at",
 };
 
 struct ctl_store {
@@ -1246,6 +1281,151 @@ int ctl_store_setting_set(ctl_store *s, const char *key, const char *value)
         return step_done(s, st, "setting_set");
     done(st);
     return rc;
+}
+
+int ctl_store_setting_object(ctl_store *s, const char *key, json_t **out)
+{
+    char *text = NULL;
+    int rc = ctl_store_setting_get(s, key, &text);
+
+    *out = NULL;
+    if (rc < 0)
+        return rc;
+    *out = json_loads(text, 0, NULL);
+    free(text);
+    if (json_is_object(*out))
+        return 0;
+    json_decref(*out);
+    *out = NULL;
+    return WEFT_EJSON;
+}
+
+/* ---- anomaly baselines ------------------------------------------------- */
+
+static int bind_real(ctl_store *s, sqlite3_stmt *st, int idx, double v)
+{
+    int rc = sqlite3_bind_double(st, idx, v);
+    return rc == SQLITE_OK ? 0 : store_err(s, rc, "bind");
+}
+
+static json_t *baseline_row(sqlite3_stmt *st)
+{
+    return json_pack("{s:I, s:f, s:f, s:I, s:f, s:I, s:I, s:o}", "windows",
+                     (json_int_t)sqlite3_column_int64(st, 0), "dials", sqlite3_column_double(st, 1),
+                     "svcs", sqlite3_column_double(st, 2), "circuits",
+                     (json_int_t)sqlite3_column_int64(st, 3), "bytes",
+                     sqlite3_column_double(st, 4), "hours", (json_int_t)sqlite3_column_int64(st, 5),
+                     "first_s", (json_int_t)sqlite3_column_int64(st, 6), "updated_at",
+                     time_json(sqlite3_column_int64(st, 7)));
+}
+
+int ctl_store_baseline_get(ctl_store *s, const char *identity_id, json_t **out)
+{
+    sqlite3_stmt *st;
+    int rc, step;
+
+    if (s == NULL || identity_id == NULL || out == NULL)
+        return WEFT_EINVAL;
+    *out = NULL;
+    if ((st = misc_stmt(s, BL_GET)) == NULL)
+        return WEFT_ESTORE;
+    if ((rc = bind_str(s, st, 1, identity_id)) == 0) {
+        step = sqlite3_step(st);
+        if (step == SQLITE_ROW)
+            rc = (*out = baseline_row(st)) ? 0 : WEFT_ENOMEM;
+        else
+            rc = step == SQLITE_DONE ? WEFT_ENOTFOUND : store_err(s, step, "baseline_get");
+    }
+    done(st);
+    return rc;
+}
+
+int ctl_store_baseline_mark(ctl_store *s, const char *router_id, char *boot, size_t cap,
+                            int64_t *seq)
+{
+    sqlite3_stmt *st;
+    int rc, step;
+
+    if (s == NULL || router_id == NULL || boot == NULL || cap == 0 || seq == NULL)
+        return WEFT_EINVAL;
+    boot[0] = '\0';
+    *seq = 0;
+    if ((st = misc_stmt(s, BL_MARK_GET)) == NULL)
+        return WEFT_ESTORE;
+    if ((rc = bind_str(s, st, 1, router_id)) == 0) {
+        step = sqlite3_step(st);
+        if (step == SQLITE_ROW) {
+            snprintf(boot, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+            *seq = sqlite3_column_int64(st, 1);
+        } else if (step != SQLITE_DONE) {
+            rc = store_err(s, step, "baseline_mark");
+        }
+    }
+    done(st);
+    return rc;
+}
+
+static int64_t num_i64(const json_t *o, const char *key)
+{
+    return (int64_t)json_number_value(json_object_get(o, key));
+}
+
+static int baseline_put_one(ctl_store *s, const char *id, const json_t *b, int64_t now)
+{
+    sqlite3_stmt *st = misc_stmt(s, BL_PUT);
+    int rc;
+
+    if (st == NULL)
+        return WEFT_ESTORE;
+    if ((rc = bind_str(s, st, 1, id)) == 0 &&
+        (rc = bind_i64(s, st, 2, num_i64(b, "windows"))) == 0 &&
+        (rc = bind_real(s, st, 3, json_number_value(json_object_get(b, "dials")))) == 0 &&
+        (rc = bind_real(s, st, 4, json_number_value(json_object_get(b, "svcs")))) == 0 &&
+        (rc = bind_i64(s, st, 5, num_i64(b, "circuits"))) == 0 &&
+        (rc = bind_real(s, st, 6, json_number_value(json_object_get(b, "bytes")))) == 0 &&
+        (rc = bind_i64(s, st, 7, num_i64(b, "hours"))) == 0 &&
+        (rc = bind_i64(s, st, 8, num_i64(b, "first_s"))) == 0 &&
+        (rc = bind_i64(s, st, 9, now)) == 0)
+        return step_done(s, st, "baseline_put");
+    done(st);
+    return rc;
+}
+
+static int mark_put(ctl_store *s, const char *router_id, const char *boot, int64_t seq,
+                    int64_t now)
+{
+    sqlite3_stmt *st = misc_stmt(s, BL_MARK_PUT);
+    int rc;
+
+    if (st == NULL)
+        return WEFT_ESTORE;
+    if ((rc = bind_str(s, st, 1, router_id)) == 0 && (rc = bind_str(s, st, 2, boot)) == 0 &&
+        (rc = bind_i64(s, st, 3, seq)) == 0 && (rc = bind_i64(s, st, 4, now)) == 0)
+        return step_done(s, st, "baseline_mark_put");
+    done(st);
+    return rc;
+}
+
+int ctl_store_baseline_put(ctl_store *s, const char *router_id, const char *boot, int64_t seq,
+                           const json_t *baselines)
+{
+    int64_t now = now_s();
+    const char *id;
+    json_t *b;
+    int rc;
+
+    if (s == NULL || router_id == NULL || boot == NULL || seq < 0 || !json_is_object(baselines))
+        return WEFT_EINVAL;
+    if ((rc = tx_begin(s)) < 0)
+        return rc;
+    json_object_foreach((json_t *)baselines, id, b)
+    {
+        if ((rc = baseline_put_one(s, id, b, now)) < 0)
+            break;
+    }
+    if (rc == 0)
+        rc = mark_put(s, router_id, boot, seq, now);
+    return tx_end(s, rc);
 }
 
 /* ---- open, migrate, close ---------------------------------------------- */

@@ -18,7 +18,7 @@
 #include "weft/errors.h"
 
 /* The schema version this binary migrates to (one per migration script). */
-#define STORE_VERSION 4
+#define STORE_VERSION 5
 
 struct fx {
     char dir[64];
