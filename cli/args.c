@@ -30,7 +30,9 @@ static const optdef optdefs[] = {
     {"state", 1, 0},
     {"time", 1, 0},       {"conn-rate", 1, 0}, {"bandwidth", 1, 0}, {"quota", 1, 0},
     {"max-circuits", 1, 0}, {"action", 1, 0},  {"url", 1, 0},      {"follow", 0, 0},
-    {"after", 1, 0},      {"ca", 1, 0},
+    {"after", 1, 0},      {"ca", 1, 0},        {"tz", 1, 0},       {"window", 1, 0},
+    {"learn", 1, 0},      {"factor", 1, 0},    {"bytes-factor", 1, 0}, {"min-bytes", 1, 0},
+    {"hours-learn", 1, 0},
 };
 
 static const optdef *optdef_find(const char *name, size_t len)

@@ -124,5 +124,6 @@ extern const cli_cmd cli_policy_cmds[];
 extern const cli_cmd cli_router_cmds[];
 extern const cli_cmd cli_ca_cmds[];
 extern const cli_cmd cli_credential_cmds[];
+extern const cli_cmd cli_anomaly_cmds[];
 
 #endif

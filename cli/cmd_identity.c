@@ -41,6 +41,8 @@ static int build_create(cli_ctx *c, const cli_args *a, json_t **out)
         json_object_set_new(*out, "admin", json_true());
     if (ttl != NULL)
         json_object_set_new(*out, "token_ttl", json_integer(ttl_s));
+    if (cli_opt_get(a, "tz") != NULL)
+        json_object_set_new(*out, "tz", json_string(cli_opt_get(a, "tz")));
     if (cli_opt_get(a, "ca") != NULL)
         json_object_set_new(*out, "ca", json_string(cli_opt_get(a, "ca")));
     return CLI_OK;
@@ -111,15 +113,20 @@ static int identity_rebind(cli_ctx *c, const cli_args *a)
 
 static int identity_update(cli_ctx *c, const cli_args *a)
 {
-    json_t *roles = NULL;
-    if (!cli_opt_has(a, "role"))
+    const char *tz = cli_opt_get(a, "tz");
+    json_t *roles = NULL, *body = json_object();
+    int rc = CLI_OK;
+    if (!cli_opt_has(a, "role") && tz == NULL) {
+        json_decref(body);
         return cli_usage_error(c, "nothing to change: give --role R (repeat it for several "
-                                  "roles; --role '' is not allowed)");
-    int rc = cli_roles_arg(c, a, &roles);
-    if (rc != CLI_OK)
-        return rc;
-    json_t *body = json_pack("{s:o}", "roles", roles);
-    rc = identity_change(c, a, NULL, body, "updated");
+                                  "roles; --role '' is not allowed) or --tz ZONE");
+    }
+    if (cli_opt_has(a, "role") && (rc = cli_roles_arg(c, a, &roles)) == CLI_OK)
+        json_object_set_new(body, "roles", roles);
+    if (tz != NULL) /* "none": back to UTC */
+        json_object_set_new(body, "tz", strcmp(tz, "none") ? json_string(tz) : json_null());
+    if (rc == CLI_OK)
+        rc = identity_change(c, a, NULL, body, "updated");
     json_decref(body);
     return rc;
 }
@@ -127,7 +134,7 @@ static int identity_update(cli_ctx *c, const cli_args *a)
 const cli_cmd cli_identity_cmds[] = {
     {"identity", "create",
      "NAME [--role R]... [--binding none|exact|iccid|imei] [--admin] [--token-ttl SECONDS] "
-     "[--ca CA] [--out TOKEN_FILE]",
+     "[--ca CA] [--tz ZONE] [--out TOKEN_FILE]",
      "create an identity and its one-time enrolment token",
      "  --role R           give the identity role R (repeat, or R1,R2)\n"
      "  --binding MODE     hardware binding: none (default), exact (IMEI and ICCID),\n"
@@ -136,14 +143,19 @@ const cli_cmd cli_identity_cmds[] = {
      "  --token-ttl SECS   enrolment token lifetime (controller default)\n"
      "  --ca CA            the device must also enrol with a factory certificate from\n"
      "                     registered CA CA (weft-edge enroll TOKEN --cert --key)\n"
+     "  --tz ZONE          the device's time zone (IANA, e.g. Europe/Paris): its hours of\n"
+     "                     activity are learnt in it (anomaly detection); default UTC\n"
      "  --out TOKEN_FILE   write the token to TOKEN_FILE (mode 0600) instead of stdout\n",
-     "role binding admin token-ttl out ca", 1, 1, identity_create},
+     "role binding admin token-ttl out ca tz", 1, 1, identity_create},
     {"identity", "list", "[--limit N] [--offset N] [--name FILTER] [--role R]", "list identities",
      CLI_LIST_HELP "  --role R           only identities with role R\n", "limit offset name role",
      0, 0, identity_list},
     {"identity", "show", CLI_REF_ARG, "show one identity", NULL, "", 1, 1, identity_show},
-    {"identity", "update", CLI_REF_ARG " --role R...", "replace an identity's roles",
-     "  --role R           the new roles (repeat, or R1,R2)\n", "role", 1, 1, identity_update},
+    {"identity", "update", CLI_REF_ARG " [--role R]... [--tz ZONE|none]",
+     "replace an identity's roles, or set its time zone",
+     "  --role R           the new roles (repeat, or R1,R2)\n"
+     "  --tz ZONE          its time zone (IANA, e.g. Europe/Paris); none: UTC\n",
+     "role tz", 1, 1, identity_update},
     {"identity", "disable", CLI_REF_ARG, "disable an identity: its sessions end within a second",
      NULL, "", 1, 1, identity_disable},
     {"identity", "enable", CLI_REF_ARG, "enable a disabled identity", NULL, "", 1, 1,

@@ -1,9 +1,19 @@
-/* Quantities of behaviour policies (units.h). */
+/* Quantities on the command line: behaviour policies, anomaly settings (units.h). */
 #include "cli/units.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The decimal number s starts with (no sign); *end points past it. */
+static int leading_int(const char *s, long long *v, char **end)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    *v = strtoll(s, end, 10);
+    return errno ? -1 : 0;
+}
 
 /* "N[unit]" with N a positive integer; *rest points past the size unit. */
 static int parse_size(const char *s, long long *out, const char **rest)
@@ -18,11 +28,7 @@ static int parse_size(const char *s, long long *out, const char **rest)
     char *end;
     long long v;
 
-    if (s == NULL || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || v <= 0)
+    if (leading_int(s, &v, &end) < 0 || v <= 0)
         return -1;
     *out = v;
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
@@ -54,11 +60,7 @@ int cli_parse_rate(const char *s, long long *per_min)
     char *end;
     long long v;
 
-    if (s == NULL || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || v <= 0 || v > 1000000)
+    if (leading_int(s, &v, &end) < 0 || v <= 0 || v > 1000000)
         return -1;
     if (one_of(end, min)) {
         *per_min = v;
@@ -79,6 +81,35 @@ int cli_parse_bandwidth(const char *s, long long *bytes_per_s)
     if (parse_size(s, bytes_per_s, &rest) < 0 || !one_of(rest, per))
         return -1;
     return 0;
+}
+
+int cli_parse_bytes(const char *s, long long *bytes)
+{
+    const char *rest;
+
+    if (s != NULL && strcmp(s, "0") == 0) {
+        *bytes = 0;
+        return 0;
+    }
+    return parse_size(s, bytes, &rest) < 0 || *rest != '\0' ? -1 : 0;
+}
+
+int cli_parse_duration(const char *s, long long *seconds)
+{
+    static const struct { const char *u; long long mul; } units[] = {
+        {"", 1}, {"s", 1}, {"m", 60}, {"min", 60}, {"h", 3600}, {"d", 86400},
+    };
+    char *end;
+    long long v;
+
+    if (leading_int(s, &v, &end) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strcmp(end, units[i].u) == 0 && v <= (1LL << 40) / units[i].mul) {
+            *seconds = v * units[i].mul;
+            return 0;
+        }
+    return -1;
 }
 
 int cli_parse_quota(const char *s, long long *bytes_per_day)

@@ -41,6 +41,7 @@ static const cmd_group groups[] = {
     {"link", cli_link_cmds, "links between routers, as the routers report them"},
     {"circuit", cli_circuit_cmds, "circuits through the fabric, as the routers report them"},
     {"webhook", cli_webhook_cmds, "where security alerts are posted"},
+    {"anomaly", cli_anomaly_cmds, "anomaly detection: network-wide settings, identities' baselines"},
 };
 #define NGROUPS (sizeof(groups) / sizeof(groups[0]))
 
