@@ -2,6 +2,7 @@
  * enable/disable state. Creating one also issues its enrolment token. */
 #include <string.h>
 
+#include "controller/control.h"
 #include "controller/behaviour.h"
 #include "controller/controller.h"
 #include "controller/grants.h"
@@ -116,8 +117,10 @@ void ctl_api_identities_patch(ctl_call *call)
     if (binding)
         json_object_set_new(fields, "binding", json_string(binding));
     ctl_update_reply(call, "identities", "identity", rec, fields);
-    if (roles) /* roles taken away can take rights away (docs/policies.md) */
+    if (roles) { /* roles taken away can take rights away (docs/policies.md) */
         ctl_grants_withdraw_record(call->c, "identities", rec);
+        ctl_control_roles_changed(call->c->control, json_string_value(json_object_get(rec, "id")));
+    }
 out:
     json_decref(fields);
     json_decref(rec);

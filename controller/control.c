@@ -408,6 +408,89 @@ static void handle_circuit(cconn *k, const pr_frame *f)
     json_decref(ev);
 }
 
+/* ---- identities' roles (CTL_ROLES, docs/policies.md "Router policies") ---- */
+
+#define ROLES_ASK_MAX 1024      /* ids one CTL_ROLES_ASK may name */
+#define ROLES_FRAME_BYTES 49152 /* a CTL_ROLES body goes out before it passes this */
+
+static json_t *roles_body(void)
+{
+    return json_pack("{s:I, s:o}", "at", (json_int_t)time(NULL), "roles", json_object());
+}
+
+/* Puts id's roles from the store into body; about the bytes they add (0:
+ * no such identity, a deleted one is in the map's revocations). */
+static size_t roles_add(ctl *c, json_t *body, const char *id)
+{
+    json_t *rec = NULL, *roles, *v;
+    size_t i, n = 0;
+
+    if (ctl_store_get(c->store, "identities", id, &rec) < 0)
+        return 0;
+    roles = json_object_get(rec, "roles");
+    if (json_is_array(roles) && json_object_set(json_object_get(body, "roles"), id, roles) == 0) {
+        n = strlen(id) + 8;
+        json_array_foreach(roles, i, v)
+            n += json_string_length(v) + 3;
+    }
+    json_decref(rec);
+    return n;
+}
+
+/* Sends body (CTL_ROLES) to k, or to every open router when k is NULL. */
+static unsigned send_roles(ctl_control *s, cconn *k, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    unsigned n = 0;
+
+    for (cconn *o = k ? k : s->conns; text && o; o = k ? NULL : o->next)
+        if (o->state == CS_OPEN && send_frame(o, PR_CTL_ROLES, text, strlen(text)) == 0)
+            n++;
+    free(text);
+    return n;
+}
+
+static void handle_roles_ask(cconn *k, const pr_frame *f)
+{
+    json_t *ask = body_json(f), *ids = json_object_get(ask, "identities"), *v, *body = NULL;
+    size_t i, bytes = 0;
+
+    if (!json_is_array(ids) || json_array_size(ids) > ROLES_ASK_MAX) {
+        pr_warn("roles_ask_rejected", "router=%s hint=%s", k->router_id,
+                pr_log_q("CTL_ROLES_ASK must be {\"identities\": [...]}, at most 1024 ids"));
+        goto out;
+    }
+    json_array_foreach(ids, i, v)
+    {
+        const char *id = json_string_value(v);
+        if (id == NULL || strlen(id) > PR_ID_MAX || (body == NULL && (body = roles_body()) == NULL))
+            continue;
+        if ((bytes += roles_add(k->srv->c, body, id)) > ROLES_FRAME_BYTES) {
+            send_roles(k->srv, k, body);
+            json_decref(body);
+            body = NULL;
+            bytes = 0;
+        }
+    }
+    if (bytes > 0)
+        send_roles(k->srv, k, body);
+    pr_debug("roles_answered", "router=%s identities=%zu", k->router_id, json_array_size(ids));
+out:
+    json_decref(body);
+    json_decref(ask);
+}
+
+void ctl_control_roles_changed(ctl_control *s, const char *identity_id)
+{
+    json_t *body;
+
+    if (s == NULL || identity_id == NULL || (body = roles_body()) == NULL)
+        return;
+    if (roles_add(s->c, body, identity_id) > 0)
+        pr_info("roles_pushed", "identity=%s routers=%u", identity_id, send_roles(s, NULL, body));
+    json_decref(body);
+}
+
 /* Anomaly baselines (docs/policies.md): acknowledged once stored, so that the
  * router keeps a batch until then and sends it again after a reconnect. */
 static void handle_baseline(cconn *k, const pr_frame *f)
@@ -449,6 +532,9 @@ static int on_frame(void *arg, const pr_frame *f)
         return 0;
     case PR_CTL_PING:
         send_frame(k, PR_CTL_PONG, "{}", 2);
+        return 0;
+    case PR_CTL_ROLES_ASK:
+        handle_roles_ask(k, f);
         return 0;
     default:
         return 0; /* PONG, and messages of newer routers */
@@ -627,6 +713,7 @@ int ctl_control_start(uv_loop_t *loop, ctl *c, const char *addr, ctl_control **o
     }
     uv_timer_start(&s->sweep, sweep_cb, CTL_CONTROL_SWEEP_MS, CTL_CONTROL_SWEEP_MS);
     ctl_netmap_set_delta_cb(c->map, on_delta, s);
+    c->control = s; /* the API pushes identities' roles through it */
     *out = s;
     return 0;
 }
@@ -665,6 +752,8 @@ void ctl_control_stop(ctl_control *s, void (*cb)(void *arg), void *arg)
     s->stopping = 1;
     s->stop_cb = cb;
     s->stop_arg = arg;
+    if (s->c->control == s)
+        s->c->control = NULL;
     if (s->c->map)
         ctl_netmap_set_delta_cb(s->c->map, NULL, NULL);
     uv_close((uv_handle_t *)&s->tcp, on_handle_closed);

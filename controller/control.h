@@ -48,6 +48,11 @@ int ctl_control_port(const ctl_control *s);
 /* Overrides CTL_CONTROL_DEAD_MS (tests); the sweep then runs at least four
  * times per period. */
 void ctl_control_set_dead_ms(ctl_control *s, unsigned dead_ms);
+/* An identity's roles changed (PATCH /v1/identities/{id}): every open router
+ * gets them from the store in a CTL_ROLES, so that router policies hold on
+ * its live sessions at once (docs/policies.md "Router policies"). Routers ask
+ * for the roles of their sessions' identities with CTL_ROLES_ASK. s NULL: no-op. */
+void ctl_control_roles_changed(ctl_control *s, const char *identity_id);
 /* Routers whose control connection is open now. */
 unsigned ctl_control_count(const ctl_control *s);
 /* Stops listening and closes every connection; cb (may be NULL) runs once

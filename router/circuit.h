@@ -80,7 +80,10 @@ struct rt_circuit {
     uint64_t event_ms;  /* loop ms of the last "open" or "update" event (0: none) */
     /* Re-homing (resume.c): at the new router, a resume waiting for its answer. */
     int resuming;
-    uint8_t nonce[16];   /* anchor: the last accepted resume's nonce (no replays) */
+    uint8_t nonce[16];   /* anchor: the last accepted resume's nonce (no replays); new router: */
+    uint8_t mac[32];     /* the pending resume's proof, sent again along another path when a */
+    uint64_t resume_ack; /* service-router policy refuses the first one */
+    int resume_tries;
 };
 
 typedef struct {

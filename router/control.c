@@ -15,6 +15,7 @@
 #include "proto/log.h"
 #include "proto/msg.h"
 #include "router/baseline.h"
+#include "router/grants.h"
 #include "router/renew.h"
 #include "router/router.h"
 #include "weft/errors.h"
@@ -273,6 +274,29 @@ static json_t *links_json(const rt_router *r)
     return json_pack("{s:o}", "links", arr ? arr : json_array());
 }
 
+/* {"identities": ["id", ...]}, at most ROLES_ASK_MAX ids a frame. */
+#define ROLES_ASK_MAX 128
+void rt_control_roles_ask(rt_router *r, const json_t *ids)
+{
+    json_t *batch = NULL, *v;
+    const char *id;
+    size_t n = 0, total = json_object_size(ids);
+
+    if (r->ctl == NULL || r->ctl->state != CTL_OPEN)
+        return; /* asked again when the channel opens (rt_rpolicy_control_open) */
+    json_object_foreach((json_t *)ids, id, v)
+    {
+        if (batch == NULL && (batch = json_array()) == NULL)
+            return;
+        json_array_append_new(batch, json_string(id));
+        if (++n % ROLES_ASK_MAX == 0 || n == total) {
+            send_json(r->ctl, PR_CTL_ROLES_ASK, json_pack("{s:o}", "identities", batch));
+            batch = NULL;
+        }
+    }
+    pr_debug("roles_asked", "identities=%zu", total);
+}
+
 void rt_control_link_report(rt_router *r)
 {
     if (r->ctl && r->ctl->state == CTL_OPEN)
@@ -428,6 +452,7 @@ static void ctl_on_open(pr_conn *c, int status)
     for (rt_term *t = ctl->r->terms; t; t = t->next)
         rt_control_term_add(ctl->r, t);
     rt_control_link_report(ctl->r);
+    rt_rpolicy_control_open(ctl->r);
     evq_flush(ctl);
     rt_baseline_resend(ctl->r);
     uv_timer_start(&ctl->timer, timer_cb, PING_MS, PING_MS);
@@ -497,6 +522,19 @@ static int on_map(rt_control *ctl, const pr_frame *f)
     return rc;
 }
 
+/* Identities' roles (CTL_ROLES, docs/policies.md "Router policies"). A bad
+ * body is logged and skipped: the map and the channel are still good. */
+static void on_roles(rt_control *ctl, const pr_frame *f)
+{
+    json_t *body = json_loadb((const char *)f->body, f->body_len, JSON_REJECT_DUPLICATES, NULL);
+
+    if (body == NULL || rt_rpolicy_roles(ctl->r, body) < 0)
+        pr_warn("roles_rejected", "bytes=%zu hint=%s", (size_t)f->body_len,
+                pr_log_q("CTL_ROLES must be {\"at\": N, \"roles\": {\"id\": [...]}}; "
+                         "sessions keep the roles of their tokens"));
+    json_decref(body);
+}
+
 static int ctl_frame(void *arg, const pr_frame *f)
 {
     rt_control *ctl = arg;
@@ -513,6 +551,9 @@ static int ctl_frame(void *arg, const pr_frame *f)
         return on_map(ctl, f);
     case PR_CTL_PING:
         send_json(ctl, PR_CTL_PONG, json_object());
+        return 0;
+    case PR_CTL_ROLES:
+        on_roles(ctl, f);
         return 0;
     case PR_CTL_BASELINE_ACK:
         rt_baseline_acked(ctl->r, f->body, f->body_len);

@@ -181,7 +181,7 @@ static int peer_identity(rt_sess *s, char *why, size_t cap)
         snprintf(why, cap, "identity revoked; ask the administrator");
         return WEFT_EDISABLED;
     }
-    return rt_rpolicy_check(s, why, cap); /* by id; roles come with the first token */
+    return rt_rpolicy_check(s, why, cap); /* by id; roles come from the controller or a token */
 }
 
 static void sess_on_open(pr_conn *c, int status)
@@ -202,6 +202,7 @@ static void sess_on_open(pr_conn *c, int status)
     }
     pr_info("session_open", "sess=%llu identity=%s peer=%s", (unsigned long long)s->num,
             s->identity, pr_conn_peer_addr(c));
+    rt_rpolicy_ask(s->r, s); /* the roles now, not those of its next token */
 }
 
 static void sess_on_drain(pr_conn *c)
@@ -292,9 +293,10 @@ static int router_policy(rt_sess *s, uint32_t req, const rt_token_info *info)
 {
     char why[320];
 
-    if (info->roles_known) {
+    if (info->roles_known && (!s->roles_known || info->iat > s->roles_at)) {
         memcpy(s->roles, info->roles, sizeof(s->roles));
         s->roles_known = 1;
+        s->roles_at = info->iat; /* a controller's push of the same second wins */
     }
     if (rt_rpolicy_check(s, why, sizeof(why)) == 0)
         return 0;
@@ -516,15 +518,11 @@ static void dial_mesh(rt_sess *s, rt_circuit *c, const dial_route *d, const pr_f
 /* A service-router policy may keep the service off this router. */
 static int ingress_may_carry(rt_sess *s, uint32_t req, const rt_map_service *svc)
 {
-    const rt_map_router *me = rt_map_router_get(&s->r->map, s->r->id->id);
     char msg[384];
 
     if (rt_map_service_router_ok(&s->r->map, svc, s->r->id->id))
         return 1;
-    snprintf(msg, sizeof(msg),
-             "service %s may not be carried by router %s (service-router policy); dial it "
-             "through one of its routers",
-             svc->name, me && me->name[0] ? me->name : s->r->id->id);
+    rt_mesh_refusal(s->r, svc, s->r->id->id, RT_SVC_DIAL_ELSEWHERE, msg, sizeof(msg));
     pr_warn("dial_refused", "sess=%llu identity=%s service=%s reason=%s",
             (unsigned long long)s->num, s->identity, pr_log_q(svc->name), pr_log_q(msg));
     send_error(s, PR_EDGE_ERROR, req, 0, WEFT_EDENIED, msg);

@@ -190,7 +190,7 @@ void rt_circuit_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx, size_t k
     if (c->role == RT_ROLE_INGRESS || c->role == RT_ROLE_LOCAL)
         rt_control_circuit_event(r, c, "open");
     if (c->role == RT_ROLE_INGRESS)
-        rt_legs_fill(r, c);
+        rt_legs_open(r, c); /* a policy may have changed while it was being dialled */
 }
 
 void rt_edge_dial_ok(rt_router *r, rt_circuit *c, const uint8_t *kx_pk, const uint8_t *sig,

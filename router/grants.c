@@ -3,6 +3,7 @@
  * granted again (a new token) is not undone when a full map repeats the entry. */
 #include "router/grants.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -115,10 +116,31 @@ static uint64_t rpol_hash(const rt_map_router *me)
     return h;
 }
 
+/* Ends s when this router's policies refuse its identity; 1 if it did. */
+static int rpolicy_close(rt_sess *s, const char *source)
+{
+    char why[320];
+
+    if (s->state == RT_SESS_CLOSING || s->identity[0] == '\0' ||
+        rt_rpolicy_check(s, why, sizeof(why)) == 0)
+        return 0;
+    pr_warn("session_router_policy", "sess=%llu identity=%s roles=%s source=%s reason=%s",
+            (unsigned long long)s->num, s->identity, s->roles_known ? s->roles : "-", source,
+            pr_log_q(why));
+    rt_sess_kill(s, WEFT_EDENIED, why);
+    return 1;
+}
+
+static int policed(rt_router *r)
+{
+    const rt_map_router *me = rt_map_router_get(&r->map, r->id->id);
+
+    return me != NULL && me->policed;
+}
+
 void rt_rpolicy_enforce(rt_router *r)
 {
     const rt_map_router *me = rt_map_router_get(&r->map, r->id->id);
-    char why[320];
     rt_sess *s, *n;
     uint64_t h;
 
@@ -131,11 +153,86 @@ void rt_rpolicy_enforce(rt_router *r)
     r->rpol_hash = h;
     for (s = r->sessions; s; s = n) {
         n = s->next;
-        if (s->state == RT_SESS_CLOSING || s->identity[0] == '\0' ||
-            rt_rpolicy_check(s, why, sizeof(why)) == 0)
-            continue;
-        pr_warn("session_router_policy", "sess=%llu identity=%s reason=%s",
-                (unsigned long long)s->num, s->identity, pr_log_q(why));
-        rt_sess_kill(s, WEFT_EDENIED, why);
+        rpolicy_close(s, "map");
     }
+    rt_rpolicy_ask(r, NULL); /* sessions whose roles the controller has not told yet */
+}
+
+/* ---- identities' roles from the controller (docs/policies.md) ---- */
+
+int rt_roles_join(const json_t *roles, char *out, size_t cap)
+{
+    const json_t *v;
+    size_t i, off = 0;
+
+    out[0] = '\0';
+    if (!json_is_array(roles))
+        return WEFT_EPROTO;
+    json_array_foreach(roles, i, v)
+    {
+        const char *name = json_string_value(v);
+        int n;
+        if (name == NULL || strchr(name, ',') != NULL)
+            continue;
+        n = snprintf(out + off, cap - off, "%s#%s", off ? "," : "", name);
+        if (n < 0 || (size_t)n >= cap - off) {
+            out[off] = '\0';
+            break;
+        }
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+void rt_rpolicy_ask(rt_router *r, rt_sess *only)
+{
+    json_t *ids;
+
+    if (!policed(r) || (ids = json_object()) == NULL)
+        return;
+    for (rt_sess *s = only ? only : r->sessions; s; s = only ? NULL : s->next)
+        if (s->state != RT_SESS_CLOSING && s->identity[0] && !s->roles_ctl)
+            json_object_set_new(ids, s->identity, json_true());
+    if (json_object_size(ids) > 0)
+        rt_control_roles_ask(r, ids);
+    json_decref(ids);
+}
+
+void rt_rpolicy_control_open(rt_router *r)
+{
+    for (rt_sess *s = r->sessions; s; s = s->next)
+        s->roles_ctl = 0; /* changes made while the channel was down were not pushed */
+    rt_rpolicy_ask(r, NULL);
+}
+
+/* Newer roles for s (a push is newer than a token issued in the same second). */
+static void take_roles(rt_sess *s, const json_t *roles, long long at)
+{
+    if (s->roles_known && at < s->roles_at)
+        return;
+    rt_roles_join(roles, s->roles, sizeof(s->roles));
+    s->roles_known = 1;
+    s->roles_ctl = 1;
+    s->roles_at = at;
+}
+
+int rt_rpolicy_roles(rt_router *r, const json_t *body)
+{
+    const json_t *roles = json_object_get(body, "roles"), *at = json_object_get(body, "at"), *v;
+    size_t seen = 0, closed = 0;
+    rt_sess *s, *n;
+
+    if (!json_is_object(roles) || !json_is_integer(at))
+        return WEFT_EPROTO;
+    for (s = r->sessions; s; s = n) {
+        n = s->next;
+        if (s->state == RT_SESS_CLOSING || !json_is_array(v = json_object_get(roles, s->identity)))
+            continue;
+        take_roles(s, v, (long long)json_integer_value(at));
+        seen++;
+        closed += (size_t)rpolicy_close(s, "controller");
+    }
+    pr_debug("roles_received", "identities=%zu sessions=%zu closed=%zu", json_object_size(roles),
+             seen, closed);
+    return 0;
 }

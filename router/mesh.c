@@ -101,13 +101,13 @@ static int route_term(rt_router *r, const rt_map_service *svc, const rt_path_edg
     return WEFT_ENOTFOUND;
 }
 
-/* Only the routers a service-router policy lets carry svc may be on its
- * path (transit and egress; the ingress was checked at the dial). */
-static size_t svc_edges(rt_router *r, const rt_map_service *svc, rt_path_edge *e, size_t n)
+/* ---- service-router policies: which routers may carry a service ---- */
+
+size_t rt_mesh_svc_edges(rt_router *r, const rt_map_service *svc, rt_path_edge *e, size_t n)
 {
     size_t k = 0;
 
-    if (!svc->routers_set)
+    if (svc == NULL || !svc->routers_set)
         return n;
     for (size_t i = 0; i < n; i++)
         if (rt_map_service_router_ok(&r->map, svc, e[i].a) &&
@@ -116,11 +116,40 @@ static size_t svc_edges(rt_router *r, const rt_map_service *svc, rt_path_edge *e
     return k;
 }
 
+size_t rt_mesh_edges_for(rt_router *r, const rt_map_service *svc, rt_path_edge *out, size_t cap)
+{
+    return rt_mesh_svc_edges(r, svc, out, rt_mesh_edges(r, out, cap));
+}
+
+const rt_map_service *rt_circuit_service(rt_router *r, const rt_circuit *c)
+{
+    const rt_map_service *svc = c->service_id[0] ? rt_map_service_get(&r->map, c->service_id) : NULL;
+
+    return svc ? svc : rt_map_service_by_name(&r->map, c->service);
+}
+
+const char *rt_mesh_path_refused(rt_router *r, const rt_map_service *svc, const rt_path *p)
+{
+    for (size_t i = 0; svc && svc->routers_set && i < p->n; i++)
+        if (!rt_map_service_router_ok(&r->map, svc, p->hop[i]))
+            return p->hop[i];
+    return NULL;
+}
+
+void rt_mesh_refusal(rt_router *r, const rt_map_service *svc, const char *router,
+                     const char *then, char *msg, size_t cap)
+{
+    const rt_map_router *mr = rt_map_router_get(&r->map, router);
+
+    snprintf(msg, cap, "service %s may not be carried by router %s (service-router policy); %s",
+             svc->name, mr && mr->name[0] ? mr->name : router, then);
+}
+
 int rt_mesh_route(rt_router *r, const rt_map_service *svc, rt_path *path, char *term,
                   size_t termcap, char *msg, size_t msgcap)
 {
     static rt_path_edge edges[MAX_EDGES];
-    size_t n = svc_edges(r, svc, edges, rt_mesh_edges(r, edges, MAX_EDGES));
+    size_t n = rt_mesh_edges_for(r, svc, edges, MAX_EDGES);
 
     term[0] = '\0';
     if (svc->hosted_by[0])

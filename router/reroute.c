@@ -121,12 +121,13 @@ static int send_reroute(rt_router *r, rt_circuit *c, int k, uint32_t flags)
 /* ---- ingress: choosing legs ---- */
 
 /* The cheapest path to the egress router sharing no router (else no link)
- * with the legs c keeps: a router holds one entry per leg it carries. */
+ * with the legs c keeps (a router holds one entry per leg it carries), over
+ * routers that may carry the service (service-router policies). */
 static int new_leg_path(rt_router *r, rt_circuit *c, rt_path *out)
 {
     static rt_path_edge edges[RT_MESH_EDGES_MAX];
     rt_path keep[RT_LEGS_MAX];
-    size_t ne = rt_mesh_edges(r, edges, RT_MESH_EDGES_MAX);
+    size_t ne = rt_mesh_edges_for(r, rt_circuit_service(r, c), edges, RT_MESH_EDGES_MAX);
     int n = rt_circuit_nlegs(c);
 
     for (int k = 0; k < n; k++)
@@ -185,9 +186,40 @@ static void activate(rt_router *r, rt_circuit *c, const char *why)
     rt_control_circuit_event(r, c, "update"); /* the new path */
 }
 
+/* A service-router policy ends c: both edges get EDENIED and the sentence. */
+static void policy_end(rt_router *r, rt_circuit *c, const char *msg)
+{
+    pr_warn("circuit_policy_end", "circuit=%016llx service=%s egress=%s reason=%s",
+            (unsigned long long)c->id, pr_log_q(c->service), c->egress, pr_log_q(msg));
+    rt_circuit_end_by(r, c, NULL, WEFT_EDENIED, msg);
+}
+
+#define RT_SVC_NO_PATH "no allowed path to the far router is left; circuit closed, dial again"
+
+/* No path is left for c: when some path would be but a service-router policy
+ * rules each out, the circuit ends with EDENIED naming it, else with ERESET. */
+static void no_path_end(rt_router *r, rt_circuit *c, const char *why)
+{
+    static rt_path_edge edges[RT_MESH_EDGES_MAX];
+    const rt_map_service *svc = rt_circuit_service(r, c);
+    size_t ne = rt_mesh_edges(r, edges, RT_MESH_EDGES_MAX);
+    const char *bad;
+    char msg[384];
+    rt_path p;
+
+    if (svc && svc->routers_set && rt_path_compute(edges, ne, r->id->id, c->egress, &p) == 0 &&
+        (bad = rt_mesh_path_refused(r, svc, &p)) != NULL) {
+        rt_mesh_refusal(r, svc, bad, RT_SVC_NO_PATH, msg, sizeof(msg));
+        policy_end(r, c, msg);
+        return;
+    }
+    snprintf(msg, sizeof(msg), "no surviving path to router %s (%s); circuit closed, dial again",
+             c->egress, why);
+    rt_circuit_end_by(r, c, NULL, WEFT_ERESET, msg);
+}
+
 static void ingress_leg_lost(rt_router *r, rt_circuit *c, int k, const char *why)
 {
-    char msg[256];
     rt_path p;
     int was_active = k == 0;
 
@@ -199,10 +231,7 @@ static void ingress_leg_lost(rt_router *r, rt_circuit *c, int k, const char *why
     }
     if (rt_circuit_nlegs(c) == 0) {
         if (new_leg_path(r, c, &p) < 0 || add_leg(r, c, &p, 0) < 0) {
-            snprintf(msg, sizeof(msg),
-                     "no surviving path to router %s (%s); circuit closed, dial again", c->egress,
-                     why);
-            rt_circuit_end_by(r, c, NULL, WEFT_ERESET, msg);
+            no_path_end(r, c, why);
             return;
         }
     } else if (!was_active && c->mode == RT_MP_FAILOVER) {
@@ -480,32 +509,50 @@ static int same_path(const rt_path *a, const rt_path *b)
     return 1;
 }
 
-/* Moves c to path best: legs sharing any of it are retired first (their
- * LINK_LEG_DOWN follows the frames already sent on them, so none is lost). */
-static void move_to(rt_router *r, rt_circuit *c, const rt_path *best)
+static void retire(rt_router *r, rt_circuit *c, int k)
+{
+    send_leg_down(r, rt_circuit_leg(c, k), c->id, r->id->id, "-");
+    rt_circuit_leg_drop(c, k);
+}
+
+/* Retires the legs crossing a router that svc may no longer use. */
+static void retire_refused(rt_router *r, rt_circuit *c, const rt_map_service *svc)
+{
+    const char *bad;
+
+    for (int k = rt_circuit_nlegs(c) - 1; k >= 0; k--)
+        if ((bad = rt_mesh_path_refused(r, svc, &c->leg[k].path)) != NULL) {
+            pr_info("leg_policy_retired", "circuit=%016llx leg=%d router=%s service=%s",
+                    (unsigned long long)c->id, k, bad, pr_log_q(c->service));
+            retire(r, c, k);
+        }
+}
+
+/* Moves c to path best, make-before-break: legs sharing a router or link with
+ * it are retired first (their LINK_LEG_DOWN follows the frames already sent
+ * on them, so none is lost), best becomes the active leg, and only then do
+ * the legs the service may no longer cross go. */
+static void move_to(rt_router *r, rt_circuit *c, const rt_path *best, const char *why)
 {
     int k;
 
     for (k = 0; k < rt_circuit_nlegs(c); k++)
-        if (same_path(&c->leg[k].path, best)) {
-            rt_circuit_leg_promote(c, k);
-            activate(r, c, "a clearly better path (smart rerouting)");
+        if (same_path(&c->leg[k].path, best))
+            break;
+    if (k == rt_circuit_nlegs(c)) {
+        for (k = rt_circuit_nlegs(c) - 1; k >= 0; k--)
+            if (rt_path_shares_node(&c->leg[k].path, best) ||
+                rt_path_shares_edge(&c->leg[k].path, best) || rt_circuit_nlegs(c) == RT_LEGS_MAX)
+                retire(r, c, k);
+        if ((k = add_leg(r, c, best, 0)) < 0) {
+            if (rt_circuit_nlegs(c) == 0)
+                rt_circuit_end_by(r, c, NULL, WEFT_ERESET, "rerouting failed; dial again");
             return;
         }
-    for (k = rt_circuit_nlegs(c) - 1; k >= 0; k--) {
-        if (rt_path_shares_node(&c->leg[k].path, best) || rt_path_shares_edge(&c->leg[k].path, best) ||
-            rt_circuit_nlegs(c) == RT_LEGS_MAX) {
-            send_leg_down(r, rt_circuit_leg(c, k), c->id, r->id->id, "-");
-            rt_circuit_leg_drop(c, k);
-        }
-    }
-    if ((k = add_leg(r, c, best, 0)) < 0) {
-        if (rt_circuit_nlegs(c) == 0)
-            rt_circuit_end_by(r, c, NULL, WEFT_ERESET, "rerouting failed; dial again");
-        return;
     }
     rt_circuit_leg_promote(c, k);
-    activate(r, c, "a clearly better path (smart rerouting)");
+    activate(r, c, why);
+    retire_refused(r, c, rt_circuit_service(r, c));
     rt_legs_fill(r, c);
 }
 
@@ -525,18 +572,28 @@ static void leg_costs(tick_ctx *t, rt_circuit *c)
     }
 }
 
+/* The better path is looked for among the routers that may carry the service. */
 static void smart_move(tick_ctx *t, rt_circuit *c)
 {
+    static rt_path_edge own[RT_MESH_EDGES_MAX];
+    const rt_map_service *svc = rt_circuit_service(t->r, c);
+    const rt_path_edge *e = t->edges;
+    size_t ne = t->ne;
     rt_path best;
     uint64_t cur = rt_path_cost(t->edges, t->ne, &c->leg[0].path);
 
-    if (rt_path_compute(t->edges, t->ne, t->r->id->id, c->egress, &best) < 0 ||
+    if (svc && svc->routers_set) {
+        memcpy(own, t->edges, ne * sizeof(*own));
+        ne = rt_mesh_svc_edges(t->r, svc, own, ne);
+        e = own;
+    }
+    if (rt_path_compute(e, ne, t->r->id->id, c->egress, &best) < 0 ||
         same_path(&best, &c->leg[0].path)) {
         rt_hyst_update(&c->hyst, cur, cur, t->now);
         return;
     }
     if (rt_hyst_update(&c->hyst, cur, best.cost, t->now))
-        move_to(t->r, c, &best);
+        move_to(t->r, c, &best, "a clearly better path (smart rerouting)");
 }
 
 /* Long-lived circuits: running byte counts and RTT every RT_UPDATE_MS. */
@@ -618,6 +675,10 @@ static void check_circuit(void *arg, rt_circuit *c)
 {
     rt_router *r = arg;
 
+    if (c->role == RT_ROLE_LOCAL) {
+        rt_legs_policy(r, c);
+        return;
+    }
     if (c->role != RT_ROLE_INGRESS || c->state != RT_CIRC_OPEN || c->closing_at)
         return;
     for (int k = rt_circuit_nlegs(c) - 1; k >= 0; k--) {
@@ -627,9 +688,83 @@ static void check_circuit(void *arg, rt_circuit *c)
         rt_leg_lost(r, c, k, "the network map says a router or link on the path is down");
         return; /* c may be gone; the next map change looks again */
     }
+    rt_legs_policy(r, c);
 }
 
 void rt_legs_check_map(rt_router *r)
 {
     rt_circuits_each(&r->circuits, check_circuit, r);
+}
+
+/* ---- the map says the service may no longer cross a router ---- */
+
+#define POLICY_WHY "a service-router policy no longer lets the service cross a router of the path"
+
+/* Legs crossing a router the service may no longer use go; the circuit keeps
+ * an allowed leg, moves to an allowed path (make-before-break, as smart
+ * rerouting does) or, with none left, ends with EDENIED. */
+static int policy_ingress(rt_router *r, rt_circuit *c, const rt_map_service *svc)
+{
+    static rt_path_edge edges[RT_MESH_EDGES_MAX];
+    const char *bad = rt_mesh_path_refused(r, svc, &c->leg[0].path);
+    int k, n = rt_circuit_nlegs(c), good = -1;
+    char msg[384], ps[PATH_STR_CAP] = "";
+    rt_path best;
+    size_t ne;
+
+    for (k = 0; k < n && good < 0; k++)
+        if (rt_mesh_path_refused(r, svc, &c->leg[k].path) == NULL)
+            good = k;
+    if (n == 0)
+        return 0;
+    if (good == 0) { /* leg 0 stays: only standby or split legs may cross such a router */
+        retire_refused(r, c, svc);
+        if (rt_circuit_nlegs(c) < n)
+            rt_legs_fill(r, c);
+        return 0;
+    }
+    if (good > 0) {
+        best = c->leg[good].path;
+    } else {
+        ne = rt_mesh_edges_for(r, svc, edges, RT_MESH_EDGES_MAX);
+        if (rt_path_compute(edges, ne, r->id->id, c->egress, &best) < 0) {
+            rt_mesh_refusal(r, svc, bad ? bad : r->id->id, RT_SVC_NO_PATH, msg, sizeof(msg));
+            policy_end(r, c, msg);
+            return 1;
+        }
+    }
+    rt_path_format(&best, ps, sizeof(ps));
+    pr_info("circuit_policy_move", "circuit=%016llx service=%s router=%s path=%s",
+            (unsigned long long)c->id, pr_log_q(c->service), bad, ps);
+    move_to(r, c, &best, POLICY_WHY);
+    return 1;
+}
+
+static int policy_local(rt_router *r, rt_circuit *c, const rt_map_service *svc)
+{
+    char msg[384];
+
+    if (rt_map_service_router_ok(&r->map, svc, r->id->id))
+        return 0;
+    rt_mesh_refusal(r, svc, r->id->id, "circuit closed, " RT_SVC_DIAL_ELSEWHERE, msg, sizeof(msg));
+    policy_end(r, c, msg);
+    return 1;
+}
+
+int rt_legs_policy(rt_router *r, rt_circuit *c)
+{
+    const rt_map_service *svc;
+
+    if (c->state != RT_CIRC_OPEN || c->closing_at || c->resuming ||
+        (c->role != RT_ROLE_INGRESS && c->role != RT_ROLE_LOCAL))
+        return 0;
+    if ((svc = rt_circuit_service(r, c)) == NULL || !svc->routers_set)
+        return 0;
+    return c->role == RT_ROLE_LOCAL ? policy_local(r, c, svc) : policy_ingress(r, c, svc);
+}
+
+void rt_legs_open(rt_router *r, rt_circuit *c)
+{
+    if (rt_legs_policy(r, c) == 0)
+        rt_legs_fill(r, c);
 }

@@ -55,7 +55,10 @@ static int send_to(rt_router *r, rt_end *e, pr_enc *enc)
     return rt_end_write_to(r, e, r->txbuf, n) < 0 ? WEFT_ECLOSED : 0;
 }
 
-static void fail_to(rt_router *r, rt_end *e, uint32_t req, uint64_t id, int err, const char *msg)
+/* EDGE_RESUME_FAIL; service (may be NULL) names the service whose policy
+ * refused the path, so that the new router can try an allowed one. */
+static void fail_to(rt_router *r, rt_end *e, uint32_t req, uint64_t id, int err, const char *msg,
+                    const char *service)
 {
     pr_enc enc;
 
@@ -67,6 +70,8 @@ static void fail_to(rt_router *r, rt_end *e, uint32_t req, uint64_t id, int err,
     pr_enc_u64(&enc, PR_H_CIRCUIT, id);
     pr_enc_u32(&enc, PR_H_ERR, (uint32_t)-err);
     pr_enc_str(&enc, PR_H_ERR_MSG, msg);
+    if (service)
+        pr_enc_str(&enc, PR_H_SERVICE, service);
     send_to(r, e, &enc);
 }
 
@@ -74,7 +79,7 @@ static void fail_sess(rt_sess *s, uint32_t req, uint64_t id, int err, const char
 {
     rt_end e = {.kind = RT_END_EDGE, .peer = s};
 
-    fail_to(s->r, &e, req, id, err, msg);
+    fail_to(s->r, &e, req, id, err, msg, NULL);
 }
 
 /* The frame as it came, to end e. */
@@ -171,6 +176,9 @@ static int start_resume(rt_sess *s, const resume_msg *m, char *msg, size_t cap)
     snprintf(c->ingress, sizeof(c->ingress), "%s", r->id->id);
     snprintf(c->egress, sizeof(c->egress), "%s", m->anchor);
     snprintf(c->host, sizeof(c->host), "router:%s", m->anchor);
+    memcpy(c->nonce, m->nonce, NONCE_LEN); /* kept for a second try (retry_resume) */
+    memcpy(c->mac, m->mac, MAC_LEN);
+    c->resume_ack = m->ack;
     rt_circuit_attach(c, 0, RT_END_EDGE, s, &s->ends);
     rt_circuit_attach(c, 1, RT_END_LINK, l, &l->ends);
     rt_circuits_dial_track(&r->circuits, c, uv_now(r->loop) + RT_DIAL_TIMEOUT_MS);
@@ -240,7 +248,7 @@ static void link_fail(rt_link *l, uint64_t id, int err, const char *msg)
 {
     rt_end e = {.kind = RT_END_LINK, .peer = l};
 
-    fail_to(l->r, &e, 0, id, err, msg);
+    fail_to(l->r, &e, 0, id, err, msg, NULL);
 }
 
 static void resume_transit(rt_link *l, const link_resume *d, const pr_frame *f)
@@ -294,6 +302,40 @@ static const char *anchor_refusal(rt_router *r, rt_circuit *c, int side, const l
     return NULL;
 }
 
+/* A service-router policy may keep the circuit's service off a router of the
+ * new path (only the anchor knows the service). When another path from the
+ * new router is allowed, the refusal names the service so that the new
+ * router tries it (nothing was asked of the far edge: the proof stays good);
+ * otherwise the circuit ends here too, with EDENIED to both ends. */
+static int anchor_policy(rt_link *l, rt_circuit *c, const link_resume *d)
+{
+    static rt_path_edge edges[RT_MESH_EDGES_MAX];
+    rt_router *r = l->r;
+    const rt_map_service *svc = rt_circuit_service(r, c);
+    const char *bad = rt_mesh_path_refused(r, svc, &d->path);
+    rt_end e = {.kind = RT_END_LINK, .peer = l};
+    char msg[384];
+    rt_path p;
+    size_t ne;
+
+    if (bad == NULL)
+        return 0;
+    ne = rt_mesh_edges_for(r, svc, edges, RT_MESH_EDGES_MAX);
+    if (rt_path_compute(edges, ne, d->path.hop[0], r->id->id, &p) == 0) {
+        rt_mesh_refusal(r, svc, bad, "resume along another path", msg, sizeof(msg));
+        fail_to(r, &e, 0, d->m.id, WEFT_EDENIED, msg, svc->name);
+        return 1;
+    }
+    rt_mesh_refusal(r, svc, bad,
+                    "no allowed path to the circuit's router is left; circuit closed, dial again",
+                    msg, sizeof(msg));
+    fail_to(r, &e, 0, d->m.id, WEFT_EDENIED, msg, NULL);
+    pr_warn("circuit_policy_end", "circuit=%016llx service=%s from=%s reason=%s",
+            (unsigned long long)c->id, pr_log_q(c->service), d->path.hop[0], pr_log_q(msg));
+    rt_circuit_end(r, c, -1, WEFT_EDENIED, msg);
+    return 1;
+}
+
 /* Keeps the new path pending (a RESUME entry) and asks the far edge. */
 static void resume_anchor(rt_link *l, const link_resume *d)
 {
@@ -307,6 +349,8 @@ static void resume_anchor(rt_link *l, const link_resume *d)
         link_fail(l, d->m.id, c ? WEFT_EDENIED : WEFT_ENOTFOUND, why);
         return;
     }
+    if (anchor_policy(l, c, d))
+        return;
     if (rt_circuits_add_leg(&r->circuits, d->m.id, &p) < 0) {
         link_fail(l, d->m.id, WEFT_ENOMEM, "router out of memory; retry");
         return;
@@ -388,7 +432,7 @@ static void anchor_ok(rt_router *r, rt_circuit *c, rt_circuit *p, const pr_frame
 
     memset(&m, 0, sizeof(m));
     if (read_proof(f, &m) < 0) {
-        fail_to(r, &p->end[0], 0, c->id, WEFT_EPROTO, "the far edge's answer was malformed");
+        fail_to(r, &p->end[0], 0, c->id, WEFT_EPROTO, "the far edge's answer was malformed", NULL);
         rt_circuits_del(&r->circuits, p);
         return;
     }
@@ -400,7 +444,7 @@ static void anchor_ok(rt_router *r, rt_circuit *c, rt_circuit *p, const pr_frame
     relay_ok(r, c, side, &m);
     if (c->role == RT_ROLE_INGRESS) {
         rt_control_circuit_event(r, c, "update");
-        rt_legs_fill(r, c);
+        rt_legs_open(r, c);
     }
 }
 
@@ -460,7 +504,7 @@ static void new_router_ok(rt_router *r, rt_circuit *c, const pr_frame *f, uint32
             pr_log_q(c->service), role == 2 ? "egress" : "ingress");
     if (c->role == RT_ROLE_INGRESS) {
         rt_control_circuit_event(r, c, "update");
-        rt_legs_fill(r, c);
+        rt_legs_open(r, c);
     }
 }
 
@@ -474,6 +518,41 @@ static void transit_ok(rt_router *r, rt_circuit *c, const pr_frame *f, uint32_t 
     rt_circuits_dial_untrack(&r->circuits, c);
 }
 
+/* The anchor refused the path for the circuit's service (a service-router
+ * policy) and named the service: one more try, along a path over routers
+ * that may carry it. 0 when the resume went out again. */
+static int retry_resume(rt_router *r, rt_circuit *c, const pr_frame *f)
+{
+    static rt_path_edge edges[RT_MESH_EDGES_MAX];
+    char name[RT_NAME_CAP], ps[PATH_STR_CAP] = "";
+    const rt_map_service *svc;
+    uint32_t err = 0;
+    resume_msg m;
+    rt_link *l;
+    rt_path p;
+    size_t ne;
+
+    if (c->resume_tries > 0 || pr_frame_u32(f, PR_H_ERR, &err) < 0 ||
+        (int)err != -WEFT_EDENIED || pr_frame_str(f, PR_H_SERVICE, name, sizeof(name)) < 0 ||
+        (svc = rt_map_service_by_name(&r->map, name)) == NULL)
+        return WEFT_ENOTFOUND;
+    ne = rt_mesh_edges_for(r, svc, edges, RT_MESH_EDGES_MAX);
+    if (rt_path_compute(edges, ne, r->id->id, c->egress, &p) < 0 ||
+        (l = rt_link_to(r, p.hop[1])) == NULL)
+        return WEFT_ENOTFOUND;
+    c->resume_tries++;
+    c->leg[0].path = p;
+    rt_circuit_attach(c, 1, RT_END_LINK, l, &l->ends);
+    memset(&m, 0, sizeof(m));
+    m = (resume_msg){.req = c->req_id, .id = c->id, .ack = c->resume_ack, .nonce = c->nonce,
+                     .mac = c->mac};
+    snprintf(m.anchor, sizeof(m.anchor), "%s", c->egress);
+    rt_path_format(&p, ps, sizeof(ps));
+    pr_info("resume_policy_retry", "circuit=%016llx service=%s path=%s", (unsigned long long)c->id,
+            pr_log_q(name), ps);
+    return send_link_resume(r, c, c->end[0].peer, &m);
+}
+
 /* The far edge (or a router on the way) refused: the failure goes back as it came. */
 static void resume_failed(rt_router *r, rt_circuit *c, const pr_frame *f)
 {
@@ -481,9 +560,11 @@ static void resume_failed(rt_router *r, rt_circuit *c, const pr_frame *f)
     uint32_t err = (uint32_t)-WEFT_EREFUSED;
 
     if (c->end[0].kind == RT_END_EDGE) {
+        if (retry_resume(r, c, f) == 0)
+            return;
         pr_frame_u32(f, PR_H_ERR, &err);
         pr_frame_str(f, PR_H_ERR_MSG, msg, sizeof(msg));
-        fail_to(r, &c->end[0], c->req_id, c->id, -(int)(err & 0x7fffffff), msg);
+        fail_to(r, &c->end[0], c->req_id, c->id, -(int)(err & 0x7fffffff), msg, NULL);
         rt_sess_closed_circuit(c->end[0].peer, c->id);
     } else {
         relay_raw(r, &c->end[0], f);

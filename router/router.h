@@ -44,8 +44,10 @@ struct rt_sess {
     uint64_t num; /* for logs */
     char identity[RT_ID_CAP];
     char imei[65], iccid[65]; /* hardware ids from EDGE_HELLO ("" none) */
-    char roles[RT_SEL_CAP];   /* the identity's roles from its newest token (grants.c) */
-    int roles_known;
+    char roles[RT_SEL_CAP];   /* the identity's roles (grants.c): from its newest token, */
+    int roles_known;          /* or from the controller (CTL_ROLES), whichever is newer: */
+    long long roles_at;       /* the token's iat or the controller's "at" */
+    int roles_ctl;            /* the controller told them since its channel opened */
     rt_end_list ends;
     uint64_t recent[RT_RECENT_CLOSED];
     unsigned recent_pos;
@@ -235,6 +237,19 @@ int rt_mesh_send_dial(rt_router *r, rt_circuit *c, const rt_path *path, const ch
                       const pr_frame *f);
 /* The edges of the router graph as this router knows them (for rt_path_compute). */
 size_t rt_mesh_edges(rt_router *r, rt_path_edge *out, size_t cap);
+/* Service-router policies (docs/policies.md): keeps in e[0..n) only the links
+ * whose both ends may carry svc (all when svc is NULL or unrestricted); the
+ * new count. rt_mesh_edges_for: rt_mesh_edges so filtered, for svc's paths. */
+size_t rt_mesh_svc_edges(rt_router *r, const rt_map_service *svc, rt_path_edge *e, size_t n);
+size_t rt_mesh_edges_for(rt_router *r, const rt_map_service *svc, rt_path_edge *out, size_t cap);
+/* The map's service that c carries (by its dial token's service id, else its name), or NULL. */
+const rt_map_service *rt_circuit_service(rt_router *r, const rt_circuit *c);
+/* The first router of p that svc may not cross, or NULL when it may cross them all. */
+const char *rt_mesh_path_refused(rt_router *r, const rt_map_service *svc, const rt_path *p);
+/* The sentence that names the policy keeping svc off router, then what follows. */
+#define RT_SVC_DIAL_ELSEWHERE "dial it through one of its routers"
+void rt_mesh_refusal(rt_router *r, const rt_map_service *svc, const char *router,
+                     const char *then, char *msg, size_t cap);
 /* A circuit or set-up frame from a link. Negative: the peer broke the protocol. */
 int rt_mesh_on_frame(rt_link *l, const pr_frame *f);
 
@@ -261,8 +276,16 @@ void rt_failed_link_add(rt_router *r, const char *a, const char *b);
 int rt_failed_link_is(rt_router *r, const char *a, const char *b);
 /* Every tick: orphaned circuits; every RT_UPKEEP_MS: costs and smart moves. */
 void rt_reroute_tick(rt_router *r);
-/* After a map change: legs through routers or links the map says are down. */
+/* After a map change: legs through routers or links the map says are down,
+ * and circuits whose service a service-router policy keeps off a router of
+ * their path (rt_legs_policy). */
 void rt_legs_check_map(rt_router *r);
+/* An ingress (or local) circuit whose path crosses a router its service may
+ * not use moves to an allowed path without losing a byte, or ends with
+ * EDENIED when none is left. 1 when it moved or ended (c may be gone). */
+int rt_legs_policy(rt_router *r, rt_circuit *c);
+/* A circuit just opened or resumed here: rt_legs_policy, then rt_legs_fill. */
+void rt_legs_open(rt_router *r, rt_circuit *c);
 /* The active path's cost (sum of link RTTs) for events and metrics; 0 when local. */
 uint64_t rt_circuit_rtt(rt_router *r, rt_circuit *c);
 
@@ -317,6 +340,8 @@ void rt_control_event(rt_router *r, const json_t *ev);
 #define RT_EVENT_QUEUE_CAP 10000
 uint64_t rt_control_events_dropped(const rt_router *r);
 size_t rt_control_events_queued(const rt_router *r);
+/* Asks for the roles of the identities named by the keys of ids (CTL_ROLES_ASK). */
+void rt_control_roles_ask(rt_router *r, const json_t *ids);
 /* Sends CTL_LINK_REPORT now (docs/dataplane.md "Mesh"). */
 void rt_control_link_report(rt_router *r);
 /* Blocking, start-up only: asks GET /v1/version for the control address. */
