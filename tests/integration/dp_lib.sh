@@ -75,6 +75,19 @@ EOF
     dp_wait_port "${DP_EDGE_LISTEN##*:}" 30 || t_bail "router not listening on $DP_EDGE_LISTEN"
 }
 
+# dp_router NAME ROLE: one more router, NAME with ROLE (it links to the others);
+# sets DP_R_EDGE, its edge address. Log: router-NAME.log.
+dp_router() {
+    DP_R_EDGE="127.0.0.1:$(dp_port)"
+    weft router create "$1" --role "$2" --out "$T_TMP/$1.jwt"
+    [ "$T_RC" == 0 ] || t_bail "weft router create $1 failed: $T_ERR"
+    t_run "$WEFT_ROUTER" enroll "$T_TMP/$1.jwt" --dir "$T_TMP/$1" --edge-listen "$DP_R_EDGE" \
+        --link-listen "127.0.0.1:$(dp_port)"
+    [ "$T_RC" == 0 ] || t_bail "weft-router enroll $1 failed: $T_ERR $T_OUT"
+    bg "router-$1" "$WEFT_ROUTER" run --dir "$T_TMP/$1"
+    dp_wait_port "${DP_R_EDGE##*:}" 30 || t_bail "$1 not listening on $DP_R_EDGE"
+}
+
 # dp_enrol NAME ROLE: identity NAME with ROLE, enrolled to $T_TMP/NAME.json.
 dp_enrol() {
     weft identity create "$1" --role "$2" --out "$T_TMP/$1.jwt"

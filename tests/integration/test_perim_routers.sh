@@ -15,14 +15,8 @@ assert_rc 0 "weft router update r1 --role east"
 assert_match "updated router r1" "$T_OUT" "router update says what it did"
 
 # ---- a second router, linked to r1 directly
-R2_EDGE="127.0.0.1:$(dp_port)"
-weft router create r2 --role west --out "$T_TMP/r2.jwt"
-assert_rc 0 "router r2 created with role west"
-t_run "$WEFT_ROUTER" enroll "$T_TMP/r2.jwt" --dir "$T_TMP/r2" --edge-listen "$R2_EDGE" \
-    --link-listen "127.0.0.1:$(dp_port)"
-[ "$T_RC" == 0 ] || t_bail "weft-router enroll r2 failed: $T_ERR $T_OUT"
-bg router2 "$WEFT_ROUTER" run --dir "$T_TMP/r2"
-dp_wait_port "${R2_EDGE##*:}" 30 || t_bail "r2 not listening on $R2_EDGE"
+dp_router r2 west
+R2_EDGE=$DP_R_EDGE
 
 ECHO=$(dp_port); ECHO_I=$(dp_port)
 dp_enrol host1 hosts

@@ -11,6 +11,8 @@
  *     --junk-frames N                      N well-formed frames of random types
  *                                          and header values
  *     --garbage-first N                    N random bytes instead of the hello
+ *   --hold: after the hello (or the dial's answer) keep the session open until
+ *   the router ends it or the timeout (a live session for router policies).
  *   Output lines: hello_ok, dial_ok circuit=X, edge_error err=NAME msg="...",
  *   dial_fail err=NAME msg="...", frame type=0xTTTT, closed status=NAME,
  *   tls_failed status=NAME, timeout.
@@ -37,6 +39,7 @@ typedef struct {
     const char *imei, *iccid; /* hardware ids in EDGE_HELLO (--imei, --iccid) */
     char *token;
     long garbage, junk, garbage_first;
+    int hold;
     unsigned timeout_ms;
 } probe_opts;
 
@@ -136,7 +139,7 @@ static void after_hello(probe *p)
             printf("local_error: cannot sign or send the dial\n");
             finish(p, PX_USAGE);
         }
-    } else
+    } else if (!p->o.hold)
         finish(p, PX_OK);
 }
 
@@ -173,6 +176,8 @@ static int on_frame(void *arg, const pr_frame *f)
         break;
     case PR_EDGE_DIAL_OK:
         printf("dial_ok circuit=%016llx\n", (unsigned long long)circuit);
+        if (p->o.hold)
+            break;
         send_close(p, circuit);
         finish(p, PX_OK);
         break;
@@ -250,7 +255,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: dp_edgeprobe --identity ID_FILE --router HOST:PORT [--dial SERVICE "
                     "--token TOKEN|@FILE | --garbage N | --junk-frames N | --garbage-first N] "
-                    "[--timeout MS]\n");
+                    "[--hold] [--timeout MS]\n");
     return PX_USAGE;
 }
 
@@ -275,7 +280,7 @@ static int parse_args(probe_opts *o, int argc, char **argv)
         {"identity", 1, 0, 'i'}, {"router", 1, 0, 'r'}, {"dial", 1, 0, 'd'},
         {"token", 1, 0, 't'}, {"garbage", 1, 0, 'g'}, {"junk-frames", 1, 0, 'j'},
         {"garbage-first", 1, 0, 'f'}, {"timeout", 1, 0, 'T'}, {"imei", 1, 0, 'M'},
-        {"iccid", 1, 0, 'C'}, {0, 0, 0, 0}};
+        {"iccid", 1, 0, 'C'}, {"hold", 0, 0, 'H'}, {0, 0, 0, 0}};
     int ch;
 
     o->timeout_ms = 10000;
@@ -291,6 +296,7 @@ static int parse_args(probe_opts *o, int argc, char **argv)
         case 'T': o->timeout_ms = (unsigned)atol(optarg); break;
         case 'M': o->imei = optarg; break;
         case 'C': o->iccid = optarg; break;
+        case 'H': o->hold = 1; break;
         default: return usage();
         }
     }
