@@ -180,69 +180,61 @@ static char *make_batch(rt_enforce *e, rt_baseline *b, size_t *n)
     return text;
 }
 
-static int send_one(rt_router *r, const batch *q)
+size_t rt_baseline_flush(rt_baseline *b, rt_enforce *e, uint64_t now_ms,
+                         rt_baseline_send_fn send, void *arg)
 {
-    return rt_control_send(r, PR_CTL_BASELINE, q->text);
-}
-
-void rt_baseline_tick(rt_router *r)
-{
-    rt_baseline *b = rt_enforce_reports(r->enforce);
-    uint64_t now = uv_now(r->loop);
     size_t made = 0, n, ids = 0;
     char *text;
 
-    if (b == NULL || !rt_control_is_open(r))
-        return;
-    if (b->len > 0 && now - b->sent_ms >= RT_BASE_RESEND_MS)
-        rt_baseline_resend(r);
-    if (b->flush_ms != 0 && now - b->flush_ms < RT_BASE_FLUSH_MS)
-        return;
-    b->flush_ms = now ? now : 1;
+    if (b->flush_ms != 0 && now_ms - b->flush_ms < RT_BASE_FLUSH_MS)
+        return 0;
+    b->flush_ms = now_ms ? now_ms : 1;
     while (made < RT_BASE_PER_FLUSH && b->len < RT_BASE_INFLIGHT &&
-           (text = make_batch(r->enforce, b, &n)) != NULL) {
+           (text = make_batch(e, b, &n)) != NULL) {
         batch *q = at(b, b->len++);
         q->seq = b->seq;
         q->text = text;
-        send_one(r, q);
-        b->sent_ms = now;
+        send(arg, q->text);
+        b->sent_ms = now_ms;
         made++;
         ids += n;
     }
     if (made)
         pr_debug("baseline_sent", "batches=%zu identities=%zu seq=%llu waiting=%zu", made, ids,
                  (unsigned long long)b->seq, b->len);
+    return made;
 }
 
-void rt_baseline_resend(rt_router *r)
+size_t rt_baseline_send_waiting(rt_baseline *b, uint64_t now_ms, rt_baseline_send_fn send,
+                                void *arg)
 {
-    rt_baseline *b = rt_enforce_reports(r->enforce);
     size_t i;
 
-    if (b == NULL)
-        return;
-    for (i = 0; i < b->len && send_one(r, at(b, i)) == 0; i++)
+    for (i = 0; i < b->len && send(arg, at(b, i)->text) == 0; i++)
         ;
     if (b->len)
-        b->sent_ms = uv_now(r->loop);
+        b->sent_ms = now_ms;
     if (i)
         pr_info("baseline_resent", "batches=%zu from_seq=%llu", i,
                 (unsigned long long)at(b, 0)->seq);
+    return i;
 }
 
-void rt_baseline_acked(rt_router *r, const uint8_t *body, size_t len)
+int rt_baseline_overdue(const rt_baseline *b, uint64_t now_ms)
 {
-    rt_baseline *b = rt_enforce_reports(r->enforce);
+    return b->len > 0 && now_ms - b->sent_ms >= RT_BASE_RESEND_MS;
+}
+
+size_t rt_baseline_ack(rt_baseline *b, const uint8_t *body, size_t len)
+{
     json_t *ack = json_loadb((const char *)body, len, 0, NULL);
     const char *boot = json_string_value(json_object_get(ack, "boot"));
     json_t *seq = json_object_get(ack, "seq");
     size_t done = 0;
 
-    if (b == NULL || boot == NULL || strcmp(boot, b->boot) != 0 || !json_is_integer(seq)) {
-        json_decref(ack);
-        return; /* another process's, or malformed: nothing of ours is acknowledged */
-    }
-    while (b->len > 0 && at(b, 0)->seq <= (uint64_t)json_integer_value(seq)) {
+    /* Another process's, or malformed: nothing of ours is acknowledged. */
+    while (boot && strcmp(boot, b->boot) == 0 && json_is_integer(seq) && b->len > 0 &&
+           json_integer_value(seq) > 0 && at(b, 0)->seq <= (uint64_t)json_integer_value(seq)) {
         free(at(b, 0)->text);
         at(b, 0)->text = NULL;
         b->head = (b->head + 1) % RT_BASE_INFLIGHT;
@@ -254,4 +246,40 @@ void rt_baseline_acked(rt_router *r, const uint8_t *body, size_t len)
         pr_debug("baseline_acked", "seq=%lld batches=%zu waiting=%zu",
                  (long long)json_integer_value(seq), done, b->len);
     json_decref(ack);
+    return done;
+}
+
+/* ---- glue with the router ---- */
+
+static int to_control(void *arg, const char *text)
+{
+    return rt_control_send(arg, PR_CTL_BASELINE, text);
+}
+
+void rt_baseline_tick(rt_router *r)
+{
+    rt_baseline *b = rt_enforce_reports(r->enforce);
+    uint64_t now = uv_now(r->loop);
+
+    if (b == NULL || !rt_control_is_open(r))
+        return;
+    if (rt_baseline_overdue(b, now))
+        rt_baseline_send_waiting(b, now, to_control, r);
+    rt_baseline_flush(b, r->enforce, now, to_control, r);
+}
+
+void rt_baseline_resend(rt_router *r)
+{
+    rt_baseline *b = rt_enforce_reports(r->enforce);
+
+    if (b)
+        rt_baseline_send_waiting(b, uv_now(r->loop), to_control, r);
+}
+
+void rt_baseline_acked(rt_router *r, const uint8_t *body, size_t len)
+{
+    rt_baseline *b = rt_enforce_reports(r->enforce);
+
+    if (b)
+        rt_baseline_ack(b, body, len);
 }

@@ -59,17 +59,36 @@ json_t *rt_base_inc_json(const rt_base_inc *inc);
 #define RT_BASE_RESEND_MS 30000  /* unacknowledged this long: sent again */
 
 struct rt_router;
+struct rt_enforce;
 typedef struct rt_baseline rt_baseline;
 
 int rt_baseline_new(rt_baseline **out);
 void rt_baseline_free(rt_baseline *b); /* NULL: no-op */
-/* Every router tick: makes batches of the increments learnt (while the
- * control channel is open and fewer than RT_BASE_INFLIGHT are waiting) and
- * sends them; until then increments add up per identity. */
+/* Sends one CTL_BASELINE body; 0 when it went out. */
+typedef int (*rt_baseline_send_fn)(void *arg, const char *text);
+/* Once RT_BASE_FLUSH_MS have passed since the last flush: makes batches of
+ * the increments e holds (at most RT_BASE_PER_FLUSH, while fewer than
+ * RT_BASE_INFLIGHT wait) and sends each; the number made. */
+size_t rt_baseline_flush(rt_baseline *b, struct rt_enforce *e, uint64_t now_ms,
+                         rt_baseline_send_fn send, void *arg);
+/* Sends every batch waiting, oldest first (stops at the first failure); the
+ * number sent. */
+size_t rt_baseline_send_waiting(rt_baseline *b, uint64_t now_ms, rt_baseline_send_fn send,
+                                void *arg);
+/* 1 when batches wait and none went out for RT_BASE_RESEND_MS. */
+int rt_baseline_overdue(const rt_baseline *b, uint64_t now_ms);
+/* A CTL_BASELINE_ACK body {"boot","seq"}: the batches up to seq of this
+ * process are dropped; the number dropped. */
+size_t rt_baseline_ack(rt_baseline *b, const uint8_t *body, size_t len);
+
+/* ---- glue with the router ---- */
+/* Every router tick, while the control channel is open: rt_baseline_flush,
+ * and the waiting batches again when overdue. While it is closed increments
+ * add up per identity in r->enforce. */
 void rt_baseline_tick(struct rt_router *r);
 /* The control channel is (back) up: every unacknowledged batch again, in order. */
 void rt_baseline_resend(struct rt_router *r);
-/* A CTL_BASELINE_ACK body {"boot","seq"}: batches up to seq are stored. */
+/* CTL_BASELINE_ACK from the controller: rt_baseline_ack. */
 void rt_baseline_acked(struct rt_router *r, const uint8_t *body, size_t len);
 /* The control channel (control.c): sends a frame with a text body when it
  * is open (else WEFT_ECLOSED); is it open? */

@@ -549,6 +549,48 @@ static void test_leftovers(void **state)
     json_decref(t);
 }
 
+/* ---- anomaly settings (docs/policies.md "Anomaly detection") ---- */
+
+static void test_anomaly(void **state)
+{
+    fx *f = *state;
+    json_t *m = full(f), *set = json_pack("{s:i, s:f}", "window_s", 60, "factor", 2.5), *d;
+    ctl_netmap *again = NULL;
+
+    assert_null(json_object_get(m, "anomaly")); /* none: routers use router.json */
+    json_decref(m);
+    router_follows(f);
+    assert_int_equal(f->rm.anomaly.have, 0);
+    /* Set: one delta without ops; the router's copy has the two keys. */
+    assert_int_equal(ctl_netmap_set_anomaly(f->m, set), 0);
+    assert_int_equal(json_array_size(f->deltas), 1);
+    d = json_array_get(f->deltas, 0);
+    assert_int_equal(json_array_size(json_object_get(d, "ops")), 0);
+    assert_true(json_equal(json_object_get(d, "anomaly"), set));
+    assert_int_equal(f->rm.anomaly.have,
+                     (1u << PR_ANOM_K_WINDOW_S) | (1u << PR_ANOM_K_FACTOR));
+    assert_true(f->rm.anomaly.v[PR_ANOM_K_WINDOW_S] == 60.0);
+    assert_true(f->rm.anomaly.v[PR_ANOM_K_FACTOR] == 2.5);
+    /* The same again is no delta; the full map carries them. */
+    assert_int_equal(ctl_netmap_set_anomaly(f->m, set), 0);
+    assert_int_equal(json_array_size(f->deltas), 1);
+    m = full(f);
+    assert_true(json_equal(json_object_get(m, "anomaly"), set));
+    json_decref(m);
+    /* A new map reads them from the store's setting. */
+    assert_int_equal(ctl_store_setting_set(f->s, CTL_ANOMALY_SETTING, "{\"learn\":7}"), 0);
+    assert_int_equal(ctl_netmap_new(f->s, f->pk, &again), 0);
+    assert_int_equal(json_integer_value(json_object_get(ctl_netmap_anomaly(again), "learn")), 7);
+    ctl_netmap_free(again);
+    /* Cleared: "anomaly": null, and the router is back to its own. */
+    assert_int_equal(ctl_netmap_set_anomaly(f->m, NULL), 0);
+    d = json_array_get(f->deltas, 1);
+    assert_true(json_is_null(json_object_get(d, "anomaly")));
+    assert_int_equal(f->rm.anomaly.have, 0);
+    assert_null(ctl_netmap_anomaly(f->m));
+    json_decref(set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -562,6 +604,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_links_offline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_bad_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_anomaly, setup, teardown),
     };
     if (sodium_init() < 0)
         return 1;

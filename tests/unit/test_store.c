@@ -796,6 +796,106 @@ static void durable_creates_are_reasonable(void **state)
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM identities"), N);
 }
 
+/* ---- anomaly baselines ------------------------------------------------ */
+
+static json_t *base(int64_t windows, double dials, int64_t hours)
+{
+    json_t *b = json_pack("{s:I, s:f, s:f, s:I, s:f, s:I, s:I}", "windows", (json_int_t)windows,
+                          "dials", dials, "svcs", 1.0, "circuits", (json_int_t)2, "bytes", 300.0,
+                          "hours", (json_int_t)hours, "first_s", (json_int_t)1000);
+    assert_non_null(b);
+    return b;
+}
+
+/* Baselines and the router's mark are written in one transaction; an
+ * identity that does not exist is skipped; both go with their owner. */
+static void baselines_and_marks(void **state)
+{
+    struct fx *f = *state;
+    json_t *batch = json_object(), *got = NULL, *r = json_pack("{s:s, s:s}", "id", "r-1", "name",
+                                                               "router1");
+    char boot[65];
+    int64_t seq;
+
+    assert_int_equal(create_ident(f->s, "id-1", "alpha", NULL), 0);
+    assert_int_equal(ctl_store_create(f->s, "routers", r), 0);
+    json_decref(r);
+    assert_int_equal(ctl_store_baseline_get(f->s, "id-1", &got), WEFT_ENOTFOUND);
+    assert_int_equal(ctl_store_baseline_mark(f->s, "r-1", boot, sizeof(boot), &seq), 0);
+    assert_string_equal(boot, "");
+    assert_int_equal(seq, 0);
+    json_object_set_new(batch, "id-1", base(5, 2.5, 0x300));
+    json_object_set_new(batch, "gone", base(1, 1, 1));
+    assert_int_equal(ctl_store_baseline_put(f->s, "r-1", "b00t", 7, batch), 0);
+    assert_int_equal(ctl_store_baseline_get(f->s, "id-1", &got), 0);
+    assert_int_equal(json_integer_value(json_object_get(got, "windows")), 5);
+    assert_true(json_real_value(json_object_get(got, "dials")) == 2.5);
+    assert_int_equal(json_integer_value(json_object_get(got, "hours")), 0x300);
+    assert_int_equal(json_integer_value(json_object_get(got, "first_s")), 1000);
+    assert_rfc3339(json_object_get(got, "updated_at"));
+    json_decref(got);
+    assert_int_equal(ctl_store_baseline_get(f->s, "gone", &got), WEFT_ENOTFOUND);
+    /* The next batch replaces it; after a reopen both are there. */
+    json_object_set_new(batch, "id-1", base(6, 3.0, 0x700));
+    assert_int_equal(ctl_store_baseline_put(f->s, "r-1", "b00t", 8, batch), 0);
+    ctl_store_close(f->s);
+    assert_int_equal(ctl_store_open(f->path, &f->s), 0);
+    assert_int_equal(ctl_store_baseline_get(f->s, "id-1", &got), 0);
+    assert_int_equal(json_integer_value(json_object_get(got, "windows")), 6);
+    json_decref(got);
+    assert_int_equal(ctl_store_baseline_mark(f->s, "r-1", boot, sizeof(boot), &seq), 0);
+    assert_string_equal(boot, "b00t");
+    assert_int_equal(seq, 8);
+    /* A value the schema refuses rolls the whole batch back, mark included. */
+    json_object_set_new(batch, "id-1", base(-1, 3.0, 0x700));
+    assert_int_equal(ctl_store_baseline_put(f->s, "r-1", "b00t", 9, batch), WEFT_EINVAL);
+    assert_int_equal(ctl_store_baseline_mark(f->s, "r-1", boot, sizeof(boot), &seq), 0);
+    assert_int_equal(seq, 8);
+    assert_int_equal(ctl_store_baseline_put(f->s, "r-1", "b", 1, NULL), WEFT_EINVAL);
+    /* Deleting the identity and the router deletes theirs. */
+    assert_int_equal(ctl_store_delete(f->s, "identities", "id-1"), 0);
+    assert_int_equal(ctl_store_baseline_get(f->s, "id-1", &got), WEFT_ENOTFOUND);
+    assert_int_equal(ctl_store_delete(f->s, "routers", "r-1"), 0);
+    assert_int_equal(ctl_store_baseline_mark(f->s, "r-1", boot, sizeof(boot), &seq), 0);
+    assert_int_equal(seq, 0);
+    json_decref(batch);
+}
+
+/* A store left at version 4 gains the baseline tables on open. */
+static void migrates_from_version_4(void **state)
+{
+    struct fx *f = *state;
+    json_t *batch = json_object(), *got = NULL;
+
+    ctl_store_close(f->s);
+    f->s = NULL;
+    raw_exec(f->path, "DROP TABLE baselines; DROP TABLE baseline_marks;"
+                      "UPDATE meta SET value = 4 WHERE key = 'schema_version'");
+    assert_int_equal(ctl_store_open(f->path, &f->s), 0);
+    assert_int_equal(ctl_store_schema_version(f->s), STORE_VERSION);
+    assert_int_equal(create_ident(f->s, "id-1", "alpha", NULL), 0);
+    json_object_set_new(batch, "id-1", base(3, 1.0, 1));
+    assert_int_equal(ctl_store_baseline_put(f->s, "r-none", "b", 1, batch), 0);
+    assert_int_equal(ctl_store_baseline_get(f->s, "id-1", &got), 0);
+    json_decref(got);
+    json_decref(batch);
+}
+
+static void setting_objects(void **state)
+{
+    struct fx *f = *state;
+    json_t *o = NULL;
+
+    assert_int_equal(ctl_store_setting_object(f->s, "k", &o), WEFT_ENOTFOUND);
+    assert_int_equal(ctl_store_setting_set(f->s, "k", "[1]"), 0);
+    assert_int_equal(ctl_store_setting_object(f->s, "k", &o), WEFT_EJSON);
+    assert_null(o);
+    assert_int_equal(ctl_store_setting_set(f->s, "k", "{\"a\":1}"), 0);
+    assert_int_equal(ctl_store_setting_object(f->s, "k", &o), 0);
+    assert_int_equal(json_integer_value(json_object_get(o, "a")), 1);
+    json_decref(o);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -825,6 +925,9 @@ int main(void)
         T(consume_refuses_a_disabled_subject_and_changes_nothing),
         T(consume_refuses_an_enrolled_subject),
         T(settings_round_trip),
+        T(setting_objects),
+        T(baselines_and_marks),
+        T(migrates_from_version_4),
         T(acknowledged_create_survives_sigkill),
         T(batch_rolls_back_or_commits),
         T(list_stays_fast_with_many_records),
