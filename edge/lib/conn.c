@@ -3,8 +3,9 @@
  * path allocates nothing per frame: messages are sealed straight into the
  * conn's retransmission queue (or the ctx's frame buffer for a peer that
  * acknowledges nothing), which pr_conn_write copies into the TLS queue; what
- * the window holds back waits in the conn's send ring, allocated with the
- * conn. */
+ * the window holds back waits in the conn's send ring. The conn's buffers
+ * are allocated when first needed and released when the circuit is idle
+ * (flow.h, "Per-circuit buffers"). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,12 +84,8 @@ static weft_conn *conn_new(weft_ctx *ctx, const char *service, int role)
 
     if (c == NULL)
         return NULL;
-    if (weft__ring_init(&c->sendq, ctx->window) < 0 ||
-        weft__ring_init(&c->recvq, ctx->window + WEFT_CHUNK_MAX) < 0) {
-        weft__ring_free(&c->sendq);
-        free(c);
-        return NULL;
-    }
+    weft__ring_init(&c->sendq, ctx->window);
+    weft__ring_init(&c->recvq, ctx->window + WEFT_CHUNK_MAX);
     c->ctx = ctx;
     snprintf(c->service, sizeof(c->service), "%s", service);
     weft__txflow_init(&c->tx, WEFT_RWND_DEFAULT); /* until the peer says */
@@ -96,8 +93,6 @@ static weft_conn *conn_new(weft_ctx *ctx, const char *service, int role)
     weft__reorder_init(&c->ooo, ctx->window + 2 * PR_FRAME_MAX_BODY);
     c->rto_ms = WEFT_RTO_MIN_MS;
     if (weft__e2e_init(&c->e2e, role) < 0) {
-        weft__ring_free(&c->sendq);
-        weft__ring_free(&c->recvq);
         free(c);
         return NULL;
     }
@@ -176,21 +171,23 @@ static void account_sent(weft_conn *c, size_t n)
     }
 }
 
-/* Room for a payload frame with n bytes of plaintext: in the retransmission
- * queue unless the peer acknowledges nothing. NULL when the queue is full of
- * frames a reliable peer has not acknowledged yet: the sender waits. */
-static uint8_t *frame_room(weft_conn *c, size_t n)
+/* Room for a payload frame with n bytes of plaintext in *f: in the
+ * retransmission queue unless the peer acknowledges nothing. WEFT_ENOBUFS
+ * when the queue is full of frames a reliable peer has not acknowledged yet
+ * (the sender waits), WEFT_ENOMEM when it cannot grow. */
+static int frame_room(weft_conn *c, size_t n, uint8_t **f)
 {
     size_t max = WEFT_PAYLOAD_HDR_MAX + n + WEFT_E2E_ABYTES;
-    uint8_t *p;
+    int r;
 
+    *f = c->ctx->fbuf;
     if (c->rtx_mode == RTX_OFF)
-        return c->ctx->fbuf;
+        return 0;
     /* A peer that may never acknowledge must not stall us: forget its oldest. */
-    while ((p = weft__rtxq_reserve(&c->rtxq, max)) == NULL && c->rtx_mode == RTX_UNKNOWN &&
-           c->rtxq.n > 0)
+    while ((r = weft__rtxq_reserve(&c->rtxq, max, f)) == WEFT_ENOBUFS &&
+           c->rtx_mode == RTX_UNKNOWN && c->rtxq.n > 0)
         weft__rtxq_drop_oldest(&c->rtxq);
-    return p;
+    return r;
 }
 
 /* The frame is kept and its seq used whether or not the session takes it:
@@ -216,8 +213,8 @@ static int send_msg(weft_conn *c, const uint8_t *p, size_t n, uint16_t flags)
 
     if (n > WEFT_CHUNK_MAX)
         return WEFT_ETOOBIG;
-    if ((f = frame_room(c, n)) == NULL)
-        return WEFT_ENOBUFS;
+    if ((r = frame_room(c, n, &f)) < 0)
+        return r;
     if ((r = weft__msg_payload_begin(f, cap, c->circuit, c->tx_seq, flags, &off)) < 0)
         return r;
     if ((r = weft__e2e_seal(&c->e2e, n ? p : empty, n, flags & PR_PF_FIN, f + off, cap - off,
@@ -232,12 +229,12 @@ static int send_msg(weft_conn *c, const uint8_t *p, size_t n, uint16_t flags)
 /* The seq 0 frame: our stream header, no message. */
 static int send_header(weft_conn *c)
 {
-    uint8_t *f = frame_room(c, sizeof(c->tx_hdr));
+    uint8_t *f;
     size_t off;
     int r;
 
-    if (f == NULL)
-        return WEFT_ENOBUFS;
+    if ((r = frame_room(c, sizeof(c->tx_hdr), &f)) < 0)
+        return r;
     if ((r = weft__msg_payload_begin(f, WEFT_PAYLOAD_HDR_MAX + sizeof(c->tx_hdr), c->circuit,
                                      c->tx_seq, 0, &off)) < 0)
         return r;
@@ -318,13 +315,18 @@ static void pump(weft_conn *c)
 {
     const uint8_t *p;
     size_t n;
+    int r;
 
     if (c->state != CS_OPEN || c->resume_req != 0)
         return;
     while (c->sendq.len > 0 && weft__sess_writable(c->sess)) {
         n = weft__chunk_len(weft__ring_peek(&c->sendq, &p), weft__txflow_credit(&c->tx));
-        if (n == 0 || send_msg(c, p, n, 0) < 0)
-            return; /* no credit, or the retransmission queue is full: an ack resumes */
+        if (n == 0)
+            return; /* no credit: a grant resumes */
+        if ((r = send_msg(c, p, n, 0)) == WEFT_ENOMEM)
+            return conn_abort(c, r, "no memory for the retransmission queue");
+        if (r < 0)
+            return; /* the retransmission queue is full: an ack resumes */
         weft__ring_consume(&c->sendq, n);
     }
     if (c->shut_req && !c->fin_sent && c->sendq.len == 0 && weft__sess_writable(c->sess) &&
@@ -356,37 +358,48 @@ static int write_check(const weft_conn *c, const void *buf, size_t len)
     return 0;
 }
 
+/* What goes straight to the transport: what the window allows when nothing
+ * waits. Bytes always fit the retransmission queue (it holds a window);
+ * frames may not, when many small ones wait for an ack. */
+static size_t direct_len(const weft_conn *c, size_t len)
+{
+    size_t direct = 0;
+
+    if (c->state == CS_OPEN && c->sendq.len == 0 && c->resume_req == 0 &&
+        weft__sess_writable(c->sess))
+        direct = weft__txflow_credit(&c->tx) < len ? (size_t)weft__txflow_credit(&c->tx) : len;
+    if (c->rtx_mode == RTX_ON && direct > (WEFT_RTX_FRAMES - c->rtxq.n) * (size_t)WEFT_CHUNK_MAX)
+        direct = (WEFT_RTX_FRAMES - c->rtxq.n) * (size_t)WEFT_CHUNK_MAX;
+    return direct;
+}
+
 int weft_write(weft_conn *c, const void *buf, size_t len, weft_write_cb cb, void *data)
 {
     const uint8_t *p = buf;
-    size_t direct = 0, off = 0, n;
+    size_t direct, off = 0, n;
     weft_wreq *w;
     int r;
 
     if ((r = write_check(c, buf, len)) < 0)
         return r;
-    /* Straight to the transport what the window allows when nothing waits. */
-    if (c->state == CS_OPEN && c->sendq.len == 0 && c->resume_req == 0 &&
-        weft__sess_writable(c->sess))
-        direct = weft__txflow_credit(&c->tx) < len ? (size_t)weft__txflow_credit(&c->tx) : len;
-    /* Bytes always fit the retransmission queue (it holds a window); frames
-     * may not, when many small ones wait for an ack. */
-    if (c->rtx_mode == RTX_ON && direct > (WEFT_RTX_FRAMES - c->rtxq.n) * (size_t)WEFT_CHUNK_MAX)
-        direct = (WEFT_RTX_FRAMES - c->rtxq.n) * (size_t)WEFT_CHUNK_MAX;
-    if (len - direct > c->sendq.cap - c->sendq.len)
-        return WEFT_ENOBUFS;
+    direct = direct_len(c, len);
+    /* Room for the rest first: a write that cannot be queued changes nothing. */
+    if ((r = weft__ring_reserve(&c->sendq, len - direct)) < 0)
+        return r;
     w = &c->wr[(c->wr_head + c->wr_n++) % WEFT_WRITES_MAX];
     *w = (weft_wreq){cb, data, len, 0};
     if (len == 0 && c->wr_done == c->wr_n - 1)
         account_sent(c, 0);
     while (off < direct) {
         n = direct - off < WEFT_CHUNK_MAX ? direct - off : WEFT_CHUNK_MAX;
-        if (send_msg(c, p + off, n, 0) < 0)
+        if ((r = send_msg(c, p + off, n, 0)) < 0)
             break; /* the retransmission queue is full: the rest waits for acks */
         off += n;
     }
-    if (off < len && weft__ring_push(&c->sendq, p + off, len - off) < 0)
-        conn_abort(c, WEFT_ENOBUFS, "send queue overrun"); /* cannot happen: direct was checked */
+    if (r == WEFT_ENOMEM)
+        conn_abort(c, r, "no memory for the retransmission queue");
+    else if (off < len && (r = weft__ring_push(&c->sendq, p + off, len - off)) < 0)
+        conn_abort(c, r, r == WEFT_ENOMEM ? "no memory for the send queue" : "send queue overrun");
     return 0;
 }
 
@@ -416,6 +429,8 @@ static void consumed(weft_conn *c, size_t n)
 
 static void deliver(weft_conn *c, const uint8_t *p, size_t n)
 {
+    int r;
+
     if (c->reading && c->recvq.len == 0) {
         c->read_cb(c, p, (ssize_t)n);
         consumed(c, n);
@@ -423,7 +438,9 @@ static void deliver(weft_conn *c, const uint8_t *p, size_t n)
     }
     /* Cannot overflow: the ring holds a window and a message, and rxflow
      * refused anything more. */
-    if (weft__ring_push(&c->recvq, p, n) < 0)
+    if ((r = weft__ring_push(&c->recvq, p, n)) == WEFT_ENOMEM)
+        conn_abort(c, r, "no memory for the receive buffer");
+    else if (r < 0)
         conn_abort(c, WEFT_EPROTO, "receive buffer overrun");
     else if (c->reading)
         weft__mark_dirty(c);
@@ -717,8 +734,7 @@ static int keys_up(weft_conn *c, const weft_msg *m)
         w = WEFT_WINDOW_MAX;
     weft__txflow_init(&c->tx, w);
     c->rtx_mode = m->rwnd ? RTX_ON : RTX_UNKNOWN; /* an edge that announces a window acks */
-    if ((r = weft__rtxq_init(&c->rtxq, weft__rtxq_cap_for(w))) < 0)
-        return r;
+    weft__rtxq_init(&c->rtxq, weft__rtxq_cap_for(w));
     if ((r = weft__e2e_derive(&c->e2e, m->kx_pk, c->tx_hdr)) < 0)
         return r;
     hash_add(c);
@@ -751,7 +767,12 @@ void weft__dial_answer(weft_conn *c, const weft_msg *m)
         return dial_fail(c, r);
     }
     change_state(c, CS_OPEN);
-    send_header(c);
+    if ((r = send_header(c)) < 0) {
+        pr_warn("edge_dial_failed", "service=%s err=%s msg=%s", c->service, weft_err_name(r),
+                pr_log_q("no memory for the circuit's buffers"));
+        send_close(c, r);
+        return dial_fail(c, r);
+    }
     pr_info("edge_dialled", "service=%s circuit=%016llx peer=%s", c->service,
             (unsigned long long)c->circuit, c->peer);
     c->dial_cb(c, 0, c->dial_data);
@@ -817,7 +838,10 @@ static int accept_finish(weft_conn *c)
     if ((r = answer_ok(c)) < 0)
         return r;
     change_state(c, CS_OPEN);
-    send_header(c);
+    if ((r = send_header(c)) < 0) {
+        conn_abort(c, r, "no memory for the circuit's buffers");
+        return r;
+    }
     pr_info("edge_accepted", "service=%s circuit=%016llx peer=%s", c->service,
             (unsigned long long)c->circuit, c->peer);
     pump(c);
@@ -979,6 +1003,16 @@ int weft__conns_open_on(const weft_ctx *ctx, const weft_rsess *s)
     return n;
 }
 
+/* Buffers unused for a while are released (or shrunk): an idle circuit
+ * holds none. */
+static void trim(weft_conn *c)
+{
+    weft__ring_trim(&c->sendq);
+    weft__ring_trim(&c->recvq);
+    weft__rtxq_trim(&c->rtxq);
+    weft__reorder_trim(&c->ooo);
+}
+
 /* Delayed acks, and retransmission after rto_ms without progress (doubling
  * while nothing moves): frames are lost only when a path dies, and a session
  * whose own queue is not drained is not a path that lost anything. */
@@ -1004,6 +1038,7 @@ void weft__conns_tick(weft_ctx *ctx, uint64_t now)
 
     for (c = ctx->conns; c; c = next) {
         next = c->next;
+        trim(c);
         if (c->state == CS_OPEN && c->hashed && (weft__rsess_ready(c->sess) || c->resume_req))
             open_tick(c, now);
         if (c->state == CS_ACCEPTING && c->deferred && c->deadline <= now) {

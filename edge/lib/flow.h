@@ -48,18 +48,39 @@ int weft__rxflow_consume(weft_rxflow *f, size_t n);
 /* The value to send in ACK_WINDOW; records it as granted. */
 uint64_t weft__rxflow_grant(weft_rxflow *f);
 
-/* A byte ring allocated once per circuit. */
+/* Per-circuit buffers (the byte rings here, the retransmission queue and the
+ * reorder buffer in rtx.h) hold nothing while a circuit is idle: they are
+ * allocated when the first byte or frame needs them, grow by doubling from
+ * WEFT_BUF_MIN up to the cap the window sets, and are released (or shrunk)
+ * by a trim, called on the conn tick, once WEFT_BUF_QUIET trims saw them
+ * unused. A busy circuit keeps what it grew: nothing is allocated per frame. */
+#define WEFT_BUF_MIN   4096
+#define WEFT_BUF_QUIET 4 /* trims (250 ms apart) without use before release */
+
+/* The size a buffer grows or shrinks to so that it holds need bytes:
+ * WEFT_BUF_MIN doubled as often as needed, at most max. */
+size_t weft__buf_size(size_t need, size_t max);
+
+/* A byte ring of at most max bytes. */
 typedef struct {
     uint8_t *buf;
-    size_t cap, head, len;
+    size_t cap, max, head, len;
+    unsigned quiet; /* trims since the last push */
 } weft_ring;
 
-int weft__ring_init(weft_ring *r, size_t cap);
+/* Allocates nothing. */
+void weft__ring_init(weft_ring *r, size_t max);
 void weft__ring_free(weft_ring *r);
-/* All of data or nothing: WEFT_ENOBUFS when it does not fit. */
+/* Room for n more bytes, growing the ring: WEFT_ENOBUFS when n would take it
+ * past max, WEFT_ENOMEM when it cannot grow (the ring is unchanged). */
+int weft__ring_reserve(weft_ring *r, size_t n);
+/* All of data or nothing, with reserve's errors. */
 int weft__ring_push(weft_ring *r, const void *data, size_t n);
 /* The contiguous bytes at the head. */
 size_t weft__ring_peek(const weft_ring *r, const uint8_t **p);
 void weft__ring_consume(weft_ring *r, size_t n);
+/* After WEFT_BUF_QUIET trims without a push: an empty ring is released, one at
+ * most a quarter full shrinks to twice what it holds. */
+void weft__ring_trim(weft_ring *r);
 
 #endif

@@ -19,19 +19,21 @@ size_t weft__rtxq_cap_for(uint64_t window)
            2 * (WEFT_PAYLOAD_HDR_MAX + PR_FRAME_MAX_BODY);
 }
 
-int weft__rtxq_init(weft_rtxq *q, size_t cap)
+void weft__rtxq_init(weft_rtxq *q, size_t max)
 {
     memset(q, 0, sizeof(*q));
-    if ((q->buf = malloc(cap)) == NULL)
-        return WEFT_ENOMEM;
-    q->cap = cap;
-    return 0;
+    q->max = max;
 }
 
 void weft__rtxq_free(weft_rtxq *q)
 {
     free(q->buf);
-    memset(q, 0, sizeof(*q));
+    free(q->ent);
+    q->buf = NULL;
+    q->ent = NULL;
+    q->cap = 0;
+    q->first = 0;
+    q->n = 0;
 }
 
 /* Where a frame of max bytes goes, or (size_t)-1. The used bytes are
@@ -52,11 +54,64 @@ static size_t place(const weft_rtxq *q, size_t max)
     return head - q->tail > max ? q->tail : (size_t)-1;
 }
 
-uint8_t *weft__rtxq_reserve(weft_rtxq *q, size_t max)
+static size_t held(const weft_rtxq *q)
 {
-    if (q->buf == NULL || q->n == WEFT_RTX_FRAMES || (q->resv = place(q, max)) == (size_t)-1)
-        return NULL;
-    return q->buf + q->resv;
+    size_t sum = 0;
+    unsigned i;
+
+    for (i = 0; i < q->n; i++)
+        sum += weft__rtxq_at(q, i)->len;
+    return sum;
+}
+
+/* Moves the frames, in order and without gaps, to a new buffer of cap bytes. */
+static int rtxq_resize(weft_rtxq *q, size_t cap)
+{
+    uint8_t *b = malloc(cap);
+    weft_rtx_ent *e;
+    size_t off = 0;
+    unsigned i;
+
+    if (b == NULL)
+        return WEFT_ENOMEM;
+    for (i = 0; i < q->n; i++) {
+        e = &q->ent[(q->first + i) % WEFT_RTX_FRAMES];
+        memcpy(b + off, q->buf + e->off, e->len);
+        e->off = (uint32_t)off;
+        off += e->len;
+    }
+    free(q->buf);
+    q->buf = b;
+    q->cap = cap;
+    q->tail = off;
+    return 0;
+}
+
+/* Room for a frame of max bytes that place() did not find. */
+static int rtxq_grow(weft_rtxq *q, size_t max)
+{
+    size_t need = held(q) + max;
+
+    if (q->cap == q->max || need > q->max)
+        return WEFT_ENOBUFS;
+    if (q->ent == NULL && (q->ent = malloc(WEFT_RTX_FRAMES * sizeof(*q->ent))) == NULL)
+        return WEFT_ENOMEM;
+    return rtxq_resize(q, weft__buf_size(need > 2 * q->cap ? need : 2 * q->cap, q->max));
+}
+
+int weft__rtxq_reserve(weft_rtxq *q, size_t max, uint8_t **p)
+{
+    int r;
+
+    if (q->n == WEFT_RTX_FRAMES)
+        return WEFT_ENOBUFS;
+    if ((q->resv = place(q, max)) == (size_t)-1) {
+        if ((r = rtxq_grow(q, max)) < 0)
+            return r;
+        q->resv = place(q, max); /* laid out from 0 with room for max */
+    }
+    *p = q->buf + q->resv;
+    return 0;
 }
 
 void weft__rtxq_commit(weft_rtxq *q, uint64_t seq, size_t len)
@@ -64,10 +119,11 @@ void weft__rtxq_commit(weft_rtxq *q, uint64_t seq, size_t len)
     weft_rtx_ent *e = &q->ent[(q->first + q->n) % WEFT_RTX_FRAMES];
 
     e->seq = seq;
-    e->off = q->resv;
-    e->len = len;
+    e->off = (uint32_t)q->resv;
+    e->len = (uint32_t)len;
     q->tail = q->resv + len;
     q->n++;
+    q->quiet = 0;
 }
 
 void weft__rtxq_drop_oldest(weft_rtxq *q)
@@ -84,21 +140,39 @@ void weft__rtxq_ack(weft_rtxq *q, uint64_t seq)
         weft__rtxq_drop_oldest(q);
 }
 
+void weft__rtxq_trim(weft_rtxq *q)
+{
+    size_t need, cap;
+
+    if ((q->buf == NULL && q->ent == NULL) || ++q->quiet < WEFT_BUF_QUIET)
+        return;
+    if (q->n == 0) {
+        weft__rtxq_free(q);
+        return;
+    }
+    need = held(q);
+    cap = weft__buf_size(2 * need, q->max);
+    if (need <= q->cap / 4 && cap < q->cap)
+        rtxq_resize(q, cap); /* no memory: the queue stays as it is */
+}
+
 /* ---- reorder buffer ---- */
 
-void weft__reorder_init(weft_reorder *r, size_t cap)
+void weft__reorder_init(weft_reorder *r, size_t max)
 {
     memset(r, 0, sizeof(*r));
-    r->cap = cap;
+    r->max = max;
 }
 
 void weft__reorder_free(weft_reorder *r)
 {
     free(r->buf);
+    free(r->slot);
     r->buf = NULL;
+    r->slot = NULL;
+    r->cap = 0;
     r->n = 0;
     r->tail = 0;
-    memset(r->slot, 0, sizeof(r->slot));
 }
 
 /* Moves the held frames to the start of buf, in the order they lie. */
@@ -124,34 +198,69 @@ static void compact(weft_reorder *r)
     }
 }
 
+/* The slots and a first buffer for a frame of len bytes, both or neither. */
+static int reorder_alloc(weft_reorder *r, size_t len)
+{
+    r->cap = weft__buf_size(len, r->max);
+    r->slot = calloc(WEFT_REORDER_SLOTS, sizeof(*r->slot));
+    r->buf = malloc(r->cap);
+    if (r->slot == NULL || r->buf == NULL) {
+        weft__reorder_free(r);
+        return WEFT_ENOMEM;
+    }
+    return 0;
+}
+
+/* Room for len more bytes at tail: compacted, else grown. */
+static int reorder_room(weft_reorder *r, size_t len)
+{
+    uint8_t *b;
+    size_t cap;
+
+    if (r->cap - r->tail >= len)
+        return 0;
+    compact(r);
+    if (r->cap - r->tail >= len)
+        return 0;
+    cap = weft__buf_size(r->tail + len > 2 * r->cap ? r->tail + len : 2 * r->cap, r->max);
+    if (cap - r->tail < len || (b = realloc(r->buf, cap)) == NULL)
+        return WEFT_ENOBUFS;
+    r->buf = b;
+    r->cap = cap;
+    return 0;
+}
+
 int weft__reorder_put(weft_reorder *r, uint64_t next, uint64_t seq, uint16_t flags,
                       const uint8_t *body, size_t len)
 {
-    weft_ooo *s = &r->slot[seq % WEFT_REORDER_SLOTS];
+    weft_ooo *s;
 
-    if (seq <= next || seq - next >= WEFT_REORDER_SLOTS || len > r->cap)
+    if (seq <= next || seq - next >= WEFT_REORDER_SLOTS || len > r->max)
         return WEFT_ENOBUFS;
+    if (r->slot == NULL && reorder_alloc(r, len) < 0)
+        return WEFT_ENOMEM;
+    s = &r->slot[seq % WEFT_REORDER_SLOTS];
     if (s->used)
         return s->seq == seq ? 1 : WEFT_ENOBUFS;
-    if (r->buf == NULL && (r->buf = malloc(r->cap)) == NULL)
-        return WEFT_ENOMEM;
-    if (r->cap - r->tail < len)
-        compact(r);
-    if (r->cap - r->tail < len)
+    if (reorder_room(r, len) < 0)
         return WEFT_ENOBUFS;
     memcpy(r->buf + r->tail, body, len);
     *s = (weft_ooo){seq, r->tail, len, flags, 1};
     r->tail += len;
     r->n++;
+    r->quiet = 0;
     return 0;
 }
 
 int weft__reorder_take(weft_reorder *r, uint64_t seq, uint16_t *flags, const uint8_t **body,
                        size_t *len)
 {
-    weft_ooo *s = &r->slot[seq % WEFT_REORDER_SLOTS];
+    weft_ooo *s;
 
-    if (r->n == 0 || !s->used || s->seq != seq)
+    if (r->n == 0)
+        return 0;
+    s = &r->slot[seq % WEFT_REORDER_SLOTS];
+    if (!s->used || s->seq != seq)
         return 0;
     *flags = s->flags;
     *body = r->buf + s->off;
@@ -161,11 +270,21 @@ int weft__reorder_take(weft_reorder *r, uint64_t seq, uint16_t *flags, const uin
 
 void weft__reorder_release(weft_reorder *r, uint64_t seq)
 {
-    weft_ooo *s = &r->slot[seq % WEFT_REORDER_SLOTS];
+    weft_ooo *s;
 
+    if (r->n == 0)
+        return;
+    s = &r->slot[seq % WEFT_REORDER_SLOTS];
     if (!s->used || s->seq != seq)
         return;
     s->used = 0;
     if (--r->n == 0)
         r->tail = 0;
+}
+
+void weft__reorder_trim(weft_reorder *r)
+{
+    if (r->slot == NULL || ++r->quiet < WEFT_BUF_QUIET || r->n > 0)
+        return;
+    weft__reorder_free(r);
 }

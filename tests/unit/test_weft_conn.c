@@ -914,6 +914,7 @@ typedef struct {
     weft_conn *c;
     uint64_t target, sent, rcvd;
     int outstanding, shut, eof, err, closed, write_errs, hold;
+    int pause; /* all sent: wait instead of half-closing */
     crypto_hash_sha256_state tx, rx;
     uint8_t tx_sum[32], rx_sum[32];
 } end;
@@ -967,7 +968,7 @@ static void end_pump(end *e)
         e->sent += n;
         e->outstanding++;
     }
-    if (!e->closed && e->sent == e->target && e->outstanding == 0 && !e->shut) {
+    if (!e->closed && !e->pause && e->sent == e->target && e->outstanding == 0 && !e->shut) {
         e->shut = 1;
         crypto_hash_sha256_final(&e->tx, e->tx_sum);
         assert_int_equal(weft_shutdown(e->c), 0);
@@ -1074,10 +1075,8 @@ static void on_listening(weft_ctx *ctx, const char *service, int status, void *d
         assert_int_equal(weft_dial(fb->dial, "echo", on_dialled, fb), 0);
 }
 
-static void run_pairs(fabric *fb, int ncircuits, uint64_t bytes)
+static void pairs_init(fabric *fb, int ncircuits, uint64_t bytes)
 {
-    static uv_timer_t tick; /* closed here, freed by the caller's last uv_run */
-
     ends_closed = naccepted = ndialled = 0;
     npairs = 2 * ncircuits;
     for (int i = 0; i < ncircuits; i++) {
@@ -1086,12 +1085,25 @@ static void run_pairs(fabric *fb, int ncircuits, uint64_t bytes)
         pairs[2 * i] = &host_end[i];
         pairs[2 * i + 1] = &dial_end[i];
     }
+}
+
+/* Hosts "echo" and runs the ends of pairs_init until they all closed. */
+static void run_ends(fabric *fb)
+{
+    static uv_timer_t tick; /* closed here, freed by the caller's last uv_run */
+
     uv_timer_init(&fb->loop, &tick);
     uv_timer_start(&tick, on_end_tick, 50, 50);
     uv_unref((uv_handle_t *)&tick);
     assert_int_equal(weft_listen(fb->host, "echo", on_listening, on_accept, fb), 0);
     uv_run(&fb->loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&tick, NULL);
+}
+
+static void run_pairs(fabric *fb, int ncircuits, uint64_t bytes)
+{
+    pairs_init(fb, ncircuits, bytes);
+    run_ends(fb);
 }
 
 static void check_pair(int i)
@@ -1207,28 +1219,13 @@ static void read_stop(int via_router)
     fabric fb;
 
     fabric_start(&fb, via_router, 0);
-    end_init(&host_end[0], &fb, 0);
-    host_end[0].hold = 1;
     uv_timer_init(&fb.loop, &watch);
     uv_timer_init(&fb.loop, &release);
     uv_timer_start(&watch, on_watch, 20, 20);
-    /* run_pairs re-initialises the ends; keep the hold on the first. */
-    ends_closed = naccepted = ndialled = 0;
-    npairs = 4;
-    for (int i = 0; i < 2; i++) {
-        end_init(&host_end[i], &fb, 0);
-        end_init(&dial_end[i], &fb, 2u << 20);
-        pairs[2 * i] = &host_end[i];
-        pairs[2 * i + 1] = &dial_end[i];
-    }
+    pairs_init(&fb, 2, 0);
+    dial_end[0].target = dial_end[1].target = 2u << 20;
     host_end[0].hold = 1;
-    uv_timer_t tick;
-    uv_timer_init(&fb.loop, &tick);
-    uv_timer_start(&tick, on_end_tick, 50, 50);
-    uv_unref((uv_handle_t *)&tick);
-    assert_int_equal(weft_listen(fb.host, "echo", on_listening, on_accept, &fb), 0);
-    uv_run(&fb.loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&tick, NULL);
+    run_ends(&fb);
     uv_close((uv_handle_t *)&watch, NULL);
     fabric_finish(&fb);
     check_pair(0);
@@ -1243,6 +1240,77 @@ static void relay_read_stop_stalls_one_circuit(void **state)
 static void router_read_stop_stalls_one_circuit(void **state)
 {
     read_stop(1);
+}
+
+/* ---- an idle circuit gives its buffers back ---- */
+
+static uv_timer_t idle_watch;
+static int idle_phase;
+
+static int holds_buffers(const weft_conn *c)
+{
+    return c->sendq.buf || c->recvq.buf || c->rtxq.buf || c->rtxq.ent || c->ooo.buf ||
+           c->ooo.slot;
+}
+
+static int phase_over(void)
+{
+    end *h = &host_end[0], *d = &dial_end[0];
+
+    return h->c && d->c && h->rcvd == d->target && d->rcvd == h->target && !h->outstanding &&
+           !d->outstanding;
+}
+
+/* Phase 0: 1 MiB each way, then quiet; 1: after 2 s both conns hold no
+ * buffer; then 1 MiB more each way, and the circuit ends as usual. */
+static void on_idle_watch(uv_timer_t *t)
+{
+    if (idle_phase == 0 && phase_over()) {
+        /* Just busy: the buffers are still there, ready for more. */
+        assert_true(holds_buffers(dial_end[0].c));
+        assert_true(holds_buffers(host_end[0].c));
+        idle_phase = 1;
+        uv_timer_start(t, on_idle_watch, 2000, 0);
+    } else if (idle_phase == 1) {
+        assert_false(holds_buffers(dial_end[0].c));
+        assert_false(holds_buffers(host_end[0].c));
+        idle_phase = 2;
+        uv_close((uv_handle_t *)t, NULL);
+        for (int i = 0; i < npairs; i++) {
+            pairs[i]->target *= 2;
+            pairs[i]->pause = 0;
+            end_pump(pairs[i]);
+        }
+    }
+}
+
+static void idle_gives_buffers_back(int via_router)
+{
+    fabric fb;
+
+    fabric_start(&fb, via_router, 0);
+    idle_phase = 0;
+    uv_timer_init(&fb.loop, &idle_watch);
+    uv_timer_start(&idle_watch, on_idle_watch, 20, 20);
+    pairs_init(&fb, 1, 1u << 20);
+    host_end[0].pause = dial_end[0].pause = 1;
+    run_ends(&fb);
+    fabric_finish(&fb);
+    assert_int_equal(idle_phase, 2);
+    assert_int_equal(host_end[0].rcvd, 2u << 20);
+    check_pair(0);
+}
+
+/* An idle circuit costs its weft_conn and nothing more. */
+static void relay_idle_gives_buffers_back(void **state)
+{
+    assert_true(sizeof(weft_conn) <= 4096);
+    idle_gives_buffers_back(0);
+}
+
+static void router_idle_gives_buffers_back(void **state)
+{
+    idle_gives_buffers_back(1);
 }
 
 /* ---- refusals ---- */
@@ -2391,12 +2459,14 @@ int main(void)
         cmocka_unit_test(relay_windows_differ),
         cmocka_unit_test(relay_lossy_path),
         cmocka_unit_test(relay_read_stop_stalls_one_circuit),
+        cmocka_unit_test(relay_idle_gives_buffers_back),
         cmocka_unit_test(relay_refusals),
         cmocka_unit_test(relay_session_loss),
         cmocka_unit_test(relay_cannot_substitute_keys),
         cmocka_unit_test(relay_cannot_alter_data),
         cmocka_unit_test(router_bulk_both_ways),
         cmocka_unit_test(router_read_stop_stalls_one_circuit),
+        cmocka_unit_test(router_idle_gives_buffers_back),
         cmocka_unit_test(router_refusals),
         cmocka_unit_test(online_session_then_dial),
         cmocka_unit_test(router_two_routers_failover),

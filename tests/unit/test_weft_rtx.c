@@ -1,7 +1,9 @@
 /* The retransmission queue and the reorder buffer of a circuit
  * (edge/lib/rtx.c), alone: frames stay contiguous and in seq order, acks
  * release them, a full queue says so, and the reorder buffer hands frames
- * back in seq order whatever order they came in, each once. */
+ * back in seq order whatever order they came in, each once. Both grow on
+ * demand, are released once quiet and empty, and keep every frame when an
+ * allocation fails. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,11 +13,19 @@
 #include <cmocka.h>
 
 #include "edge/lib/rtx.h"
+#include "tests/unit/fail_alloc.h"
 #include "weft/errors.h"
+
+static uint8_t *reserve(weft_rtxq *q, size_t len)
+{
+    uint8_t *p = NULL;
+
+    return weft__rtxq_reserve(q, len, &p) == 0 ? p : NULL;
+}
 
 static void put_frame(weft_rtxq *q, uint64_t seq, size_t len)
 {
-    uint8_t *p = weft__rtxq_reserve(q, len);
+    uint8_t *p = reserve(q, len);
 
     assert_non_null(p);
     memset(p, (int)(seq & 0xff), len);
@@ -37,15 +47,15 @@ static void rtxq_keeps_frames_until_acked(void **state)
 {
     weft_rtxq q;
 
-    assert_int_equal(weft__rtxq_init(&q, 1000), 0);
+    weft__rtxq_init(&q, 1000);
     for (uint64_t s = 0; s < 3; s++)
         put_frame(&q, s, 300);
     /* 100 bytes left at the end, and nothing free before the head. */
-    assert_null(weft__rtxq_reserve(&q, 200));
+    assert_null(reserve(&q, 200));
     weft__rtxq_ack(&q, 0);
     assert_int_equal(q.n, 2);
     /* Wraps to the start: 300 bytes free there, but the tail may not meet the head. */
-    assert_null(weft__rtxq_reserve(&q, 300));
+    assert_null(reserve(&q, 300));
     put_frame(&q, 3, 250);
     assert_int_equal(weft__rtxq_at(&q, 2)->off, 0);
     check_frames(&q, 1);
@@ -59,7 +69,7 @@ static void rtxq_keeps_frames_until_acked(void **state)
     assert_int_equal(q.n, 0);
     /* Empty: a frame as large as the buffer fits. */
     put_frame(&q, 4, 1000);
-    assert_null(weft__rtxq_reserve(&q, 1));
+    assert_null(reserve(&q, 1));
     weft__rtxq_free(&q);
 }
 
@@ -67,10 +77,10 @@ static void rtxq_bounded_in_frames(void **state)
 {
     weft_rtxq q;
 
-    assert_int_equal(weft__rtxq_init(&q, weft__rtxq_cap_for(512 * 1024)), 0);
+    weft__rtxq_init(&q, weft__rtxq_cap_for(512 * 1024));
     for (uint64_t s = 0; s < WEFT_RTX_FRAMES; s++)
         put_frame(&q, s, 10);
-    assert_null(weft__rtxq_reserve(&q, 10));
+    assert_null(reserve(&q, 10));
     weft__rtxq_drop_oldest(&q);
     put_frame(&q, WEFT_RTX_FRAMES, 10);
     check_frames(&q, 1);
@@ -86,7 +96,7 @@ static void rtxq_holds_a_window(void **state)
     weft_rtxq q;
     uint64_t seq = 0, acked = 0;
 
-    assert_int_equal(weft__rtxq_init(&q, weft__rtxq_cap_for(window)), 0);
+    weft__rtxq_init(&q, weft__rtxq_cap_for(window));
     for (int round = 0; round < 100; round++) {
         while ((seq - acked) * 65536 < window)
             put_frame(&q, seq++, frame);
@@ -94,6 +104,139 @@ static void rtxq_holds_a_window(void **state)
         acked += 3;
         check_frames(&q, acked);
     }
+    weft__rtxq_free(&q);
+}
+
+static void trims(weft_rtxq *q, int n)
+{
+    while (n-- > 0)
+        weft__rtxq_trim(q);
+}
+
+/* Nothing is allocated before the first frame; the buffer doubles as frames
+ * need it, up to its max, and a quiet queue is released once everything is
+ * acknowledged. */
+static void rtxq_grows_and_is_released(void **state)
+{
+    weft_rtxq q;
+    uint64_t s;
+
+    weft__rtxq_init(&q, weft__rtxq_cap_for(512 * 1024));
+    assert_null(q.buf);
+    assert_null(q.ent);
+    weft__rtxq_trim(&q);
+    put_frame(&q, 0, 40);
+    assert_int_equal(q.cap, WEFT_BUF_MIN);
+    assert_non_null(q.ent);
+    for (s = 1; s < 40; s++)
+        put_frame(&q, s, 1000);
+    assert_int_equal(q.cap, 64 * 1024);
+    check_frames(&q, 0);
+    /* A full-size frame doubles again, or more. */
+    put_frame(&q, 40, WEFT_PAYLOAD_HDR_MAX + 65536 + 17);
+    assert_int_equal(q.cap, 128 * 1024);
+    check_frames(&q, 0);
+    /* Something left unacknowledged: kept, even when quiet. */
+    weft__rtxq_ack(&q, 39);
+    trims(&q, WEFT_BUF_QUIET - 1);
+    weft__rtxq_ack(&q, 40);
+    assert_non_null(q.buf);
+    weft__rtxq_trim(&q);
+    assert_null(q.buf);
+    assert_null(q.ent);
+    assert_int_equal(q.cap, 0);
+    /* And used again from nothing. */
+    put_frame(&q, 41, 100);
+    assert_int_equal(q.cap, WEFT_BUF_MIN);
+    check_frames(&q, 41);
+    /* A commit resets the count: a busy queue keeps its buffer. */
+    weft__rtxq_ack(&q, 41);
+    trims(&q, WEFT_BUF_QUIET - 1);
+    put_frame(&q, 42, 100);
+    weft__rtxq_ack(&q, 42);
+    trims(&q, WEFT_BUF_QUIET - 1);
+    assert_non_null(q.buf);
+    /* Never past max, even for one frame. */
+    assert_null(reserve(&q, q.max + 1));
+    weft__rtxq_free(&q);
+}
+
+/* Growing while the frames wrap lays them out again from 0, in seq order. */
+static void rtxq_grows_at_wrap(void **state)
+{
+    weft_rtxq q;
+
+    weft__rtxq_init(&q, 1 << 20);
+    for (uint64_t s = 0; s < 4; s++)
+        put_frame(&q, s, 1000); /* 0 .. 4000 of 4096 */
+    weft__rtxq_ack(&q, 1);
+    put_frame(&q, 4, 1000); /* does not fit at the end: at 0 */
+    assert_int_equal(weft__rtxq_at(&q, 2)->off, 0);
+    assert_int_equal(q.cap, WEFT_BUF_MIN);
+    put_frame(&q, 5, 1500); /* 1000 free between tail and head: grows */
+    assert_int_equal(q.cap, 2 * WEFT_BUF_MIN);
+    for (unsigned i = 0; i < q.n; i++)
+        assert_int_equal(weft__rtxq_at(&q, i)->off, i * 1000);
+    check_frames(&q, 2);
+    weft__rtxq_free(&q);
+}
+
+/* A quiet queue holding little shrinks, its frames in place and in order;
+ * one holding more than a quarter keeps its size. */
+static void rtxq_shrinks_with_frames(void **state)
+{
+    weft_rtxq q;
+    uint64_t s;
+
+    weft__rtxq_init(&q, 1 << 20);
+    for (s = 0; s < 64; s++)
+        put_frame(&q, s, 4000);
+    assert_int_equal(q.cap, 256 * 1024);
+    weft__rtxq_ack(&q, 59); /* 4 frames left, at the end of the buffer */
+    put_frame(&q, 64, 4000);
+    trims(&q, WEFT_BUF_QUIET);
+    assert_int_equal(q.cap, 64 * 1024); /* twice the 20,000 held, rounded up */
+    check_frames(&q, 60);
+    trims(&q, WEFT_BUF_QUIET);
+    assert_int_equal(q.cap, 64 * 1024);
+    put_frame(&q, 65, 4000);
+    check_frames(&q, 60);
+    weft__rtxq_free(&q);
+}
+
+/* Failed allocations: the queue is as it was, the caller hears
+ * WEFT_ENOMEM (not "full", which would make it wait for an ack), and the
+ * next try works. */
+static void rtxq_survives_failed_allocations(void **state)
+{
+    weft_rtxq q;
+    uint8_t *p = NULL;
+
+    weft__rtxq_init(&q, 1 << 20);
+    fail_next(0, 1); /* the entries */
+    assert_int_equal(weft__rtxq_reserve(&q, 100, &p), WEFT_ENOMEM);
+    assert_null(q.ent);
+    fail_next(1, 1); /* the bytes */
+    assert_int_equal(weft__rtxq_reserve(&q, 100, &p), WEFT_ENOMEM);
+    assert_null(q.buf);
+    assert_int_equal(q.n, 0);
+    put_frame(&q, 0, 3000);
+    put_frame(&q, 1, 1000);
+    fail_next(0, 1); /* the growth */
+    assert_int_equal(weft__rtxq_reserve(&q, 2000, &p), WEFT_ENOMEM);
+    assert_int_equal(q.cap, WEFT_BUF_MIN);
+    check_frames(&q, 0);
+    put_frame(&q, 2, 2000);
+    check_frames(&q, 0);
+    weft__rtxq_ack(&q, 1); /* 2,000 bytes held in 8 KiB */
+    fail_next(0, 1);
+    trims(&q, WEFT_BUF_QUIET);
+    assert_int_equal(q.cap, 2 * WEFT_BUF_MIN); /* the shrink failed: kept */
+    check_frames(&q, 2);
+    weft__rtxq_trim(&q);
+    assert_int_equal(q.cap, WEFT_BUF_MIN);
+    check_frames(&q, 2);
+    assert_int_equal(fail_allocs, 0);
     weft__rtxq_free(&q);
 }
 
@@ -186,6 +329,92 @@ static void reorder_compacts(void **state)
     weft__reorder_free(&r);
 }
 
+static int put_ooo(weft_reorder *r, uint64_t next, uint64_t seq, size_t len)
+{
+    static uint8_t frame[8192];
+
+    assert_true(len <= sizeof(frame));
+    memset(frame, (int)seq, len);
+    return weft__reorder_put(r, next, seq, (uint16_t)seq, frame, len);
+}
+
+static void check_ooo(weft_reorder *r, uint64_t seq, size_t len)
+{
+    const uint8_t *body;
+    uint16_t flags;
+    size_t got;
+
+    assert_true(weft__reorder_take(r, seq, &flags, &body, &got));
+    assert_int_equal(flags, (uint16_t)seq);
+    assert_int_equal(got, len);
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(body[i], (uint8_t)seq);
+}
+
+/* The buffer comes with the first early frame, grows when compacting is not
+ * enough, and goes once it is empty and quiet; frames held keep it. */
+static void reorder_grows_and_is_released(void **state)
+{
+    weft_reorder r;
+    uint64_t s;
+
+    weft__reorder_init(&r, 1 << 20);
+    weft__reorder_trim(&r);
+    assert_null(r.buf);
+    assert_false(weft__reorder_take(&r, 1, &(uint16_t){0}, &(const uint8_t *){NULL},
+                                    &(size_t){0}));
+    weft__reorder_release(&r, 1); /* nothing held: harmless */
+    assert_int_equal(put_ooo(&r, 0, 2, 1000), 0);
+    assert_non_null(r.slot);
+    assert_int_equal(r.cap, WEFT_BUF_MIN);
+    for (s = 3; s < 7; s++)
+        assert_int_equal(put_ooo(&r, 0, s, 1000), 0);
+    assert_int_equal(r.cap, 2 * WEFT_BUF_MIN);
+    assert_int_equal(put_ooo(&r, 0, 7, 8000), 0); /* more than one doubling */
+    assert_int_equal(r.cap, 4 * WEFT_BUF_MIN);
+    for (s = 2; s < 7; s++)
+        check_ooo(&r, s, 1000);
+    check_ooo(&r, 7, 8000);
+    for (int i = 0; i < 2 * WEFT_BUF_QUIET; i++)
+        weft__reorder_trim(&r);
+    assert_non_null(r.buf); /* frames held */
+    for (s = 2; s < 8; s++)
+        weft__reorder_release(&r, s);
+    assert_int_equal(r.n, 0);
+    weft__reorder_trim(&r);
+    assert_null(r.buf);
+    assert_null(r.slot);
+    assert_int_equal(put_ooo(&r, 10, 12, 100), 0);
+    check_ooo(&r, 12, 100);
+    weft__reorder_free(&r);
+}
+
+/* No memory for the first buffer: WEFT_ENOMEM (the circuit cannot reorder
+ * at all); none for growing: the frame is dropped like one that does not
+ * fit, and the frames held stay as they were. */
+static void reorder_survives_failed_allocations(void **state)
+{
+    weft_reorder r;
+
+    weft__reorder_init(&r, 1 << 20);
+    fail_next(0, 1);
+    assert_int_equal(put_ooo(&r, 0, 2, 100), WEFT_ENOMEM);
+    fail_next(1, 1);
+    assert_int_equal(put_ooo(&r, 0, 2, 100), WEFT_ENOMEM);
+    assert_null(r.slot);
+    assert_null(r.buf);
+    assert_int_equal(put_ooo(&r, 0, 2, 3000), 0);
+    fail_next(0, 1);
+    assert_int_equal(put_ooo(&r, 0, 3, 3000), WEFT_ENOBUFS);
+    assert_int_equal(r.n, 1);
+    check_ooo(&r, 2, 3000);
+    assert_int_equal(put_ooo(&r, 0, 3, 3000), 0);
+    check_ooo(&r, 2, 3000);
+    check_ooo(&r, 3, 3000);
+    assert_int_equal(fail_allocs, 0);
+    weft__reorder_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +423,12 @@ int main(void)
         cmocka_unit_test(rtxq_holds_a_window),
         cmocka_unit_test(reorder_hands_back_in_order),
         cmocka_unit_test(reorder_compacts),
+        cmocka_unit_test(rtxq_grows_and_is_released),
+        cmocka_unit_test(rtxq_grows_at_wrap),
+        cmocka_unit_test(rtxq_shrinks_with_frames),
+        cmocka_unit_test(rtxq_survives_failed_allocations),
+        cmocka_unit_test(reorder_grows_and_is_released),
+        cmocka_unit_test(reorder_survives_failed_allocations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
