@@ -431,8 +431,10 @@ static void link_on_close(pr_conn *c, int status)
     rt_link *l = pr_conn_data(c);
     rt_router *r = l->r;
 
-    if (l->state == RT_LINK_UP)
+    if (l->state == RT_LINK_UP) {
         pr_warn("link_down", "peer=%s status=%s", l->peer, weft_err_name(status));
+        change_state(l, RT_LINK_CLOSING); /* no new path may take it (rt_link_to) */
+    }
     drop_circuits(l, "the link to the next router closed");
     l->conn = NULL;
     l->paused = 0;
