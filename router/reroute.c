@@ -194,25 +194,70 @@ static void policy_end(rt_router *r, rt_circuit *c, const char *msg)
     rt_circuit_end_by(r, c, NULL, WEFT_EDENIED, msg);
 }
 
+/* With no leg left, the close still has to reach the egress router (and the
+ * host): LINK_REROUTE along p, a path the service may not use, then at once
+ * EDGE_CLOSE behind it; p carries nothing else of the circuit. */
+static void close_over(rt_router *r, rt_circuit *c, const rt_path *p, const char *msg)
+{
+    rt_link *l = rt_link_to(r, p->hop[1]);
+    char ps[PATH_STR_CAP];
+    size_t n;
+    pr_enc e;
+
+    if (l == NULL || rt_path_format(p, ps, sizeof(ps)) < 0)
+        return;
+    pr_enc_init(&e, r->txbuf, PR_FRAME_MAX, PR_LINK_REROUTE, 0);
+    pr_enc_u64(&e, PR_H_CIRCUIT, c->id);
+    pr_enc_str(&e, PR_H_PATH, ps);
+    pr_enc_u32(&e, PR_H_HOP, 1);
+    pr_enc_str(&e, PR_H_MULTIPATH, rt_mp_name(c->mode));
+    pr_enc_u32(&e, PR_H_REROUTE, 0);
+    if (pr_enc_finish(&e, NULL, 0, &n) < 0 || rt_link_send(l, r->txbuf, n) < 0)
+        return;
+    pr_enc_init(&e, r->txbuf, PR_FRAME_MAX, PR_EDGE_CLOSE, 0);
+    pr_enc_u64(&e, PR_H_CIRCUIT, c->id);
+    pr_enc_u32(&e, PR_H_ERR, (uint32_t)-WEFT_EDENIED);
+    pr_enc_str(&e, PR_H_ERR_MSG, msg);
+    if (pr_enc_finish(&e, NULL, 0, &n) == 0 && rt_link_send(l, r->txbuf, n) == 0)
+        pr_info("circuit_policy_close_sent", "circuit=%016llx path=%s", (unsigned long long)c->id,
+                ps);
+}
+
 #define RT_SVC_NO_PATH "no allowed path to the far router is left; circuit closed, dial again"
 
-/* No path is left for c: when some path would be but a service-router policy
- * rules each out, the circuit ends with EDENIED naming it, else with ERESET. */
-static void no_path_end(rt_router *r, rt_circuit *c, const char *why)
+/* When the paths left to router far all cross a router the service may not
+ * use, c ends with EDENIED naming the policy (1), at both edges. */
+static int policy_no_path(rt_router *r, rt_circuit *c, const char *far)
 {
     static rt_path_edge edges[RT_MESH_EDGES_MAX];
     const rt_map_service *svc = rt_circuit_service(r, c);
     size_t ne = rt_mesh_edges(r, edges, RT_MESH_EDGES_MAX);
     const char *bad;
     char msg[384];
-    rt_path p;
+    rt_path p, q;
 
-    if (svc && svc->routers_set && rt_path_compute(edges, ne, r->id->id, c->egress, &p) == 0 &&
-        (bad = rt_mesh_path_refused(r, svc, &p)) != NULL) {
-        rt_mesh_refusal(r, svc, bad, RT_SVC_NO_PATH, msg, sizeof(msg));
-        policy_end(r, c, msg);
+    if (svc == NULL || !svc->routers_set ||
+        rt_path_compute(edges, ne, r->id->id, far, &p) < 0 ||
+        (bad = rt_mesh_path_refused(r, svc, &p)) == NULL)
+        return 0;
+    ne = rt_mesh_svc_edges(r, svc, edges, ne);
+    if (rt_path_compute(edges, ne, r->id->id, far, &q) == 0)
+        return 0;
+    rt_mesh_refusal(r, svc, bad, RT_SVC_NO_PATH, msg, sizeof(msg));
+    if (rt_circuit_nlegs(c) == 0)
+        close_over(r, c, &p, msg);
+    policy_end(r, c, msg);
+    return 1;
+}
+
+/* No path is left for c: EDENIED when a service-router policy rules out
+ * those there are, else ERESET. */
+static void no_path_end(rt_router *r, rt_circuit *c, const char *why)
+{
+    char msg[256];
+
+    if (policy_no_path(r, c, c->egress))
         return;
-    }
     snprintf(msg, sizeof(msg), "no surviving path to router %s (%s); circuit closed, dial again",
              c->egress, why);
     rt_circuit_end_by(r, c, NULL, WEFT_ERESET, msg);
