@@ -1,6 +1,8 @@
-/* TLS 1.3 over libuv: OpenSSL drives the protocol through two memory BIOs
- * (rbio: ciphertext read from the socket; wbio: ciphertext to send) and libuv
- * moves the bytes. See docs/transport.md for the lifecycle and watermarks. */
+/* TLS 1.3 over libuv: OpenSSL drives the protocol through one BIO of ours
+ * that reads ciphertext straight from the buffer libuv read it into and writes
+ * ciphertext straight into the buffers handed to uv_write (no memory BIO, so
+ * no copies in and out of one); libuv moves the bytes. See docs/transport.md
+ * for the lifecycle and watermarks. */
 #include "proto/tls.h"
 
 #include <arpa/inet.h>
@@ -8,6 +10,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,8 +74,7 @@ struct pr_conn {
     uv_shutdown_t shutdown_req;
     pr_tls_ctx *ctx;
     SSL *ssl;
-    BIO *rbio;
-    BIO *wbio;
+    BIO *bio;          /* ours: reads from in, writes into wcur (conn_bio_*) */
     pr_conn_cbs cbs;
     void *data;
     enum conn_state state;
@@ -91,10 +93,14 @@ struct pr_conn {
     size_t pending_cap;
     struct wbuf *free_bufs;
     int free_count;
+    struct wbuf *wcur;   /* ciphertext being gathered for the next uv_write */
+    int wfail;           /* a uv_write the BIO started failed: its error */
+    size_t in_off, in_len; /* unread ciphertext is in[in_off, in_len) */
     X509 *peer_cert;
     char *peer_uri;
     char peer_addr[64];
-    uint8_t rbuf[READ_BUF_SIZE];
+    uint8_t rbuf[READ_BUF_SIZE]; /* plaintext out of SSL_read */
+    uint8_t in[READ_BUF_SIZE];   /* ciphertext from the socket */
 };
 
 static void start_close(pr_conn *c);
@@ -238,6 +244,11 @@ static int setup_ctx(pr_tls_ctx *ctx, const pr_tls_cfg *cfg)
 
     if (SSL_CTX_set_min_proto_version(s, TLS1_3_VERSION) != 1 ||
         SSL_CTX_set_max_proto_version(s, TLS1_3_VERSION) != 1)
+        return WEFT_ETLS;
+    /* AES-128-GCM first: TLS 1.3's mandatory suite, 128-bit secure, and ~20 %
+     * cheaper per byte than AES-256-GCM on every hop (docs/transport.md). */
+    if (SSL_CTX_set_ciphersuites(s, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                    "TLS_CHACHA20_POLY1305_SHA256") != 1)
         return WEFT_ETLS;
     SSL_CTX_set_mode(s, SSL_MODE_RELEASE_BUFFERS);
     if (cfg->server) {
@@ -493,32 +504,131 @@ static void write_cb(uv_write_t *req, int status)
     maybe_drain(c);
 }
 
-/* Moves all ciphertext OpenSSL produced to the socket, in chunks of up to
- * WBUF_CAP so that many small records go out in one write. */
+/* Hands the write buffer being filled to libuv. */
+static int submit(pr_conn *c)
+{
+    struct wbuf *w = c->wcur;
+    uv_buf_t b;
+    int r;
+
+    if (!w || w->len == 0)
+        return 0;
+    c->wcur = NULL;
+    b = uv_buf_init((char *)w->data, (unsigned)w->len);
+    if ((r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb)) < 0) {
+        wbuf_put(c, w);
+        return map_uv(r);
+    }
+    c->queued += w->len;
+    return 0;
+}
+
+/* Sends the ciphertext OpenSSL produced (the BIO gathers it in write buffers
+ * of up to WBUF_CAP, so that many small records go out in one write). */
 static int flush_out(pr_conn *c)
 {
-    while (BIO_ctrl_pending(c->wbio) > 0) {
-        struct wbuf *w = wbuf_get(c);
-        uv_buf_t b;
-        int n, r;
+    int ret = submit(c);
 
-        if (!w)
-            return WEFT_ENOMEM;
-        n = BIO_read(c->wbio, w->data, WBUF_CAP);
-        if (n <= 0) {
-            wbuf_put(c, w);
-            return WEFT_ETLS;
+    if (ret == 0 && c->wfail < 0)
+        ret = c->wfail;
+    return ret;
+}
+
+/* ---- the connection's BIO ---- */
+
+static int bio_write(BIO *b, const char *data, size_t len, size_t *written)
+{
+    pr_conn *c = BIO_get_data(b);
+    size_t done = 0;
+
+    BIO_clear_retry_flags(b);
+    while (done < len) {
+        size_t n;
+
+        if (!c->wcur && (c->wcur = wbuf_get(c)) == NULL)
+            return 0;
+        n = WBUF_CAP - c->wcur->len;
+        if (n > len - done)
+            n = len - done;
+        memcpy(c->wcur->data + c->wcur->len, data + done, n);
+        c->wcur->len += n;
+        done += n;
+        if (c->wcur->len == WBUF_CAP) {
+            int ret = submit(c);
+
+            if (ret < 0) {
+                c->wfail = ret;
+                return 0;
+            }
         }
-        w->len = (size_t)n;
-        b = uv_buf_init((char *)w->data, (unsigned)n);
-        r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
-        if (r < 0) {
-            wbuf_put(c, w);
-            return map_uv(r);
-        }
-        c->queued += (size_t)n;
     }
-    return 0;
+    *written = done;
+    return 1;
+}
+
+static int bio_read(BIO *b, char *out, size_t len, size_t *readbytes)
+{
+    pr_conn *c = BIO_get_data(b);
+    size_t n = c->in_len - c->in_off;
+
+    BIO_clear_retry_flags(b);
+    if (n == 0) {
+        BIO_set_retry_read(b); /* wait for more, not the end of the stream */
+        return 0;
+    }
+    if (n > len)
+        n = len;
+    memcpy(out, c->in + c->in_off, n);
+    c->in_off += n;
+    if (c->in_off == c->in_len)
+        c->in_off = c->in_len = 0;
+    *readbytes = n;
+    return 1;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    pr_conn *c = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_PENDING:
+        return (long)(c->in_len - c->in_off);
+    case BIO_CTRL_WPENDING:
+        return c->wcur ? (long)c->wcur->len : 0;
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static BIO_METHOD *bio_method;
+
+static void bio_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "weft conn");
+
+    if (m && BIO_meth_set_write_ex(m, bio_write) == 1 && BIO_meth_set_read_ex(m, bio_read) == 1 &&
+        BIO_meth_set_ctrl(m, bio_ctrl) == 1) {
+        bio_method = m;
+        return;
+    }
+    BIO_meth_free(m);
+}
+
+static BIO *bio_new(pr_conn *c)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    BIO *b;
+
+    pthread_once(&once, bio_method_init);
+    if (!bio_method || (b = BIO_new(bio_method)) == NULL)
+        return NULL;
+    BIO_set_data(b, c);
+    BIO_set_init(b, 1);
+    return b;
 }
 
 /* Encrypts in slices that fit one write buffer, flushing after each, so that
@@ -530,10 +640,10 @@ static int encrypt(pr_conn *c, const void *data, size_t len)
         int n = SSL_write(c->ssl, data, chunk);
         int ret;
 
-        /* A memory BIO never refuses bytes, so SSL_write completes or fails. */
+        /* Our BIO never asks to retry, so SSL_write completes or fails. */
         if (n <= 0) {
             ERR_clear_error();
-            return WEFT_ETLS;
+            return c->wfail < 0 ? c->wfail : WEFT_ETLS;
         }
         if ((ret = flush_out(c)) < 0)
             return ret;
@@ -622,7 +732,8 @@ static void free_conn(pr_conn *c)
         c->free_bufs = w->next;
         free(w);
     }
-    SSL_free(c->ssl); /* frees both BIOs */
+    free(c->wcur);
+    SSL_free(c->ssl); /* frees the BIO */
     X509_free(c->peer_cert);
     free(c->peer_uri);
     free(c->pending);
@@ -871,11 +982,20 @@ static void drive(pr_conn *c)
         deliver(c);
 }
 
+/* Reads go after the ciphertext OpenSSL has not taken yet. It takes all of
+ * it before the next read whenever the connection is read from (handshake, or
+ * open and reading), so in[] does not fill up. */
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     pr_conn *c = h->data;
 
-    *buf = uv_buf_init((char *)c->rbuf, sizeof(c->rbuf));
+    (void)hint;
+    if (c->in_off > 0) {
+        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+        c->in_len -= c->in_off;
+        c->in_off = 0;
+    }
+    *buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(sizeof(c->in) - c->in_len));
 }
 
 static int eof_status(const pr_conn *c, ssize_t nread)
@@ -899,11 +1019,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->got_bytes = 1;
-    /* The ciphertext is copied into the BIO, which frees rbuf for plaintext. */
-    if (BIO_write(c->rbio, buf->base, (int)nread) != (int)nread) {
-        fail(c, WEFT_ENOMEM);
-        return;
-    }
+    c->in_len += (size_t)nread; /* alloc_cb gave the room after the unread bytes */
     drive(c);
 }
 
@@ -937,7 +1053,7 @@ void pr_conn_read_start(pr_conn *c)
     }
     /* Records already decrypted or received stay in OpenSSL: deliver them
      * from the loop, not from inside this call. */
-    if (SSL_pending(c->ssl) > 0 || BIO_ctrl_pending(c->rbio) > 0)
+    if (SSL_pending(c->ssl) > 0 || c->in_len > c->in_off)
         uv_idle_start(&c->resume, resume_cb);
 }
 
@@ -963,16 +1079,12 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t cap)
 static int new_ssl(pr_conn *c)
 {
     c->ssl = SSL_new(c->ctx->ssl);
-    c->rbio = BIO_new(BIO_s_mem());
-    c->wbio = BIO_new(BIO_s_mem());
-    if (!c->ssl || !c->rbio || !c->wbio) {
-        BIO_free(c->rbio);
-        BIO_free(c->wbio);
+    c->bio = bio_new(c);
+    if (!c->ssl || !c->bio) {
+        BIO_free(c->bio);
         return WEFT_ENOMEM;
     }
-    /* An empty read BIO means "wait for more", not end of stream. */
-    BIO_set_mem_eof_return(c->rbio, -1);
-    SSL_set_bio(c->ssl, c->rbio, c->wbio);
+    SSL_set_bio(c->ssl, c->bio, c->bio); /* one BIO both ways: one reference */
     SSL_set_app_data(c->ssl, c);
     SSL_set_info_callback(c->ssl, info_cb);
     return 0;
