@@ -99,7 +99,8 @@ struct pr_conn {
     X509 *peer_cert;
     char *peer_uri;
     char peer_addr[64];
-    uint8_t rbuf[READ_BUF_SIZE]; /* plaintext out of SSL_read */
+    /* Plaintext out of SSL_read, which returns at most one record. */
+    uint8_t rbuf[SSL3_RT_MAX_PLAIN_LENGTH];
     uint8_t in[READ_BUF_SIZE];   /* ciphertext from the socket */
 };
 
