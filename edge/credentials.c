@@ -232,7 +232,7 @@ static int factory_run(const factory_opts *o, const char *cert, const char *key)
     pr_idfile id = {0};
     pr_factory_req req = {.controller = o->controller, .ca_fp = o->fp, .cert_pem = cert,
                           .key_pem = key, .imei = o->imei, .iccid = o->iccid,
-                          .timeout_ms = o->timeout_ms};
+                          .timeout_ms = o->timeout_ms, .busy = {.on_busy = edge_enroll_busy}};
     int rc = pr_enroll_factory(&req, &id, err, sizeof(err));
 
     if (rc < 0)

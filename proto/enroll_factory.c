@@ -125,6 +125,7 @@ static int post(const pr_factory_req *req, const char *ca, const char *fp, pr_id
                 char *err, size_t cap)
 {
     pr_httpc_cfg cfg = {.ca_pem = ca, .timeout_ms = req->timeout_ms};
+    pr_http_req hr;
     pr_http_resp r = {0};
     char *key = NULL, *csr = NULL, *sig = NULL, *body = NULL;
     int rc;
@@ -135,11 +136,17 @@ static int post(const pr_factory_req *req, const char *ca, const char *fp, pr_id
         pr_errf(err, cap, rc, "cannot sign with the factory key: check --key is the key of --cert");
         goto out;
     }
-    if ((rc = build_body(req, csr, sig, &body)) < 0 ||
-        (rc = pr_https_request(req->controller, &cfg, "POST", "/v1/enroll/factory", body,
-                               strlen(body), "application/json", &r, err, cap)) < 0)
+    if ((rc = build_body(req, csr, sig, &body)) < 0)
         goto out;
-    if (r.status != 200)
+    hr = (pr_http_req){"POST", "/v1/enroll/factory", body, strlen(body), "application/json"};
+    if ((rc = pr_https_request_busy(req->controller, &cfg, &req->busy, &hr, &r, err, cap)) < 0)
+        goto out;
+    if (r.status == 429)
+        rc = pr_errf(err, cap, WEFT_EBUSY,
+                     "%s is still busy admitting enrolments (HTTP 429); nothing was spent: "
+                     "run the enrolment again later",
+                     req->controller);
+    else if (r.status != 200)
         rc = refused(&r, err, cap);
     else if ((rc = fill(&r, ca, &key, out)) < 0)
         pr_errf(err, cap, rc, "the controller's answer is not a certificate for our key; retry");

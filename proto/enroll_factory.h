@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 
+#include "proto/httpc.h"
 #include "proto/idfile.h"
 
 typedef struct {
@@ -19,6 +20,7 @@ typedef struct {
     const char *key_pem;    /* its private key */
     const char *imei, *iccid;
     int timeout_ms;
+    pr_httpc_busy busy; /* a 429 (admission control) is waited out and asked again */
 } pr_factory_req;
 
 int pr_enroll_factory(const pr_factory_req *req, pr_idfile *out, char *err, size_t errcap);

@@ -163,6 +163,20 @@ jlen() {
 
 is_json() { printf '%s' "$1" | python3 -m json.tool >/dev/null 2>&1; }
 
+# json_set_ints FILE KEY=N...: sets integer keys at the top of a JSON file
+# (a controller.json or router.json before the process starts).
+json_set_ints() {
+    python3 - "$@" <<'EOF'
+import json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+for kv in sys.argv[2:]:
+    k, v = kv.split("=", 1)
+    d[k] = int(v)
+json.dump(d, open(p, "w"), indent=2)
+EOF
+}
+
 # idfile_split FILE DIR: writes DIR/cert.pem, DIR/key.pem, DIR/ca.pem from an identity file.
 idfile_split() {
     mkdir -p "$2" && python3 - "$1" "$2" <<'EOF'
