@@ -108,6 +108,24 @@ dp_policy() {
     [ "$T_RC" == 0 ] || t_bail "policy create $1 failed: $T_ERR"
 }
 
+# dp_telemetry: a service "telemetry" hosted by edge host1 (an echo server
+# behind it) that #fleet may dial, and a behaviour policy watching #fleet
+# (anomaly detection: log, alert, remove; docs/policies.md).
+dp_telemetry() {
+    local port host
+    port=$(dp_port); host=$(dp_port)
+    dp_enrol host1 hosts
+    dp_service telemetry telemetry "tcp:127.0.0.1:$host" "tcp:127.0.0.1:$port"
+    dp_policy fleet-dial dial '#fleet' '#telemetry'
+    dp_policy host-bind bind '#hosts' '#telemetry'
+    weft policy create fleet-watch --type behaviour --identities '#fleet' --action log,alert,remove
+    [ "$T_RC" == 0 ] || t_bail "behaviour policy fleet-watch failed: $T_ERR"
+    bg echo "$DP_BLAST" echo "$port"
+    dp_edge host1
+    dp_wait_log "$T_TMP/logs/edge-host1.log" "event=edge_bound service=telemetry( |$)" 30 ||
+        t_bail "the hosting edge did not bind telemetry"
+}
+
 # dp_edge NAME: runs weft-edge for identity NAME (log: edge-NAME.log); sets BG_PID.
 dp_edge() {
     bg "edge-$1" "$WEFT_EDGE" run --identity "$T_TMP/$1.json" --log-level debug

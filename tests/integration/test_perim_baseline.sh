@@ -48,17 +48,7 @@ assert_cond "r2, started later, reads them from its full map" dp_wait_log \
     "$T_TMP/logs/router-r2.log" "event=anomaly source=map window_s=4 learn=3" 30
 
 # ---- the fabric: a telemetry service hosted behind r1, devices in a fleet
-ECHO=$(dp_port); ECHO_I=$(dp_port)
-dp_enrol host1 hosts
-dp_service telemetry telemetry "tcp:127.0.0.1:$ECHO_I" "tcp:127.0.0.1:$ECHO"
-dp_policy fleet-dial dial '#fleet' '#telemetry'
-dp_policy host-bind bind '#hosts' '#telemetry'
-weft policy create fleet-watch --type behaviour --identities '#fleet' --action log,alert,remove
-assert_rc 0 "a behaviour policy watching the fleet (anomaly: log, alert, remove)"
-bg echo "$DP_BLAST" echo "$ECHO"
-dp_edge host1
-assert_cond "hosting edge bound telemetry" dp_wait_log "$T_TMP/logs/edge-host1.log" \
-    "event=edge_bound service=telemetry( |$)" 30
+dp_telemetry
 weft identity create dev1 --role fleet --tz Nowhere/Atlantis --out "$T_TMP/x.jwt"
 assert_rc 1 "an unknown time zone is refused"
 assert_match "'tz' must be a zone" "$T_ERR" "the refusal says what a zone is"
@@ -137,25 +127,23 @@ quarantined_in() { # quarantined_in NAME T0 SECONDS: prints the time, or nothing
         sleep 0.1
     done
 }
+flagged() { # flagged NAME TOKEN ROUTER WHERE: its flood quarantines it within LIMIT s
+    local t0 det
+    t0=$(date +%s.%N)
+    flood "$1" "$2" "$3"
+    det=$(quarantined_in "$1" "$t0" 20)
+    t_diag "$4: $1 quarantined ${det:-never} s after its flood began"
+    assert_cond "$4 flags $1's flood without learning it again (${det:-never} s < $LIMIT s)" \
+        python3 -c "import sys; sys.exit(0 if '$det' and float('${det:-99}') < $LIMIT else 1)"
+}
 stop_pid "$DP_ROUTER_PID"
 bg router-r1b "$WEFT_ROUTER" run --dir "$T_TMP/r1"
 DP_ROUTER_PID=$BG_PID
 dp_wait_port "${R1_EDGE##*:}" 30 || t_bail "r1 not listening after its restart"
 assert_cond "restarted r1 has its map" dp_wait_log "$T_TMP/logs/router-r1b.log" \
     "event=map_applied" 30
-t0=$(date +%s.%N)
-flood dev1 "$T_TMP/dev1.new" "$R1_EDGE"
-det1=$(quarantined_in dev1 "$t0" 20)
-t_diag "restarted r1: dev1 quarantined ${det1:-never} s after its flood began"
-assert_cond "restarted r1 flags dev1's flood without learning again (${det1:-never} s < $LIMIT s)" \
-    python3 -c "import sys; sys.exit(0 if '$det1' and float('${det1:-99}') < $LIMIT else 1)"
-
-t0=$(date +%s.%N)
-flood dev2 "$T_TMP/dev2.new" "$R2_EDGE"
-det2=$(quarantined_in dev2 "$t0" 20)
-t_diag "r2 (never saw dev2): dev2 quarantined ${det2:-never} s after its flood began"
-assert_cond "r2 flags dev2's flood from the baseline learnt at r1 (${det2:-never} s < $LIMIT s)" \
-    python3 -c "import sys; sys.exit(0 if '$det2' and float('${det2:-99}') < $LIMIT else 1)"
+flagged dev1 "$T_TMP/dev1.new" "$R1_EDGE" "restarted r1"
+flagged dev2 "$T_TMP/dev2.new" "$R2_EDGE" "r2 (where dev2 never was)"
 
 # A token from before the baseline was learnt: r2 has nothing to judge by.
 t0=$(date +%s.%N)

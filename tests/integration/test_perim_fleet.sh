@@ -11,17 +11,7 @@ need_bins "$WEFT_CONTROLLER_BIN" "$WEFT" "$WEFT_EDGE" "$WEFT_ROUTER" "$DP_BLAST"
 N=${WEFT_FLEET_N:-50}
 BAD=7
 dp_fabric fleet
-ECHO=$(dp_port); ECHO_I=$(dp_port)
-dp_enrol host1 hosts
-dp_service telemetry telemetry "tcp:127.0.0.1:$ECHO_I" "tcp:127.0.0.1:$ECHO"
-dp_policy fleet-dial dial '#fleet' '#telemetry'
-dp_policy host-bind bind '#hosts' '#telemetry'
-weft policy create fleet-watch --type behaviour --identities '#fleet' --action log,alert,remove
-assert_rc 0 "a behaviour policy watching the fleet (anomaly: log, alert, remove)"
-bg echo "$DP_BLAST" echo "$ECHO"
-dp_edge host1
-assert_cond "hosting edge bound telemetry" dp_wait_log "$T_TMP/logs/edge-host1.log" \
-    "event=edge_bound service=telemetry( |$)" 30
+dp_telemetry
 
 for i in $(seq 1 "$N"); do
     dp_enrol "dev$i" fleet
