@@ -74,6 +74,22 @@ void edge_service_unref(edge_service *s)
     free(s);
 }
 
+const char *edge_dial_hint(int status)
+{
+    switch (status) {
+    case WEFT_ENOPOLICY:
+        return "no dial policy for this identity";
+    case WEFT_EDENIED:
+        return "a policy refused it (msg says which); with no router left the edge waits for "
+               "new session data";
+    case WEFT_EBINDING:
+    case WEFT_EDISABLED:
+        return "the controller refused this identity (msg says why); an administrator must act";
+    default:
+        return "is the service hosted and its router up?";
+    }
+}
+
 static edge_service *service_find(edge_agent *a, const char *name)
 {
     edge_service *s;

@@ -120,6 +120,8 @@ void edge_svcs_watch(edge_agent *a);
 /* agent.c: new services (takes svcs). */
 void edge_services_update(edge_agent *a, edge_svc *svcs, size_t n);
 void edge_service_unref(edge_service *s);
+/* What to tell the operator about a failed dial (pipe_tcp.c, flow_udp.c). */
+const char *edge_dial_hint(int status);
 
 /* pipe_tcp.c: a local TCP connection spliced to a circuit. */
 enum edge_side { EDGE_SIDE_INTERCEPT = 1, EDGE_SIDE_HOST };

@@ -248,8 +248,9 @@ static void on_dialled(weft_conn *conn, int status, void *data)
     edge_flow *f = data;
 
     if (status < 0 && status != WEFT_ECANCELED)
-        pr_warn("edge_dial_failed", "service=%s client=%s proto=udp err=%s", f->service, f->local,
-                weft_err_name(status));
+        pr_warn("edge_dial_failed", "service=%s client=%s proto=udp err=%s msg=%s hint=%s",
+                f->service, f->local, weft_err_name(status),
+                pr_log_q(weft_last_error_msg(f->a->ctx)), pr_log_q(edge_dial_hint(status)));
     if (status == 0 && f->state == FS_DIALING) {
         f->conn = conn;
         f->conn_open = 1;

@@ -371,8 +371,7 @@ static void on_dialled(weft_conn *conn, int status, void *data)
     if (status < 0 && status != WEFT_ECANCELED) {
         pr_warn("edge_dial_failed", "service=%s client=%s err=%s msg=%s hint=%s", p->service,
                 p->local, weft_err_name(status), pr_log_q(weft_last_error_msg(p->a->ctx)),
-                pr_log_q(status == WEFT_ENOPOLICY ? "no dial policy for this identity"
-                                                  : "is the service hosted and its router up?"));
+                pr_log_q(edge_dial_hint(status)));
     }
     if (status < 0) {
         p->result = "dial_failed";

@@ -659,11 +659,10 @@ static void dial_fail(weft_conn *c, int err)
     ctx->last_err[0] = '\0'; /* the reason belongs to this callback only */
 }
 
-static int dial_send(weft_conn *c)
+static int dial_send(weft_conn *c, weft_rsess *s)
 {
     weft_ctx *ctx = c->ctx;
     const weft_svc *svc = weft__sessdata_find(&ctx->sd, c->service);
-    weft_rsess *s = weft__rsess_best(ctx);
     uint8_t sig[WEFT_E2E_SIG_MAX];
     weft_dial_msg d = {0};
     size_t len;
@@ -686,15 +685,23 @@ static int dial_send(weft_conn *c)
     return 0;
 }
 
+/* Each waiting dial goes on the nearest session whose router may carry it
+ * (avoid.c), or fails when no router may. */
 void weft__dials_send(weft_ctx *ctx)
 {
     weft_conn *c, *next;
+    weft_rsess *s;
     int r;
 
-    for (c = ctx->conns; c && weft__rsess_best(ctx) && ctx->have_sd; c = next) {
+    for (c = ctx->conns; c; c = next) {
         next = c->next;
-        if (c->state == CS_DIAL_WAIT && (r = dial_send(c)) < 0) {
-            pr_warn("edge_dial_failed", "service=%s err=%s", c->service, weft_err_name(r));
+        if (c->state != CS_DIAL_WAIT)
+            continue;
+        if ((r = weft__dial_route(ctx, c, &s)) == 0 && s != NULL)
+            r = dial_send(c, s);
+        if (r < 0) {
+            pr_warn("edge_dial_failed", "service=%s err=%s msg=%s", c->service, weft_err_name(r),
+                    pr_log_q(ctx->last_err));
             dial_fail(c, r);
         }
     }
@@ -746,6 +753,11 @@ void weft__dial_answer(weft_conn *c, const weft_msg *m)
     weft_ctx *ctx = c->ctx;
     int r;
 
+    if (m->type != PR_EDGE_DIAL_OK && weft__dial_refused(c, m)) {
+        change_state(c, CS_DIAL_WAIT); /* another router may carry it */
+        c->sess = NULL;
+        return weft__dials_send(ctx);
+    }
     if (m->type != PR_EDGE_DIAL_OK) {
         r = m->err ? m->err : WEFT_EREFUSED;
         pr_warn("edge_dial_refused", "service=%s err=%s msg=%s", c->service, weft_err_name(r),
@@ -1032,6 +1044,20 @@ static void open_tick(weft_conn *c, uint64_t now)
     c->rto_ms = c->rto_ms * 2 > WEFT_RTO_MAX_MS ? WEFT_RTO_MAX_MS : c->rto_ms * 2;
 }
 
+/* A dial a router policy refused once ends with that refusal, not a timeout. */
+static void dial_expired(weft_conn *c)
+{
+    if (c->refused) {
+        weft__no_router_msg(c->ctx, c->service);
+        pr_warn("edge_dial_failed", "service=%s err=EDENIED msg=%s", c->service,
+                pr_log_q(c->ctx->last_err));
+        return dial_fail(c, WEFT_EDENIED);
+    }
+    pr_warn("edge_dial_timeout", "service=%s hint=%s", c->service,
+            pr_log_q("no answer from the router; check it and the service's host"));
+    dial_fail(c, WEFT_ETIMEDOUT);
+}
+
 void weft__conns_tick(weft_ctx *ctx, uint64_t now)
 {
     weft_conn *c, *next;
@@ -1047,11 +1073,8 @@ void weft__conns_tick(weft_ctx *ctx, uint64_t now)
                     pr_log_q("the hosting application did not answer in 10 s"));
             weft_reject(c, WEFT_ETIMEDOUT, "the hosting application did not answer in 10 s");
         }
-        if ((c->state == CS_DIAL_WAIT || c->state == CS_DIALING) && c->deadline <= now) {
-            pr_warn("edge_dial_timeout", "service=%s hint=%s", c->service,
-                    pr_log_q("no answer from the router; check it and the service's host"));
-            dial_fail(c, WEFT_ETIMEDOUT);
-        }
+        if ((c->state == CS_DIAL_WAIT || c->state == CS_DIALING) && c->deadline <= now)
+            dial_expired(c);
     }
 }
 

@@ -1,6 +1,7 @@
 /* The weft_ctx: identity, session data from the controller (fetched on a
  * worker thread, refreshed before tokens expire), listeners, request
  * timeouts, deferred callbacks and teardown. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ typedef struct {
     pr_httpc_cfg cfg;
     pr_http_resp resp;
     int rc;
+    char path[512]; /* /v1/edge/session with the hardware ids: 63 bytes each, encoded */
     char err[256];
 } fetch_job;
 
@@ -129,6 +131,10 @@ void weft__bind_answer(weft_ctx *ctx, weft_listener *l, const weft_msg *m)
     int r = m->err ? m->err : WEFT_EREFUSED, slot = listener_slot(l, m->req_id);
 
     l->req_id[slot] = 0;
+    if (m->type != PR_EDGE_BIND_OK && weft__refusal_kind(m) == WEFT_REFUSAL_ROUTER) {
+        weft__rsess_refused(&ctx->sess[slot], m); /* bound again at the next router */
+        return;
+    }
     if (m->type != PR_EDGE_BIND_OK) {
         pr_error("edge_bind_refused", "service=%s err=%s msg=%s hint=%s", l->service,
                  weft_err_name(r), pr_log_q(m->err_msg),
@@ -202,9 +208,11 @@ static void listeners_tick(weft_ctx *ctx, uint64_t now)
         next = l->next;
         if (l->ever_bound || l->deadline > now)
             continue;
-        pr_warn("edge_bind_timeout", "service=%s hint=%s", l->service,
-                pr_log_q("no answer from the router; is the router reachable?"));
-        listener_lost(ctx, l, WEFT_ETIMEDOUT);
+        pr_warn("edge_bind_timeout", "service=%s err=%s hint=%s", l->service,
+                weft_err_name(ctx->sd_err ? ctx->sd_err : WEFT_ETIMEDOUT),
+                pr_log_q(ctx->sd_err ? ctx->sd_err_msg
+                                     : "no answer from the router; is the router reachable?"));
+        listener_lost(ctx, l, ctx->sd_err ? ctx->sd_err : WEFT_ETIMEDOUT);
     }
 }
 
@@ -341,6 +349,8 @@ static void sessdata_use(weft_ctx *ctx, weft_sessdata *sd)
     weft__sessdata_free(&ctx->sd);
     ctx->sd = *sd;
     ctx->have_sd = 1;
+    ctx->sd_err = 0;
+    ctx->told_no_router = 0;
     next = weft__sessdata_next_refresh(&ctx->sd, (int64_t)time(NULL), ctx->refresh_s);
     pr_info("edge_session_data", "services=%zu routers=%zu next_refresh_s=%u", ctx->sd.nsvcs,
             ctx->sd.nrouters, next);
@@ -349,6 +359,37 @@ static void sessdata_use(weft_ctx *ctx, weft_sessdata *sd)
     weft__rsess_start(ctx);
     weft__session_up(ctx, NULL); /* dials and binds that waited for tokens */
     services_changed(ctx);
+}
+
+/* 403: the controller will not serve this identity until an administrator
+ * acts (disabled, or hardware ids that are not the bound ones): said once
+ * clearly, kept for the dials and listeners waiting, asked again in a minute. */
+static int fetch_denied(weft_ctx *ctx, const pr_http_resp *resp)
+{
+    json_t *root = json_loadb(resp->body ? resp->body : "", resp->body_len, 0, NULL);
+    json_t *e = json_object_get(root, "error");
+    const char *code = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    int binding = code != NULL && strcmp(code, "binding_mismatch") == 0;
+
+    ctx->sd_err = binding ? WEFT_EBINDING : WEFT_EDISABLED;
+    snprintf(ctx->sd_err_msg, sizeof(ctx->sd_err_msg),
+             "the controller refused the session data: %s (%s, HTTP 403)",
+             msg ? msg : "no reason given", code ? code : "forbidden");
+    if (binding)
+        pr_error("edge_binding_mismatch", "imei=%s iccid=%s msg=%s retry_s=%u hint=%s",
+                 ctx->imei[0] ? ctx->imei : "-", ctx->iccid[0] ? ctx->iccid : "-",
+                 pr_log_q(msg ? msg : ""), WEFT_DENIED_RETRY_MS / 1000,
+                 pr_log_q("the controller holds other hardware ids for this identity: check "
+                          "--imei/--iccid, or have an administrator run weft identity rebind"));
+    else
+        pr_error("edge_session_refused", "status=403 code=%s msg=%s retry_s=%u hint=%s",
+                 code ? code : "-", pr_log_q(msg ? msg : ""), WEFT_DENIED_RETRY_MS / 1000,
+                 pr_log_q("the identity is disabled or unknown; ask an administrator"));
+    json_decref(root);
+    ctx->fetch_backoff_ms = WEFT_DENIED_RETRY_MS;
+    ctx->fetch_not_before = weft__now(ctx) + WEFT_DENIED_RETRY_MS / 2;
+    return ctx->sd_err;
 }
 
 static int fetch_result(weft_ctx *ctx, fetch_job *j)
@@ -365,18 +406,19 @@ static int fetch_result(weft_ctx *ctx, fetch_job *j)
     if (j->resp.status == 429) {
         /* No Retry-After: a second, the least the controller ever asks. */
         ctx->fetch_hint_ms = (j->resp.retry_after_s ? j->resp.retry_after_s : 1) * 1000u;
+        ctx->fetch_not_before = weft__now(ctx) + ctx->fetch_hint_ms;
         pr_warn("edge_controller_busy", "status=429 retry_ms=%u hint=%s",
                 (unsigned)ctx->fetch_hint_ms,
                 pr_log_q("admission refusal: the controller is busy; asking for session data "
                          "again after Retry-After"));
         return WEFT_EBUSY;
     }
+    if (j->resp.status == 403)
+        return fetch_denied(ctx, &j->resp);
     if (j->resp.status != 200) {
-        r = j->resp.status == 403 ? WEFT_EDISABLED : WEFT_EHTTP;
         pr_error("edge_session_refused", "status=%d hint=%s", j->resp.status,
-                 pr_log_q(r == WEFT_EDISABLED ? "the identity is disabled; ask an administrator"
-                                              : "the controller refused the session request"));
-        return r;
+                 pr_log_q("the controller refused the session request"));
+        return WEFT_EHTTP;
     }
     if ((r = weft__sessdata_parse(j->resp.body, j->resp.body_len, &sd, err, sizeof(err))) < 0) {
         pr_error("edge_session_bad", "err=%s why=%s", weft_err_name(r), pr_log_q(err));
@@ -393,22 +435,67 @@ static void fetch_work(uv_work_t *w)
     char url[300];
 
     snprintf(url, sizeof(url), "%s", j->ctx->id.controller);
-    j->rc = pr_https_request(url, &j->cfg, "GET", "/v1/edge/session", NULL, 0, NULL, &j->resp,
-                             j->err, sizeof(j->err));
+    j->rc = pr_https_request(url, &j->cfg, "GET", j->path, NULL, 0, NULL, &j->resp, j->err,
+                             sizeof(j->err));
+}
+
+/* The hardware ids EDGE_HELLO reports go with the request too, so that the
+ * controller checks the device binding (docs/policies.md "Device binding"). */
+static int session_path(const weft_ctx *ctx, char *path, size_t cap)
+{
+    int r = 0;
+
+    snprintf(path, cap, "/v1/edge/session");
+    if (ctx->imei[0] != '\0')
+        r = pr_http_query_add(path, cap, "imei", ctx->imei);
+    if (r == 0 && ctx->iccid[0] != '\0')
+        r = pr_http_query_add(path, cap, "iccid", ctx->iccid);
+    return r;
+}
+
+/* A failed fetch leaves the old session data: what waited for the new one
+ * (dials, sessions with no router) is decided with it. */
+static void fetch_failed(weft_ctx *ctx)
+{
+    fetch_retry(ctx);
+    if (ctx->have_sd)
+        weft__rsess_start(ctx);
+    weft__dials_send(ctx);
 }
 
 static void fetch_done(uv_work_t *w, int status)
 {
     fetch_job *j = w->data;
     weft_ctx *ctx = j->ctx;
+    int again = ctx->refetch;
 
     ctx->job = NULL;
+    ctx->refetch = 0;
+    ctx->urgent = again; /* a refusal heard meanwhile is answered by one more fetch */
     if (status == 0 && !ctx->freeing && fetch_result(ctx, j) < 0)
-        fetch_retry(ctx);
+        fetch_failed(ctx);
     pr_http_resp_free(&j->resp);
     free(j);
     identity_swap(ctx); /* a reload that waited for the fetch to let go of the old one */
+    if (again && !ctx->freeing)
+        weft__refresh_soon(ctx);
     weft__maybe_finish(ctx);
+}
+
+void weft__refresh_soon(weft_ctx *ctx)
+{
+    uint64_t now = weft__now(ctx), at = ctx->urgent_at ? ctx->urgent_at + WEFT_URGENT_MS : now;
+
+    if (ctx->offline || ctx->freeing)
+        return;
+    ctx->urgent = 1;
+    if (ctx->job != NULL) {
+        ctx->refetch = 1; /* what is in flight may predate the refusal */
+        return;
+    }
+    if (at < ctx->fetch_not_before)
+        at = ctx->fetch_not_before;
+    uv_timer_start(&ctx->refresh, on_refresh, at > now ? at - now : 0, 0);
 }
 
 /* ---- identity reload ---- */
@@ -480,6 +567,12 @@ static void start_fetch(weft_ctx *ctx)
     j->ctx = ctx;
     j->cfg = (pr_httpc_cfg){
         .ca_pem = ctx->id.ca_pem, .cert_pem = ctx->id.cert_pem, .key_pem = ctx->id.key_pem};
+    if (session_path(ctx, j->path, sizeof(j->path)) < 0) { /* cannot be: ids are 63 bytes */
+        free(j);
+        return;
+    }
+    if (ctx->urgent)
+        ctx->urgent_at = weft__now(ctx);
     ctx->work.data = j;
     if (uv_queue_work(ctx->loop, &ctx->work, fetch_work, fetch_done) < 0) {
         free(j);
@@ -498,6 +591,7 @@ static void on_tick(uv_timer_t *t)
     weft__conns_tick(ctx, weft__now(ctx));
     listeners_tick(ctx, weft__now(ctx));
     weft__probes_tick(ctx);
+    weft__avoid_tick(ctx);
 }
 
 static void on_idle(uv_idle_t *h);

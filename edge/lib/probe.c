@@ -68,12 +68,17 @@ static uint64_t rank_key(const weft_ctx *ctx, size_t i)
 
 size_t weft__rank(const weft_ctx *ctx, size_t *out, size_t cap)
 {
-    size_t n = ctx->sd.nrouters < cap ? ctx->sd.nrouters : cap, i, j, v;
+    size_t n = ctx->sd.nrouters < cap ? ctx->sd.nrouters : cap, i, j, v, m = 0;
 
     /* Unmeasured routers in an order of this edge's own, so that a fleet
-     * does not pile onto the first router of the list. */
-    for (i = 0; i < n; i++)
-        out[i] = (i + ctx->rank_salt) % n;
+     * does not pile onto the first router of the list; those that refused
+     * the identity lately are not in it (avoid.c). */
+    for (i = 0; i < n; i++) {
+        v = (i + ctx->rank_salt) % n;
+        if (!weft__avoided(ctx, ctx->sd.routers[v].edge_listen, NULL))
+            out[m++] = v;
+    }
+    n = m;
     for (i = 1; i < n; i++) { /* insertion sort: stable, n is small */
         v = out[i];
         for (j = i; j > 0 && rank_key(ctx, out[j - 1]) > rank_key(ctx, v); j--)

@@ -46,12 +46,17 @@ int weft__sess_writable(const weft_rsess *s)
 
 weft_rsess *weft__rsess_best(weft_ctx *ctx)
 {
+    return weft__rsess_best_for(ctx, NULL);
+}
+
+weft_rsess *weft__rsess_best_for(weft_ctx *ctx, const char *service)
+{
     weft_rsess *best = NULL, *s;
     int i;
 
     for (i = 0; i < ctx->nsess; i++) {
         s = &ctx->sess[i];
-        if (!weft__rsess_ready(s))
+        if (!weft__rsess_ready(s) || s->refused || weft__avoided(ctx, s->addr, service))
             continue;
         if (best == NULL || (s->srtt_us && (!best->srtt_us || s->srtt_us < best->srtt_us)))
             best = s;
@@ -168,7 +173,7 @@ static size_t other_router(const weft_rsess *s)
 
 /* The router for this attempt: a move decided by the ranking, else the
  * nearest the other session does not hold, the next one down after each
- * failed attempt. */
+ * failed attempt; (size_t)-1 when every router refused the identity. */
 static size_t pick_router(weft_rsess *s)
 {
     const weft_sessdata *sd = &s->ctx->sd;
@@ -180,9 +185,8 @@ static size_t pick_router(weft_rsess *s)
         return idx;
     }
     s->move_to = 0;
-    n = weft__rank(s->ctx, rank, WEFT_PROBE_MAX);
-    if (n == 0) /* more routers than are ranked: never here, WEFT_PROBE_MAX >= 1 */
-        return 0;
+    if ((n = weft__rank(s->ctx, rank, WEFT_PROBE_MAX)) == 0)
+        return (size_t)-1;
     for (size_t i = 0; i < n; i++)
         if (rank[i] != held || n == 1)
             rank[m++] = rank[i];
@@ -196,13 +200,8 @@ static int start_resolve(weft_rsess *s)
     char host[256], port[16];
     unsigned p;
 
-    if (sd->nrouters == 0) {
-        pr_warn("edge_no_router", "hint=%s",
-                pr_log_q("no router is online for this identity; "
-                         "check weft router list"));
+    if ((s->cur = pick_router(s)) == (size_t)-1)
         return WEFT_ENOTFOUND;
-    }
-    s->cur = pick_router(s);
     s->srtt_us = 0;
     s->ping_req = 0;
     snprintf(s->addr, sizeof(s->addr), "%s", sd->routers[s->cur].edge_listen);
@@ -217,9 +216,25 @@ static int start_resolve(weft_rsess *s)
     return 0;
 }
 
+/* No router of the session data may be used (none listed, or all refused
+ * the identity): the session waits, idle, for session data or for a refusal
+ * to be forgotten, rather than trying the same routers again. */
+static void no_router(weft_rsess *s)
+{
+    pr_info("edge_session_wait", "slot=%d routers=%zu wait=%s", s->slot, s->ctx->sd.nrouters,
+            s->ctx->urgent ? "session_data" : "refresh");
+    s->addr[0] = '\0';
+    change_state(s, RS_IDLE);
+    weft__no_router(s->ctx);
+}
+
 static void attempt(weft_rsess *s)
 {
-    if (start_resolve(s) < 0)
+    int r = start_resolve(s);
+
+    if (r == WEFT_ENOTFOUND)
+        no_router(s);
+    else if (r < 0)
         start_backoff(s);
 }
 
@@ -350,8 +365,9 @@ static void live_event(weft_rsess *s, int ev, int status)
         uv_timer_stop(&s->timer);
         if (s->state == RS_READY)
             weft__session_down(s->ctx, s);
-        if (s->move_to != 0 && !s->ctx->freeing) {
-            attempt(s); /* a move to a nearer router: no backoff */
+        if ((s->move_to != 0 || s->refused) && !s->ctx->freeing) {
+            s->refused = 0;
+            attempt(s); /* a move to a nearer or an allowed router: no backoff */
             break;
         }
         start_backoff(s);
@@ -410,6 +426,10 @@ static int hello_refused(weft_rsess *s, const weft_msg *m)
 {
     if (m->retry_ms != 0 || m->err == WEFT_EBUSY)
         return hello_busy(s, m);
+    if (weft__refusal_kind(m) == WEFT_REFUSAL_ROUTER) {
+        weft__rsess_refused(s, m);
+        return WEFT_EDENIED;
+    }
     pr_error("edge_hello_refused", "router=%s err=%s msg=%s hint=%s", s->addr,
              weft_err_name(m->err ? m->err : WEFT_EDENIED), pr_log_q(m->err_msg),
              pr_log_q("the router refused this identity; check it is enabled and its device ids"));
@@ -451,15 +471,29 @@ static int circuit_frame(weft_ctx *ctx, const weft_msg *m)
     return 0;
 }
 
+/* An error that answers no request: the router ends the session and says
+ * why (a router policy, a revoked identity). */
+static int session_error(weft_rsess *s, const weft_msg *m)
+{
+    if (weft__refusal_kind(m) == WEFT_REFUSAL_ROUTER) {
+        weft__rsess_refused(s, m);
+        return 0;
+    }
+    pr_warn("edge_session_error", "router=%s err=%s msg=%s", s->addr,
+            weft_err_name(m->err ? m->err : WEFT_EPROTO), pr_log_q(m->err_msg));
+    return 0;
+}
+
 static int ready_frame(weft_rsess *s, const weft_msg *m)
 {
     weft_ctx *ctx = s->ctx;
     size_t len;
 
     switch (m->type) {
+    case PR_EDGE_ERROR:
+        return m->has_req ? reply_frame(ctx, s, m) : session_error(s, m);
     case PR_EDGE_BIND_OK:
     case PR_EDGE_DIAL_OK:
-    case PR_EDGE_ERROR:
         return reply_frame(ctx, s, m);
     case PR_EDGE_DIAL_FAIL:
         return m->has_req ? reply_frame(ctx, s, m) : circuit_frame(ctx, m);

@@ -31,6 +31,11 @@
 #define WEFT_PROBE_MAX      16     /* routers measured by TCP connect time */
 #define WEFT_PROBE_TIMEOUT_MS 2000
 #define WEFT_PROBE_EVERY_MS 300000 /* routers are measured again this often */
+#define WEFT_AVOID_MAX      16     /* policy refusals remembered (avoid.c) */
+#define WEFT_AVOID_MS       30000  /* a refusing router is left alone this long, */
+#define WEFT_AVOID_MAX_MS   600000 /* doubling while it keeps refusing, up to this */
+#define WEFT_URGENT_MS      2000   /* refusals ask for session data at most this often */
+#define WEFT_DENIED_RETRY_MS 60000 /* a controller refusing the identity (403) is asked again */
 
 /* Router session states; rsess_change_state() is the only place that moves. */
 #define RSESS_STATES(XX)                                                                           \
@@ -78,11 +83,22 @@ typedef struct weft_rsess {
     uint64_t ping_at; /* uv_hrtime of the ping in flight */
     uint32_t caps;    /* PR_CAP_* of the router's EDGE_HELLO_OK */
     unsigned skip;    /* failed attempts since the last ready: how far down the ranking */
+    int refused;      /* a router policy refused the identity here: move at once when closed */
     size_t move_to;   /* a nearer router to move to once closed, + 1; 0 = none */
     int better_rounds; /* consecutive probe rounds that found a clearly nearer router */
     char router_id[WEFT_NAME_MAX];
     char addr[256];
 } weft_rsess;
+
+/* A router policy refusal (avoid.c): the router, by its session-data address,
+ * refused the identity (service "") or carried no dial of service. */
+typedef struct {
+    char router[256];
+    char service[WEFT_NAME_MAX];
+    char why[WEFT_ERRMSG_MAX]; /* the router's reason */
+    uint64_t until;            /* loop time it is forgotten; 0: slot unused */
+    unsigned avoid_ms;         /* how long this time: doubles with each repeat */
+} weft_avoid;
 
 /* A router's measured distance (probe.c): the TCP connect time, smoothed. */
 typedef struct {
@@ -130,6 +146,7 @@ struct weft_conn {
     uint64_t circuit;
     uint32_t req_id;
     uint64_t deadline;
+    int refused; /* a router policy refused this dial once: it fails with that, not a timeout */
     char service[WEFT_NAME_MAX];
     char peer[PR_URI_MAX];
     void *data;
@@ -191,6 +208,14 @@ struct weft_ctx {
     void *job;
     unsigned fetch_backoff_ms;
     uint32_t fetch_hint_ms; /* the controller's Retry-After for the next fetch; 0 = none */
+    uint64_t fetch_not_before; /* loop time before which no fetch goes (429, 403) */
+    int urgent;          /* a fetch asked for by a refusal is due or in flight */
+    int refetch;         /* a refusal came while a fetch was in flight: fetch again */
+    uint64_t urgent_at;  /* loop time the last urgent fetch went */
+    int sd_err;          /* the controller's refusal of the session data (403), 0 once served */
+    char sd_err_msg[WEFT_ERRMSG_MAX];
+    weft_avoid avoid[WEFT_AVOID_MAX];
+    int told_no_router;  /* edge_no_router_allowed logged for this session data */
     uv_timer_t refresh;
     uv_timer_t tick;
     uv_idle_t idle;
@@ -242,6 +267,8 @@ void weft__rsess_stop(weft_ctx *ctx);
 int weft__rsess_ready(const weft_rsess *s);
 /* The ready session with the lowest smoothed RTT (unmeasured last), or NULL. */
 weft_rsess *weft__rsess_best(weft_ctx *ctx);
+/* The same among sessions whose router has not refused service (avoid.c). */
+weft_rsess *weft__rsess_best_for(weft_ctx *ctx, const char *service);
 /* Sends ctx->fbuf[0..len) on session s. */
 int weft__send(weft_rsess *s, size_t len);
 /* Sends p[0..len) (a frame) on session s. */
@@ -257,14 +284,46 @@ void weft__probes_tick(weft_ctx *ctx);
 /* Smoothed connect time of the router at addr, UINT64_MAX when it failed, 0 unknown. */
 uint64_t weft__dist_of(const weft_ctx *ctx, const char *addr);
 void weft__dist_sample(weft_ctx *ctx, const char *addr, uint64_t rtt_us, int failed);
-/* Router indexes of the session data, nearest first (unknown after known, failed last). */
+/* Router indexes of the session data, nearest first (unknown after known, failed last);
+ * routers that refused the identity lately are left out (avoid.c). */
 size_t weft__rank(const weft_ctx *ctx, size_t *out, size_t cap);
 /* Hysteresis: 1 when cand is clearly nearer than cur (30 % and 1 ms). */
 int weft__clearly_nearer(uint64_t cand_us, uint64_t cur_us);
 /* After a probe round: sessions on a clearly farther router move (session.c). */
 void weft__rsess_reevaluate(weft_ctx *ctx);
 
+/* avoid.c: router and service-router policy refusals */
+enum { WEFT_REFUSAL_OTHER, WEFT_REFUSAL_ROUTER, WEFT_REFUSAL_SERVICE };
+/* What an EDGE_ERROR or DIAL_FAIL refuses: the identity at this router, a
+ * service at this router, or something else (the router's sentences, see
+ * router/grants.c rt_rpolicy_check and router/edge.c ingress_may_carry). */
+int weft__refusal_kind(const weft_msg *m);
+/* 1 when router (a session-data address) refused the identity, or service
+ * there (service may be NULL), and the refusal is not forgotten yet. */
+int weft__avoided(const weft_ctx *ctx, const char *router, const char *service);
+/* The identity was refused by a router policy at s: remembered, logged with
+ * where the session goes next; s closes and moves at once; session data is
+ * asked for. Repeats while s closes do nothing. */
+void weft__rsess_refused(weft_rsess *s, const weft_msg *m);
+/* A dial of c refused by a router or service-router policy: remembered and
+ * logged as above; 1 when c should wait for another router, 0 when the
+ * refusal is not one of those. */
+int weft__dial_refused(weft_conn *c, const weft_msg *m);
+/* Where a waiting dial of c goes: 0 and *out a ready session (or NULL: wait),
+ * or a negative code with the reason in ctx->last_err (no router may carry it). */
+int weft__dial_route(weft_ctx *ctx, weft_conn *c, weft_rsess **out);
+/* Fills ctx->last_err with why no router carries service (NULL: the identity). */
+void weft__no_router_msg(weft_ctx *ctx, const char *service);
+/* No router of the session data may be used: logged once per session data. */
+void weft__no_router(weft_ctx *ctx);
+/* A session waiting for a router starts once one may be used again (a
+ * refusal forgotten). */
+void weft__avoid_tick(weft_ctx *ctx);
+
 /* ctx.c */
+/* Session data from the controller soon: at once, or WEFT_URGENT_MS after the
+ * last such fetch, and never before a 429's Retry-After. */
+void weft__refresh_soon(weft_ctx *ctx);
 void weft__session_up(weft_ctx *ctx, weft_rsess *s);
 void weft__session_down(weft_ctx *ctx, weft_rsess *s);
 void weft__mark_dirty(weft_conn *c);

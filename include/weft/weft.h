@@ -34,7 +34,9 @@ typedef struct weft_ctx weft_ctx;
 typedef struct weft_conn weft_conn;
 
 typedef struct {
-    const char *imei; /* hardware ids reported for device binding; NULL if none */
+    /* Hardware ids for device binding, in EDGE_HELLO and in every session-data
+     * request (query parameters); NULL if none. */
+    const char *imei;
     const char *iccid;
     unsigned refresh_s; /* how often to refresh services and tokens; 0 = 60 */
     size_t window;      /* per-circuit receive window in bytes; 0 = 512 KiB. Announced to
@@ -42,7 +44,11 @@ typedef struct {
 } weft_options;
 
 /* status 0: conn is open. status < 0: conn is NULL (nothing to close); the
- * router's reason is logged. WEFT_ETIMEDOUT after 10 s without an answer. */
+ * router's reason is logged. WEFT_ETIMEDOUT after 10 s without an answer.
+ * A dial a router or service-router policy refuses is sent again through
+ * another router; WEFT_EDENIED when none may carry it. WEFT_EBINDING or
+ * WEFT_EDISABLED when the controller refuses the identity (hardware ids not
+ * the bound ones, disabled). weft_last_error_msg says why. */
 typedef void (*weft_dial_cb)(weft_conn *conn, int status, void *data);
 typedef void (*weft_accept_cb)(weft_conn *conn, void *data); /* a new incoming circuit */
 typedef void (*weft_listen_cb)(weft_ctx *ctx, const char *service, int status, void *data);

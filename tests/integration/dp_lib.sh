@@ -88,6 +88,17 @@ dp_router() {
     dp_wait_port "${DP_R_EDGE##*:}" 30 || t_bail "$1 not listening on $DP_R_EDGE"
 }
 
+# dp_east_west NAME: dp_fabric NAME with r1 given the role east, and r2 (role
+# west, linked to r1) beside it; sets R1_EDGE and R2_EDGE.
+dp_east_west() {
+    dp_fabric "$1"
+    R1_EDGE=$DP_EDGE_LISTEN
+    weft router update r1 --role east
+    [ "$T_RC" == 0 ] || t_bail "weft router update r1 --role east failed: $T_ERR"
+    dp_router r2 west
+    R2_EDGE=$DP_R_EDGE
+}
+
 # dp_enrol NAME ROLE: identity NAME with ROLE, enrolled to $T_TMP/NAME.json.
 dp_enrol() {
     weft identity create "$1" --role "$2" --out "$T_TMP/$1.jwt"
@@ -106,6 +117,12 @@ dp_service() {
 dp_policy() {
     weft policy create "$1" --type "$2" --identities "$3" --services "$4"
     [ "$T_RC" == 0 ] || t_bail "policy create $1 failed: $T_ERR"
+}
+
+# dp_rpolicy NAME IDENTITIES ROUTERS: a router policy (docs/policies.md "Router policies").
+dp_rpolicy() {
+    weft policy create "$1" --type router --identities "$2" --routers "$3"
+    [ "$T_RC" == 0 ] || t_bail "router policy $1 failed: $T_ERR"
 }
 
 # dp_telemetry: a service "telemetry" hosted by edge host1 (an echo server

@@ -8,7 +8,10 @@
  *     stays up while the refused one waits;
  *   - a controller answering GET /v1/edge/session with 429 and Retry-After:
  *     the next request comes no sooner than Retry-After; and how
- *     pr_https_request reads that header.
+ *     pr_https_request reads that header;
+ *   - a controller answering 403 binding_mismatch to the hardware ids the
+ *     edge sends: a waiting dial fails with WEFT_EBINDING and the reason, and
+ *     the request is not repeated in a tight loop.
  * The log lines are read back from stderr, redirected to a file. */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -456,6 +459,7 @@ typedef struct {
     int port, requests;
     uint64_t at[4];
     const char *retry_after; /* non-NULL: every answer is 429 with this header line */
+    const char *deny;        /* non-NULL: every answer is 403 with this body */
     uv_loop_t *loop;
 } ctl_stub;
 
@@ -466,10 +470,22 @@ static void ctl_read(pr_conn *c, const uint8_t *data, size_t len)
     char head[256], *body;
     int n;
 
-    if (len < 21 || memcmp(data, "GET /v1/edge/session ", 21) != 0)
+    static const char want[] = "GET /v1/edge/session?imei=356938035643809 "; /* the hello's id */
+
+    if (len < sizeof(want) - 1 || memcmp(data, want, sizeof(want) - 1) != 0)
         return pr_conn_close(c, WEFT_EPROTO);
     if (cs->requests < 4)
         cs->at[cs->requests] = uv_now(cs->loop);
+    if (cs->deny) {
+        cs->requests++;
+        n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                     strlen(cs->deny));
+        assert_int_equal(pr_conn_write(c, head, (size_t)n), 0);
+        assert_int_equal(pr_conn_write(c, cs->deny, strlen(cs->deny)), 0);
+        return pr_conn_close(c, 0);
+    }
     if (cs->requests++ == 0 || cs->retry_after) {
         n = snprintf(head, sizeof(head),
                      "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
@@ -533,13 +549,8 @@ typedef struct {
     int done;
 } ctl_fab;
 
-static void on_ctl_poll(uv_timer_t *t)
+static void ctl_fab_stop(ctl_fab *fb)
 {
-    ctl_fab *fb = t->data;
-
-    if (fb->done || !fb->ctx->have_sd || !weft__rsess_ready(&fb->ctx->sess[0]))
-        return;
-    fb->done = 1;
     weft_free(fb->ctx);
     rt_router_close(&fb->rt);
     uv_close((uv_handle_t *)&fb->ctl.tcp, NULL);
@@ -547,35 +558,61 @@ static void on_ctl_poll(uv_timer_t *t)
     uv_close((uv_handle_t *)&fb->poll, NULL);
 }
 
-static void test_controller_retry_after(void **state)
+static void on_ctl_poll(uv_timer_t *t)
+{
+    ctl_fab *fb = t->data;
+
+    if (fb->done || !fb->ctx->have_sd || !weft__rsess_ready(&fb->ctx->sess[0]))
+        return;
+    fb->done = 1;
+    ctl_fab_stop(fb);
+}
+
+/* A router, the stand-in controller (deny: its 403 body, or NULL) and a ctx
+ * of identity dev1 with the IMEI below, started on fb's loop; logs captured. */
+static void ctl_fab_start(ctl_fab *fb, const char *deny)
 {
     weft_options opt = {.imei = "356938035643809"};
-    char url[64], idf[160], *logs, line[1024];
-    ctl_fab fb;
+    char url[64], idf[160];
 
-    (void)state;
-    memset(&fb, 0, sizeof(fb));
-    assert_int_equal(uv_loop_init(&fb.loop), 0);
-    uv_timer_init(&fb.loop, &fb.guard);
-    uv_timer_start(&fb.guard, on_guard, GUARD_MS, 0);
-    assert_int_equal(rt_router_init(&fb.rt, &fb.loop, &router_id), 0);
-    assert_int_equal(rt_router_listen_edge(&fb.rt, "127.0.0.1:0"), 0);
-    router_map(&fb.rt, fb.rt.edge_addr);
-    ctl_start(&fb.ctl, &fb.loop, fb.rt.edge_addr);
-    snprintf(url, sizeof(url), "https://127.0.0.1:%d", fb.ctl.port);
+    memset(fb, 0, sizeof(*fb));
+    assert_int_equal(uv_loop_init(&fb->loop), 0);
+    uv_timer_init(&fb->loop, &fb->guard);
+    uv_timer_start(&fb->guard, on_guard, GUARD_MS, 0);
+    assert_int_equal(rt_router_init(&fb->rt, &fb->loop, &router_id), 0);
+    assert_int_equal(rt_router_listen_edge(&fb->rt, "127.0.0.1:0"), 0);
+    router_map(&fb->rt, fb->rt.edge_addr);
+    ctl_start(&fb->ctl, &fb->loop, fb->rt.edge_addr);
+    fb->ctl.deny = deny;
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d", fb->ctl.port);
     snprintf(idf, sizeof(idf), "%s/dev-online.json", dir);
     make_identity("identity", "dev1", idf, NULL, url);
     log_capture();
-    assert_int_equal(weft_init(&fb.loop, idf, &opt, &fb.ctx), 0);
+    assert_int_equal(weft_init(&fb->loop, idf, &opt, &fb->ctx), 0);
     unlink(idf);
-    uv_timer_init(&fb.loop, &fb.poll);
-    fb.poll.data = &fb;
+    uv_timer_init(&fb->loop, &fb->poll);
+    fb->poll.data = fb;
+}
+
+/* Runs fb's loop to its end; returns the captured log. */
+static char *ctl_fab_run(ctl_fab *fb)
+{
+    assert_int_equal(uv_run(&fb->loop, UV_RUN_DEFAULT), 0);
+    rt_router_free(&fb->rt);
+    pr_tls_ctx_free(fb->ctl.tls);
+    assert_int_equal(uv_loop_close(&fb->loop), 0);
+    return log_release();
+}
+
+static void test_controller_retry_after(void **state)
+{
+    char *logs, line[1024];
+    ctl_fab fb;
+
+    (void)state;
+    ctl_fab_start(&fb, NULL);
     uv_timer_start(&fb.poll, on_ctl_poll, POLL_MS, POLL_MS);
-    assert_int_equal(uv_run(&fb.loop, UV_RUN_DEFAULT), 0);
-    rt_router_free(&fb.rt);
-    pr_tls_ctx_free(fb.ctl.tls);
-    assert_int_equal(uv_loop_close(&fb.loop), 0);
-    logs = log_release();
+    logs = ctl_fab_run(&fb);
 
     assert_int_equal(fb.ctl.requests, 2); /* busy once, then served */
     assert_true(fb.ctl.at[1] - fb.ctl.at[0] >= 1000); /* Retry-After: 1 */
@@ -584,6 +621,54 @@ static void test_controller_retry_after(void **state)
     assert_non_null(strstr(line, "retry_ms=1000"));
     assert_non_null(strstr(line, "admission refusal"));
     assert_int_equal(count(logs, "edge_session_refused"), 0);
+    free(logs);
+}
+
+/* ---- a controller refusing the device binding ---- */
+
+static int denied_status;
+static char denied_msg[WEFT_ERRMSG_MAX];
+
+static void on_denied_stop(uv_timer_t *t)
+{
+    ctl_fab_stop(t->data);
+}
+
+static void on_denied_dial(weft_conn *conn, int status, void *data)
+{
+    ctl_fab *fb = data;
+
+    assert_null(conn);
+    denied_status = status;
+    snprintf(denied_msg, sizeof(denied_msg), "%s", weft_last_error_msg(fb->ctx));
+    /* Long enough for a tight retry loop to show itself. */
+    uv_timer_start(&fb->poll, on_denied_stop, 1500, 0);
+}
+
+/* GET /v1/edge/session?imei=... answered 403 binding_mismatch: a dial waiting
+ * for session data fails at once with WEFT_EBINDING and the controller's
+ * words, the log says what to do, and the request is not repeated soon. */
+static void test_controller_binding_mismatch(void **state)
+{
+    char *logs, line[1024];
+    ctl_fab fb;
+
+    (void)state;
+    ctl_fab_start(&fb, "{\"error\":{\"code\":\"binding_mismatch\",\"message\":\"hardware ids (IMEI "
+                       "356938035643809, ICCID none) do not match the pair bound to this "
+                       "identity\"}}");
+    assert_int_equal(weft_dial(fb.ctx, "echo", on_denied_dial, &fb), 0);
+    logs = ctl_fab_run(&fb);
+
+    assert_int_equal(denied_status, WEFT_EBINDING);
+    assert_non_null(strstr(denied_msg, "do not match the pair bound to this identity"));
+    assert_non_null(strstr(denied_msg, "(binding_mismatch, HTTP 403)"));
+    assert_int_equal(fb.ctl.requests, 1); /* not asked again within 1.5 s */
+    assert_non_null(log_line(logs, "event=edge_binding_mismatch", line, sizeof(line)));
+    assert_non_null(strstr(line, "level=error"));
+    assert_non_null(strstr(line, "imei=356938035643809 iccid=- "));
+    assert_non_null(strstr(line, "retry_s=60 "));
+    assert_non_null(strstr(line, "weft identity rebind"));
     free(logs);
 }
 
@@ -603,7 +688,8 @@ static void ra_work(uv_work_t *w)
     ra_job *j = w->data;
     char err[256];
 
-    j->rc = pr_https_request(j->url, &j->cfg, "GET", "/v1/edge/session", NULL, 0, NULL, &j->resp,
+    j->rc = pr_https_request(j->url, &j->cfg, "GET", "/v1/edge/session?imei=356938035643809",
+                             NULL, 0, NULL, &j->resp,
                              err, sizeof(err));
 }
 
@@ -667,6 +753,7 @@ int main(void)
         cmocka_unit_test(test_router_busy_hint),
         cmocka_unit_test(test_multihomed_keeps_other),
         cmocka_unit_test(test_controller_retry_after),
+        cmocka_unit_test(test_controller_binding_mismatch),
         cmocka_unit_test(test_httpc_retry_after),
     };
 

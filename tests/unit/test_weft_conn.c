@@ -718,8 +718,11 @@ static void ctl_read(pr_conn *c, const uint8_t *data, size_t len)
     char id[PR_ID_MAX + 1], td[PR_TRUST_DOMAIN_MAX + 1], head[256], *body;
     int kind, n;
 
-    /* One small request per connection: its first bytes name it. */
-    if (len < 4 || memcmp(data, "GET /v1/edge/session ", 21 < len ? 21 : len) != 0)
+    /* One small request per connection: its first bytes name it, with the
+     * hardware ids of EDGE_HELLO as the query (docs/policies.md "Device binding"). */
+    static const char want[] =
+        "GET /v1/edge/session?imei=356938035643809&iccid=8944500102198304826 ";
+    if (len < sizeof(want) - 1 || memcmp(data, want, sizeof(want) - 1) != 0)
         return pr_conn_close(c, WEFT_EPROTO);
     assert_int_equal(pr_ident_parse(pr_conn_peer_uri(c), &kind, td, sizeof(td), id, sizeof(id)), 0);
     body = session_json(id, cs->router_addr);
@@ -2235,6 +2238,144 @@ static void ranking_rules(void **state)
     free(ctx.sd.routers);
 }
 
+/* ---- router policy refusals (avoid.c) ---- */
+
+static void refusal_kinds(void **state)
+{
+    static const struct {
+        int err;
+        const char *msg;
+        int kind;
+    } cases[] = {
+        /* router/grants.c rt_rpolicy_check and router/edge.c ingress_may_carry, as sent */
+        {WEFT_EDENIED,
+         "identity 3ieq6qpm8s1x may not use router r1 (router policy); the edge will use another "
+         "router",
+         WEFT_REFUSAL_ROUTER},
+        {WEFT_EDENIED,
+         "service web may not be carried by router r1 (service-router policy); dial it through "
+         "one of its routers",
+         WEFT_REFUSAL_SERVICE},
+        /* cut before the policy's name: the start still tells */
+        {WEFT_EDENIED, "identity 3ieq6qpm8s1x may not use router a-very-long-router-na",
+         WEFT_REFUSAL_ROUTER},
+        {WEFT_EDENIED, "service web may not be carried by router a-very-long-rou",
+         WEFT_REFUSAL_SERVICE},
+        /* other refusals are not router policies */
+        {WEFT_EBUSY, "identity x may not use router r1 (router policy)", WEFT_REFUSAL_OTHER},
+        {WEFT_EDENIED, "device binding: IMEI 999 is not the bound one", WEFT_REFUSAL_OTHER},
+        {WEFT_EDENIED, "identity revoked; ask the administrator", WEFT_REFUSAL_OTHER},
+        {WEFT_EDENIED, "", WEFT_REFUSAL_OTHER},
+        {0, "identity x may not use router r1 (router policy)", WEFT_REFUSAL_OTHER},
+    };
+    weft_msg m;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memset(&m, 0, sizeof(m));
+        m.type = PR_EDGE_ERROR;
+        m.err = cases[i].err;
+        snprintf(m.err_msg, sizeof(m.err_msg), "%s", cases[i].msg);
+        if (weft__refusal_kind(&m) != cases[i].kind)
+            fail_msg("case %zu: kind %d, want %d", i, weft__refusal_kind(&m), cases[i].kind);
+    }
+}
+
+/* What a refusal leaves behind: the router out of the ranking for the
+ * identity (or out of one service's dials), for 30 s, doubling when it
+ * refuses again soon after, back to 30 s after a long quiet. */
+static void refusals_remembered(void **state)
+{
+    static const char why[] = "identity dev1 may not use router r1 (router policy); the edge will "
+                              "use another router";
+    weft_ctx ctx;
+    weft_conn c;
+    weft_msg m;
+    uv_loop_t loop;
+    size_t rank[4];
+    weft_avoid *a = &ctx.avoid[0];
+
+    memset(&ctx, 0, sizeof(ctx));
+    assert_int_equal(uv_loop_init(&loop), 0);
+    ctx.loop = &loop;
+    ctx.offline = 1; /* no session data is fetched */
+    ctx.have_sd = 1;
+    ctx.sd.routers = calloc(3, sizeof(*ctx.sd.routers));
+    ctx.sd.nrouters = 3;
+    for (int i = 0; i < 3; i++)
+        snprintf(ctx.sd.routers[i].edge_listen, sizeof(ctx.sd.routers[i].edge_listen),
+                 "127.0.0.1:%d", 100 + i);
+    ctx.nsess = 2;
+    for (int i = 0; i < 2; i++) {
+        ctx.sess[i] = (weft_rsess){.ctx = &ctx, .slot = i, .state = RS_READY, .cur = (size_t)i};
+        snprintf(ctx.sess[i].addr, sizeof(ctx.sess[i].addr), "127.0.0.1:%d", 100 + i);
+    }
+    /* Ready needs a connection: a stand-in that nothing here dereferences
+     * (slot 0 is refused as the identity, which would close a real one). */
+    ctx.sess[1].tls = (pr_conn *)&loop;
+    memset(&m, 0, sizeof(m));
+    m.type = PR_EDGE_ERROR;
+    m.err = WEFT_EDENIED;
+    snprintf(m.err_msg, sizeof(m.err_msg), "%s", why);
+
+    assert_int_equal(weft__rank(&ctx, rank, 4), 3);
+    weft__rsess_refused(&ctx.sess[0], &m);
+    assert_true(ctx.sess[0].refused);
+    assert_true(weft__avoided(&ctx, "127.0.0.1:100", NULL));
+    assert_true(weft__avoided(&ctx, "127.0.0.1:100", "web")); /* the identity: every service */
+    assert_false(weft__avoided(&ctx, "127.0.0.1:101", NULL));
+    assert_int_equal(weft__rank(&ctx, rank, 4), 2);
+    assert_true(rank[0] != 0 && rank[1] != 0);
+    assert_ptr_equal(weft__rsess_best(&ctx), &ctx.sess[1]);
+    assert_int_equal(a->avoid_ms, WEFT_AVOID_MS);
+    assert_true(a->until > weft__now(&ctx) + WEFT_AVOID_MS - 1000);
+    weft__no_router_msg(&ctx, NULL);
+    assert_non_null(strstr(ctx.last_err, "router 127.0.0.1:100 refused: identity dev1 may not use"));
+
+    /* Forgotten when its time is up; refused again soon: twice as long. */
+    a->until = weft__now(&ctx) - 1;
+    assert_false(weft__avoided(&ctx, "127.0.0.1:100", NULL));
+    assert_int_equal(weft__rank(&ctx, rank, 4), 3);
+    ctx.sess[0].refused = 0;
+    weft__rsess_refused(&ctx.sess[0], &m);
+    assert_int_equal(a->avoid_ms, 2 * WEFT_AVOID_MS);
+    /* A repeat while in force keeps its time. */
+    ctx.sess[0].refused = 0;
+    weft__rsess_refused(&ctx.sess[0], &m);
+    assert_int_equal(a->avoid_ms, 2 * WEFT_AVOID_MS);
+    /* After a long quiet it starts again at 30 s. */
+    a->until = weft__now(&ctx) - WEFT_AVOID_MAX_MS - 1;
+    ctx.sess[0].refused = 0;
+    weft__rsess_refused(&ctx.sess[0], &m);
+    assert_int_equal(a->avoid_ms, WEFT_AVOID_MS);
+
+    /* A service refused at 127.0.0.1:101: only that service's dials avoid it. */
+    memset(&c, 0, sizeof(c));
+    c.ctx = &ctx;
+    c.sess = &ctx.sess[1];
+    snprintf(c.service, sizeof(c.service), "web");
+    snprintf(m.err_msg, sizeof(m.err_msg),
+             "service web may not be carried by router r2 (service-router policy); dial it "
+             "through one of its routers");
+    assert_int_equal(weft__dial_refused(&c, &m), 1);
+    assert_true(c.refused);
+    assert_true(weft__avoided(&ctx, "127.0.0.1:101", "web"));
+    assert_false(weft__avoided(&ctx, "127.0.0.1:101", "mail"));
+    assert_false(weft__avoided(&ctx, "127.0.0.1:101", NULL));
+    assert_int_equal(weft__rank(&ctx, rank, 4), 2); /* the ranking is the identity's */
+    assert_null(weft__rsess_best_for(&ctx, "web"));  /* 100 refused us, 101 refused web */
+    assert_ptr_equal(weft__rsess_best_for(&ctx, "mail"), &ctx.sess[1]);
+    weft__no_router_msg(&ctx, "web");
+    assert_non_null(strstr(ctx.last_err, "carries service web; router 127.0.0.1:101 refused: "
+                                         "service web may not be carried"));
+    /* Not a policy refusal: the dial fails as before. */
+    snprintf(m.err_msg, sizeof(m.err_msg), "no terminator");
+    m.err = WEFT_ENOTFOUND;
+    assert_int_equal(weft__dial_refused(&c, &m), 0);
+
+    free(ctx.sd.routers);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* ---- identity reload ---- */
 
 static struct {
@@ -2481,6 +2622,8 @@ int main(void)
         cmocka_unit_test(services_and_changes),
         cmocka_unit_test(routers_by_distance),
         cmocka_unit_test(ranking_rules),
+        cmocka_unit_test(refusal_kinds),
+        cmocka_unit_test(refusals_remembered),
         cmocka_unit_test(router_identity_reload),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
