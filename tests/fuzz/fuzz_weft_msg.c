@@ -6,12 +6,15 @@
  *    buffers (kx key, signature, strings NUL-terminated);
  *  - a message the decoder accepts and libweft would answer or forward
  *    (dial, answer, ack, resume) re-encodes with libweft's own encoders to a
- *    frame that decodes to the same content. */
+ *    frame that decodes to the same content;
+ *  - the reading of a refusal's reason (weft__refusal_kind, avoid.c) takes
+ *    any decoded reason and names a router policy only for an EDENIED. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "edge/lib/msg.h"
+#include "edge/lib/weft_int.h"
 #include "weft/errors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -123,6 +126,9 @@ static void check(const weft_msg *m, const uint8_t *data, size_t size)
     if (m->type == PR_EDGE_RESUME || m->type == PR_EDGE_RESUME_OK)
         reencode_resume(m);
     if ((m->type == PR_EDGE_RETRANSMIT || m->type == PR_EDGE_RESUME_FAIL) && m->circuit == 0)
+        abort();
+    /* A router's reason moves a session or a dial (avoid.c) only when it is an EDENIED. */
+    if (weft__refusal_kind(m) != WEFT_REFUSAL_OTHER && m->err != WEFT_EDENIED)
         abort();
 }
 
