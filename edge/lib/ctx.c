@@ -377,13 +377,13 @@ static int fetch_denied(weft_ctx *ctx, const pr_http_resp *resp)
              "the controller refused the session data: %s (%s, HTTP 403)",
              msg ? msg : "no reason given", code ? code : "forbidden");
     if (binding)
-        pr_error("edge_binding_mismatch", "imei=%s iccid=%s msg=%s retry_s=%u hint=%s",
+        pr_error("edge_binding_mismatch", "imei=%s iccid=%s msg=%s retry_within_s=%u hint=%s",
                  ctx->imei[0] ? ctx->imei : "-", ctx->iccid[0] ? ctx->iccid : "-",
                  pr_log_q(msg ? msg : ""), WEFT_DENIED_RETRY_MS / 1000,
                  pr_log_q("the controller holds other hardware ids for this identity: check "
                           "--imei/--iccid, or have an administrator run weft identity rebind"));
     else
-        pr_error("edge_session_refused", "status=403 code=%s msg=%s retry_s=%u hint=%s",
+        pr_error("edge_session_refused", "status=403 code=%s msg=%s retry_within_s=%u hint=%s",
                  code ? code : "-", pr_log_q(msg ? msg : ""), WEFT_DENIED_RETRY_MS / 1000,
                  pr_log_q("the identity is disabled or unknown; ask an administrator"));
     json_decref(root);

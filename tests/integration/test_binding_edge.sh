@@ -50,7 +50,7 @@ assert_match "level=error " "$LINE" "as an error"
 assert_match "imei=490154203237518 iccid=8901 A\+B&C=D% " "$LINE" "naming the ids it presented"
 assert_match "msg=\"hardware ids \(IMEI 490154203237518, ICCID 8901 A\+B&C=D%\) do not match the pair bound to this identity" \
     "$LINE" "with the controller's reason"
-assert_match "retry_s=60 hint=\"the controller holds other hardware ids for this identity: check --imei/--iccid, or have an administrator run weft identity rebind\"" \
+assert_match "retry_within_s=60 hint=\"the controller holds other hardware ids for this identity: check --imei/--iccid, or have an administrator run weft identity rebind\"" \
     "$LINE" "and what to do"
 weft events --json
 assert_match "\"kind\":\"binding\".*\"identity\":\"$B1_ID\".*\"imei\":\"490154203237518\"" \

@@ -667,7 +667,7 @@ static void test_controller_binding_mismatch(void **state)
     assert_non_null(log_line(logs, "event=edge_binding_mismatch", line, sizeof(line)));
     assert_non_null(strstr(line, "level=error"));
     assert_non_null(strstr(line, "imei=356938035643809 iccid=- "));
-    assert_non_null(strstr(line, "retry_s=60 "));
+    assert_non_null(strstr(line, "retry_within_s=60 "));
     assert_non_null(strstr(line, "weft identity rebind"));
     free(logs);
 }
