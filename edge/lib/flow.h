@@ -54,7 +54,7 @@ uint64_t weft__rxflow_grant(weft_rxflow *f);
  * WEFT_BUF_MIN up to the cap the window sets, and are released (or shrunk)
  * by a trim, called on the conn tick, once WEFT_BUF_QUIET trims saw them
  * unused. A busy circuit keeps what it grew: nothing is allocated per frame. */
-#define WEFT_BUF_MIN   4096
+#define WEFT_BUF_MIN   1024
 #define WEFT_BUF_QUIET 4 /* trims (250 ms apart) without use before release */
 
 /* The size a buffer grows or shrinks to so that it holds need bytes:

@@ -34,6 +34,7 @@ void weft__rtxq_free(weft_rtxq *q)
     q->cap = 0;
     q->first = 0;
     q->n = 0;
+    q->nent = 0;
 }
 
 /* Where a frame of max bytes goes, or (size_t)-1. The used bytes are
@@ -75,7 +76,7 @@ static int rtxq_resize(weft_rtxq *q, size_t cap)
     if (b == NULL)
         return WEFT_ENOMEM;
     for (i = 0; i < q->n; i++) {
-        e = &q->ent[(q->first + i) % WEFT_RTX_FRAMES];
+        e = &q->ent[(q->first + i) & (q->nent - 1)];
         memcpy(b + off, q->buf + e->off, e->len);
         e->off = (uint32_t)off;
         off += e->len;
@@ -94,9 +95,24 @@ static int rtxq_grow(weft_rtxq *q, size_t max)
 
     if (q->cap == q->max || need > q->max)
         return WEFT_ENOBUFS;
-    if (q->ent == NULL && (q->ent = malloc(WEFT_RTX_FRAMES * sizeof(*q->ent))) == NULL)
-        return WEFT_ENOMEM;
     return rtxq_resize(q, weft__buf_size(need > 2 * q->cap ? need : 2 * q->cap, q->max));
+}
+
+/* Twice the entries (at first WEFT_RTX_ENT_MIN), in order from 0. */
+static int ent_grow(weft_rtxq *q)
+{
+    unsigned nent = q->nent ? 2 * q->nent : WEFT_RTX_ENT_MIN, i;
+    weft_rtx_ent *e = malloc(nent * sizeof(*e));
+
+    if (e == NULL)
+        return WEFT_ENOMEM;
+    for (i = 0; i < q->n; i++)
+        e[i] = *weft__rtxq_at(q, i);
+    free(q->ent);
+    q->ent = e;
+    q->nent = nent;
+    q->first = 0;
+    return 0;
 }
 
 int weft__rtxq_reserve(weft_rtxq *q, size_t max, uint8_t **p)
@@ -105,6 +121,8 @@ int weft__rtxq_reserve(weft_rtxq *q, size_t max, uint8_t **p)
 
     if (q->n == WEFT_RTX_FRAMES)
         return WEFT_ENOBUFS;
+    if (q->n == q->nent && (r = ent_grow(q)) < 0)
+        return r;
     if ((q->resv = place(q, max)) == (size_t)-1) {
         if ((r = rtxq_grow(q, max)) < 0)
             return r;
@@ -116,7 +134,7 @@ int weft__rtxq_reserve(weft_rtxq *q, size_t max, uint8_t **p)
 
 void weft__rtxq_commit(weft_rtxq *q, uint64_t seq, size_t len)
 {
-    weft_rtx_ent *e = &q->ent[(q->first + q->n) % WEFT_RTX_FRAMES];
+    weft_rtx_ent *e = &q->ent[(q->first + q->n) & (q->nent - 1)];
 
     e->seq = seq;
     e->off = (uint32_t)q->resv;
@@ -130,7 +148,7 @@ void weft__rtxq_drop_oldest(weft_rtxq *q)
 {
     if (q->n == 0)
         return;
-    q->first = (q->first + 1) % WEFT_RTX_FRAMES;
+    q->first = (q->first + 1) & (q->nent - 1);
     q->n--;
 }
 

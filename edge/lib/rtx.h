@@ -18,6 +18,7 @@
 #include "edge/lib/msg.h"
 
 #define WEFT_RTX_FRAMES      512 /* frames a sender keeps unacknowledged */
+#define WEFT_RTX_ENT_MIN     16  /* entries the queue starts with (doubling to the above) */
 #define WEFT_REORDER_SLOTS   128 /* frames a receiver holds ahead of a gap */
 
 typedef struct {
@@ -27,13 +28,13 @@ typedef struct {
 
 /* Frames in seq order, each contiguous in buf (a frame that does not fit
  * before the end of buf starts again at 0), so that a frame is written to
- * the transport straight from here. buf grows up to max bytes; ent holds
- * WEFT_RTX_FRAMES entries and comes with the first frame. */
+ * the transport straight from here. buf grows up to max bytes, the ring of
+ * entries (nent, a power of two) up to WEFT_RTX_FRAMES. */
 typedef struct {
     uint8_t *buf;
     weft_rtx_ent *ent;
     size_t cap, max, tail, resv; /* resv: where reserve() put the next frame */
-    unsigned first, n;
+    unsigned first, n, nent;
     unsigned quiet; /* trims since the last commit */
 } weft_rtxq;
 
@@ -53,7 +54,7 @@ void weft__rtxq_ack(weft_rtxq *q, uint64_t seq);
 void weft__rtxq_drop_oldest(weft_rtxq *q);
 static inline const weft_rtx_ent *weft__rtxq_at(const weft_rtxq *q, unsigned i)
 {
-    return &q->ent[(q->first + i) % WEFT_RTX_FRAMES];
+    return &q->ent[(q->first + i) & (q->nent - 1)];
 }
 /* After WEFT_BUF_QUIET trims without a commit: an empty queue is released,
  * one at most a quarter full shrinks. */

@@ -172,12 +172,35 @@ static void rtxq_grows_at_wrap(void **state)
     weft__rtxq_ack(&q, 1);
     put_frame(&q, 4, 1000); /* does not fit at the end: at 0 */
     assert_int_equal(weft__rtxq_at(&q, 2)->off, 0);
-    assert_int_equal(q.cap, WEFT_BUF_MIN);
+    assert_int_equal(q.cap, 4096);
     put_frame(&q, 5, 1500); /* 1000 free between tail and head: grows */
-    assert_int_equal(q.cap, 2 * WEFT_BUF_MIN);
+    assert_int_equal(q.cap, 8192);
     for (unsigned i = 0; i < q.n; i++)
         assert_int_equal(weft__rtxq_at(&q, i)->off, i * 1000);
     check_frames(&q, 2);
+    weft__rtxq_free(&q);
+}
+
+/* The entries grow the same way: with the ring of entries wrapped, twice as
+ * many, in seq order from 0. */
+static void rtxq_entries_grow_at_wrap(void **state)
+{
+    weft_rtxq q;
+    uint64_t s;
+
+    weft__rtxq_init(&q, 1 << 20);
+    for (s = 0; s < WEFT_RTX_ENT_MIN; s++)
+        put_frame(&q, s, 10);
+    assert_int_equal(q.nent, WEFT_RTX_ENT_MIN);
+    weft__rtxq_ack(&q, 9);
+    for (; s < WEFT_RTX_ENT_MIN + 10; s++)
+        put_frame(&q, s, 10);
+    assert_int_equal(q.nent, WEFT_RTX_ENT_MIN);
+    assert_int_equal(q.first, 10);
+    put_frame(&q, s, 10);
+    assert_int_equal(q.nent, 2 * WEFT_RTX_ENT_MIN);
+    assert_int_equal(q.first, 0);
+    check_frames(&q, 10);
     weft__rtxq_free(&q);
 }
 
@@ -224,17 +247,17 @@ static void rtxq_survives_failed_allocations(void **state)
     put_frame(&q, 1, 1000);
     fail_next(0, 1); /* the growth */
     assert_int_equal(weft__rtxq_reserve(&q, 2000, &p), WEFT_ENOMEM);
-    assert_int_equal(q.cap, WEFT_BUF_MIN);
+    assert_int_equal(q.cap, 4096);
     check_frames(&q, 0);
     put_frame(&q, 2, 2000);
     check_frames(&q, 0);
     weft__rtxq_ack(&q, 1); /* 2,000 bytes held in 8 KiB */
     fail_next(0, 1);
     trims(&q, WEFT_BUF_QUIET);
-    assert_int_equal(q.cap, 2 * WEFT_BUF_MIN); /* the shrink failed: kept */
+    assert_int_equal(q.cap, 8192); /* the shrink failed: kept */
     check_frames(&q, 2);
     weft__rtxq_trim(&q);
-    assert_int_equal(q.cap, WEFT_BUF_MIN);
+    assert_int_equal(q.cap, 4096);
     check_frames(&q, 2);
     assert_int_equal(fail_allocs, 0);
     weft__rtxq_free(&q);
@@ -369,9 +392,9 @@ static void reorder_grows_and_is_released(void **state)
     assert_int_equal(r.cap, WEFT_BUF_MIN);
     for (s = 3; s < 7; s++)
         assert_int_equal(put_ooo(&r, 0, s, 1000), 0);
-    assert_int_equal(r.cap, 2 * WEFT_BUF_MIN);
+    assert_int_equal(r.cap, 8192);
     assert_int_equal(put_ooo(&r, 0, 7, 8000), 0); /* more than one doubling */
-    assert_int_equal(r.cap, 4 * WEFT_BUF_MIN);
+    assert_int_equal(r.cap, 16384);
     for (s = 2; s < 7; s++)
         check_ooo(&r, s, 1000);
     check_ooo(&r, 7, 8000);
@@ -425,6 +448,7 @@ int main(void)
         cmocka_unit_test(reorder_compacts),
         cmocka_unit_test(rtxq_grows_and_is_released),
         cmocka_unit_test(rtxq_grows_at_wrap),
+        cmocka_unit_test(rtxq_entries_grow_at_wrap),
         cmocka_unit_test(rtxq_shrinks_with_frames),
         cmocka_unit_test(rtxq_survives_failed_allocations),
         cmocka_unit_test(reorder_grows_and_is_released),
