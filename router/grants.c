@@ -172,7 +172,7 @@ int rt_roles_join(const json_t *roles, char *out, size_t cap)
     {
         const char *name = json_string_value(v);
         int n;
-        if (name == NULL || strchr(name, ',') != NULL)
+        if (name == NULL || name[0] == '\0' || strchr(name, ',') != NULL)
             continue;
         n = snprintf(out + off, cap - off, "%s#%s", off ? "," : "", name);
         if (n < 0 || (size_t)n >= cap - off) {

@@ -2,7 +2,8 @@
  * loopback, client and server on one loop: hello -> full map, a delta for a
  * change, a silent router dropped and marked offline, non-routers refused, a
  * map of 100,000 revoked identities sent in parts and joined as a router
- * joins them, link reports and circuit events. */
+ * joins them, link reports and circuit events, identities' roles asked for
+ * (CTL_ROLES_ASK) and pushed (CTL_ROLES). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,10 +42,12 @@ typedef struct {
     int parts, max_parts;
     uint64_t part_version;
     size_t links_seen, circuits_seen;
+    json_t *roles[2]; /* ROLES: the CTL_ROLES bodies received */
+    int nroles;
     uint8_t tx[4096];
 } fx;
 
-enum { BIG = 1, MESH = 2 };
+enum { BIG = 1, MESH = 2, ROLES = 3 };
 #define NREVOKED 100000
 
 static void on_stopped(void *arg)
@@ -137,6 +140,8 @@ static int teardown(void **state)
     pr_reader_free(&f->rd);
     json_decref(f->full);
     json_decref(f->delta);
+    json_decref(f->roles[0]);
+    json_decref(f->roles[1]);
     free(f->join);
     ctl_circuits_free(f->c.circuits);
     ctl_netmap_free(f->c.map);
@@ -198,6 +203,39 @@ static json_t *join_part(fx *f, const pr_frame *fr)
     return j;
 }
 
+static void set_roles(fx *f, const char *role)
+{
+    json_t *fields = json_pack("{s:[s]}", "roles", role);
+
+    assert_int_equal(ctl_store_update(f->c.store, "identities", "i1", fields), 0);
+    json_decref(fields);
+}
+
+/* ROLES: asks for i1, an unknown id and a number, then sends two bad asks
+ * (no answer, the channel stays); the answer says i1's roles. Then i1's
+ * roles change and are pushed; the push is answered with a ping. */
+static void roles_frame(fx *f, const pr_frame *fr)
+{
+    if (fr->type == PR_CTL_MAP_FULL) {
+        set_roles(f, "fleet");
+        send_json(f, PR_CTL_ROLES_ASK, "{\"identities\": [\"i1\", \"nobody\", 5]}");
+        send_json(f, PR_CTL_ROLES_ASK, "{\"identities\": \"i1\"}");
+        send_json(f, PR_CTL_ROLES_ASK, "[1]");
+    } else if (fr->type == PR_CTL_ROLES && f->nroles < 2) {
+        f->roles[f->nroles++] = json_loadb((const char *)fr->body, fr->body_len, 0, NULL);
+        if (f->nroles == 1) {
+            set_roles(f, "west");
+            ctl_control_roles_changed(NULL, "i1");           /* no server: nothing */
+            ctl_control_roles_changed(f->srv, "nobody");     /* no such identity: nothing */
+            ctl_control_roles_changed(f->srv, "i1");
+        } else {
+            send_json(f, PR_CTL_PING, "{}");
+        }
+    } else if (fr->type == PR_CTL_PONG) {
+        pr_conn_close(f->conn, 0);
+    }
+}
+
 static void mesh_after_full(fx *f)
 {
     send_json(f, PR_CTL_LINK_REPORT,
@@ -245,6 +283,10 @@ static int on_frame(void *arg, const pr_frame *fr)
 {
     fx *f = arg;
 
+    if (f->mode == ROLES) {
+        roles_frame(f, fr);
+        return 0;
+    }
     if (f->mode)
         return mode_frame(f, fr);
     json_t *j = json_loadb((const char *)fr->body, fr->body_len, 0, NULL);
@@ -422,6 +464,31 @@ static void test_links_and_circuits(void **state)
     json_decref(r);
 }
 
+static void test_roles(void **state)
+{
+    fx *f = *state;
+    json_t *r0, *r1;
+    int64_t now = (int64_t)time(NULL);
+
+    f->mode = ROLES;
+    dial_as(f, PR_IDENT_ROUTER, "r1");
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(f->nroles, 2);
+    /* The answer: i1's roles from the store, the unknown id left out. */
+    r0 = json_object_get(f->roles[0], "roles");
+    assert_int_equal(json_object_size(r0), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r0, "i1"), 0)), "fleet");
+    assert_true(json_integer_value(json_object_get(f->roles[0], "at")) >= now - 5);
+    /* The push after the change: the new roles. */
+    r1 = json_object_get(f->roles[1], "roles");
+    assert_int_equal(json_object_size(r1), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r1, "i1"), 0)), "west");
+    assert_true(json_integer_value(json_object_get(f->roles[1], "at")) >=
+                json_integer_value(json_object_get(f->roles[0], "at")));
+    /* The bad asks did not cost the router its channel: it closed it itself. */
+    assert_int_equal(f->close_status, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -430,6 +497,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_router, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_map, setup_big, teardown),
         cmocka_unit_test_setup_teardown(test_links_and_circuits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
     };
     if (sodium_init() < 0)
         return 1;
