@@ -7,6 +7,12 @@
  * real one switches the circuit, both edges send again what the other's ack
  * seq does not cover, and every byte arrives in order both ways.
  *
+ * Under a service-router policy that keeps the service off rc (rb's way to
+ * rd): with a direct rb - rd link as well (dearer), rd refuses the path over
+ * rc naming the service and rb resumes along rb - rd; without it, no allowed
+ * path is left, the resume fails with EDENIED and rd ends the circuit, the
+ * host hearing EDENIED too.
+ *
  * Edges are test clients that keep every payload frame they sent and take
  * frames in seq order, dropping duplicates (as libweft does). */
 #include "test_rt_world.h"
@@ -32,6 +38,9 @@ static char term_id[RT_ID_CAP];
 static int killed, forged_sent, forged_failed, resumed, host_resumes, caps_ok, anchors_ok;
 static uint8_t nonce[16];
 static int updates; /* periodic "update" events from rb with running byte counts */
+/* 0: no policy; 1: web kept off rc, rb - rd allowed; 2: kept off rc, no other way */
+static int policy;
+static uint32_t resume_err;
 
 static void on_event(void *arg, const char *text)
 {
@@ -41,7 +50,7 @@ static void on_event(void *arg, const char *text)
     if (strcmp(json_string_value(json_object_get(j, "event")), "update") == 0 &&
         json_integer_value(json_object_get(j, "bytes_up")) > 0 &&
         json_integer_value(json_object_get(j, "bytes_down")) > 0 &&
-        json_array_size(json_object_get(j, "path")) == 3)
+        json_array_size(json_object_get(j, "path")) == (policy ? 2 : 3))
         updates++;
     json_decref(j);
 }
@@ -250,9 +259,11 @@ static void rs_host(client *c, const pr_frame *f)
         char delta[512], err[256];
         assert_int_equal(pr_frame_str(f, PR_H_TERMINATOR, term_id, sizeof(term_id)), 0);
         snprintf(delta, sizeof(delta),
-                 "{\"version\": 2, \"base\": 1, \"ops\": [{\"op\": \"put\", \"kind\": "
+                 "{\"version\": %llu, \"base\": %llu, \"ops\": [{\"op\": \"put\", \"kind\": "
                  "\"terminator\", \"obj\": {\"id\": \"%s\", \"service\": \"s1\", \"router\": "
-                 "\"rd\", \"identity\": \"app1\"}}]}", term_id);
+                 "\"rd\", \"identity\": \"app1\"}}]}",
+                 (unsigned long long)w.r[0].map.version + 1, (unsigned long long)w.r[0].map.version,
+                 term_id);
         assert_int_equal(rt_map_apply_delta(&w.r[0].map, delta, strlen(delta), err, sizeof(err)),
                          0);
         break;
@@ -270,8 +281,9 @@ static void rs_host(client *c, const pr_frame *f)
         on_payload(c, f);
         break;
     case PR_EDGE_CLOSE:
-        assert_int_equal(c->close_err, 0);
-        world_stop();
+        assert_int_equal(c->close_err, policy == 2 ? (uint32_t)-WEFT_EDENIED : 0);
+        if (policy != 2 || resume_err)
+            world_stop();
         break;
     default:
         break;
@@ -335,6 +347,14 @@ static void d2_answer(const pr_frame *f)
     uint64_t ack;
 
     assert_int_equal(pr_frame_u32(f, PR_H_REQ_ID, &req), 0);
+    if (f->type == PR_EDGE_RESUME_FAIL && policy == 2) {
+        /* No allowed path: refused before the far edge is asked, forged or not. */
+        assert_int_equal(pr_frame_u32(f, PR_H_ERR, &resume_err), 0);
+        assert_int_equal(resume_err, (uint32_t)-WEFT_EDENIED);
+        if (w.host.closes)
+            world_stop();
+        return;
+    }
     if (f->type == PR_EDGE_RESUME_FAIL) {
         assert_int_equal(req, 8);
         forged_failed = 1;
@@ -369,6 +389,29 @@ static void rs_d2(client *c, const pr_frame *f)
     }
 }
 
+/* Service web may be carried by ra, rb and rd only (not rc). */
+static void keep_off_rc(int i)
+{
+    char delta[512], err[256];
+
+    snprintf(delta, sizeof(delta),
+             "{\"version\": %llu, \"base\": %llu, \"ops\": [{\"op\": \"put\", \"kind\":"
+             " \"service\", \"obj\": {\"id\": \"s1\", \"name\": \"web\", \"host\":"
+             " \"tcp:127.0.0.1:9\", \"routers\": [\"@ra\", \"@rb\", \"@rd\"]}}]}",
+             (unsigned long long)w.r[i].map.version + 1, (unsigned long long)w.r[i].map.version);
+    assert_int_equal(rt_map_apply_delta(&w.r[i].map, delta, strlen(delta), err, sizeof(err)), 0);
+    rt_router_map_changed(&w.r[i]);
+}
+
+/* rb's own link to rd looks slow, so that its first choice is over rc. */
+static void slow_rb_rd(void)
+{
+    rt_link *l = rt_link_to(&w.r[1], "rd");
+
+    if (l)
+        l->srtt_us = 5000000;
+}
+
 /* ra dies: every connection it has closes at once, with nothing said. */
 static void kill_ra(void)
 {
@@ -386,7 +429,7 @@ static void rs_poll(void)
 {
     if (w.dialler.conn == NULL) {
         if (term_id[0] && rt_link_to(&w.r[0], "rd") && rt_link_to(&w.r[1], "rc") &&
-            rt_link_to(&w.r[2], "rd")) {
+            rt_link_to(&w.r[2], "rd") && (policy != 1 || rt_link_to(&w.r[1], "rd"))) {
             c_connect(&w.dialler, &w.r[0], &dcred, rs_dialler);
             c_connect(&d2, &w.r[1], &dcred, rs_d2);
         }
@@ -396,6 +439,7 @@ static void rs_poll(void)
         /* Mid-transfer: two more messages each way are in flight as ra dies. */
         send_msg(&w.dialler, 4), send_msg(&w.dialler, 5);
         send_msg(&w.host, 4), send_msg(&w.host, 5);
+        slow_rb_rd();
         kill_ra();
         return;
     }
@@ -412,10 +456,12 @@ static void rs_stop(void)
         pr_conn_close(d2.conn, 0);
 }
 
-static void test_resume(void **state)
+static void run_resume(int pol)
 {
     const char *links = ", \"links\": [{\"a\": \"rc\", \"b\": \"rd\", \"rtt_us\": 300, \"up\": true}]";
 
+    policy = pol;
+    resume_err = 0;
     memset(&d2, 0, sizeof(d2));
     memset(es, 0, sizeof(es));
     memset(nonce, 0, sizeof(nonce));
@@ -425,9 +471,11 @@ static void test_resume(void **state)
         pr_log_init("router", PR_LOG_DEBUG);
     world_init(4, 1);
     world_map(0, 0x8, NULL, NULL);  /* ra dials rd */
-    world_map(1, 0x4, NULL, links); /* rb dials rc, and knows rc - rd from the map */
+    world_map(1, pol == 1 ? 0xc : 0x4, NULL, links); /* rb dials rc (and rd), knows rc - rd */
     world_map(2, 0x8, NULL, NULL);  /* rc dials rd */
     world_map(3, 0x0, NULL, NULL);
+    for (int i = 0; pol && i < 4; i++)
+        keep_off_rc(i);
     w.poll_cb = rs_poll;
     w.on_stop = rs_stop;
     w.r[1].on_event = on_event;
@@ -437,17 +485,42 @@ static void test_resume(void **state)
     pr_tls_ctx_free(d2.ctx);
     assert_int_equal(caps_ok, 2);
     assert_int_equal(anchors_ok, 2);
+    assert_int_equal(w.host.closes, 1);
+    if (pol == 2) { /* refused at rd: the host was never asked */
+        assert_int_equal(resume_err, (uint32_t)-WEFT_EDENIED);
+        assert_int_equal(host_resumes, 0);
+        assert_false(resumed);
+        return;
+    }
     assert_true(forged_failed);
     assert_int_equal(host_resumes, 1); /* the forged one never reached a switch */
     assert_true(resumed);
-    assert_int_equal(w.host.closes, 1);
     assert_true(updates >= 2);
+}
+
+static void test_resume(void **state)
+{
+    run_resume(0);
+}
+
+/* The resume's first path crosses rc; rd refuses it naming the service and
+ * rb sends it again over rb - rd, where the circuit then runs. */
+static void test_resume_policy_retry(void **state)
+{
+    run_resume(1);
+}
+
+static void test_resume_policy_no_path(void **state)
+{
+    run_resume(2);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_resume_policy_retry),
+        cmocka_unit_test(test_resume_policy_no_path),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
