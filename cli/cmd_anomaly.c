@@ -87,9 +87,10 @@ static int show_reply(cli_ctx *c, int rc, json_t *resp)
 static int anomaly_show(cli_ctx *c, const cli_args *a)
 {
     json_t *resp = NULL;
+    int rc = cli_call(c, "GET", "/v1/settings/anomaly", NULL, &resp);
 
     (void)a;
-    return show_reply(c, cli_call(c, "GET", "/v1/settings/anomaly", NULL, &resp), resp);
+    return show_reply(c, rc, resp);
 }
 
 static int anomaly_set(cli_ctx *c, const cli_args *a)
