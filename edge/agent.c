@@ -218,6 +218,7 @@ static void agent_stop(edge_agent *a)
     uv_close((uv_handle_t *)&a->sighup, NULL);
     uv_close((uv_handle_t *)&a->renew, NULL);
     uv_close((uv_handle_t *)&a->tick, NULL);
+    edge_mem_stop(a);
     if (a->job != NULL)
         uv_cancel((uv_req_t *)&a->work);
     if (a->renew_job != NULL)
@@ -272,6 +273,7 @@ static void handles_start(edge_agent *a)
     uv_signal_start(&a->sigterm, on_signal, SIGTERM);
     uv_timer_start(&a->tick, on_tick, EDGE_TICK_MS, EDGE_TICK_MS);
     uv_timer_start(&a->renew, on_renew, 0, EDGE_RENEW_MS);
+    edge_mem_start(a);
 }
 
 static int agent_init(edge_agent *a, uv_loop_t *loop, const edge_agent_cfg *cfg)
@@ -298,6 +300,7 @@ int edge_agent_run(const edge_agent_cfg *cfg)
     int r;
 
     signal(SIGPIPE, SIG_IGN);
+    edge_mem_setup();
     if ((a = calloc(1, sizeof(*a))) == NULL)
         return WEFT_ENOMEM;
     if ((r = uv_loop_init(&loop)) < 0) {

@@ -34,6 +34,11 @@
 #define EDGE_TICK_MS       5000
 #define EDGE_RENEW_MS      (3600 * 1000) /* renewal is checked at start and this often */
 #define EDGE_RENEW_TIMEOUT_MS 20000
+/* The heap (memory.c): blocks this large are mapped on their own; free heap
+ * pages go back this long after EDGE_TRIM_CLOSES circuits closed, or the last. */
+#define EDGE_MMAP_THRESHOLD (128 * 1024)
+#define EDGE_TRIM_CLOSES   32
+#define EDGE_TRIM_DELAY_MS 500
 
 enum edge_proto { EDGE_TCP = 1, EDGE_UDP };
 
@@ -83,6 +88,8 @@ struct edge_agent {
     const char *identity;
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t renew, tick;
+    uv_timer_t trim;   /* memory.c: free heap pages back to the system */
+    unsigned closed;   /* circuits closed since the last trim */
     uv_work_t work;
     void *job;         /* address resolution in flight */
     edge_svc *pending; /* a newer service list waiting for it */
@@ -122,6 +129,14 @@ void edge_services_update(edge_agent *a, edge_svc *svcs, size_t n);
 void edge_service_unref(edge_service *s);
 /* What to tell the operator about a failed dial (pipe_tcp.c, flow_udp.c). */
 const char *edge_dial_hint(int status);
+
+/* memory.c: the agent's malloc settings (before anything is allocated), and
+ * free heap pages handed back after circuits close. */
+void edge_mem_setup(void);
+void edge_mem_start(edge_agent *a);
+void edge_mem_stop(edge_agent *a);
+/* A circuit's pipe or flow was freed. */
+void edge_mem_closed(edge_agent *a);
 
 /* pipe_tcp.c: a local TCP connection spliced to a circuit. */
 enum edge_side { EDGE_SIDE_INTERCEPT = 1, EDGE_SIDE_HOST };

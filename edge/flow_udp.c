@@ -98,6 +98,7 @@ static void flow_release(edge_flow *f)
         f->svc->nflows--;
         edge_service_unref(f->svc);
     }
+    edge_mem_closed(f->a);
     free(f->pend);
     free(f);
 }

@@ -116,6 +116,7 @@ static void pipe_release(edge_pipe *p)
             p->side == EDGE_SIDE_HOST ? "host" : "client", p->local, (unsigned long long)p->up,
             (unsigned long long)p->down, (unsigned long long)(uv_now(p->a->loop) - p->t0),
             p->result ? p->result : "ok");
+    edge_mem_closed(p->a);
     free(p);
 }
 

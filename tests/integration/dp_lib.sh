@@ -42,6 +42,37 @@ dp_wait_port() {
 }
 
 dp_rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+# dp_mem_kb PID: "VmRSS RssAnon VmSize" of a process, in kB.
+dp_mem_kb() {
+    awk '/^VmRSS/ {r = $2} /^RssAnon/ {a = $2} /^VmSize/ {v = $2} END {print r, a, v}' \
+        "/proc/$1/status" 2>/dev/null
+}
+
+# dp_hold PORT N SECONDS: N connections to 127.0.0.1:PORT, each answered once
+# (one byte there and back), then held idle until dp_hold_end; true once all
+# N answered within SECONDS. $T_TMP/hold.out says how many; sets DP_HOLD_PID.
+dp_hold() {
+    local i
+    mkfifo "$T_TMP/hold.in"
+    "$DP_BLAST" hold "127.0.0.1:$1" --count "$2" --max-seconds "$3" \
+        <"$T_TMP/hold.in" >"$T_TMP/hold.out" 2>"$T_TMP/logs/hold.log" &
+    DP_HOLD_PID=$!
+    T_PIDS+=("$DP_HOLD_PID")
+    exec 7>"$T_TMP/hold.in"
+    for ((i = 0; i < $3 * 10; i++)); do
+        grep -q '^held' "$T_TMP/hold.out" 2>/dev/null && break
+        alive "$DP_HOLD_PID" || break
+        sleep 0.1
+    done
+    grep -q "^held $2 of" "$T_TMP/hold.out" 2>/dev/null
+}
+
+# dp_hold_end: the holder exits, closing every held connection.
+dp_hold_end() {
+    exec 7>&-
+    wait "$DP_HOLD_PID" 2>/dev/null
+    rm -f "$T_TMP/hold.in"
+}
 
 # dp_fabric NAME [TTL]: controller + router r1; sets DP_DIR, DP_ROUTER_PID,
 # DP_EDGE_LISTEN. TTL sets the controller's service_token_ttl (seconds).
