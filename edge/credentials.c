@@ -203,8 +203,11 @@ static int token_run(const factory_opts *o, const char *cert, const char *key)
     size_t len = 0;
     struct stat st;
     pr_idfile id = {0};
-    pr_enroll_req req = {.imei = o->imei, .iccid = o->iccid, .timeout_ms = o->timeout_ms,
-                         .factory_cert_pem = cert, .factory_key_pem = key,
+    pr_enroll_req req = {.imei = o->imei,
+                         .iccid = o->iccid,
+                         .timeout_ms = o->timeout_ms,
+                         .factory_cert_pem = cert,
+                         .factory_key_pem = key,
                          .busy = {.on_busy = edge_enroll_busy}};
     int rc;
 
@@ -230,9 +233,14 @@ static int factory_run(const factory_opts *o, const char *cert, const char *key)
 {
     char err[768] = "";
     pr_idfile id = {0};
-    pr_factory_req req = {.controller = o->controller, .ca_fp = o->fp, .cert_pem = cert,
-                          .key_pem = key, .imei = o->imei, .iccid = o->iccid,
-                          .timeout_ms = o->timeout_ms, .busy = {.on_busy = edge_enroll_busy}};
+    pr_factory_req req = {.controller = o->controller,
+                          .ca_fp = o->fp,
+                          .cert_pem = cert,
+                          .key_pem = key,
+                          .imei = o->imei,
+                          .iccid = o->iccid,
+                          .timeout_ms = o->timeout_ms,
+                          .busy = {.on_busy = edge_enroll_busy}};
     int rc = pr_enroll_factory(&req, &id, err, sizeof(err));
 
     if (rc < 0)

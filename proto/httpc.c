@@ -823,9 +823,8 @@ static void sleep_ms(unsigned ms)
         ;
 }
 
-int pr_https_request_busy(const char *base_url, const pr_httpc_cfg *cfg,
-                          const pr_httpc_busy *busy, const pr_http_req *req, pr_http_resp *resp,
-                          char *err, size_t errcap)
+int pr_https_request_busy(const char *base_url, const pr_httpc_cfg *cfg, const pr_httpc_busy *busy,
+                          const pr_http_req *req, pr_http_resp *resp, char *err, size_t errcap)
 {
     unsigned tries = busy && busy->tries ? busy->tries : PR_HTTPC_BUSY_TRIES, wait;
     int rc;

@@ -73,8 +73,7 @@ typedef struct {
 /* The wait after a 429 with Retry-After retry_after_s (see above). */
 unsigned pr_http_busy_wait_ms(unsigned retry_after_s, unsigned wait_max_s);
 /* pr_https_request, asked again after each 429 as described above; busy NULL: the defaults. */
-int pr_https_request_busy(const char *base_url, const pr_httpc_cfg *cfg,
-                          const pr_httpc_busy *busy, const pr_http_req *req, pr_http_resp *resp,
-                          char *err, size_t errcap);
+int pr_https_request_busy(const char *base_url, const pr_httpc_cfg *cfg, const pr_httpc_busy *busy,
+                          const pr_http_req *req, pr_http_resp *resp, char *err, size_t errcap);
 
 #endif

@@ -101,7 +101,8 @@ static size_t usable_router(const weft_ctx *ctx, const char *service, int free)
     size_t rank[WEFT_PROBE_MAX], n = weft__rank(ctx, rank, WEFT_PROBE_MAX);
 
     for (size_t k = 0; k < n; k++)
-        if ((service == NULL || !weft__avoided(ctx, ctx->sd.routers[rank[k]].edge_listen, service)) &&
+        if ((service == NULL ||
+             !weft__avoided(ctx, ctx->sd.routers[rank[k]].edge_listen, service)) &&
             (!free || !held(ctx, rank[k])))
             return rank[k];
     return (size_t)-1;
@@ -193,8 +194,8 @@ static void move_for(weft_ctx *ctx, const char *service)
     }
     if (s == NULL)
         return; /* moving would cut circuits: the dial waits for its deadline */
-    pr_info("edge_session_move", "slot=%d from=%s to=%s service=%s reason=service-router",
-            s->slot, s->addr, ctx->sd.routers[to].edge_listen, service);
+    pr_info("edge_session_move", "slot=%d from=%s to=%s service=%s reason=service-router", s->slot,
+            s->addr, ctx->sd.routers[to].edge_listen, service);
     s->move_to = to + 1;
     pr_conn_close(s->tls, WEFT_ECANCELED);
 }
@@ -247,8 +248,7 @@ void weft__no_router_msg(weft_ctx *ctx, const char *service)
     char what[WEFT_NAME_MAX + 64] = "no router of the session data takes this identity";
 
     if (service != NULL)
-        snprintf(what, sizeof(what), "no router this identity may use carries service %s",
-                 service);
+        snprintf(what, sizeof(what), "no router this identity may use carries service %s", service);
     if (a != NULL) /* a long reason is cut: the sentence starts with what matters */
         pr_errf(ctx->last_err, sizeof(ctx->last_err), WEFT_EDENIED, "%s; router %s refused: %s",
                 what, a->router, a->why);

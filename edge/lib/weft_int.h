@@ -31,11 +31,11 @@
 #define WEFT_PROBE_MAX      16     /* routers measured by TCP connect time */
 #define WEFT_PROBE_TIMEOUT_MS 2000
 #define WEFT_PROBE_EVERY_MS 300000 /* routers are measured again this often */
-#define WEFT_AVOID_MAX      16     /* policy refusals remembered (avoid.c) */
-#define WEFT_AVOID_MS       30000  /* a refusing router is left alone this long, */
-#define WEFT_AVOID_MAX_MS   600000 /* doubling while it keeps refusing, up to this */
-#define WEFT_URGENT_MS      2000   /* refusals ask for session data at most this often */
-#define WEFT_DENIED_RETRY_MS 60000 /* a controller refusing the identity (403) is asked again */
+#define WEFT_AVOID_MAX        16     /* policy refusals remembered (avoid.c) */
+#define WEFT_AVOID_MS         30000  /* a refusing router is left alone this long, */
+#define WEFT_AVOID_MAX_MS     600000 /* doubling while it keeps refusing, up to this */
+#define WEFT_URGENT_MS        2000   /* refusals ask for session data at most this often */
+#define WEFT_DENIED_RETRY_MS  60000  /* a controller refusing the identity (403) is asked again */
 
 /* Router session states; rsess_change_state() is the only place that moves. */
 #define RSESS_STATES(XX)                                                                           \
@@ -209,13 +209,13 @@ struct weft_ctx {
     unsigned fetch_backoff_ms;
     uint32_t fetch_hint_ms; /* the controller's Retry-After for the next fetch; 0 = none */
     uint64_t fetch_not_before; /* loop time before which no fetch goes (429, 403) */
-    int urgent;          /* a fetch asked for by a refusal is due or in flight */
-    int refetch;         /* a refusal came while a fetch was in flight: fetch again */
-    uint64_t urgent_at;  /* loop time the last urgent fetch went */
-    int sd_err;          /* the controller's refusal of the session data (403), 0 once served */
+    int urgent;                /* a fetch asked for by a refusal is due or in flight */
+    int refetch;               /* a refusal came while a fetch was in flight: fetch again */
+    uint64_t urgent_at;        /* loop time the last urgent fetch went */
+    int sd_err;                /* the controller's 403 (WEFT_E*), 0 once served */
     char sd_err_msg[WEFT_ERRMSG_MAX];
     weft_avoid avoid[WEFT_AVOID_MAX];
-    int told_no_router;  /* edge_no_router_allowed logged for this session data */
+    int told_no_router; /* edge_no_router_allowed logged for this session data */
     uv_timer_t refresh;
     uv_timer_t tick;
     uv_idle_t idle;

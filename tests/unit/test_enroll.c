@@ -400,8 +400,8 @@ static void test_busy_then_served(void **state)
 {
     pr_idfile id;
     char err[512], *tok = token(600, NULL, NULL);
-    pr_enroll_req req = {.token = tok, .timeout_ms = 5000,
-                         .busy = {.on_busy = on_busy, .data = &busy_waits}};
+    pr_enroll_req req = {
+        .token = tok, .timeout_ms = 5000, .busy = {.on_busy = on_busy, .data = &busy_waits}};
     int gets, posts;
 
     set_mode(M_BUSY_TWICE);

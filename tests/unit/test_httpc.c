@@ -188,10 +188,10 @@ static void answer(pr_conn *c, struct request *r)
     else if (strcmp(r->path, "/garbage") == 0)
         send_str(c, "220 smtp.example ESMTP ready\r\n");
     else if (strncmp(r->path, "/q?", 3) == 0) /* the raw target, as it arrived */
-        send_fmt(c, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(r->path),
-                 r->path);
+        send_fmt(c, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(r->path), r->path);
     else if (strcmp(r->path, "/busy") == 0 && ++S.busy_calls < 3)
-        send_str(c, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n");
+        send_str(c,
+                 "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n");
     else if (strcmp(r->path, "/busy") == 0)
         send_str(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     else if (strcmp(r->path, "/always-busy") == 0)
@@ -647,7 +647,6 @@ static void test_system_trust_store(void **state)
     unlink(path);
 }
 
-
 /* ---- query strings ---- */
 
 static void test_query_add(void **state)
@@ -710,8 +709,8 @@ static void test_busy_wait_bounds(void **state)
         unsigned w0 = pr_http_busy_wait_ms(0, 0), w2 = pr_http_busy_wait_ms(2, 0);
         unsigned wbig = pr_http_busy_wait_ms(86400, 0), wcap = pr_http_busy_wait_ms(30, 5);
 
-        assert_true(w0 >= 1000 && w0 < 1000 + 750);           /* absent: a second */
-        assert_true(w2 >= 2000 && w2 < 2000 + 1000 + 250);     /* the advice, jittered */
+        assert_true(w0 >= 1000 && w0 < 1000 + 750);             /* absent: a second */
+        assert_true(w2 >= 2000 && w2 < 2000 + 1000 + 250);      /* the advice, jittered */
         assert_true(wbig >= PR_HTTPC_BUSY_WAIT_MAX_S * 1000u && /* capped */
                     wbig < PR_HTTPC_BUSY_WAIT_MAX_S * 1500u + 250);
         assert_true(wcap >= 5000 && wcap < 7500 + 250);

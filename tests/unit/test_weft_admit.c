@@ -688,9 +688,8 @@ static void ra_work(uv_work_t *w)
     ra_job *j = w->data;
     char err[256];
 
-    j->rc = pr_https_request(j->url, &j->cfg, "GET", "/v1/edge/session?imei=356938035643809",
-                             NULL, 0, NULL, &j->resp,
-                             err, sizeof(err));
+    j->rc = pr_https_request(j->url, &j->cfg, "GET", "/v1/edge/session?imei=356938035643809", NULL,
+                             0, NULL, &j->resp, err, sizeof(err));
 }
 
 static void ra_done(uv_work_t *w, int status)

@@ -2329,7 +2329,8 @@ static void refusals_remembered(void **state)
     assert_int_equal(a->avoid_ms, WEFT_AVOID_MS);
     assert_true(a->until > weft__now(&ctx) + WEFT_AVOID_MS - 1000);
     weft__no_router_msg(&ctx, NULL);
-    assert_non_null(strstr(ctx.last_err, "router 127.0.0.1:100 refused: identity dev1 may not use"));
+    assert_non_null(
+        strstr(ctx.last_err, "router 127.0.0.1:100 refused: identity dev1 may not use"));
 
     /* Forgotten when its time is up; refused again soon: twice as long. */
     a->until = weft__now(&ctx) - 1;
@@ -2362,7 +2363,7 @@ static void refusals_remembered(void **state)
     assert_false(weft__avoided(&ctx, "127.0.0.1:101", "mail"));
     assert_false(weft__avoided(&ctx, "127.0.0.1:101", NULL));
     assert_int_equal(weft__rank(&ctx, rank, 4), 2); /* the ranking is the identity's */
-    assert_null(weft__rsess_best_for(&ctx, "web"));  /* 100 refused us, 101 refused web */
+    assert_null(weft__rsess_best_for(&ctx, "web")); /* 100 refused us, 101 refused web */
     assert_ptr_equal(weft__rsess_best_for(&ctx, "mail"), &ctx.sess[1]);
     weft__no_router_msg(&ctx, "web");
     assert_non_null(strstr(ctx.last_err, "carries service web; router 127.0.0.1:101 refused: "
