@@ -111,8 +111,7 @@ static int anomaly_set(cli_ctx *c, const cli_args *a)
                                                               : "number");
         }
         json_object_set_new(body, pr_anom_keys[k].name,
-                            opts[k].kind == V_NUMBER ? json_real(v)
-                                                     : json_integer((json_int_t)v));
+                            opts[k].kind == V_NUMBER ? json_real(v) : json_integer((json_int_t)v));
     }
     if (json_object_size(body) == 0) {
         json_decref(body);
@@ -141,8 +140,9 @@ static int anomaly_reset(cli_ctx *c, const cli_args *a)
     for (int i = 0; i < a->npos; i++) {
         if ((k = key_of(a->pos[i])) < 0) {
             json_decref(body);
-            return cli_usage_error(c, "unknown setting \"%s\" (window, learn, factor, "
-                                      "bytes-factor, min-bytes, hours-learn)",
+            return cli_usage_error(c,
+                                   "unknown setting \"%s\" (window, learn, factor, "
+                                   "bytes-factor, min-bytes, hours-learn)",
                                    a->pos[i]);
         }
         json_object_set_new(body, pr_anom_keys[k].name, json_null());
@@ -204,8 +204,8 @@ static int anomaly_baseline(cli_ctx *c, const cli_args *a)
 }
 
 const cli_cmd cli_anomaly_cmds[] = {
-    {"anomaly", "show", "", "show the network-wide anomaly settings routers get from the map",
-     NULL, "", 0, 0, anomaly_show},
+    {"anomaly", "show", "", "show the network-wide anomaly settings routers get from the map", NULL,
+     "", 0, 0, anomaly_show},
     {"anomaly", "set",
      "[--window D] [--learn N] [--factor F] [--bytes-factor F] [--min-bytes SIZE] "
      "[--hours-learn D]",
@@ -218,8 +218,8 @@ const cli_cmd cli_anomaly_cmds[] = {
      "  --hours-learn D    how long the hours of activity are learnt (7d; 0: at once)\n",
      "window learn factor bytes-factor min-bytes hours-learn", 0, 0, anomaly_set},
     {"anomaly", "reset", "[SETTING]...",
-     "forget network-wide settings (all, or the ones named): routers use their router.json",
-     NULL, "", 0, PR_ANOM_NKEYS, anomaly_reset},
+     "forget network-wide settings (all, or the ones named): routers use their router.json", NULL,
+     "", 0, PR_ANOM_NKEYS, anomaly_reset},
     {"anomaly", "baseline", CLI_REF_ARG,
      "show the baseline learnt for an identity (merged from every router)", NULL, "", 1, 1,
      anomaly_baseline},

@@ -135,8 +135,8 @@ static int add_token(ctl_call *call, const char *ident_id, json_t *svc, const ch
 /* Claims the ingress router enforces offline (docs/policies.md): behaviour
  * limits ("lim"), the identity's anomaly baseline where limits apply
  * ("base") and the device binding ("hw"). */
-static json_t *token_extra(ctl *c, const json_t *ident, const json_t *svc,
-                           const json_t *policies, int64_t now)
+static json_t *token_extra(ctl *c, const json_t *ident, const json_t *svc, const json_t *policies,
+                           int64_t now)
 {
     json_t *extra = json_object(), *lim = ctl_behaviour_limits(policies, ident, svc, now);
     json_t *hw = ctl_binding_claim(ident), *base = lim ? ctl_baseline_claim(c, ident, now) : NULL;

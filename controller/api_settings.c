@@ -134,8 +134,8 @@ void ctl_api_identities_baseline(ctl_call *call)
         ctl_reply_store_error(call, rc, "baseline", call->param);
     } else {
         json_object_set(base, "identity", json_object_get(rec, "id"));
-        json_object_set_new(base, "tz", json_string(json_string_value(
-                                            json_object_get(rec, "tz")) ?: "UTC"));
+        json_object_set_new(base, "tz",
+                            json_string(json_string_value(json_object_get(rec, "tz")) ?: "UTC"));
         ctl_reply_data(call, 200, json_incref(base));
     }
     json_decref(base);

@@ -259,8 +259,7 @@ static int seen(ctl *c, const char *router_id, const ctl_baseline_batch *b, int 
     return *rc == 0 && strcmp(boot, b->boot) == 0 && b->seq <= seq;
 }
 
-int ctl_baseline_ingest(ctl *c, const char *router_id, const uint8_t *body, size_t len,
-                        char **ack)
+int ctl_baseline_ingest(ctl *c, const char *router_id, const uint8_t *body, size_t len, char **ack)
 {
     ctl_baseline_batch b;
     json_t *merged = NULL;

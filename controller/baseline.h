@@ -14,12 +14,12 @@
 #include "controller/controller.h"
 #include "proto/ident.h"
 
-#define CTL_BASELINE_ALPHA 0.2         /* the routers' EWMA weight (RT_ANOM_ALPHA) */
-#define CTL_BASELINE_IDS_MAX 256       /* identities in one batch */
+#define CTL_BASELINE_ALPHA     0.2 /* the routers' EWMA weight (RT_ANOM_ALPHA) */
+#define CTL_BASELINE_IDS_MAX   256 /* identities in one batch */
 #define CTL_BASELINE_COUNT_MAX 1000000000LL
 #define CTL_BASELINE_VALUE_MAX 1e15
-#define CTL_BASELINE_HOURS 0xffffffu   /* 24 bits: the hours of the identity's day */
-#define CTL_BASELINE_BOOT_MAX 64
+#define CTL_BASELINE_HOURS     0xffffffu /* 24 bits: the hours of the identity's day */
+#define CTL_BASELINE_BOOT_MAX  64
 
 /* An identity's baseline: windows and circuits learnt, the EWMAs of dials
  * and distinct services per window and of bytes per circuit, the hours it
@@ -74,8 +74,7 @@ void ctl_baseline_batch_free(ctl_baseline_batch *b);
  * NULL) is the CTL_BASELINE_ACK body to send; set when the batch is stored
  * or cannot be (malformed), NULL when the store failed (the router sends it
  * again). */
-int ctl_baseline_ingest(ctl *c, const char *router_id, const uint8_t *body, size_t len,
-                        char **ack);
+int ctl_baseline_ingest(ctl *c, const char *router_id, const uint8_t *body, size_t len, char **ack);
 
 /* Conversions with the store's JSON (store.h); from_json: absent keys 0. */
 void ctl_baseline_from_json(const json_t *o, ctl_baseline *b);

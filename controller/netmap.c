@@ -994,8 +994,7 @@ int ctl_netmap_set_anomaly(ctl_netmap *m, const json_t *settings)
     }
     json_decref(m->anomaly);
     m->anomaly = next;
-    return emit_root(m, json_array(),
-                     json_pack("{s:O}", "anomaly", next ? next : json_null()));
+    return emit_root(m, json_array(), json_pack("{s:O}", "anomaly", next ? next : json_null()));
 }
 
 const json_t *ctl_netmap_anomaly(const ctl_netmap *m)

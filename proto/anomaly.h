@@ -6,20 +6,20 @@
 #ifndef PR_ANOMALY_H
 #define PR_ANOMALY_H
 
-#define PR_ANOM_WINDOW_S 10
-#define PR_ANOM_LEARN 3
-#define PR_ANOM_FACTOR 4.0
-#define PR_ANOM_BYTES_FACTOR 10.0
-#define PR_ANOM_MIN_BYTES 65536.0
+#define PR_ANOM_WINDOW_S      10
+#define PR_ANOM_LEARN         3
+#define PR_ANOM_FACTOR        4.0
+#define PR_ANOM_BYTES_FACTOR  10.0
+#define PR_ANOM_MIN_BYTES     65536.0
 #define PR_ANOM_HOURS_LEARN_S (7 * 86400)
 
 enum pr_anom_key {
-    PR_ANOM_K_WINDOW_S,       /* the dial-rate window, seconds */
-    PR_ANOM_K_LEARN,          /* windows (and circuits) learnt before judging */
-    PR_ANOM_K_FACTOR,         /* dials or services over this times the baseline */
-    PR_ANOM_K_BYTES_FACTOR,   /* a circuit's bytes over this times the baseline */
-    PR_ANOM_K_MIN_BYTES,      /* and over this many bytes */
-    PR_ANOM_K_HOURS_LEARN_S,  /* how long the hours of activity are learnt */
+    PR_ANOM_K_WINDOW_S,      /* the dial-rate window, seconds */
+    PR_ANOM_K_LEARN,         /* windows (and circuits) learnt before judging */
+    PR_ANOM_K_FACTOR,        /* dials or services over this times the baseline */
+    PR_ANOM_K_BYTES_FACTOR,  /* a circuit's bytes over this times the baseline */
+    PR_ANOM_K_MIN_BYTES,     /* and over this many bytes */
+    PR_ANOM_K_HOURS_LEARN_S, /* how long the hours of activity are learnt */
     PR_ANOM_NKEYS
 };
 

@@ -18,8 +18,7 @@
 /* ---- the "base" claim ---- */
 
 /* An integer key in [lo, hi]; absent: 0. */
-static int claim_int(const json_t *o, const char *key, long long lo, long long hi,
-                     long long *out)
+static int claim_int(const json_t *o, const char *key, long long lo, long long hi, long long *out)
 {
     const json_t *v = json_object_get(o, key);
 
@@ -62,8 +61,7 @@ int rt_base_from_claim(const json_t *claim, rt_base *out)
         claim_int(claim, "c", 0, RT_BASE_COUNT_MAX, &c) < 0 ||
         claim_num(claim, "b", RT_BASE_VALUE_MAX, &b.avg_bytes) < 0 ||
         claim_int(claim, "h", 0, RT_BASE_HOURS_MASK, &h) < 0 ||
-        claim_int(claim, "t", 0, 1LL << 40, &t) < 0 ||
-        claim_int(claim, "z", -86399, 86399, &z) < 0)
+        claim_int(claim, "t", 0, 1LL << 40, &t) < 0 || claim_int(claim, "z", -86399, 86399, &z) < 0)
         return WEFT_EPROTO;
     b.have = 1;
     b.windows = (unsigned)w;
@@ -168,8 +166,8 @@ static char *make_batch(rt_enforce *e, rt_baseline *b, size_t *n)
         json_decref(ids);
         return NULL;
     }
-    root = json_pack("{s:s, s:I, s:o}", "boot", b->boot, "seq", (json_int_t)(b->seq + 1), "ids",
-                     ids);
+    root =
+        json_pack("{s:s, s:I, s:o}", "boot", b->boot, "seq", (json_int_t)(b->seq + 1), "ids", ids);
     text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     if (text == NULL)
@@ -180,8 +178,8 @@ static char *make_batch(rt_enforce *e, rt_baseline *b, size_t *n)
     return text;
 }
 
-size_t rt_baseline_flush(rt_baseline *b, rt_enforce *e, uint64_t now_ms,
-                         rt_baseline_send_fn send, void *arg)
+size_t rt_baseline_flush(rt_baseline *b, rt_enforce *e, uint64_t now_ms, rt_baseline_send_fn send,
+                         void *arg)
 {
     size_t made = 0, n, ids = 0;
     char *text;

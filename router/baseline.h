@@ -13,20 +13,20 @@
 #include "router/map.h"
 
 #define RT_BASE_HOURS_MASK 0xffffffu /* 24 bits: hour h of the identity's day */
-#define RT_BASE_COUNT_MAX 1000000000LL
-#define RT_BASE_VALUE_MAX 1e15
+#define RT_BASE_COUNT_MAX  1000000000LL
+#define RT_BASE_VALUE_MAX  1e15
 
 /* The "base" claim: {"w","d","s","c","b","h","t","z"}, every key optional. */
 typedef struct {
-    int have;            /* a well-formed claim was there */
-    unsigned windows;    /* "w": dial-rate windows learnt */
-    double avg_dials;    /* "d": EWMA of dials per window */
-    double avg_svcs;     /* "s": EWMA of distinct services per window */
-    unsigned circuits;   /* "c": circuits learnt */
-    double avg_bytes;    /* "b": EWMA of bytes per circuit */
-    uint32_t hours;      /* "h": hours of the identity's day it was active in */
-    long long first_s;   /* "t": its first dial (Unix time); 0 unknown */
-    long tz_off;         /* "z": its zone's UTC offset (seconds) when signed; 0 UTC */
+    int have;          /* a well-formed claim was there */
+    unsigned windows;  /* "w": dial-rate windows learnt */
+    double avg_dials;  /* "d": EWMA of dials per window */
+    double avg_svcs;   /* "s": EWMA of distinct services per window */
+    unsigned circuits; /* "c": circuits learnt */
+    double avg_bytes;  /* "b": EWMA of bytes per circuit */
+    uint32_t hours;    /* "h": hours of the identity's day it was active in */
+    long long first_s; /* "t": its first dial (Unix time); 0 unknown */
+    long tz_off;       /* "z": its zone's UTC offset (seconds) when signed; 0 UTC */
 } rt_base;
 
 /* Reads a "base" claim (claim NULL: none, have 0, returns 0). A malformed
@@ -52,11 +52,11 @@ typedef struct {
 json_t *rt_base_inc_json(const rt_base_inc *inc);
 
 /* ---- reports to the controller ---- */
-#define RT_BASE_FLUSH_MS 5000    /* batches are made this often */
-#define RT_BASE_BATCH_IDS 40     /* identities per batch: under 16 KiB whatever the ids */
-#define RT_BASE_PER_FLUSH 8      /* batches made per flush at most */
-#define RT_BASE_INFLIGHT 16      /* batches sent and not yet acknowledged, at most */
-#define RT_BASE_RESEND_MS 30000  /* unacknowledged this long: sent again */
+#define RT_BASE_FLUSH_MS  5000  /* batches are made this often */
+#define RT_BASE_BATCH_IDS 40    /* identities per batch: under 16 KiB whatever the ids */
+#define RT_BASE_PER_FLUSH 8     /* batches made per flush at most */
+#define RT_BASE_INFLIGHT  16    /* batches sent and not yet acknowledged, at most */
+#define RT_BASE_RESEND_MS 30000 /* unacknowledged this long: sent again */
 
 struct rt_router;
 struct rt_enforce;

@@ -80,8 +80,8 @@ struct rt_enforce {
     void *arg;
     uint64_t violations;
     rt_enforce_cfg cfg;
-    pr_anom_set local;   /* router.json's settings */
-    size_t take_bucket;  /* where rt_enforce_take goes on */
+    pr_anom_set local;  /* router.json's settings */
+    size_t take_bucket; /* where rt_enforce_take goes on */
     rt_baseline *reports;
 };
 
@@ -181,8 +181,7 @@ void rt_enforce_cfg_default(rt_enforce_cfg *cfg)
     rt_enforce_cfg_from_set(NULL, NULL, cfg);
 }
 
-void rt_enforce_cfg_from_set(const pr_anom_set *local, const pr_anom_set *net,
-                             rt_enforce_cfg *cfg)
+void rt_enforce_cfg_from_set(const pr_anom_set *local, const pr_anom_set *net, rt_enforce_cfg *cfg)
 {
     double v[PR_ANOM_NKEYS];
 
@@ -468,8 +467,8 @@ static void anomaly_hour(rt_enforce *e, idstate *st, const char *service, long l
         return;
     zone_name(b->tz_off, zone, sizeof(zone));
     snprintf(msg, sizeof(msg),
-             "anomaly: active at %02d:00-%02d:59 %s, an hour of the day it was never active in",
-             h, h, zone);
+             "anomaly: active at %02d:00-%02d:59 %s, an hour of the day it was never active in", h,
+             h, zone);
     report(e, st, K_ANOM_HOUR, RT_ACT_LOG, service, msg, now_ms);
 }
 
@@ -695,9 +694,11 @@ int rt_enforce_attach(rt_router *r)
 
 static void log_cfg(const rt_enforce_cfg *cfg, const char *source)
 {
-    pr_info("anomaly", "source=%s window_s=%g learn=%u factor=%g bytes_factor=%g min_bytes=%g "
-            "hours_learn_s=%lld", source, (double)cfg->window_ms / 1000.0, cfg->learn,
-            cfg->factor, cfg->bytes_factor, cfg->min_bytes, cfg->hours_learn_s);
+    pr_info("anomaly",
+            "source=%s window_s=%g learn=%u factor=%g bytes_factor=%g min_bytes=%g "
+            "hours_learn_s=%lld",
+            source, (double)cfg->window_ms / 1000.0, cfg->learn, cfg->factor, cfg->bytes_factor,
+            cfg->min_bytes, cfg->hours_learn_s);
 }
 
 int rt_enforce_setup(rt_router *r, const json_t *conf)

@@ -30,12 +30,12 @@
  * carries (the controller's, merged from every router's reports) and what is
  * learnt here is reported back (router/baseline.h). These are the defaults of
  * rt_enforce_cfg (proto/anomaly.h). */
-#define RT_ANOM_WINDOW_MS (PR_ANOM_WINDOW_S * 1000)
-#define RT_ANOM_LEARN PR_ANOM_LEARN
+#define RT_ANOM_WINDOW_MS     (PR_ANOM_WINDOW_S * 1000)
+#define RT_ANOM_LEARN         PR_ANOM_LEARN
 #define RT_ANOM_ALPHA 0.2
-#define RT_ANOM_FACTOR PR_ANOM_FACTOR
-#define RT_ANOM_BYTES_FACTOR PR_ANOM_BYTES_FACTOR
-#define RT_ANOM_MIN_BYTES PR_ANOM_MIN_BYTES
+#define RT_ANOM_FACTOR        PR_ANOM_FACTOR
+#define RT_ANOM_BYTES_FACTOR  PR_ANOM_BYTES_FACTOR
+#define RT_ANOM_MIN_BYTES     PR_ANOM_MIN_BYTES
 #define RT_ANOM_HOURS_LEARN_S PR_ANOM_HOURS_LEARN_S
 #define RT_ANOM_MIN_DIALS 10.0
 #define RT_ANOM_MIN_SVCS 3.0
@@ -45,11 +45,11 @@
  * controller), else router.json's "anomaly_*" keys, else the defaults; key by
  * key (rt_enforce_cfg_from_set). */
 typedef struct {
-    uint64_t window_ms;     /* window_s: the dial-rate window */
-    unsigned learn;         /* learn: windows (and circuits) learnt before judging */
-    double factor;          /* factor: dials or services over factor x baseline */
-    double bytes_factor;    /* bytes_factor: a circuit's bytes over it x baseline */
-    double min_bytes;       /* min_bytes: and over this many bytes */
+    uint64_t window_ms;      /* window_s: the dial-rate window */
+    unsigned learn;          /* learn: windows (and circuits) learnt before judging */
+    double factor;           /* factor: dials or services over factor x baseline */
+    double bytes_factor;     /* bytes_factor: a circuit's bytes over it x baseline */
+    double min_bytes;        /* min_bytes: and over this many bytes */
     long long hours_learn_s; /* hours_learn_s: hours of activity learnt this long */
 } rt_enforce_cfg;
 
@@ -59,8 +59,7 @@ void rt_enforce_cfg_default(rt_enforce_cfg *cfg);
  * on a bad value, with the key's name in bad (when not NULL). */
 int rt_enforce_cfg_from_json(const json_t *conf, rt_enforce_cfg *cfg, const char **bad);
 /* The defaults, overlaid by each set of settings in turn (NULL: skipped). */
-void rt_enforce_cfg_from_set(const pr_anom_set *local, const pr_anom_set *net,
-                             rt_enforce_cfg *cfg);
+void rt_enforce_cfg_from_set(const pr_anom_set *local, const pr_anom_set *net, rt_enforce_cfg *cfg);
 
 /* The "lim" claim: 0 means no limit. */
 typedef struct {

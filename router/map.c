@@ -405,8 +405,7 @@ static int parse_key(const json_t *root, rt_map *m, char *err, size_t errcap)
     return 0;
 }
 
-int rt_anom_set_from_json(const json_t *o, const char *prefix, pr_anom_set *out,
-                          const char **bad)
+int rt_anom_set_from_json(const json_t *o, const char *prefix, pr_anom_set *out, const char **bad)
 {
     char key[64];
     int rc = 0;

@@ -142,8 +142,7 @@ const rt_map_term *rt_map_term_of(const rt_map *m, const char *service_id, size_
  * o (NULL or not an object: none). A key of the wrong type or out of range is
  * left out and named in *bad (the first one; may be NULL): WEFT_EINVAL, with
  * the good keys read all the same. */
-int rt_anom_set_from_json(const json_t *o, const char *prefix, pr_anom_set *out,
-                          const char **bad);
+int rt_anom_set_from_json(const json_t *o, const char *prefix, pr_anom_set *out, const char **bad);
 size_t rt_map_count(const rt_vec *v);
 const void *rt_map_at(const rt_vec *v, size_t i);
 

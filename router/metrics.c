@@ -152,12 +152,13 @@ int rt_metrics_render(rt_router *r, char *buf, size_t cap)
             "while the controller was away.\n# TYPE weft_router_events_dropped_total counter\n"
             "weft_router_events_dropped_total %llu\n",
         rt_control_events_queued(r), (unsigned long long)rt_control_events_dropped(r));
-    put(&b, "# HELP weft_router_baseline_batches_waiting Anomaly-baseline reports sent and not "
-            "yet acknowledged by the controller.\n# TYPE weft_router_baseline_batches_waiting "
-            "gauge\nweft_router_baseline_batches_waiting %zu\n"
-            "# HELP weft_router_baseline_batches_acked_total Anomaly-baseline reports the "
-            "controller stored.\n# TYPE weft_router_baseline_batches_acked_total counter\n"
-            "weft_router_baseline_batches_acked_total %llu\n",
+    put(&b,
+        "# HELP weft_router_baseline_batches_waiting Anomaly-baseline reports sent and not "
+        "yet acknowledged by the controller.\n# TYPE weft_router_baseline_batches_waiting "
+        "gauge\nweft_router_baseline_batches_waiting %zu\n"
+        "# HELP weft_router_baseline_batches_acked_total Anomaly-baseline reports the "
+        "controller stored.\n# TYPE weft_router_baseline_batches_acked_total counter\n"
+        "weft_router_baseline_batches_acked_total %llu\n",
         rt_baseline_waiting(rt_enforce_reports(r->enforce)),
         (unsigned long long)rt_baseline_acked_total(rt_enforce_reports(r->enforce)));
     return b.err ? b.err : (int)b.len;

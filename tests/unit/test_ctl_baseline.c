@@ -108,8 +108,7 @@ static int parse(const char *text, int *head_ok)
 {
     ctl_baseline_batch b;
     char err[256] = "";
-    int rc = ctl_baseline_parse((const uint8_t *)text, strlen(text), &b, head_ok, err,
-                                sizeof(err));
+    int rc = ctl_baseline_parse((const uint8_t *)text, strlen(text), &b, head_ok, err, sizeof(err));
 
     if (rc < 0) {
         assert_true(err[0] != '\0'); /* a sentence says what is wrong */
@@ -129,9 +128,8 @@ static void test_parse_good(void **state)
     int head_ok;
 
     (void)state;
-    assert_int_equal(ctl_baseline_parse((const uint8_t *)text, strlen(text), &b, &head_ok, err,
-                                        sizeof(err)),
-                     0);
+    assert_int_equal(
+        ctl_baseline_parse((const uint8_t *)text, strlen(text), &b, &head_ok, err, sizeof(err)), 0);
     assert_string_equal(b.boot, "ab12");
     assert_int_equal(b.seq, 3);
     assert_int_equal(b.n, 2);
@@ -150,25 +148,29 @@ static void test_parse_good(void **state)
 static void test_parse_bad(void **state)
 {
     static const char *const bad_head[] = {
-        "", "not json", "[1,2]", "\"x\"", "{}",
-        "{\"seq\":1,\"ids\":[]}",                       /* no boot */
-        "{\"boot\":\"\",\"seq\":1,\"ids\":[]}",         /* empty boot */
-        "{\"boot\":7,\"seq\":1,\"ids\":[]}",            /* boot not a string */
-        "{\"boot\":\"a-b\",\"seq\":1,\"ids\":[]}",      /* boot not letters and digits */
+        "",
+        "not json",
+        "[1,2]",
+        "\"x\"",
+        "{}",
+        "{\"seq\":1,\"ids\":[]}",                        /* no boot */
+        "{\"boot\":\"\",\"seq\":1,\"ids\":[]}",          /* empty boot */
+        "{\"boot\":7,\"seq\":1,\"ids\":[]}",             /* boot not a string */
+        "{\"boot\":\"a-b\",\"seq\":1,\"ids\":[]}",       /* boot not letters and digits */
         "{\"boot\":\"a\\u0000b\",\"seq\":1,\"ids\":[]}", /* a NUL inside */
-        "{\"boot\":\"b\",\"ids\":[]}",                  /* no seq */
-        "{\"boot\":\"b\",\"seq\":0,\"ids\":[]}",        /* seq not positive */
+        "{\"boot\":\"b\",\"ids\":[]}",                   /* no seq */
+        "{\"boot\":\"b\",\"seq\":0,\"ids\":[]}",         /* seq not positive */
         "{\"boot\":\"b\",\"seq\":-4,\"ids\":[]}",
         "{\"boot\":\"b\",\"seq\":\"1\",\"ids\":[]}",
         "{\"boot\":\"b\",\"seq\":1.5,\"ids\":[]}",
         "{\"boot\":\"b\",\"boot\":\"c\",\"seq\":1,\"ids\":[]}", /* duplicate keys */
     };
     static const char *const bad_ids[] = {
-        "",                                   /* no ids */
-        ",\"ids\":{}",                        /* not an array */
-        ",\"ids\":[1]",                       /* entry not an object */
-        ",\"ids\":[{}]",                      /* no id */
-        ",\"ids\":[{\"id\":\"\"}]",           /* empty id */
+        "",                         /* no ids */
+        ",\"ids\":{}",              /* not an array */
+        ",\"ids\":[1]",             /* entry not an object */
+        ",\"ids\":[{}]",            /* no id */
+        ",\"ids\":[{\"id\":\"\"}]", /* empty id */
         ",\"ids\":[{\"id\":5}]",
         ",\"ids\":[{\"id\":\"i\",\"w\":-1}]", /* negative count */
         ",\"ids\":[{\"id\":\"i\",\"w\":\"2\"}]",
@@ -296,8 +298,9 @@ static ctl_baseline stored(fx *f, const char *id)
 static void test_ingest_once(void **state)
 {
     fx *f = *state;
-    const char *b1 = "{\"boot\":\"boot1\",\"seq\":1,\"ids\":[{\"id\":\"i1\",\"w\":3,\"d\":6,\"s\":3,"
-                     "\"h\":768,\"t\":1000},{\"id\":\"ghost\",\"w\":1}]}";
+    const char *b1 =
+        "{\"boot\":\"boot1\",\"seq\":1,\"ids\":[{\"id\":\"i1\",\"w\":3,\"d\":6,\"s\":3,"
+        "\"h\":768,\"t\":1000},{\"id\":\"ghost\",\"w\":1}]}";
     char *ack = NULL;
     json_t *a;
 
@@ -325,14 +328,16 @@ static void test_ingest_once(void **state)
     free(ack);
     assert_int_equal(stored(f, "i1").windows, 3);
     /* The next seq counts; a router that restarted (another boot) starts at 1 again. */
-    assert_int_equal(ingest(f, "{\"boot\":\"boot1\",\"seq\":2,\"ids\":[{\"id\":\"i1\",\"w\":1,"
-                              "\"d\":2}]}",
+    assert_int_equal(ingest(f,
+                            "{\"boot\":\"boot1\",\"seq\":2,\"ids\":[{\"id\":\"i1\",\"w\":1,"
+                            "\"d\":2}]}",
                             &ack),
                      0);
     free(ack);
     assert_int_equal(stored(f, "i1").windows, 4);
-    assert_int_equal(ingest(f, "{\"boot\":\"boot2\",\"seq\":1,\"ids\":[{\"id\":\"i1\",\"w\":1,"
-                              "\"d\":2},{\"id\":\"i2\",\"c\":2,\"b\":100}]}",
+    assert_int_equal(ingest(f,
+                            "{\"boot\":\"boot2\",\"seq\":1,\"ids\":[{\"id\":\"i1\",\"w\":1,"
+                            "\"d\":2},{\"id\":\"i2\",\"c\":2,\"b\":100}]}",
                             &ack),
                      0);
     free(ack);
@@ -347,8 +352,9 @@ static void test_ingest_bad(void **state)
     char *ack = NULL;
 
     /* A bad entry: nothing stored, but acknowledged so that the router drops it. */
-    assert_int_equal(ingest(f, "{\"boot\":\"b\",\"seq\":1,\"ids\":[{\"id\":\"i1\",\"w\":1},"
-                               "{\"id\":\"i2\",\"w\":-1}]}",
+    assert_int_equal(ingest(f,
+                            "{\"boot\":\"b\",\"seq\":1,\"ids\":[{\"id\":\"i1\",\"w\":1},"
+                            "{\"id\":\"i2\",\"w\":-1}]}",
                             &ack),
                      WEFT_EPROTO);
     assert_non_null(ack);
@@ -375,8 +381,9 @@ static void test_claim(void **state)
     assert_int_equal(json_integer_value(json_object_get(claim, "z")), 5 * 3600 + 1800);
     assert_int_equal(json_object_size(claim), 1);
     json_decref(claim);
-    assert_int_equal(ingest(f, "{\"boot\":\"b\",\"seq\":1,\"ids\":[{\"id\":\"i2\",\"w\":4,\"d\":8,"
-                               "\"s\":4,\"h\":1,\"t\":99}]}",
+    assert_int_equal(ingest(f,
+                            "{\"boot\":\"b\",\"seq\":1,\"ids\":[{\"id\":\"i2\",\"w\":4,\"d\":8,"
+                            "\"s\":4,\"h\":1,\"t\":99}]}",
                             &ack),
                      0);
     free(ack);

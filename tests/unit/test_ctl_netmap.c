@@ -567,8 +567,7 @@ static void test_anomaly(void **state)
     d = json_array_get(f->deltas, 0);
     assert_int_equal(json_array_size(json_object_get(d, "ops")), 0);
     assert_true(json_equal(json_object_get(d, "anomaly"), set));
-    assert_int_equal(f->rm.anomaly.have,
-                     (1u << PR_ANOM_K_WINDOW_S) | (1u << PR_ANOM_K_FACTOR));
+    assert_int_equal(f->rm.anomaly.have, (1u << PR_ANOM_K_WINDOW_S) | (1u << PR_ANOM_K_FACTOR));
     assert_true(f->rm.anomaly.v[PR_ANOM_K_WINDOW_S] == 60.0);
     assert_true(f->rm.anomaly.v[PR_ANOM_K_FACTOR] == 2.5);
     /* The same again is no delta; the full map carries them. */

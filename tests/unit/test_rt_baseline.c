@@ -30,8 +30,7 @@ static void sink(void *arg, const json_t *ev)
     l->n++;
     snprintf(l->last_kind, sizeof(l->last_kind), "%s",
              json_string_value(json_object_get(ev, "kind")));
-    snprintf(l->last_msg, sizeof(l->last_msg), "%s",
-             json_string_value(json_object_get(ev, "msg")));
+    snprintf(l->last_msg, sizeof(l->last_msg), "%s", json_string_value(json_object_get(ev, "msg")));
 }
 
 static int claim_of(const char *text, rt_base *b)
@@ -73,15 +72,37 @@ static void test_claim_good(void **state)
 static void test_claim_bad(void **state)
 {
     static const char *const bad[] = {
-        "[]", "\"base\"", "7", "null", "true",
-        "{\"w\":-1}", "{\"w\":\"3\"}", "{\"w\":1.5}", "{\"w\":1000000001}", "{\"w\":null}",
-        "{\"d\":-0.1}", "{\"d\":\"2\"}", "{\"d\":1e16}", "{\"d\":[]}",
-        "{\"s\":-1}", "{\"s\":{}}",
-        "{\"c\":-3}", "{\"c\":2.5}", "{\"c\":false}",
-        "{\"b\":-1}", "{\"b\":2e15}",
-        "{\"h\":-1}", "{\"h\":16777216}", "{\"h\":1.0}",
-        "{\"t\":-1}", "{\"t\":1099511627777}", "{\"t\":\"now\"}",
-        "{\"z\":86400}", "{\"z\":-86400}", "{\"z\":3600.5}", "{\"z\":\"+01:00\"}",
+        "[]",
+        "\"base\"",
+        "7",
+        "null",
+        "true",
+        "{\"w\":-1}",
+        "{\"w\":\"3\"}",
+        "{\"w\":1.5}",
+        "{\"w\":1000000001}",
+        "{\"w\":null}",
+        "{\"d\":-0.1}",
+        "{\"d\":\"2\"}",
+        "{\"d\":1e16}",
+        "{\"d\":[]}",
+        "{\"s\":-1}",
+        "{\"s\":{}}",
+        "{\"c\":-3}",
+        "{\"c\":2.5}",
+        "{\"c\":false}",
+        "{\"b\":-1}",
+        "{\"b\":2e15}",
+        "{\"h\":-1}",
+        "{\"h\":16777216}",
+        "{\"h\":1.0}",
+        "{\"t\":-1}",
+        "{\"t\":1099511627777}",
+        "{\"t\":\"now\"}",
+        "{\"z\":86400}",
+        "{\"z\":-86400}",
+        "{\"z\":3600.5}",
+        "{\"z\":\"+01:00\"}",
         "{\"w\":3,\"d\":2,\"h\":-5}", /* one bad key spoils the claim */
     };
     rt_base b;
@@ -145,9 +166,8 @@ static int flood(rt_enforce *e, const char *id, const rt_limits *lim, uint64_t t
     char msg[256];
 
     for (int k = 0; k < n; k++)
-        assert_int_equal(rt_enforce_dial(e, id, "telemetry", lim, 0, t + (uint64_t)k, 0, msg,
-                                         sizeof(msg)),
-                         0);
+        assert_int_equal(
+            rt_enforce_dial(e, id, "telemetry", lim, 0, t + (uint64_t)k, 0, msg, sizeof(msg)), 0);
     return 0;
 }
 
@@ -207,8 +227,7 @@ static void test_increments(void **state)
     /* Two windows of 3 dials, then an idle gap of two windows. */
     for (int w = 0; w < 2; w++, t += RT_ANOM_WINDOW_MS)
         for (int k = 0; k < 3; k++)
-            rt_enforce_dial(e, "dev", k ? "a" : "b", &lim, 0, t + (uint64_t)k, s, msg,
-                            sizeof(msg));
+            rt_enforce_dial(e, "dev", k ? "a" : "b", &lim, 0, t + (uint64_t)k, s, msg, sizeof(msg));
     t += 2 * RT_ANOM_WINDOW_MS;
     rt_enforce_dial(e, "dev", "a", &lim, 0, t, s, msg, sizeof(msg));
     rt_enforce_circuit_bytes(e, "dev", "a", 1500, 1, t);
@@ -306,8 +325,7 @@ static void test_batches(void **state)
     learn_ids(e, 1, 50000);
     assert_int_equal(rt_baseline_flush(b, e, now + 1, capture, &sent), 0);
     /* Acknowledging seq 2 drops both (cumulative); another boot's ack drops nothing. */
-    assert_int_equal(rt_baseline_ack(b, (const uint8_t *)"{\"boot\":\"other\",\"seq\":9}", 24),
-                     0);
+    assert_int_equal(rt_baseline_ack(b, (const uint8_t *)"{\"boot\":\"other\",\"seq\":9}", 24), 0);
     assert_int_equal(rt_baseline_ack(b, (const uint8_t *)"not json", 8), 0);
     ack = ack_for(sent.last);
     assert_int_equal(rt_baseline_ack(b, (const uint8_t *)ack, strlen(ack)), 2);
@@ -380,10 +398,10 @@ static void test_hours_zone(void **state)
 
 static void test_settings(void **state)
 {
-    json_t *local = json_loads("{\"anomaly_window_s\":30,\"anomaly_learn\":5,\"window_s\":1}", 0,
-                               NULL);
-    json_t *net = json_loads("{\"learn\":7,\"factor\":\"high\",\"min_bytes\":-1,\"later\":1}", 0,
-                             NULL);
+    json_t *local =
+        json_loads("{\"anomaly_window_s\":30,\"anomaly_learn\":5,\"window_s\":1}", 0, NULL);
+    json_t *net =
+        json_loads("{\"learn\":7,\"factor\":\"high\",\"min_bytes\":-1,\"later\":1}", 0, NULL);
     pr_anom_set a, n;
     rt_enforce_cfg cfg;
     const char *bad = NULL;
@@ -396,8 +414,8 @@ static void test_settings(void **state)
     assert_string_equal(bad, "factor");
     assert_int_equal(n.have, 1u << PR_ANOM_K_LEARN);
     rt_enforce_cfg_from_set(&a, &n, &cfg);
-    assert_int_equal(cfg.window_ms, 30000); /* router.json */
-    assert_int_equal(cfg.learn, 7);         /* the map wins */
+    assert_int_equal(cfg.window_ms, 30000);    /* router.json */
+    assert_int_equal(cfg.learn, 7);            /* the map wins */
     assert_true(cfg.factor == RT_ANOM_FACTOR); /* the default */
     rt_enforce_cfg_from_set(NULL, NULL, &cfg);
     assert_int_equal(cfg.window_ms, RT_ANOM_WINDOW_MS);
@@ -440,11 +458,16 @@ static void test_map_settings(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_claim_good),     cmocka_unit_test(test_claim_bad),
-        cmocka_unit_test(test_claim_in_token), cmocka_unit_test(test_judges_at_once),
-        cmocka_unit_test(test_keeps_what_it_knows), cmocka_unit_test(test_increments),
-        cmocka_unit_test(test_batches),        cmocka_unit_test(test_inflight_bound),
-        cmocka_unit_test(test_hours_zone),     cmocka_unit_test(test_settings),
+        cmocka_unit_test(test_claim_good),
+        cmocka_unit_test(test_claim_bad),
+        cmocka_unit_test(test_claim_in_token),
+        cmocka_unit_test(test_judges_at_once),
+        cmocka_unit_test(test_keeps_what_it_knows),
+        cmocka_unit_test(test_increments),
+        cmocka_unit_test(test_batches),
+        cmocka_unit_test(test_inflight_bound),
+        cmocka_unit_test(test_hours_zone),
+        cmocka_unit_test(test_settings),
         cmocka_unit_test(test_map_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

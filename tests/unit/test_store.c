@@ -812,8 +812,8 @@ static json_t *base(int64_t windows, double dials, int64_t hours)
 static void baselines_and_marks(void **state)
 {
     struct fx *f = *state;
-    json_t *batch = json_object(), *got = NULL, *r = json_pack("{s:s, s:s}", "id", "r-1", "name",
-                                                               "router1");
+    json_t *batch = json_object(), *got = NULL,
+           *r = json_pack("{s:s, s:s}", "id", "r-1", "name", "router1");
     char boot[65];
     int64_t seq;
 
