@@ -86,7 +86,8 @@ int weft_read_stop(weft_conn *conn);
 /* Copies buf; cb runs once the peer's window took it (backpressure), or with
  * WEFT_ECANCELED when the conn is closed or reset first. WEFT_ENOBUFS when
  * more than a window of bytes would wait, or 64 writes are pending: wait for
- * write callbacks (weft_write_queue_size says how much waits). */
+ * write callbacks (weft_write_queue_size says how much waits). WEFT_ENOMEM
+ * when the bytes that must wait cannot be buffered (nothing was written). */
 int weft_write(weft_conn *conn, const void *buf, size_t len, weft_write_cb cb, void *data);
 /* Bytes written but not yet granted by the peer's window. */
 size_t weft_write_queue_size(const weft_conn *conn);

@@ -8,8 +8,10 @@
 # flows (aggregate and Jain's fairness index), echo round trip p50/p99 with
 # 64-byte messages, dials per second (connect, one byte there and back; 4
 # dialers, then 1), router
-# RSS per idle circuit, weft-edge idle RSS. Prints a table of figures and
-# ratios against raw and stunnel, and the targets.
+# RSS per idle circuit, weft-edge idle RSS, and each weft-edge's memory per
+# idle circuit (RSS, RssAnon and address space) and 2 s after those circuits
+# closed. Prints a table of figures and ratios against raw and stunnel, and
+# the targets.
 # Usage: tests/bench/dataplane.sh BUILD_DIR
 #   BENCH_DP_SECONDS (5)  seconds per throughput run
 #   BENCH_DP_RTT (5000)   round trips          BENCH_DP_DIALS (1000)  dials
@@ -113,17 +115,26 @@ R[router_idle,weft]=$(dp_rss_kb "$DP_ROUTER_PID")
 # Single flow: three rounds, each running raw, stunnel and weft in turn, and
 # the median per shape. Interleaving keeps drift in the machine's load (two
 # shared cores) from favouring one shape; one run varies by 20 % or more.
+# The edges' CPU time per byte of weft's single flows says more than the
+# rate on a shared machine: it does not depend on what else gets the cores.
+edges_cpu() { awk '{t += $14 + $15} END {print t}' "/proc/$DIAL_PID/stat" "/proc/$HOST_PID/stat"; }
 single_flows() {
-    local i shape port o
+    local i shape port o c0 cpu=0 bytes=0
     declare -A v
     for i in 1 2 3; do
         for shape in raw stunnel weft; do
             case $shape in raw) port=$SINK ;; stunnel) port=$ST_SINK ;; weft) port=$W_SINK ;; esac
+            c0=$(edges_cpu)
             o=$(timeout $((secs + 60)) "$DP_BLAST" send "127.0.0.1:$port" --seconds "$secs" \
                 --max-seconds $((secs + 50)))
             v[$shape]+="$(sample mbit "$(grep ^total <<<"$o")") "
+            if [ "$shape" == weft ]; then
+                cpu=$((cpu + $(edges_cpu) - c0))
+                bytes=$((bytes + $(sample bytes "$(grep ^total <<<"$o")")))
+            fi
         done
     done
+    R[edge_cpu_gb,weft]=$(python3 -c "print(round($cpu / $(getconf CLK_TCK) / max($bytes / 1e9, 1e-9), 2))")
     for shape in raw stunnel weft; do
         R[single,$shape]=$(printf '%s\n' ${v[$shape]} | sort -g | sed -n 2p)
         R[single_all,$shape]=${v[$shape]}
@@ -159,31 +170,28 @@ R[router_busy,weft]=$(dp_rss_kb "$DP_ROUTER_PID")
 
 # ---------------------------------------------------------------- idle circuits
 rss_before=$(dp_rss_kb "$DP_ROUTER_PID")
-dial_before=$(dp_rss_kb "$DIAL_PID")
-mkfifo "$T_TMP/hold.in"
-"$DP_BLAST" hold "127.0.0.1:$W_ECHO" --count "$n_circ" --max-seconds 600 \
-    <"$T_TMP/hold.in" >"$T_TMP/hold.out" 2>"$T_TMP/logs/hold.log" &
-HOLD=$!
-T_PIDS+=("$HOLD")
-exec 7>"$T_TMP/hold.in"
-for ((i = 0; i < 3000; i++)); do
-    grep -q '^held' "$T_TMP/hold.out" 2>/dev/null && break
-    alive "$HOLD" || break
-    sleep 0.1
-done
-sleep 2
+read -r dial_before dial_anon_before dial_vm_before <<<"$(dp_mem_kb "$DIAL_PID")"
+read -r host_before host_anon_before host_vm_before <<<"$(dp_mem_kb "$HOST_PID")"
+dp_hold "$W_ECHO" "$n_circ" 300
+sleep 2 # libweft releases the buffers of circuits quiet for about a second
 held=$(sed -n 's/^held \([0-9]*\) of.*/\1/p' "$T_TMP/hold.out")
 rss_after=$(dp_rss_kb "$DP_ROUTER_PID")
-dial_after=$(dp_rss_kb "$DIAL_PID")
-host_after=$(dp_rss_kb "$HOST_PID")
-exec 7>&-
-wait "$HOLD" 2>/dev/null
+read -r dial_after dial_anon_after dial_vm_after <<<"$(dp_mem_kb "$DIAL_PID")"
+read -r host_after host_anon_after host_vm_after <<<"$(dp_mem_kb "$HOST_PID")"
+dp_hold_end
+sleep 2 # the circuits closed as the holder exited; what is left 2 s later
+read -r dial_closed dial_anon_closed _ <<<"$(dp_mem_kb "$DIAL_PID")"
+read -r host_closed host_anon_closed _ <<<"$(dp_mem_kb "$HOST_PID")"
 echo "# idle circuits: $(cat "$T_TMP/hold.out")"
 held=${held:-0}
 per_circ() { python3 -c "print(round(($2 - $1) / max($3, 1), 2))"; }
 R[per_circ,router]=$(per_circ "$rss_before" "$rss_after" "$held")
 R[per_circ,dial]=$(per_circ "$dial_before" "$dial_after" "$held")
-R[per_circ,hostrss]=$host_after
+R[per_circ,host]=$(per_circ "$host_before" "$host_after" "$held")
+R[per_circ_anon,dial]=$(per_circ "$dial_anon_before" "$dial_anon_after" "$held")
+R[per_circ_anon,host]=$(per_circ "$host_anon_before" "$host_anon_after" "$held")
+R[per_circ_vm,dial]=$(per_circ "$dial_vm_before" "$dial_vm_after" "$held")
+R[per_circ_vm,host]=$(per_circ "$host_vm_before" "$host_vm_after" "$held")
 
 # ---------------------------------------------------------------- report
 report() { printf '%-40s %12s %12s %12s %9s %9s  %s\n' "$@" | tee -a "$out"; }
@@ -198,6 +206,7 @@ echo "# $(date -u +%FT%TZ), $(nproc) cores, ${secs} s per throughput run" | tee 
 report "data plane" raw stunnel weft "weft/raw" "weft/st" "target"
 row "single flow (Mbit/s, median of 3)" single \
     "weft >= stunnel: $(meets "${R[single,weft]:-0} >= ${R[single,stunnel]:-1}")"
+report "weft-edges CPU s per GB, single flow" - - "${R[edge_cpu_gb,weft]}" - - "both edges"
 row "8 flows, aggregate (Mbit/s)" eight \
     "weft 8 >= weft 1: $(meets "${R[eight,weft]:-0} >= ${R[single,weft]:-1}")"
 row "8 flows, Jain's fairness index" jain ""
@@ -211,8 +220,18 @@ row "dial p99 (ms, 1 dialer)" dial1_p99 ""
 kib=$(python3 -c "print(round(${R[per_circ,router]} * 1.0, 2))")
 report "router KiB per idle circuit ($held held)" - - "$kib" - - \
     "<= 16 KiB: $(meets "$held > 0 and $kib <= 16")"
-report "dialling weft-edge KiB per idle circuit" - - "${R[per_circ,dial]}" - - ""
+report "weft-edge KiB per idle circuit, dial/host" - - "${R[per_circ,dial]}/${R[per_circ,host]}" - - \
+    "<= 8 KiB: $(meets "$held > 0 and max(${R[per_circ,dial]}, ${R[per_circ,host]}) <= 8")"
+report "weft-edge RssAnon KiB per idle circuit" - - \
+    "${R[per_circ_anon,dial]}/${R[per_circ_anon,host]}" - - ""
+report "weft-edge VmSize KiB per idle circuit" - - "${R[per_circ_vm,dial]}/${R[per_circ_vm,host]}" - - ""
 report "hosting weft-edge RSS, $held circuits (kB)" - - "$host_after" - - ""
+report "weft-edge RssAnon before/2 s after close, dial (kB)" - - "$dial_anon_before/$dial_anon_closed" - - \
+    "within 1 MB: $(meets "${dial_anon_closed:-99999} - ${dial_anon_before:-0} <= 1024")"
+report "weft-edge RssAnon before/2 s after close, host (kB)" - - "$host_anon_before/$host_anon_closed" - - \
+    "within 1 MB: $(meets "${host_anon_closed:-99999} - ${host_anon_before:-0} <= 1024")"
+report "weft-edge RSS before/2 s after close, dial/host (kB)" - - \
+    "$dial_before/$dial_closed $host_before/$host_closed" - - ""
 report "weft-edge idle RSS, dialling (kB)" - - "${R[edge_idle,dial]}" - - \
     "<= 4096 kB: $(meets "${R[edge_idle,dial]:-99999} <= 4096")"
 report "weft-edge idle RSS, hosting (kB)" - - "${R[edge_idle,host]}" - - \
