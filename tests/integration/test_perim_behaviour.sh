@@ -82,7 +82,7 @@ assert_match '"kind":"rate"' "$T_OUT" "weft events lists the rate violation"
 assert_cond "events.jsonl holds it too" grep -q '"kind":"rate"' "$DP_DIR/events.jsonl"
 
 # ---- a time window that excludes now
-h=$(( ($(date -u +%H) + 3) % 24 ))
+h=$(( (10#$(date -u +%H) + 3) % 24 )) # 10#: "08" and "09" are not octal
 weft policy create night-only --type behaviour --identities '#night' \
     --time "$(printf '%02d:00-%02d:30' "$h" "$h")@UTC" --action block,log
 assert_rc 0 "a behaviour policy with a window three hours away"
