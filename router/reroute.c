@@ -190,7 +190,8 @@ static void activate(rt_router *r, rt_circuit *c, const char *why)
 static void policy_end(rt_router *r, rt_circuit *c, const char *msg)
 {
     pr_warn("circuit_policy_end", "circuit=%016llx service=%s egress=%s reason=%s",
-            (unsigned long long)c->id, pr_log_q(c->service), c->egress, pr_log_q(msg));
+            (unsigned long long)c->id, pr_log_q(c->service), c->egress[0] ? c->egress : "-",
+            pr_log_q(msg));
     rt_circuit_end_by(r, c, NULL, WEFT_EDENIED, msg);
 }
 
@@ -607,7 +608,37 @@ typedef struct {
     size_t ne;
     uint64_t now;
     int upkeep;
+    unsigned cached, evict; /* svc_cache entries filled this upkeep, the next to replace */
 } tick_ctx;
+
+/* The upkeep's edges filtered for a few services: a fleet's circuits share
+ * few services, so a restricted one costs one filter an upkeep, not one per
+ * circuit. Valid for one upkeep (the map does not change within it). */
+#define SVC_CACHE 4
+static struct {
+    const rt_map_service *svc;
+    size_t ne;
+    rt_path_edge e[RT_MESH_EDGES_MAX];
+} svc_cache[SVC_CACHE];
+
+static const rt_path_edge *edges_for(tick_ctx *t, const rt_map_service *svc, size_t *ne)
+{
+    unsigned i;
+
+    *ne = t->ne;
+    if (svc == NULL || !svc->routers_set)
+        return t->edges;
+    for (i = 0; i < t->cached && svc_cache[i].svc != svc; i++)
+        ;
+    if (i == t->cached) {
+        i = t->cached < SVC_CACHE ? t->cached++ : t->evict++ % SVC_CACHE;
+        svc_cache[i].svc = svc;
+        memcpy(svc_cache[i].e, t->edges, t->ne * sizeof(*t->edges));
+        svc_cache[i].ne = rt_mesh_svc_edges(t->r, svc, svc_cache[i].e, t->ne);
+    }
+    *ne = svc_cache[i].ne;
+    return svc_cache[i].e;
+}
 
 static void leg_costs(tick_ctx *t, rt_circuit *c)
 {
@@ -620,18 +651,11 @@ static void leg_costs(tick_ctx *t, rt_circuit *c)
 /* The better path is looked for among the routers that may carry the service. */
 static void smart_move(tick_ctx *t, rt_circuit *c)
 {
-    static rt_path_edge own[RT_MESH_EDGES_MAX];
-    const rt_map_service *svc = rt_circuit_service(t->r, c);
-    const rt_path_edge *e = t->edges;
-    size_t ne = t->ne;
+    size_t ne;
+    const rt_path_edge *e = edges_for(t, rt_circuit_service(t->r, c), &ne);
     rt_path best;
     uint64_t cur = rt_path_cost(t->edges, t->ne, &c->leg[0].path);
 
-    if (svc && svc->routers_set) {
-        memcpy(own, t->edges, ne * sizeof(*own));
-        ne = rt_mesh_svc_edges(t->r, svc, own, ne);
-        e = own;
-    }
     if (rt_path_compute(e, ne, t->r->id->id, c->egress, &best) < 0 ||
         same_path(&best, &c->leg[0].path)) {
         rt_hyst_update(&c->hyst, cur, cur, t->now);

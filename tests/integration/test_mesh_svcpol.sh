@@ -88,7 +88,7 @@ mark=$(r1_lines)
 mb_stream_start "$MB_RECV" 64M 16M move "$MB_ICPT"
 mb_wait_progress move $((12 * 1024 * 1024)) 30 || t_fail "the stream reached 12 MiB" "$(mb_progress move)"
 assert_eq r1-r2-r4 "$(mb_path bulk)" "the circuit starts on the least-cost path, over r2"
-assert_eq r1-r3-r4 "$(r1_since "$mark" leg_setup | head -1)" "its standby leg goes over r3"
+assert_match "^r1-(r3|r5)-r4$" "$(r1_since "$mark" leg_setup | head -1)" "its standby leg avoids r2"
 t0=$(date +%s.%N)
 weft policy create bulk-carry --type service-router --services '#bulk' --routers '#carry'
 assert_rc 0 "service-router policy keeping bulk on #carry (not r2) created"
@@ -101,7 +101,8 @@ assert_cond "r1 moved the circuit (circuit_policy_move) within 1 s of the policy
     python3 -c "import sys; sys.exit(0 if 0 <= $moved < 1000 else 1)"
 assert_match "event=circuit_reroute .*reason=\"a service-router policy" "$(tail -n +"$mark" "$R1LOG")" \
     "the move is logged as a reroute for the policy"
-assert_eq r1-r3-r4 "$(r1_since "$mark" circuit_reroute | tail -1)" "the active path is now r1-r3-r4"
+assert_match "^r1-(r3|r5)-r4$" "$(r1_since "$mark" circuit_reroute | tail -1)" \
+    "the active path avoids r2 now"
 assert_no_match "r2" "$(r1_since "$(grep -n 'event=circuit_policy_move' "$R1LOG" | tail -1 | cut -d: -f1)" leg_setup)" \
     "no leg set up after the move crosses r2"
 
