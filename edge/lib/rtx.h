@@ -17,9 +17,9 @@
 #include "edge/lib/flow.h"
 #include "edge/lib/msg.h"
 
-#define WEFT_RTX_FRAMES      512 /* frames a sender keeps unacknowledged */
-#define WEFT_RTX_ENT_MIN     16  /* entries the queue starts with (doubling to the above) */
-#define WEFT_REORDER_SLOTS   128 /* frames a receiver holds ahead of a gap */
+#define WEFT_RTX_FRAMES    512 /* frames a sender keeps unacknowledged */
+#define WEFT_RTX_ENT_MIN   16  /* entries the queue starts with (doubling to the above) */
+#define WEFT_REORDER_SLOTS 128 /* frames a receiver holds ahead of a gap */
 
 typedef struct {
     uint64_t seq;

@@ -205,7 +205,7 @@ static void ring_grows_at_wrap(void **state)
     assert_true(r.head + r.len > r.cap);
     stream_push(&r, &st, 1000, 0);
     assert_int_equal(r.cap, 8192);
-    assert_int_equal(r.head, 0); /* moved in order to the start of the new buffer */
+    assert_int_equal(r.head, 0);    /* moved in order to the start of the new buffer */
     stream_push(&r, &st, 10000, 0); /* more than one doubling at once */
     assert_int_equal(r.cap, 16384);
     stream_take(&r, &st, SIZE_MAX);

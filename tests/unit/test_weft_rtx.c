@@ -313,8 +313,7 @@ static void reorder_hands_back_in_order(void **state)
     /* Out of range: behind, at, or too far ahead of the next seq. */
     assert_int_equal(weft__reorder_put(&r, 10, 9, 0, frame, 1), WEFT_ENOBUFS);
     assert_int_equal(weft__reorder_put(&r, 10, 10, 0, frame, 1), WEFT_ENOBUFS);
-    assert_int_equal(weft__reorder_put(&r, 10, 10 + WEFT_REORDER_SLOTS, 0, frame, 1),
-                     WEFT_ENOBUFS);
+    assert_int_equal(weft__reorder_put(&r, 10, 10 + WEFT_REORDER_SLOTS, 0, frame, 1), WEFT_ENOBUFS);
     /* No room left: refused, to come again. */
     assert_int_equal(weft__reorder_put(&r, 10, 11, 11, frame, 300), 0);
     assert_int_equal(weft__reorder_put(&r, 10, 12, 12, frame, 2000), WEFT_ENOBUFS);
@@ -384,8 +383,7 @@ static void reorder_grows_and_is_released(void **state)
     weft__reorder_init(&r, 1 << 20);
     weft__reorder_trim(&r);
     assert_null(r.buf);
-    assert_false(weft__reorder_take(&r, 1, &(uint16_t){0}, &(const uint8_t *){NULL},
-                                    &(size_t){0}));
+    assert_false(weft__reorder_take(&r, 1, &(uint16_t){0}, &(const uint8_t *){NULL}, &(size_t){0}));
     weft__reorder_release(&r, 1); /* nothing held: harmless */
     assert_int_equal(put_ooo(&r, 0, 2, 1000), 0);
     assert_non_null(r.slot);
