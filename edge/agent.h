@@ -7,7 +7,8 @@
  * Files: agent.c (loop, signals, services coming and going, certificate
  * renewal), services.c (the services libweft reads from the session data), pipe_tcp.c (a TCP connection spliced to a circuit),
  * intercept_tcp.c / host_tcp.c (where those come from), udp_frame.c,
- * flow_udp.c (a UDP flow over a circuit), intercept_udp.c / host_udp.c. */
+ * flow_udp.c (a UDP flow over a circuit), intercept_udp.c / host_udp.c,
+ * memory.c (the heap given back after circuits close). */
 #ifndef WEFT_EDGE_AGENT_H
 #define WEFT_EDGE_AGENT_H
 
