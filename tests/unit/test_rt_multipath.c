@@ -11,6 +11,8 @@
  *   circuit moves within about a second;
  * - split: payload is striped over both transits, and arrives intact;
  * - redundant: every payload frame crosses both transits;
+ * - split with the service kept off rc (a service-router policy): one leg,
+ *   over rb, and rc forwards nothing;
  * - GET /metrics over real HTTP (and 404, 405, 400). */
 #include "test_rt_world.h"
 
@@ -37,7 +39,8 @@ static void mp_dialler(client *c, const pr_frame *f);
 static char term_id[RT_ID_CAP];
 static uint64_t circuit_id;
 /* 0 reset, 1 blackhole, 2 split, 3 redundant, 4 host closes, 5 link EOF,
- * 6 blackhole with a deadline between two ticks, 7 a full leg (split, redundant) */
+ * 6 blackhole with a deadline between two ticks, 7 a full leg (split, redundant),
+ * 8 split with web kept off rc */
 static int scenario;
 static uint64_t silence_due, down_ms; /* scenario 6 */
 static int phase, killed, sent_after;
@@ -373,8 +376,9 @@ static void send_some(int from, int to)
 static int legs_ready(void)
 {
     rt_circuit *in = at(0, RT_ROLE_INGRESS), *eg = at(3, RT_ROLE_EGRESS);
-    return in && eg && w.host.rxseq >= 1 && w.dialler.rxseq >= 1 && rt_circuit_nlegs(in) == 2 &&
-           rt_circuit_nlegs(eg) == 2;
+    int want = scenario == 8 ? 1 : 2; /* no leg may cross rc */
+    return in && eg && w.host.rxseq >= 1 && w.dialler.rxseq >= 1 &&
+           rt_circuit_nlegs(in) == want && rt_circuit_nlegs(eg) == want;
 }
 
 static void expect_all(void)
@@ -441,6 +445,8 @@ static void run_scenario(int which, const char *mode, unsigned guard_ms)
     kill_ms = moved_ms = held_ms = silence_due = down_ms = 0;
     held = NULL;
     snprintf(svc_mp, sizeof(svc_mp), "%s", mode);
+    snprintf(svc_routers, sizeof(svc_routers), "%s",
+             which == 8 ? "[\"@ra\", \"@rb\", \"@rd\"]" : "");
     world_init(4, 1);
     snprintf(extra, sizeof(extra),
              ", \"links\": [{\"a\": \"rb\", \"b\": \"rd\", \"rtt_us\": 100, \"up\": true},"
@@ -495,6 +501,16 @@ static void test_redundant(void **state)
     assert_true(b >= NMSG + 1);
     assert_true(c >= NMSG + 1);
     assert_true(es[1].dups >= NMSG); /* the host dropped the second copies */
+}
+
+/* Split wants three legs, but the only other way crosses rc, which a
+ * service-router policy keeps web off: the circuit runs on one leg over rb. */
+static void test_split_policy(void **state)
+{
+    run_scenario(8, "split", 15000);
+    assert_int_equal(w.r[2].frames_fwd, 0);
+    assert_true(w.r[1].frames_fwd - fwd_base[1] >= NMSG);
+    assert_int_equal(w.r[0].reroutes, 0);
 }
 
 /* The host's answer and its close: the egress sends the close on both legs,
@@ -625,6 +641,7 @@ int main(void)
         cmocka_unit_test(test_failover_blackhole),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_redundant),
+        cmocka_unit_test(test_split_policy),
         cmocka_unit_test(test_failover_close_follows_data),
         cmocka_unit_test(test_failover_link_eof),
         cmocka_unit_test(test_blackhole_on_time),

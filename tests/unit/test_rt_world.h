@@ -41,6 +41,7 @@ static unsigned char sign_pk[crypto_sign_PUBLICKEYBYTES], sign_sk[crypto_sign_SE
 static const char *const rid[NROUTERS] = {"ra", "rb", "rc", "rd"};
 static char svc_host[96] = "tcp:127.0.0.1:9"; /* "host" of service web in world maps */
 static char svc_mp[16] = "";                    /* "multipath" of service web ("": absent) */
+static char svc_routers[64] = "";               /* its "routers" (a JSON array; "": absent) */
 
 TW_FN void issue(const char *uri, int usage, struct cred *c)
 {
@@ -168,8 +169,9 @@ TW_FN void world_map(int i, unsigned link_mask, const char *hosted_by, const cha
     snprintf(map, sizeof(map),
              "{\"version\": 1, \"signing_key\": \"%s\", \"routers\": [%s],"
              " \"services\": [{\"id\": \"s1\", \"name\": \"web\", \"host\": \"%s\","
-             " \"hosted_by\": \"%s\", \"multipath\": \"%s\"}]%s}",
-             b64, routers, svc_host, hosted_by ? hosted_by : "", svc_mp, extra ? extra : "");
+             " \"hosted_by\": \"%s\", \"multipath\": \"%s\"%s%s}]%s}",
+             b64, routers, svc_host, hosted_by ? hosted_by : "", svc_mp,
+             svc_routers[0] ? ", \"routers\": " : "", svc_routers, extra ? extra : "");
     assert_int_equal(rt_map_apply_full(&w.r[i].map, map, strlen(map), err, sizeof(err)), 0);
     rt_router_map_changed(&w.r[i]);
 }
