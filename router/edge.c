@@ -676,6 +676,32 @@ static int handle_ping(rt_sess *s, const pr_frame *f)
     return 0;
 }
 
+/* A session whose reads are paused (an outgoing connection full, bandwidth
+ * shaping) cannot read its edge's pings, and an edge carrying traffic takes
+ * a router it does not hear from for a second or two for dead and moves its
+ * circuits (edge/lib/liveness.c). An unasked EDGE_PONG (no req id: edges
+ * take it as a sign of life, not a round-trip sample) every FRESH_MS while
+ * the pause lasts says the router lives. */
+#define FRESH_MS 500
+
+void rt_sess_keep_fresh(rt_router *r)
+{
+    uint64_t now = uv_now(r->loop);
+    pr_enc e;
+
+    for (rt_sess *s = r->sessions; s; s = s->next) {
+        if (!s->paused || s->state != RT_SESS_OPEN) {
+            s->fresh_ms = 0;
+        } else if (s->fresh_ms == 0) {
+            s->fresh_ms = now; /* paused since about now */
+        } else if (now - s->fresh_ms >= FRESH_MS) {
+            s->fresh_ms = now;
+            enc_start(r, &e, PR_EDGE_PONG);
+            enc_send(s, &e);
+        }
+    }
+}
+
 static int dispatch(rt_sess *s, const pr_frame *f)
 {
     if (s->state == RT_SESS_HELLO && f->type != PR_EDGE_HELLO)

@@ -74,6 +74,7 @@ static void tick_cb(uv_timer_t *t)
     rt_dial_sweep(r);
     rt_links_tick(r);
     rt_reroute_tick(r);
+    rt_sess_keep_fresh(r); /* before the shaping tick resumes reads */
     rt_enforce_tick(r);
 }
 

@@ -41,6 +41,7 @@ struct rt_sess {
     pr_reader rd;
     int state;
     int paused; /* reads stopped: an outgoing connection was full */
+    uint64_t fresh_ms; /* paused: loop time of the last unasked pong (rt_sess_keep_fresh) */
     uint64_t num; /* for logs */
     char identity[RT_ID_CAP];
     char imei[65], iccid[65]; /* hardware ids from EDGE_HELLO ("" none) */
@@ -161,6 +162,9 @@ void rt_edge_on_connection(uv_stream_t *server, int status);
 void rt_sess_kill(rt_sess *s, int err, const char *msg);
 /* Writes a frame to a session; 0, or a negative code (closing, queue full). */
 int rt_sess_send(rt_sess *s, const uint8_t *buf, size_t len);
+/* Router tick: an edge whose session reads are paused hears an unasked pong
+ * every 500 ms, so that it does not take its router for dead. */
+void rt_sess_keep_fresh(rt_router *r);
 /* A session without a connection, already past TLS as identity (fuzzing and
  * tests drive it with rt_sess_feed); frames it would send are dropped. */
 int rt_sess_detached(rt_router *r, const char *identity, rt_sess **out);

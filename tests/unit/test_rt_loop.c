@@ -3,7 +3,8 @@
  * A host binds, a dialler dials, both exchange end-to-end encrypted payload
  * through the router and close; the router's forwarded bytes are exactly the
  * ciphertext the edges sent. Revocation and malformed input close sessions
- * without harming the router. */
+ * without harming the router. A session whose reads are paused hears unasked
+ * pongs, so that its edge does not take the router for dead. */
 #define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -569,12 +570,72 @@ static void test_malformed(void **state)
     assert_int_equal(w.host.errors, 1);    /* malformed frame */
 }
 
+/* ---- test: a session whose reads are paused still hears its router ---- */
+
+static struct {
+    uint64_t paused_at, first_unasked; /* loop ms */
+    int unasked, answered;
+} fresh;
+
+static void ping(client *c, uint32_t req)
+{
+    pr_enc e;
+
+    pr_enc_init(&e, cbuf, sizeof(cbuf), PR_EDGE_PING, 0);
+    pr_enc_u32(&e, PR_H_REQ_ID, req);
+    csend(c, &e, NULL, 0);
+}
+
+/* The router pauses the session (as when an outgoing connection is full, or
+ * the identity is shaped); the edge's ping waits unread meanwhile, and the
+ * router's unasked pongs say it lives. Resumed, it answers the ping. */
+static void fresh_frame(client *c, const pr_frame *f)
+{
+    uint32_t req = 0;
+
+    if (f->type == PR_EDGE_HELLO_OK) {
+        assert_non_null(w.r.sessions);
+        w.r.sessions->paused = 1;
+        pr_conn_read_stop(w.r.sessions->conn);
+        fresh.paused_at = uv_now(&w.loop);
+        ping(c, 9);
+        return;
+    }
+    if (f->type != PR_EDGE_PONG)
+        return;
+    if (pr_frame_u32(f, PR_H_REQ_ID, &req) < 0) {
+        if (fresh.unasked++ == 0)
+            fresh.first_unasked = uv_now(&w.loop);
+        if (fresh.unasked == 2)
+            rt_resume_paused(&w.r);
+        return;
+    }
+    assert_int_equal(req, 9);
+    assert_int_equal(fresh.unasked, 2); /* the ping was read only once resumed */
+    fresh.answered = 1;
+    pr_conn_close(c->conn, 0);
+    rt_router_close(&w.r);
+    uv_close((uv_handle_t *)&w.guard, NULL);
+}
+
+static void test_paused_session_kept_fresh(void **state)
+{
+    memset(&fresh, 0, sizeof(fresh));
+    world_init();
+    c_connect(&w.dialler, "dev1", &dcred, fresh_frame);
+    world_run();
+    assert_true(fresh.answered);
+    /* 500 ms after the pause, at the router's next 125 ms tick or so */
+    assert_in_range(fresh.first_unasked - fresh.paused_at, 450, 900);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bind_dial_exchange),
         cmocka_unit_test(test_revocation),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_paused_session_kept_fresh),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
