@@ -9,6 +9,7 @@
 
 #include "controller/behaviour.h"
 #include "proto/errf.h"
+#include "proto/jsonnum.h"
 #include "proto/log.h"
 #include "weft/errors.h"
 
@@ -60,19 +61,6 @@ void ctl_baseline_merge(ctl_baseline *b, const ctl_baseline_inc *inc)
 
 /* ---- batches ---- */
 
-static int get_count(const json_t *o, const char *key, int64_t hi, int64_t *out)
-{
-    const json_t *v = json_object_get(o, key);
-
-    *out = 0;
-    if (v == NULL)
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > hi)
-        return WEFT_EPROTO;
-    *out = (int64_t)json_integer_value(v);
-    return 0;
-}
-
 static int get_sum(const json_t *o, const char *key, double *out)
 {
     const json_t *v = json_object_get(o, key);
@@ -96,18 +84,18 @@ static int parse_inc(const json_t *e, ctl_baseline_inc *inc)
     if (!json_is_object(e) || id == NULL || id[0] == '\0' || strlen(id) > PR_ID_MAX)
         return WEFT_EPROTO;
     memcpy(inc->id, id, strlen(id) + 1);
-    if (get_count(e, "w", CTL_BASELINE_COUNT_MAX, &inc->windows) < 0 ||
-        get_count(e, "q", CTL_BASELINE_COUNT_MAX, &inc->quiet) < 0 ||
-        get_count(e, "c", CTL_BASELINE_COUNT_MAX, &inc->circuits) < 0 ||
-        get_count(e, "h", CTL_BASELINE_HOURS, &h) < 0 ||
-        get_count(e, "t", 1LL << 40, &inc->first_s) < 0 || get_sum(e, "d", &inc->dials) < 0 ||
+    if (pr_json_uint(e, "w", CTL_BASELINE_COUNT_MAX, &inc->windows) < 0 ||
+        pr_json_uint(e, "q", CTL_BASELINE_COUNT_MAX, &inc->quiet) < 0 ||
+        pr_json_uint(e, "c", CTL_BASELINE_COUNT_MAX, &inc->circuits) < 0 ||
+        pr_json_uint(e, "h", CTL_BASELINE_HOURS, &h) < 0 ||
+        pr_json_uint(e, "t", 1LL << 40, &inc->first_s) < 0 || get_sum(e, "d", &inc->dials) < 0 ||
         get_sum(e, "s", &inc->svcs) < 0 || get_sum(e, "b", &inc->bytes) < 0)
         return WEFT_EPROTO;
     inc->hours = (uint32_t)h;
     return 0;
 }
 
-static int boot_ok(const char *s)
+int ctl_baseline_boot_ok(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
 
@@ -127,7 +115,7 @@ static int parse_head(const json_t *root, ctl_baseline_batch *out, char *err, si
 
     if (!json_is_object(root))
         return pr_errf(err, errcap, WEFT_EJSON, "a baseline batch is a JSON object");
-    if (!boot_ok(boot))
+    if (!ctl_baseline_boot_ok(boot))
         return pr_errf(err, errcap, WEFT_EPROTO, "\"boot\" is not 1..64 letters and digits");
     if (!json_is_integer(seq) || json_integer_value(seq) < 1)
         return pr_errf(err, errcap, WEFT_EPROTO, "\"seq\" is not a positive integer");

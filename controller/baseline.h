@@ -61,6 +61,8 @@ typedef struct {
     ctl_baseline_inc *inc;
 } ctl_baseline_batch;
 
+/* A router process's boot id: 1..64 letters and digits (CTL_BASELINE, CTL_USAGE). */
+int ctl_baseline_boot_ok(const char *s);
 /* Parses a batch. WEFT_EJSON or WEFT_EPROTO with a sentence in err when
  * malformed; *head_ok then says whether boot and seq were read (the batch
  * is acknowledged and dropped all the same: sending it again cannot help). */

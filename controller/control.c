@@ -12,6 +12,7 @@
 #include "controller/circuits.h"
 #include "controller/events.h"
 #include "controller/netmap.h"
+#include "controller/usage.h"
 #include "proto/addr.h"
 #include "proto/frame.h"
 #include "proto/ident.h"
@@ -47,6 +48,7 @@ struct ctl_control {
     pr_tls_ctx *tls;
     cconn *conns;
     unsigned nconns, nopen;
+    ctl_usage *usage; /* identities' usage across routers (usage.h) */
     int handles; /* open uv handles of the server itself */
     unsigned dead_ms;
     int stopping;
@@ -89,6 +91,7 @@ static void maybe_done(ctl_control *s)
     if (!s->stopping || s->handles > 0 || s->conns != NULL)
         return;
     pr_tls_ctx_free(s->tls);
+    ctl_usage_free(s->usage);
     if (s->stop_cb)
         s->stop_cb(s->stop_arg);
     free(s);
@@ -342,6 +345,7 @@ static int handle_hello(cconn *k, const pr_frame *f)
     /* Others learn that it is online from a delta; it learns from its full map. */
     replace_older(k);
     ctl_netmap_router_online(s->c->map, k->router_id, 1);
+    ctl_usage_router_open(s->usage, k->router_id);
     change_state(k, CS_OPEN);
     if ((rc = ctl_netmap_full(s->c->map, &full, &len)) < 0 ||
         (rc = send_map(k, PR_CTL_MAP_FULL, full, len)) < 0)
@@ -491,6 +495,56 @@ void ctl_control_roles_changed(ctl_control *s, const char *identity_id)
     json_decref(body);
 }
 
+/* ---- limits across routers (CTL_USAGE, docs/policies.md) ---- */
+
+static cconn *open_conn(ctl_control *s, const char *router_id)
+{
+    for (cconn *o = s->conns; o; o = o->next)
+        if (o->state == CS_OPEN && strcmp(o->router_id, router_id) == 0)
+            return o;
+    return NULL;
+}
+
+static int usage_out(void *arg, const char *router_id, const char *text)
+{
+    cconn *k = open_conn(arg, router_id);
+
+    return k ? send_frame(k, PR_CTL_USAGE_NET, text, strlen(text)) : WEFT_ECLOSED;
+}
+
+/* The sums changed: every router concerned is told at once. */
+static void usage_flush(ctl_control *s)
+{
+    size_t n = ctl_usage_flush(s->usage, usage_out, s);
+
+    if (n)
+        pr_debug("usage_pushed", "entries=%zu", n);
+}
+
+static void handle_usage(cconn *k, const pr_frame *f)
+{
+    if (ctl_usage_ingest(k->srv->usage, k->router_id, f->body, f->body_len) == 0)
+        usage_flush(k->srv);
+}
+
+/* Security events (docs/policies.md "Events"): acknowledged once stored, or
+ * stored before, or never storable (malformed), so that the router keeps an
+ * event only while the store could not take it. */
+static void handle_event(cconn *k, const pr_frame *f)
+{
+    char eid[CTL_EVENT_ID_CAP], ack[CTL_EVENT_ID_CAP + 16];
+    int rc = ctl_events_from_router(k->srv->c, k->router_id, f->body, f->body_len, eid,
+                                    sizeof(eid));
+
+    if (rc < 0)
+        pr_warn("event_rejected", "router=%s eid=%s err=%s", k->router_id, eid[0] ? eid : "-",
+                weft_err_name(rc));
+    if (eid[0] == '\0' || rc == WEFT_ESTORE || rc == WEFT_ENOMEM)
+        return;
+    snprintf(ack, sizeof(ack), "{\"eid\":\"%s\"}", eid);
+    send_frame(k, PR_CTL_EVENT_ACK, ack, strlen(ack));
+}
+
 /* Anomaly baselines (docs/policies.md): acknowledged once stored, so that the
  * router keeps a batch until then and sends it again after a reconnect. */
 static void handle_baseline(cconn *k, const pr_frame *f)
@@ -523,12 +577,14 @@ static int on_frame(void *arg, const pr_frame *f)
     case PR_CTL_CIRCUIT_EVENT:
         handle_circuit(k, f);
         return 0;
-    case PR_CTL_EVENT: /* security events (docs/policies.md) */
-        if (ctl_events_from_router(k->srv->c, k->router_id, f->body, f->body_len) < 0)
-            pr_warn("event_rejected", "router=%s", k->router_id);
+    case PR_CTL_EVENT:
+        handle_event(k, f);
         return 0;
     case PR_CTL_BASELINE:
         handle_baseline(k, f);
+        return 0;
+    case PR_CTL_USAGE:
+        handle_usage(k, f);
         return 0;
     case PR_CTL_PING:
         send_frame(k, PR_CTL_PONG, "{}", 2);
@@ -558,10 +614,7 @@ static void on_read(pr_conn *pc, const uint8_t *data, size_t len)
 
 static int router_still_open(ctl_control *s, const char *id)
 {
-    for (cconn *o = s->conns; o; o = o->next)
-        if (o->state == CS_OPEN && strcmp(o->router_id, id) == 0)
-            return 1;
-    return 0;
+    return open_conn(s, id) != NULL;
 }
 
 static void on_close(pr_conn *pc, int status)
@@ -583,6 +636,9 @@ static void on_close(pr_conn *pc, int status)
         if (!router_still_open(s, k->router_id)) {
             ctl_netmap_router_online(s->c->map, k->router_id, 0);
             pr_info("router_offline", "router=%s status=%s", k->router_id, weft_err_name(status));
+            ctl_usage_router_gone(s->usage, k->router_id);
+            if (!s->stopping)
+                usage_flush(s);
         }
     }
     pr_reader_free(&k->rd);
@@ -637,6 +693,7 @@ static void sweep_cb(uv_timer_t *t)
             drop(k, WEFT_ETIMEDOUT);
         }
     }
+    ctl_usage_sweep(s->usage, now, (int64_t)time(NULL) / 86400);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -696,10 +753,15 @@ int ctl_control_start(uv_loop_t *loop, ctl *c, const char *addr, ctl_control **o
         return WEFT_EINVAL;
     if ((s = calloc(1, sizeof(*s))) == NULL)
         return WEFT_ENOMEM;
+    if (ctl_usage_new(&s->usage) < 0) {
+        free(s);
+        return WEFT_ENOMEM;
+    }
     s->c = c;
     s->loop = loop;
     s->dead_ms = CTL_CONTROL_DEAD_MS;
     if ((rc = make_tls(c, &s->tls)) < 0) {
+        ctl_usage_free(s->usage);
         free(s);
         return rc;
     }

@@ -89,6 +89,14 @@ enum pr_payload_flags {
 #define PR_CTL_ROLES_ASK PR_TYPE(PR_FAM_CONTROL, 0x0e)   /* router -> controller: the roles of
                                                             these identities, please (JSON
                                                             {"identities"}) */
+#define PR_CTL_USAGE PR_TYPE(PR_FAM_CONTROL, 0x0f)       /* router -> controller: identities'
+                                                            usage today, here (JSON batch;
+                                                            docs/policies.md) */
+#define PR_CTL_USAGE_NET PR_TYPE(PR_FAM_CONTROL, 0x10)   /* controller -> router: their usage
+                                                            through the other routers (JSON) */
+#define PR_CTL_BASELINE_RESET PR_TYPE(PR_FAM_CONTROL, 0x11) /* controller -> router: forget
+                                                               these identities' baselines
+                                                               (JSON {"identities"}) */
 
 /* ---- link family: router <-> router ----
  * Circuit frames cross links unchanged: EDGE_DIAL_OK, EDGE_DIAL_FAIL and

@@ -149,6 +149,11 @@ uint64_t rt_baseline_acked_total(const rt_baseline *b)
     return b ? b->acked : 0;
 }
 
+const char *rt_baseline_boot(const rt_baseline *b)
+{
+    return b ? b->boot : "";
+}
+
 /* One batch of at most RT_BASE_BATCH_IDS identities' increments, or NULL
  * when none has any (or memory ran out: they are then lost, and logged). */
 static char *make_batch(rt_enforce *e, rt_baseline *b, size_t *n)
@@ -200,6 +205,24 @@ size_t rt_baseline_flush(rt_baseline *b, rt_enforce *e, uint64_t now_ms, rt_base
     if (made)
         pr_debug("baseline_sent", "batches=%zu identities=%zu seq=%llu waiting=%zu", made, ids,
                  (unsigned long long)b->seq, b->len);
+    return made;
+}
+
+size_t rt_baseline_final(rt_baseline *b, rt_enforce *e, rt_baseline_send_fn send, void *arg)
+{
+    size_t made = 0, n, ids = 0;
+    char *text;
+
+    while ((text = make_batch(e, b, &n)) != NULL) {
+        if (send(arg, text) == 0) {
+            made++;
+            ids += n;
+        }
+        free(text);
+    }
+    if (made)
+        pr_info("baseline_final", "batches=%zu identities=%zu seq=%llu", made, ids,
+                (unsigned long long)b->seq);
     return made;
 }
 
@@ -280,4 +303,47 @@ void rt_baseline_acked(rt_router *r, const uint8_t *body, size_t len)
 
     if (b)
         rt_baseline_ack(b, body, len);
+}
+
+void rt_baseline_stop(rt_router *r)
+{
+    rt_baseline *b = rt_enforce_reports(r->enforce);
+
+    if (b && rt_control_is_open(r))
+        rt_baseline_final(b, r->enforce, to_control, r);
+}
+
+int rt_baseline_forget(rt_enforce *e, const uint8_t *body, size_t len)
+{
+    json_t *root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *ids = json_object_get(root, "identities"), *v;
+    int rc = WEFT_EPROTO;
+    size_t i;
+
+    if (!json_is_array(ids) || json_array_size(ids) > RT_BASE_FORGET_MAX)
+        goto out;
+    json_array_foreach(ids, i, v)
+    {
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= RT_ID_CAP)
+            goto out;
+    }
+    json_array_foreach(ids, i, v)
+    {
+        rt_enforce_base_forget(e, json_string_value(v));
+    }
+    rc = (int)json_array_size(ids);
+out:
+    json_decref(root);
+    return rc;
+}
+
+void rt_baseline_reset_frame(rt_router *r, const uint8_t *body, size_t len)
+{
+    int rc = rt_baseline_forget(r->enforce, body, len);
+
+    if (rc < 0)
+        pr_warn("baseline_reset_rejected", "bytes=%zu hint=%s", len,
+                pr_log_q("CTL_BASELINE_RESET must be {\"identities\": [...]}, at most 1024 ids"));
+    else
+        pr_info("baseline_reset", "identities=%d", rc);
 }

@@ -71,6 +71,10 @@ typedef int (*rt_baseline_send_fn)(void *arg, const char *text);
  * RT_BASE_INFLIGHT wait) and sends each; the number made. */
 size_t rt_baseline_flush(rt_baseline *b, struct rt_enforce *e, uint64_t now_ms,
                          rt_baseline_send_fn send, void *arg);
+/* The router stops: every increment e holds goes out now in batches, kept
+ * nowhere (the acknowledgement will not be read); the number sent. */
+size_t rt_baseline_final(rt_baseline *b, struct rt_enforce *e, rt_baseline_send_fn send,
+                         void *arg);
 /* Sends every batch waiting, oldest first (stops at the first failure); the
  * number sent. */
 size_t rt_baseline_send_waiting(rt_baseline *b, uint64_t now_ms, rt_baseline_send_fn send,
@@ -90,10 +94,23 @@ void rt_baseline_tick(struct rt_router *r);
 void rt_baseline_resend(struct rt_router *r);
 /* CTL_BASELINE_ACK from the controller: rt_baseline_ack. */
 void rt_baseline_acked(struct rt_router *r, const uint8_t *body, size_t len);
+/* The router stops (before its control channel closes): rt_baseline_final,
+ * when the channel is open. */
+void rt_baseline_stop(struct rt_router *r);
+/* A CTL_BASELINE_RESET body {"identities": ["id", ...]} (at most
+ * RT_BASE_FORGET_MAX): the router forgets what it learnt of each
+ * (rt_enforce_base_forget); the number forgotten, or WEFT_EPROTO when
+ * malformed (nothing forgotten). */
+#define RT_BASE_FORGET_MAX 1024
+int rt_baseline_forget(struct rt_enforce *e, const uint8_t *body, size_t len);
+/* CTL_BASELINE_RESET from the controller: rt_baseline_forget, logged. */
+void rt_baseline_reset_frame(struct rt_router *r, const uint8_t *body, size_t len);
 /* The control channel (control.c): sends a frame with a text body when it
  * is open (else WEFT_ECLOSED); is it open? */
 int rt_control_send(struct rt_router *r, uint16_t type, const char *text);
 int rt_control_is_open(const struct rt_router *r);
+/* This process's boot id (random at start; CTL_BASELINE and CTL_USAGE). */
+const char *rt_baseline_boot(const rt_baseline *b);
 /* Batches waiting for their acknowledgement, and acknowledged so far (metrics). */
 size_t rt_baseline_waiting(const rt_baseline *b);
 uint64_t rt_baseline_acked_total(const rt_baseline *b);

@@ -18,6 +18,7 @@
 #include "router/grants.h"
 #include "router/renew.h"
 #include "router/router.h"
+#include "router/usage.h"
 #include "weft/errors.h"
 
 #define PING_MS 5000
@@ -455,6 +456,7 @@ static void ctl_on_open(pr_conn *c, int status)
     rt_rpolicy_control_open(ctl->r);
     evq_flush(ctl);
     rt_baseline_resend(ctl->r);
+    rt_usage_control_open(ctl->r);
     uv_timer_start(&ctl->timer, timer_cb, PING_MS, PING_MS);
 }
 
@@ -469,9 +471,11 @@ static void ctl_on_close(pr_conn *c, int status)
         maybe_free(ctl);
         return;
     }
-    if (ctl->state == CTL_OPEN)
+    if (ctl->state == CTL_OPEN) {
         pr_warn("control_closed", "addr=%s status=%s hint=%s", ctl->addr, weft_err_name(status),
                 pr_log_q("forwarding continues; reconnecting to the controller"));
+        rt_usage_control_closed(ctl->r);
+    }
     schedule_reconnect(ctl);
 }
 
@@ -558,6 +562,12 @@ static int ctl_frame(void *arg, const pr_frame *f)
     case PR_CTL_BASELINE_ACK:
         rt_baseline_acked(ctl->r, f->body, f->body_len);
         return 0;
+    case PR_CTL_BASELINE_RESET:
+        rt_baseline_reset_frame(ctl->r, f->body, f->body_len);
+        return 0;
+    case PR_CTL_USAGE_NET:
+        rt_usage_net_frame(ctl->r, f->body, f->body_len);
+        return 0;
     default:
         return 0; /* PONG, and types from newer controllers */
     }
@@ -633,6 +643,10 @@ void rt_control_stop(rt_router *r)
 
     if (ctl == NULL)
         return;
+    /* What was learnt and used since the last reports goes out first:
+     * pr_conn_close sends what is queued before close_notify. */
+    rt_baseline_stop(r);
+    rt_usage_stop(r);
     r->ctl = NULL;
     change_state(ctl, CTL_STOPPED);
     uv_close((uv_handle_t *)&ctl->timer, timer_close_cb);

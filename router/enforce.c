@@ -1,8 +1,9 @@
 /* Behaviour limits and device binding at the ingress router (enforce.h).
  * State is per identity, in a small hash table: a token bucket for new
  * circuits (rate per minute), one for bytes (bandwidth), a byte counter for
- * the UTC day (quota), when each kind of violation was last reported, and the
- * anomaly baseline with what was learnt of it since the last report. */
+ * the UTC day (quota), when each kind of violation was last reported, the
+ * anomaly baseline with what was learnt of it since the last report, and its
+ * usage through the other routers as the controller last said. */
 #include "router/enforce.h"
 
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include "proto/log.h"
 #include "router/router.h"
+#include "router/usage.h"
 #include "weft/errors.h"
 
 /* A first use has a slot of its own so that a burst of mismatches never
@@ -71,6 +73,12 @@ struct idstate {
     uint64_t reported_ms[K_N];
     unsigned suppressed[K_N];
     baseline base;
+    /* Usage across routers: what was last reported of it, and the others'. */
+    uint64_t all_bytes, pass_bytes; /* payload bytes ever, and at the last pass */
+    unsigned open_now;              /* circuits open here at the last count */
+    rt_usage said;                  /* the last report (id unused) */
+    long long said_day;
+    rt_usage_net net;
     idstate *next;
 };
 
@@ -83,6 +91,8 @@ struct rt_enforce {
     pr_anom_set local;  /* router.json's settings */
     size_t take_bucket; /* where rt_enforce_take goes on */
     rt_baseline *reports;
+    uint64_t usage_ms; /* the last usage pass */
+    int usage_full;    /* the next pass reports everything */
 };
 
 /* ---- claims ---- */
@@ -243,17 +253,31 @@ void rt_enforce_free(rt_enforce *e)
     free(e);
 }
 
-static idstate *state_of(rt_enforce *e, const char *id)
+static size_t bucket_of(const char *id)
 {
     size_t h = 5381;
-    idstate *s;
 
     for (const char *p = id; *p; p++)
         h = h * 33 + (unsigned char)*p;
-    h %= RT_ENF_BUCKETS;
-    for (s = e->bucket[h]; s; s = s->next)
+    return h % RT_ENF_BUCKETS;
+}
+
+/* The identity's state, or NULL when it has none. */
+static idstate *find(rt_enforce *e, const char *id)
+{
+    for (idstate *s = e->bucket[bucket_of(id)]; s; s = s->next)
         if (strcmp(s->id, id) == 0)
             return s;
+    return NULL;
+}
+
+static idstate *state_of(rt_enforce *e, const char *id)
+{
+    size_t h = bucket_of(id);
+    idstate *s = find(e, id);
+
+    if (s != NULL)
+        return s;
     if ((s = calloc(1, sizeof(*s))) == NULL)
         return NULL;
     snprintf(s->id, sizeof(s->id), "%s", id);
@@ -357,6 +381,162 @@ static int violate(rt_enforce *e, idstate *st, int kind, const rt_limits *lim,
 {
     report(e, st, kind, lim->act, service, msg, now_ms);
     return (lim->act & RT_ACT_BLOCK) ? WEFT_EDENIED : 0;
+}
+
+/* ---- usage across routers ---- */
+
+/* Payload bytes from the identity on UTC day `day`, here and (the
+ * controller's figure, when it is of that day) through the other routers. */
+static long long here_bytes(const idstate *st, long long day)
+{
+    return st->day == day ? st->day_bytes : 0;
+}
+
+static long long far_bytes(const idstate *st, long long day)
+{
+    return st->net.day == day ? st->net.bytes : 0;
+}
+
+static void quota_msg(const idstate *st, long long day, char *msg, size_t cap)
+{
+    long long far = far_bytes(st, day);
+
+    if (far > 0)
+        snprintf(msg, cap,
+                 "daily volume quota of %lld bytes spent across the network (policy quota: "
+                 "%lld bytes through this router, %lld through others)",
+                 st->lim.quota, here_bytes(st, day), far);
+    else
+        snprintf(msg, cap, "daily volume quota of %lld bytes spent (policy quota)", st->lim.quota);
+}
+
+/* The bandwidth given here: the limit less what the other routers carry,
+ * and at least an even share, so that routers carrying the identity at once
+ * settle on the limit between them and none is starved. */
+static long long bw_now(const idstate *st)
+{
+    long long bw = st->lim.bw, share, rest;
+
+    if (bw == 0 || st->net.routers == 0)
+        return bw;
+    share = bw / (1 + (long long)st->net.routers);
+    rest = bw - st->net.rate;
+    bw = share > rest ? share : rest;
+    return bw > 0 ? bw : 1;
+}
+
+long long rt_enforce_bw_now(rt_enforce *e, const char *identity)
+{
+    idstate *st = e ? find(e, identity) : NULL;
+
+    return st && st->lim.have ? bw_now(st) : 0;
+}
+
+static int reportable(const idstate *st)
+{
+    return st->lim.have && (st->lim.quota || st->lim.maxc || st->lim.bw);
+}
+
+int rt_enforce_usage_due(const rt_enforce *e, uint64_t now_ms)
+{
+    return e && (e->usage_full || e->usage_ms == 0 || now_ms - e->usage_ms >= RT_USAGE_MS);
+}
+
+void rt_enforce_usage_begin(rt_enforce *e)
+{
+    for (size_t i = 0; e && i < RT_ENF_BUCKETS; i++)
+        for (idstate *st = e->bucket[i]; st; st = st->next)
+            st->open_now = 0;
+}
+
+void rt_enforce_usage_open(rt_enforce *e, const char *identity, unsigned n)
+{
+    idstate *st = e ? find(e, identity) : NULL;
+
+    if (st)
+        st->open_now += n;
+}
+
+void rt_enforce_usage_full(rt_enforce *e)
+{
+    if (e)
+        e->usage_full = 1;
+}
+
+/* The identity's usage now, with the rate since the last pass dt ms ago. */
+static void usage_now(idstate *st, uint64_t dt, long long day, rt_usage *u)
+{
+    memset(u, 0, sizeof(*u));
+    snprintf(u->id, sizeof(u->id), "%s", st->id);
+    u->bytes = here_bytes(st, day);
+    u->circuits = st->open_now;
+    if (dt > 0)
+        u->rate = (long long)((st->all_bytes - st->pass_bytes) * 1000 / dt);
+    st->pass_bytes = st->all_bytes;
+    u->quota = st->lim.quota;
+    u->maxc = st->lim.maxc;
+    u->bw = st->lim.bw;
+}
+
+static int usage_changed(const idstate *st, const rt_usage *u, long long day)
+{
+    return st->said_day != day || u->bytes != st->said.bytes || u->circuits != st->said.circuits ||
+           u->rate != st->said.rate || u->quota != st->said.quota || u->maxc != st->said.maxc ||
+           u->bw != st->said.bw;
+}
+
+size_t rt_enforce_usage_each(rt_enforce *e, uint64_t now_ms, long long now_s, rt_usage_fn fn,
+                             void *arg)
+{
+    uint64_t dt = e->usage_ms ? now_ms - e->usage_ms : 0;
+    long long day = now_s / 86400;
+    size_t n = 0;
+    rt_usage u;
+
+    for (size_t i = 0; i < RT_ENF_BUCKETS; i++)
+        for (idstate *st = e->bucket[i]; st; st = st->next) {
+            if (!reportable(st))
+                continue;
+            usage_now(st, dt, day, &u);
+            int uses = u.bytes || u.circuits || u.rate;
+            if (!usage_changed(st, &u, day) && !(e->usage_full && uses))
+                continue;
+            if (!uses && st->said.bytes == 0 && st->said.circuits == 0 && st->said.rate == 0)
+                continue; /* nothing then, nothing now: a change of limits alone */
+            fn(arg, &u);
+            st->said = u;
+            st->said_day = day;
+            n++;
+        }
+    e->usage_ms = now_ms ? now_ms : 1;
+    e->usage_full = 0;
+    return n;
+}
+
+void rt_enforce_usage_net(rt_enforce *e, const char *identity, const rt_usage_net *net)
+{
+    idstate *st = e ? find(e, identity) : NULL;
+
+    if (st)
+        st->net = *net;
+}
+
+void rt_enforce_usage_forget(rt_enforce *e)
+{
+    for (size_t i = 0; e && i < RT_ENF_BUCKETS; i++)
+        for (idstate *st = e->bucket[i]; st; st = st->next) {
+            st->net.circuits = 0;
+            st->net.rate = 0;
+            st->net.routers = 0;
+        }
+}
+
+void rt_enforce_base_forget(rt_enforce *e, const char *identity)
+{
+    idstate *st = e ? find(e, identity) : NULL;
+
+    if (st)
+        memset(&st->base, 0, sizeof(st->base));
 }
 
 static uint32_t hash32(const char *s)
@@ -554,10 +734,20 @@ int rt_enforce_dial(rt_enforce *e, const char *identity, const char *service,
                  m / 60, m % 60);
         return violate(e, st, K_TIME, lim, service, now_ms, msg);
     }
-    if (lim->maxc && open >= (unsigned long long)lim->maxc) {
-        snprintf(msg, cap,
-                 "too many circuits open at once (policy max_circuits %lld); close one first",
-                 lim->maxc);
+    if (lim->quota && here_bytes(st, now_s / 86400) + far_bytes(st, now_s / 86400) >= lim->quota) {
+        quota_msg(st, now_s / 86400, msg, cap);
+        return violate(e, st, K_QUOTA, lim, service, now_ms, msg);
+    }
+    if (lim->maxc && (unsigned long long)open + st->net.circuits >= (unsigned long long)lim->maxc) {
+        if (st->net.circuits > 0)
+            snprintf(msg, cap,
+                     "too many circuits open at once across the network (policy max_circuits "
+                     "%lld: %u through this router, %u through others); close one first",
+                     lim->maxc, open, st->net.circuits);
+        else
+            snprintf(msg, cap,
+                     "too many circuits open at once (policy max_circuits %lld); close one first",
+                     lim->maxc);
         return violate(e, st, K_MAXC, lim, service, now_ms, msg);
     }
     if (lim->rate) {
@@ -636,50 +826,65 @@ void rt_enforce_refused(rt_enforce *e, const char *identity, const char *service
 int rt_enforce_bytes(rt_enforce *e, const char *identity, const char *service, size_t len,
                      uint64_t now_ms, long long now_s)
 {
-    char msg[192];
+    long long day = now_s / 86400, bw;
+    char msg[256];
     idstate *st;
 
     if (e == NULL || (st = state_of(e, identity)) == NULL || !st->lim.have)
         return 0;
-    if (st->lim.quota) {
-        if (st->day != now_s / 86400) {
-            st->day = now_s / 86400;
-            st->day_bytes = 0;
-        }
-        st->day_bytes += (long long)len;
-        if (st->day_bytes > st->lim.quota) {
-            snprintf(msg, sizeof(msg), "daily volume quota of %lld bytes spent (policy quota)",
-                     st->lim.quota);
-            report(e, st, K_QUOTA, st->lim.act, service, msg, now_ms);
-            if (st->lim.act & RT_ACT_BLOCK)
-                return WEFT_EDENIED;
-        }
+    if (st->day != day) {
+        st->day = day;
+        st->day_bytes = 0;
     }
-    if (st->lim.bw) {
+    st->day_bytes += (long long)len;
+    st->all_bytes += len;
+    if (st->lim.quota && st->day_bytes + far_bytes(st, day) > st->lim.quota) {
+        quota_msg(st, day, msg, sizeof(msg));
+        report(e, st, K_QUOTA, st->lim.act, service, msg, now_ms);
+        if (st->lim.act & RT_ACT_BLOCK)
+            return WEFT_EDENIED;
+    }
+    if ((bw = bw_now(st)) > 0) {
         /* One second of burst; a debt is paid back by pausing the reads. */
-        refill(&st->bw_tokens, &st->bw_ms, (double)st->lim.bw, (double)st->lim.bw / 1000.0,
-               now_ms);
+        refill(&st->bw_tokens, &st->bw_ms, (double)bw, (double)bw / 1000.0, now_ms);
         st->bw_tokens -= (double)len;
         if (st->bw_tokens < 0)
-            return 1 + (int)(-st->bw_tokens * 1000.0 / (double)st->lim.bw);
+            return 1 + (int)(-st->bw_tokens * 1000.0 / (double)bw);
     }
     return 0;
 }
 
 /* ---- glue with the router's sessions ---- */
 
+/* Circuits the session's identity dialled through it. */
+static unsigned dialled(const rt_sess *s)
+{
+    unsigned n = 0;
+
+    for (const rt_end *en = s->ends.head; en; en = en->next)
+        if (en->side == 0)
+            n++;
+    return n;
+}
+
 static unsigned open_circuits(rt_router *r, const char *identity)
 {
     unsigned n = 0;
 
-    for (rt_sess *s = r->sessions; s; s = s->next) {
-        if (strcmp(s->identity, identity) != 0)
-            continue;
-        for (rt_end *en = s->ends.head; en; en = en->next)
-            if (en->side == 0)
-                n++;
-    }
+    for (rt_sess *s = r->sessions; s; s = s->next)
+        if (strcmp(s->identity, identity) == 0)
+            n += dialled(s);
     return n;
+}
+
+void rt_enforce_count_open(rt_router *r)
+{
+    unsigned n;
+
+    rt_enforce_usage_begin(r->enforce);
+    for (rt_sess *s = r->sessions; s; s = s->next)
+        if ((n = dialled(s)) > 0)
+            rt_enforce_usage_open(r->enforce, s->identity, n);
 }
 
 static void to_controller(void *arg, const json_t *ev)
@@ -739,6 +944,7 @@ void rt_enforce_tick(rt_router *r)
         rt_resume_paused(r);
     }
     rt_baseline_tick(r);
+    rt_usage_tick(r);
 }
 
 static long long unix_now(void)

@@ -68,9 +68,9 @@ typedef struct {
     int win_from, win_to; /* minutes of the local day */
     long win_off;         /* the zone's UTC offset in seconds when the token was issued */
     long long rate;       /* new circuits per minute */
-    long long bw;         /* bytes per second from the identity */
-    long long quota;      /* bytes per UTC day from the identity */
-    long long maxc;       /* circuits open at once */
+    long long bw;         /* bytes per second from the identity, shared by its routers */
+    long long quota;      /* bytes per UTC day from the identity, network-wide */
+    long long maxc;       /* circuits open at once, network-wide */
     unsigned act;         /* RT_ACT_* */
     rt_base base;         /* "base" claim: the identity's anomaly baseline (baseline.h) */
 } rt_limits;
@@ -103,8 +103,11 @@ void rt_enforce_free(rt_enforce *e); /* NULL: no-op */
 void rt_enforce_configure(rt_enforce *e, const rt_enforce_cfg *cfg);
 
 /* Decisions, at monotonic time now_ms and Unix time now_s. `open` is the
- * number of circuits the identity has open at this router. 0: admitted;
- * WEFT_EDENIED with a sentence in msg: refused (the caller answers EDGE_ERROR). */
+ * number of circuits the identity has open at this router (those through
+ * the other routers are added, as the controller last said). A dial is
+ * refused outside the time window, once the day's quota is spent, at
+ * max_circuits and over the rate. 0: admitted; WEFT_EDENIED with a sentence
+ * in msg: refused (the caller answers EDGE_ERROR). */
 int rt_enforce_dial(rt_enforce *e, const char *identity, const char *service,
                     const rt_limits *lim, unsigned open, uint64_t now_ms, long long now_s,
                     char *msg, size_t cap);
@@ -116,7 +119,8 @@ int rt_enforce_binding(rt_enforce *e, const char *identity, const rt_hwbind *hw,
 void rt_enforce_refused(rt_enforce *e, const char *identity, const char *service, int err,
                         uint64_t now_ms);
 /* len payload bytes from the identity: 0 go on; > 0 pause its reads for that
- * many ms (bandwidth); WEFT_EDENIED the day's quota is spent (end the circuit). */
+ * many ms (bandwidth, rt_enforce_bw_now); WEFT_EDENIED the day's quota is
+ * spent, here and through the other routers (end the circuit). */
 int rt_enforce_bytes(rt_enforce *e, const char *identity, const char *service, size_t len,
                      uint64_t now_ms, long long now_s);
 /* A circuit the identity dialled carries `total` payload bytes from it so far
@@ -132,6 +136,63 @@ uint64_t rt_enforce_violations(const rt_enforce *e);
 int rt_enforce_take(rt_enforce *e, rt_base_inc *out);
 /* The reports of those increments to the controller (baseline.h). */
 rt_baseline *rt_enforce_reports(rt_enforce *e);
+/* The controller forgot the identity's baseline (CTL_BASELINE_RESET): this
+ * router forgets what it learnt of it too, and learns afresh. */
+void rt_enforce_base_forget(rt_enforce *e, const char *identity);
+
+/* ---- limits across routers (docs/policies.md "Limits across routers") ----
+ * Each router reports, every RT_USAGE_MS while it changes, what an identity
+ * with a quota, max_circuits or bandwidth limit uses here (CTL_USAGE,
+ * router/usage.c); the controller sums the reports of every router and tells
+ * each router what the identity uses through the others (CTL_USAGE_NET).
+ * The decisions above then count both: the quota and max_circuits hold for
+ * the network-wide figures, and the bandwidth is shared (rt_enforce_bw_now).
+ * What this router counts itself is always counted, so a router that hears
+ * nothing from the controller enforces each limit on its own, as before. */
+#define RT_USAGE_MS 250 /* a report pass at most this often */
+
+/* One identity's usage here, as reported. */
+typedef struct {
+    char id[RT_ID_CAP];
+    long long bytes;           /* "b": payload bytes from it this UTC day (day) */
+    unsigned circuits;         /* "c": circuits it has open here */
+    long long rate;            /* "r": bytes a second from it since the last pass */
+    long long quota, maxc, bw; /* "q", "m", "w": the limits of its newest token */
+} rt_usage;
+
+/* Its usage through the other routers, as the controller last said. */
+typedef struct {
+    long long day;     /* the UTC day the bytes are of */
+    long long bytes;   /* "b": payload bytes from it that day through the others */
+    unsigned circuits; /* "c": circuits open through the others */
+    long long rate;    /* "r": bytes a second through the others */
+    unsigned routers;  /* "n": other routers carrying its bytes now */
+} rt_usage_net;
+
+/* A report pass is due (RT_USAGE_MS since the last, or a full one asked). */
+int rt_enforce_usage_due(const rt_enforce *e, uint64_t now_ms);
+/* Counting the circuits open here: begin zeroes every count, then open adds
+ * n for an identity (ignored when it has no state). */
+void rt_enforce_usage_begin(rt_enforce *e);
+void rt_enforce_usage_open(rt_enforce *e, const char *identity, unsigned n);
+/* The pass: fn gets the usage of every identity with a quota, max_circuits
+ * or bandwidth limit whose figures changed since it was last reported (every
+ * one that uses anything when a full pass was asked); the number given. */
+typedef void (*rt_usage_fn)(void *arg, const rt_usage *u);
+size_t rt_enforce_usage_each(rt_enforce *e, uint64_t now_ms, long long now_s, rt_usage_fn fn,
+                             void *arg);
+/* The next pass reports every identity that uses anything (a controller
+ * that (re)connects knows nothing of this router). */
+void rt_enforce_usage_full(rt_enforce *e);
+/* The controller's figures for an identity (ignored when it has no state). */
+void rt_enforce_usage_net(rt_enforce *e, const char *identity, const rt_usage_net *net);
+/* The control channel closed: the other routers' circuits and rates are
+ * forgotten (they may change unseen); their bytes of the day are kept, since
+ * they only grow. */
+void rt_enforce_usage_forget(rt_enforce *e);
+/* The bandwidth this router gives the identity now, bytes a second (0: no
+ * limit): its limit, shared with the other routers carrying its bytes. */
+long long rt_enforce_bw_now(rt_enforce *e, const char *identity);
 
 /* ---- glue with the router (enforce.c) ---- */
 /* Makes r->enforce, reporting to the controller (rt_control_event). */
@@ -142,8 +203,11 @@ int rt_enforce_setup(struct rt_router *r, const json_t *conf);
 /* After every map change: the map's anomaly settings (or router.json's when
  * the map has none) take effect, logged when they change. */
 void rt_enforce_map_changed(struct rt_router *r);
-/* Every router tick: resumes sessions paused for shaping once their time is up. */
+/* Every router tick: resumes sessions paused for shaping once their time is
+ * up; baseline and usage reports (baseline.h, usage.h). */
 void rt_enforce_tick(struct rt_router *r);
+/* Counts the circuits each identity has open here (rt_enforce_usage_open). */
+void rt_enforce_count_open(struct rt_router *r);
 /* Called by the edge session code; all return as above. */
 int rt_enforce_on_admit(struct rt_sess *s, const char *act, const char *service,
                         const rt_limits *lim, const rt_hwbind *hw, char *msg, size_t cap);
