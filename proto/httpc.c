@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <netinet/in.h>
@@ -27,14 +28,18 @@
 #include <sodium.h>
 
 #include "llhttp.h"
+#include "proto/errf.h"
 #include "proto/pki.h"
 #include "proto/tls.h"
 #include "weft/errors.h"
 
 #define DEFAULT_TIMEOUT_MS 15000
-#define HOST_MAX 256
-#define READ_CHUNK (16 * 1024)
-#define HINT_CONTROLLER "is the controller running? check --controller / WEFT_CONTROLLER"
+#define HOST_MAX           256
+#define READ_CHUNK         (16 * 1024)
+#define HINT_CONTROLLER    "is the controller running? check --controller / WEFT_CONTROLLER"
+#define HINT_API           "check that the address is the controller's API"
+/* TLS 1.2 for servers outside weft: forward secrecy and AEAD only. */
+#define TLS12_CIPHERS      "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
 
 struct httpc {
     int fd;
@@ -45,6 +50,8 @@ struct httpc {
     char where[HOST_MAX + 16]; /* "host:port" or "[v6]:port", for messages and Host */
     int host_is_ip;
     int no_verify;
+    int min_tls;
+    const pr_httpc_hints *hints;
     int sys_errno; /* why the last connect failed */
     int timeout_ms;
     uint64_t deadline;
@@ -81,6 +88,18 @@ static void seterr(struct httpc *h, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(h->err, h->errcap, fmt, ap);
     va_end(ap);
+}
+
+/* Who the server is in a sentence, and what to do: the caller's words, or a
+ * weft controller's. */
+static const char *peer(const struct httpc *h)
+{
+    return h->hints && h->hints->peer ? h->hints->peer : "the server";
+}
+
+static const char *other_hint(const struct httpc *h, const char *controller)
+{
+    return h->hints && h->hints->other ? h->hints->other : controller;
 }
 
 static uint64_t now_ms(void)
@@ -209,8 +228,8 @@ static int dial(struct httpc *h)
     int gai = getaddrinfo(h->host, h->port, &hints, &res);
 
     if (gai != 0) {
-        seterr(h, "cannot resolve %s: %s; check --controller / WEFT_CONTROLLER", h->host,
-               gai_strerror(gai));
+        seterr(h, "cannot resolve %s: %s; %s", h->host, gai_strerror(gai),
+               other_hint(h, "check --controller / WEFT_CONTROLLER"));
         return WEFT_EADDR;
     }
     for (ai = res; ai; ai = ai->ai_next) {
@@ -221,13 +240,14 @@ static int dial(struct httpc *h)
     }
     freeaddrinfo(res);
     if (ret == WEFT_EREFUSED)
-        seterr(h, "cannot connect to %s: connection refused; " HINT_CONTROLLER, h->where);
+        seterr(h, "cannot connect to %s: connection refused; %s", h->where,
+               other_hint(h, HINT_CONTROLLER));
     else if (ret == WEFT_ETIMEDOUT)
-        seterr(h, "cannot connect to %s: no answer within %d ms; check the address and that "
-                  "the controller is reachable", h->where, h->timeout_ms);
+        seterr(h, "cannot connect to %s: no answer within %d ms; %s", h->where, h->timeout_ms,
+               other_hint(h, "check the address and that the controller is reachable"));
     else if (ret < 0)
-        seterr(h, "cannot connect to %s: %s; " HINT_CONTROLLER, h->where,
-               strerror(h->sys_errno ? h->sys_errno : EIO));
+        seterr(h, "cannot connect to %s: %s; %s", h->where,
+               strerror(h->sys_errno ? h->sys_errno : EIO), other_hint(h, HINT_CONTROLLER));
     return ret;
 }
 
@@ -241,6 +261,20 @@ static void info_cb(const SSL *ssl, int where, int ret)
         h->alert = ret & 0xff;
 }
 
+/* TLS 1.3 only, unless the caller allows 1.2 for a server outside weft: then
+ * ECDHE key exchange and AEAD ciphers only, no renegotiation; 1.3 is still
+ * what we offer first. */
+static int set_versions(SSL_CTX *ctx, int min_tls)
+{
+    if (min_tls != PR_HTTPC_TLS12)
+        return SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) == 1 ? 0 : WEFT_ETLS;
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1)
+        return WEFT_ETLS;
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    return 0;
+}
+
 static int setup_ctx(struct httpc *h, const pr_httpc_cfg *cfg)
 {
     int ret;
@@ -248,7 +282,7 @@ static int setup_ctx(struct httpc *h, const pr_httpc_cfg *cfg)
     h->ctx = SSL_CTX_new(TLS_client_method());
     if (!h->ctx)
         return WEFT_ENOMEM;
-    if (SSL_CTX_set_min_proto_version(h->ctx, TLS1_3_VERSION) != 1)
+    if (set_versions(h->ctx, cfg->min_tls) < 0)
         return WEFT_ETLS;
     /* A truncated body is caught by the HTTP framing, not by close_notify. */
     SSL_CTX_set_options(h->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
@@ -266,7 +300,9 @@ static int setup_ctx(struct httpc *h, const pr_httpc_cfg *cfg)
     return ret;
 }
 
-/* The host we dialled must be named by the certificate (DNS or IP SAN). */
+/* The host we dialled must be named by the certificate's subjectAltName (a
+ * DNS name or an IP address); its CN is never taken for a name, and a
+ * wildcard covers one whole label only ("*.example.com", not "w*.example.com"). */
 static int setup_ssl(struct httpc *h)
 {
     X509_VERIFY_PARAM *vp;
@@ -277,6 +313,8 @@ static int setup_ssl(struct httpc *h)
     SSL_set_app_data(h->ssl, h);
     SSL_set_info_callback(h->ssl, info_cb);
     vp = SSL_get0_param(h->ssl);
+    X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
+                                            X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     if (h->host_is_ip)
         return X509_VERIFY_PARAM_set1_ip_asc(vp, h->host) == 1 ? 0 : WEFT_EINVAL;
     if (SSL_set_tlsext_host_name(h->ssl, h->host) != 1 || SSL_set1_host(h->ssl, h->host) != 1)
@@ -305,17 +343,28 @@ static int verify_error(struct httpc *h)
     switch (v) {
     case X509_V_ERR_CERT_HAS_EXPIRED:
     case X509_V_ERR_CERT_NOT_YET_VALID:
-        seterr(h, "TLS with %s failed: the server's certificate has expired or is not yet "
-                  "valid; check the clocks of both machines", h->where);
+        seterr(h,
+               "TLS with %s failed: %s's certificate has expired or is not yet valid; check "
+               "the clocks of both machines",
+               h->where, peer(h));
         return WEFT_ECERTEXPIRED;
     case X509_V_ERR_HOSTNAME_MISMATCH:
     case X509_V_ERR_IP_ADDRESS_MISMATCH:
-        seterr(h, "TLS with %s failed: the server's certificate is not valid for %s; use the "
-                  "address the controller's certificate was issued for", h->where, h->host);
+        seterr(h, "TLS with %s failed: %s's certificate is not valid for %s; %s", h->where, peer(h),
+               h->host,
+               h->hints && h->hints->mismatch ? h->hints->mismatch
+                                              : "use the address the controller's certificate "
+                                                "was issued for");
         return WEFT_ECERT;
     default:
-        seterr(h, "TLS with %s failed: the server's certificate is not from this identity's "
-                  "network CA (%s)", h->where, X509_verify_cert_error_string(v));
+        if (h->hints && h->hints->untrusted)
+            seterr(h, "TLS with %s failed: %s's certificate is not trusted (%s): %s", h->where,
+                   peer(h), X509_verify_cert_error_string(v), h->hints->untrusted);
+        else
+            seterr(h,
+                   "TLS with %s failed: the server's certificate is not from this "
+                   "identity's network CA (%s)",
+                   h->where, X509_verify_cert_error_string(v));
         return v == X509_V_ERR_CERT_REJECTED ? WEFT_ECERT : WEFT_EUNTRUSTED;
     }
 }
@@ -342,28 +391,46 @@ static int expired_cert(struct httpc *h)
     return WEFT_ECERTEXPIRED;
 }
 
+/* No TLS version (or, for TLS 1.2, no cipher suite) both sides speak: the
+ * server said so with an alert, or we found it in its answer. */
+static int no_common_tls(const struct httpc *h, unsigned long e)
+{
+    int r = ERR_GET_LIB(e) == ERR_LIB_SSL ? ERR_GET_REASON(e) : 0;
+
+    return h->alert == SSL_AD_PROTOCOL_VERSION || r == SSL_R_UNSUPPORTED_PROTOCOL ||
+           r == SSL_R_WRONG_CIPHER_RETURNED || r == SSL_R_NO_PROTOCOLS_AVAILABLE;
+}
+
 /* The reason the server gave (an alert) or the one we found. */
 static int tls_failure(struct httpc *h, int ret)
 {
     if (ret == WEFT_ETIMEDOUT) {
-        seterr(h, "no answer from %s within %d ms; check that it is a weft controller and "
-                  "that it is not overloaded", h->where, h->timeout_ms);
+        seterr(h, "no answer from %s within %d ms; %s", h->where, h->timeout_ms,
+               other_hint(h, "check that it is a weft controller and that it is not overloaded"));
         return ret;
     }
     if (!h->no_verify && SSL_get_verify_result(h->ssl) != X509_V_OK)
         return verify_error(h);
     if (h->alert == SSL_AD_CERTIFICATE_EXPIRED && h->cert_pem != NULL)
         return expired_cert(h);
+    if (no_common_tls(h, ERR_peek_last_error())) {
+        seterr(h, "TLS with %s failed: %s does not speak %s (%s); %s", h->where, peer(h),
+               h->min_tls == PR_HTTPC_TLS12
+                   ? "TLS 1.3, nor TLS 1.2 with ECDHE and AES-GCM or ChaCha20-Poly1305"
+                   : "TLS 1.3, the only version weft speaks",
+               h->alert >= 0 ? SSL_alert_desc_string_long(h->alert) : "no common version",
+               other_hint(h, HINT_API));
+        return WEFT_ETLS;
+    }
     if (h->alert >= 0 && h->alert != SSL_AD_CLOSE_NOTIFY) {
-        seterr(h, "TLS with %s failed: the server refused us (%s); check that this identity "
-                  "is enrolled in the server's network", h->where,
-               SSL_alert_desc_string_long(h->alert));
+        seterr(h, "TLS with %s failed: %s refused us (%s); %s", h->where, peer(h),
+               SSL_alert_desc_string_long(h->alert),
+               other_hint(h, "check that this identity is enrolled in the server's network"));
         return h->alert == SSL_AD_CERTIFICATE_EXPIRED ? WEFT_ECERTEXPIRED
                : h->alert == SSL_AD_CERTIFICATE_REQUIRED ? WEFT_ENOCERT
                                                           : WEFT_ECERT;
     }
-    seterr(h, "TLS with %s failed: %s; check that the address is the controller's API", h->where,
-           weft_strerror(ret));
+    seterr(h, "TLS with %s failed: %s; %s", h->where, weft_strerror(ret), other_hint(h, HINT_API));
     return ret;
 }
 
@@ -604,8 +671,8 @@ static int parse_error(struct httpc *h, llhttp_errno_t e)
         seterr(h, "out of memory reading the response from %s", h->where);
         return WEFT_ENOMEM;
     }
-    seterr(h, "malformed HTTP response from %s (%s); check that the address is the "
-              "controller's API", h->where, llhttp_errno_name(e));
+    seterr(h, "malformed HTTP response from %s (%s); %s", h->where, llhttp_errno_name(e),
+           other_hint(h, HINT_API));
     return WEFT_EHTTP;
 }
 
@@ -710,9 +777,12 @@ int pr_https_request(const char *base_url, const pr_httpc_cfg *cfg, const char *
     if ((ret = check_args(&h, base_url, cfg, method, path, body, body_len, resp)) < 0)
         return ret;
     ignore_sigpipe();
+    ERR_clear_error(); /* what tls_failure finds there is this request's */
     h.resp = resp;
     h.cert_pem = cfg->cert_pem;
     h.no_verify = cfg->no_verify;
+    h.min_tls = cfg->min_tls;
+    h.hints = cfg->hints;
     h.timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
     h.deadline = now_ms() + (uint64_t)h.timeout_ms;
     if ((ret = dial(&h)) < 0 || (ret = setup_ctx(&h, cfg)) < 0)
@@ -743,6 +813,99 @@ void pr_http_resp_free(pr_http_resp *r)
     free(r->body);
     r->body = NULL;
     r->body_len = 0;
+}
+
+/* ---- trust anchors ---- */
+
+/* PEM is text: control bytes mean a DER or binary file. */
+static int pem_text(const char *pem, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)pem[i];
+        if ((ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') || ch == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* Block n (from 1): a CERTIFICATE, without headers, whose DER is one
+ * certificate and nothing after it. */
+static int pem_block(unsigned n, const char *name, const char *header, const unsigned char *der,
+                     long len, char *err, size_t errcap)
+{
+    const unsigned char *p = der;
+    X509 *x;
+
+    if (strstr(name, "PRIVATE KEY") != NULL)
+        return pr_errf(err, errcap, WEFT_EINVAL,
+                       "PEM block %u is a private key: give the CA's "
+                       "certificate, and keep keys out of the controller",
+                       n);
+    if (strcmp(name, PEM_STRING_X509) != 0)
+        return pr_errf(err, errcap, WEFT_EINVAL, "PEM block %u is a %.40s, not a CERTIFICATE", n,
+                       name);
+    if (header[0] != '\0')
+        return pr_errf(err, errcap, WEFT_EINVAL,
+                       "PEM block %u has headers; a certificate has "
+                       "none",
+                       n);
+    x = d2i_X509(NULL, &p, len);
+    X509_free(x);
+    if (x == NULL || p != der + len)
+        return pr_errf(err, errcap, WEFT_EINVAL, "PEM block %u is not an X.509 certificate", n);
+    return 0;
+}
+
+/* Why PEM_read_bio stopped: at the end (no more BEGIN lines), or in block n. */
+static int pem_end(unsigned n, char *err, size_t errcap)
+{
+    unsigned long e = ERR_peek_last_error();
+
+    if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+        return n > 0 ? 0
+                     : pr_errf(err, errcap, WEFT_EINVAL,
+                               "no certificate in it (a PEM "
+                               "bundle has -----BEGIN CERTIFICATE----- blocks)");
+    return pr_errf(err, errcap, WEFT_EINVAL,
+                   "PEM block %u is broken (%s): each runs from "
+                   "-----BEGIN CERTIFICATE----- to -----END CERTIFICATE----- with base64 "
+                   "between",
+                   n + 1, ERR_reason_error_string(e) ?: "unreadable");
+}
+
+int pr_httpc_ca_check(const char *pem, size_t len, unsigned *count, char *err, size_t errcap)
+{
+    char *name = NULL, *header = NULL;
+    unsigned char *der = NULL;
+    long dlen = 0;
+    unsigned n = 0;
+    int ret = 0;
+    BIO *b;
+
+    *count = 0;
+    if (pem == NULL || len == 0 || len > PR_HTTPC_CA_MAX)
+        return pr_errf(err, errcap, WEFT_EINVAL, "a CA bundle is 1 to %d bytes of PEM",
+                       PR_HTTPC_CA_MAX);
+    if (!pem_text(pem, len))
+        return pr_errf(err, errcap, WEFT_EINVAL,
+                       "it is not PEM text (DER? convert it with "
+                       "openssl x509 -inform der -in FILE)");
+    if ((b = BIO_new_mem_buf(pem, (int)len)) == NULL)
+        return pr_errf(err, errcap, WEFT_ENOMEM, "out of memory");
+    ERR_clear_error();
+    while (ret == 0 && PEM_read_bio(b, &name, &header, &der, &dlen) == 1) {
+        ret = pem_block(++n, name, header, der, dlen, err, errcap);
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        OPENSSL_free(der);
+    }
+    if (ret == 0)
+        ret = pem_end(n, err, errcap);
+    BIO_free(b);
+    ERR_clear_error();
+    if (ret == 0)
+        *count = n;
+    return ret;
 }
 
 /* ---- query strings ---- */

@@ -1,6 +1,9 @@
 /* pr_https_request against a small HTTPS server (pr_tls on a libuv loop in a
  * thread) on loopback: response framing, headers, body cap, certificate and
- * host checks, and the error sentences a user reads. */
+ * host checks, and the error sentences a user reads. Servers outside weft
+ * (TLS 1.2, their own CA, the caller's sentences) against an OpenSSL server
+ * whose versions and ciphers each test picks (tls_srv.h); and the CA bundle
+ * check. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +27,8 @@
 #include "proto/tls.h"
 #include "weft/errors.h"
 
+#include "tls_srv.h"
+
 #define CLIENT_URI "spiffe://net/identity/admin"
 
 struct cred {
@@ -33,6 +38,8 @@ struct cred {
 
 static pr_ca ca_net, ca_other;
 static struct cred srv_cred, other_name_cred, cli_cred;
+static struct cred other_ca_cred; /* from ca_other, for 127.0.0.1 */
+static struct cred cn_only_cred;  /* CN=localhost, no subjectAltName */
 
 /* ---- the server ---- */
 
@@ -300,6 +307,12 @@ static int group_setup(void **state)
     issue(&ca_net, "spiffe://net/controller/main", PR_CERT_SERVER, other_dns, NULL,
           &other_name_cred);
     issue(&ca_net, CLIENT_URI, PR_CERT_CLIENT, NULL, NULL, &cli_cred);
+    issue(&ca_other, NULL, PR_CERT_SERVER, NULL, ips, &other_ca_cred);
+    {
+        pr_cert_req req = {
+            .cn = "localhost", .usage = PR_CERT_SERVER, .not_after = (int64_t)time(NULL) + 3600};
+        assert_int_equal(pr_ca_issue(&ca_net, &req, &cn_only_cred.cert, &cn_only_cred.key), 0);
+    }
 
     llhttp_settings_init(&req_settings);
     req_settings.on_url = rq_url;
@@ -338,6 +351,8 @@ static int group_teardown(void **state)
     cred_free(&srv_cred);
     cred_free(&other_name_cred);
     cred_free(&cli_cred);
+    cred_free(&other_ca_cred);
+    cred_free(&cn_only_cred);
     pr_ca_free(&ca_net);
     pr_ca_free(&ca_other);
     return 0;
@@ -647,6 +662,283 @@ static void test_system_trust_store(void **state)
     unlink(path);
 }
 
+/* ---- servers outside weft: TLS 1.2, their own CA, the caller's sentences ---- */
+
+static const pr_httpc_hints target_hints = {.peer = "the target",
+                                            .untrusted = "give it its CA",
+                                            .mismatch = "fix the URL",
+                                            .other = "check the target"};
+
+#define HOOK_BODY "{\"kind\":\"rate\"}"
+
+/* One POST to host at a fresh server (credentials cr, TLS versions
+ * min..max, TLS 1.2 ciphers or NULL): the client's result, and the version
+ * of the handshake the server completed (0: none). */
+static int post_once(const struct cred *cr, int min, int max, const char *ciphers, const char *host,
+                     const pr_httpc_cfg *cfg, char *err, size_t cap, int *version)
+{
+    pr_http_resp r;
+    char u[96];
+    int hs, rc;
+    tls_srv s;
+
+    assert_int_equal(tls_srv_start(&s, cr->cert, cr->key, min, max, ciphers), 0);
+    snprintf(u, sizeof(u), "https://%s:%d", host, s.port);
+    rc = pr_https_request(u, cfg, "POST", "/hook", HOOK_BODY, strlen(HOOK_BODY), "application/json",
+                          &r, err, cap);
+    tls_srv_seen(&s, &hs, version);
+    tls_srv_stop(&s);
+    if (hs == 0)
+        *version = 0;
+    if (rc < 0) {
+        assert_null(r.body);
+        return rc;
+    }
+    assert_int_equal(r.status, 204);
+    assert_string_equal(s.body, HOOK_BODY);
+    pr_http_resp_free(&r);
+    return rc;
+}
+
+#define ONLY_12 TLS1_2_VERSION, TLS1_2_VERSION
+#define BOTH    TLS1_2_VERSION, TLS1_3_VERSION
+
+/* The default (every weft-to-weft hop) offers TLS 1.3 only: a TLS 1.2
+ * server is refused before any handshake completes, and says why. */
+static void test_tls13_only_by_default(void **state)
+{
+    pr_httpc_cfg cfg = verified();
+    char err[512];
+    int ver;
+
+    assert_int_equal(post_once(&srv_cred, ONLY_12, NULL, "127.0.0.1", &cfg, err, sizeof(err), &ver),
+                     WEFT_ETLS);
+    assert_int_equal(ver, 0);
+    assert_non_null(strstr(err, "the server does not speak TLS 1.3, the only version weft speaks"));
+    assert_non_null(strstr(err, "check that the address is the controller's API"));
+    cfg.hints = &target_hints; /* the caller's words, same refusal */
+    assert_int_equal(post_once(&srv_cred, ONLY_12, NULL, "127.0.0.1", &cfg, err, sizeof(err), &ver),
+                     WEFT_ETLS);
+    assert_non_null(strstr(err, "the target does not speak TLS 1.3"));
+    assert_non_null(strstr(err, "; check the target"));
+    /* A server that has both: 1.3. */
+    assert_int_equal(post_once(&srv_cred, BOTH, NULL, "127.0.0.1", &cfg, err, sizeof(err), &ver),
+                     0);
+    assert_int_equal(ver, TLS1_3_VERSION);
+}
+
+/* PR_HTTPC_TLS12: a TLS 1.2-only server is spoken to (the body arrives);
+ * one with 1.3 still gets 1.3. */
+static void test_tls12_allowed_on_request(void **state)
+{
+    pr_httpc_cfg cfg = verified();
+    char err[512];
+    int ver;
+
+    cfg.min_tls = PR_HTTPC_TLS12;
+    assert_int_equal(post_once(&srv_cred, ONLY_12, NULL, "127.0.0.1", &cfg, err, sizeof(err), &ver),
+                     0);
+    assert_int_equal(ver, TLS1_2_VERSION);
+    assert_int_equal(post_once(&srv_cred, BOTH, NULL, "127.0.0.1", &cfg, err, sizeof(err), &ver),
+                     0);
+    assert_int_equal(ver, TLS1_3_VERSION);
+}
+
+/* TLS 1.2 with ECDHE and an AEAD cipher only: a server offering CBC
+ * suites (with SHA-1 or SHA-256 MACs) gets no handshake. */
+static void test_tls12_aead_only(void **state)
+{
+    static const char cbc[] = "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA";
+    pr_httpc_cfg cfg = verified();
+    char err[512];
+    int ver;
+
+    cfg.min_tls = PR_HTTPC_TLS12;
+    cfg.hints = &target_hints;
+    assert_true(post_once(&srv_cred, ONLY_12, cbc, "127.0.0.1", &cfg, err, sizeof(err), &ver) < 0);
+    assert_int_equal(ver, 0);
+    assert_non_null(strstr(err, "the target refused us (handshake failure); check the target"));
+}
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    int fd;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/tmp/weft-test-httpc-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_non_null(f = fdopen(fd, "w"));
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* ca_pem is the caller's trust anchors, and only those: a bundle with the
+ * server's CA verifies, one without it does not even when the system trust
+ * store (SSL_CERT_FILE here) has it; the sentence is the caller's. */
+static void test_ca_per_call(void **state)
+{
+    pr_httpc_cfg cfg = {.min_tls = PR_HTTPC_TLS12, .timeout_ms = 5000};
+    size_t n = strlen(ca_net.cert_pem) + strlen(ca_other.cert_pem) + 32;
+    char *bundle = malloc(n), err[512], *path;
+    int ver;
+
+    assert_non_null(bundle);
+    snprintf(bundle, n, "%s# the target's CA\n%s", ca_net.cert_pem, ca_other.cert_pem);
+    cfg.ca_pem = bundle;
+    assert_int_equal(
+        post_once(&other_ca_cred, ONLY_12, NULL, "127.0.0.1", &cfg, err, sizeof(err), &ver), 0);
+    path = write_tmp(ca_other.cert_pem);
+    assert_int_equal(setenv("SSL_CERT_FILE", path, 1), 0);
+    cfg.ca_pem = ca_net.cert_pem;
+    cfg.system_ca = 1; /* ignored: ca_pem is given */
+    cfg.hints = &target_hints;
+    assert_int_equal(
+        post_once(&other_ca_cred, ONLY_12, NULL, "127.0.0.1", &cfg, err, sizeof(err), &ver),
+        WEFT_EUNTRUSTED);
+    assert_non_null(strstr(err, "TLS with 127.0.0.1:"));
+    assert_non_null(strstr(err, "failed: the target's certificate is not trusted (unable to get "
+                                "local issuer certificate): give it its CA"));
+    assert_null(strstr(err, "network CA"));
+    /* Without ca_pem the system store decides. */
+    cfg.ca_pem = NULL;
+    assert_int_equal(
+        post_once(&other_ca_cred, ONLY_12, NULL, "127.0.0.1", &cfg, err, sizeof(err), &ver), 0);
+    unsetenv("SSL_CERT_FILE");
+    unlink(path);
+    free(bundle);
+}
+
+/* The URL's host must be a DNS or IP subjectAltName of the certificate: a
+ * certificate for another name is refused with the caller's sentence, and
+ * a CN is never taken for a name. */
+static void test_target_name_checked(void **state)
+{
+    pr_httpc_cfg cfg = verified();
+    char err[512];
+    int ver;
+
+    cfg.min_tls = PR_HTTPC_TLS12;
+    cfg.hints = &target_hints;
+    assert_int_equal(
+        post_once(&other_name_cred, BOTH, NULL, "127.0.0.1", &cfg, err, sizeof(err), &ver),
+        WEFT_ECERT);
+    assert_non_null(
+        strstr(err, "the target's certificate is not valid for 127.0.0.1; fix the URL"));
+    assert_int_equal(
+        post_once(&other_name_cred, BOTH, NULL, "localhost", &cfg, err, sizeof(err), &ver),
+        WEFT_ECERT);
+    assert_non_null(strstr(err, "not valid for localhost"));
+    assert_int_equal(
+        post_once(&cn_only_cred, ONLY_12, NULL, "localhost", &cfg, err, sizeof(err), &ver),
+        WEFT_ECERT);
+    assert_non_null(strstr(err, "not valid for localhost"));
+    assert_int_equal(ver, 0);
+}
+
+/* ---- CA bundles ---- */
+
+/* cert's DER again, as PEM block name with header and extra bytes after it. */
+static char *reencode(const char *cert_pem, const char *name, const char *header, int extra)
+{
+    BIO *in = BIO_new_mem_buf(cert_pem, -1), *out = BIO_new(BIO_s_mem());
+    X509 *x = PEM_read_bio_X509(in, NULL, NULL, NULL);
+    unsigned char *der = NULL, *buf;
+    int len = i2d_X509(x, &der);
+    char *pem, *text;
+    long n;
+
+    assert_true(len > 0);
+    assert_non_null(buf = calloc(1, (size_t)len + (size_t)extra));
+    memcpy(buf, der, (size_t)len);
+    assert_true(PEM_write_bio(out, name, header, buf, len + extra) > 0);
+    n = BIO_get_mem_data(out, &text);
+    assert_non_null(pem = calloc(1, (size_t)n + 1));
+    memcpy(pem, text, (size_t)n);
+    OPENSSL_free(der);
+    free(buf);
+    X509_free(x);
+    BIO_free(in);
+    BIO_free(out);
+    return pem;
+}
+
+static int ca_check(const char *pem, size_t len, unsigned *n, char *err, size_t cap)
+{
+    err[0] = '\0';
+    return pr_httpc_ca_check(pem, len, n, err, cap);
+}
+
+#define CHECK_BAD(pem, len, why)                                                                   \
+    do {                                                                                           \
+        assert_int_equal(ca_check((pem), (len), &n, err, sizeof(err)), WEFT_EINVAL);               \
+        assert_int_equal(n, 0);                                                                    \
+        if (strstr(err, (why)) == NULL)                                                            \
+            fail_msg("\"%s\" lacks \"%s\"", err, (why));                                           \
+    } while (0)
+
+static void test_ca_bundle_check(void **state)
+{
+    const char *cert = ca_net.cert_pem;
+    size_t n2 = strlen(cert) * 3 + 64;
+    char *two = malloc(n2), *big, err[256];
+    const char *bad;
+    char *re;
+    unsigned n;
+
+    assert_non_null(two);
+    /* Comment lines (UTF-8 too) between blocks are fine, as in system bundles. */
+    snprintf(two, n2, "Network CA\n==========\n%s\n# Autorit\xc3\xa9 tierce\n%s", cert,
+             ca_other.cert_pem);
+    assert_int_equal(ca_check(two, strlen(two), &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ca_check(cert, strlen(cert), &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 1);
+
+    CHECK_BAD("", 0, "1 to");
+    CHECK_BAD(NULL, 10, "1 to");
+    CHECK_BAD("hello, world\n", 13, "no certificate in it");
+    CHECK_BAD(ca_net.key_pem, strlen(ca_net.key_pem), "PEM block 1 is a private key");
+    snprintf(two, n2, "%s%s", cert, ca_net.key_pem);
+    CHECK_BAD(two, strlen(two), "PEM block 2 is a private key");
+    bad = "-----BEGIN X509 CRL-----\nMAA=\n-----END X509 CRL-----\n";
+    CHECK_BAD(bad, strlen(bad), "PEM block 1 is a X509 CRL, not a CERTIFICATE");
+    bad = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+    CHECK_BAD(bad, strlen(bad), "PEM block 1 is not an X.509 certificate");
+    /* A block cut short, base64 gone bad, DER with bytes after it, headers. */
+    snprintf(two, n2, "%s%.*s", cert, (int)(strlen(cert) - 30), cert);
+    CHECK_BAD(two, strlen(two), "PEM block 2 is broken");
+    snprintf(two, n2, "%s", cert);
+    two[40] = '*';
+    CHECK_BAD(two, strlen(two), "PEM block 1 is broken");
+    re = reencode(cert, "CERTIFICATE", "", 3);
+    CHECK_BAD(re, strlen(re), "PEM block 1 is not an X.509 certificate");
+    free(re);
+    re = reencode(cert, "CERTIFICATE",
+                  "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,"
+                  "00112233445566778899AABBCCDDEEFF\n",
+                  0);
+    CHECK_BAD(re, strlen(re), "PEM block 1 has headers");
+    free(re);
+    re = reencode(cert, "TRUSTED CERTIFICATE", "", 0);
+    CHECK_BAD(re, strlen(re), "not a CERTIFICATE");
+    free(re);
+    /* Binary: DER, or a NUL inside the given length. */
+    CHECK_BAD("\x30\x82\x01\x0a", 4, "not PEM text");
+    snprintf(two, n2, "%s", cert);
+    CHECK_BAD(two, strlen(two) + 1, "not PEM text");
+    /* Too big, even if every byte is a good bundle. */
+    assert_non_null(big = malloc(PR_HTTPC_CA_MAX + 2));
+    memset(big, '#', PR_HTTPC_CA_MAX + 1);
+    memcpy(big, cert, strlen(cert));
+    big[PR_HTTPC_CA_MAX + 1] = '\0';
+    CHECK_BAD(big, PR_HTTPC_CA_MAX + 1, "1 to");
+    free(big);
+    free(two);
+}
+
 /* ---- query strings ---- */
 
 static void test_query_add(void **state)
@@ -791,6 +1083,12 @@ int main(void)
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_bad_urls_and_requests),
         cmocka_unit_test(test_system_trust_store),
+        cmocka_unit_test(test_tls13_only_by_default),
+        cmocka_unit_test(test_tls12_allowed_on_request),
+        cmocka_unit_test(test_tls12_aead_only),
+        cmocka_unit_test(test_ca_per_call),
+        cmocka_unit_test(test_target_name_checked),
+        cmocka_unit_test(test_ca_bundle_check),
         cmocka_unit_test(test_query_add),
         cmocka_unit_test(test_query_on_the_wire),
         cmocka_unit_test(test_busy_wait_bounds),
