@@ -33,6 +33,7 @@ static const optdef optdefs[] = {
     {"after", 1, 0},      {"ca", 1, 0},        {"tz", 1, 0},       {"window", 1, 0},
     {"learn", 1, 0},      {"factor", 1, 0},    {"bytes-factor", 1, 0}, {"min-bytes", 1, 0},
     {"hours-learn", 1, 0},
+    {"no-ca", 0, 0},
 };
 
 static const optdef *optdef_find(const char *name, size_t len)

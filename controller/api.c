@@ -73,6 +73,7 @@ static const route routes[] = {
     {"GET", "/v1/events", ctl_api_events_list, 1},
     {"GET", "/v1/webhooks", ctl_api_webhooks_list, 1},
     {"POST", "/v1/webhooks", ctl_api_webhooks_create, 1},
+    {"PATCH", "/v1/webhooks/{id}", ctl_api_webhooks_patch, 1},
     {"DELETE", "/v1/webhooks/{id}", ctl_api_webhooks_delete, 1},
     {"POST", "/v1/identities/{id}/rebind", ctl_api_identities_rebind, 1},
     {"GET", "/v1/credentials", ctl_api_credentials_list, 1},

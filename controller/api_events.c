@@ -1,10 +1,12 @@
-/* /v1/events (security and audit events), /v1/webhooks (where alerts go) and
+/* /v1/events (security and audit events), /v1/webhooks (where alerts go, and
+ * the CA each https:// target is verified with) and
  * POST /v1/identities/{id}/rebind (forget the hardware ids bound to an
  * identity, so that the next session binds afresh). docs/policies.md. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "controller/events.h"
+#include "proto/httpc.h"
 #include "proto/log.h"
 #include "weft/errors.h"
 
@@ -73,31 +75,84 @@ void ctl_api_webhooks_list(ctl_call *call)
                         (json_int_t)json_array_size(items)));
 }
 
+/* Field 'ca': absent (*out NULL), "" or null (none), or a PEM bundle of
+ * certificates; anything else is refused with what is wrong in it. */
+static int field_ca(ctl_call *call, json_t *body, const char **out)
+{
+    char why[256];
+    unsigned n;
+    int rc;
+
+    if (json_is_null(json_object_get(body, "ca"))) {
+        *out = "";
+        return 1;
+    }
+    if ((rc = ctl_field_str(call, body, "ca", 0, out)) != 1 || (*out)[0] == '\0')
+        return rc;
+    if (pr_httpc_ca_check(*out, strlen(*out), &n, why, sizeof(why)) < 0) {
+        ctl_reply_error(call, 400, "bad_request",
+                        "field 'ca' must be the PEM certificates of the CA that issued the "
+                        "target's certificate: %s",
+                        why);
+        return WEFT_EINVAL;
+    }
+    return 1;
+}
+
+/* Answers a webhook that could not be stored; 0 when rc is not an error. */
+static int target_error(ctl_call *call, int rc, const char *name)
+{
+    if (rc == WEFT_EINVAL)
+        ctl_reply_error(call, 400, "bad_request",
+                        "field 'url' must be http://HOST:PORT/PATH or https://HOST:PORT/PATH, "
+                        "and https:// for a webhook with a 'ca'");
+    else if (rc == WEFT_EEXISTS)
+        ctl_reply_error(call, 409, "exists", "a webhook named '%s' exists; pick another name",
+                        name);
+    else if (rc == WEFT_ENOTFOUND)
+        ctl_reply_error(call, 404, "not_found", "no webhook with id or name '%s'", name);
+    else if (rc < 0)
+        ctl_reply_error(call, 500, "store", "cannot store the webhook; see the controller's log");
+    return rc < 0 ? rc : 0;
+}
+
 void ctl_api_webhooks_create(ctl_call *call)
 {
-    static const char *const allowed[] = {"name", "url", NULL};
-    const char *name, *url;
+    static const char *const allowed[] = {"name", "url", "ca", NULL};
+    const char *name, *url, *ca = NULL;
     json_t *body = NULL, *rec = NULL;
-    int rc;
 
     if (need_events(call) < 0 || ctl_body(call, allowed, &body) < 0)
         return;
     if (ctl_field_name(call, body, "name", 1, &name) < 0 ||
-        ctl_field_str(call, body, "url", 1, &url) < 0)
+        ctl_field_str(call, body, "url", 1, &url) < 0 || field_ca(call, body, &ca) < 0 ||
+        target_error(call, ctl_webhook_add(call->c->events, name, url, ca, &rec), name) < 0)
         goto out;
-    rc = ctl_webhook_add(call->c->events, name, url, &rec);
-    if (rc == WEFT_EINVAL)
-        ctl_reply_error(call, 400, "bad_request",
-                        "field 'url' must be http://HOST:PORT/PATH or https://HOST:PORT/PATH");
-    else if (rc == WEFT_EEXISTS)
-        ctl_reply_error(call, 409, "exists", "a webhook named '%s' exists; pick another name",
-                        name);
-    else if (rc < 0)
-        ctl_reply_error(call, 500, "store", "cannot store the webhook; see the controller's log");
-    else {
-        pr_info("webhook_created", "name=%s url=%s", pr_log_q(name), pr_log_q(url));
-        ctl_reply_data(call, 201, rec);
-    }
+    pr_info("webhook_created", "name=%s url=%s trust=%s", pr_log_q(name), pr_log_q(url),
+            json_string_value(json_object_get(rec, "trust")));
+    ctl_reply_data(call, 201, rec);
+out:
+    json_decref(body);
+}
+
+/* PATCH: a new url, a CA ("ca"), or none ("ca": "" or null). */
+void ctl_api_webhooks_patch(ctl_call *call)
+{
+    static const char *const allowed[] = {"url", "ca", NULL};
+    const char *url = NULL, *ca = NULL;
+    json_t *body = NULL, *rec = NULL;
+
+    if (need_events(call) < 0 || ctl_body(call, allowed, &body) < 0)
+        return;
+    if (ctl_field_str(call, body, "url", 0, &url) < 0 || field_ca(call, body, &ca) < 0 ||
+        target_error(call, ctl_webhook_update(call->c->events, call->param, url, ca, &rec),
+                     call->param) < 0)
+        goto out;
+    pr_info("webhook_updated", "name=%s url=%s trust=%s",
+            pr_log_q(json_string_value(json_object_get(rec, "name"))),
+            pr_log_q(json_string_value(json_object_get(rec, "url"))),
+            json_string_value(json_object_get(rec, "trust")));
+    ctl_reply_data(call, 200, rec);
 out:
     json_decref(body);
 }

@@ -9,13 +9,14 @@
 
 #include "controller/behaviour.h"
 #include "controller/events.h"
+#include "proto/httpc.h"
 #include "proto/ident.h"
 #include "proto/log.h"
 #include "weft/errors.h"
 
-static const char *const kinds[] = {"rate",       "bandwidth", "quota",   "max_circuits",
-                                    "time",       "destination", "binding", "anomaly",
-                                    "quarantine", "enable",    "rebind",  "other"};
+static const char *const kinds[] = {"rate",        "bandwidth", "quota",   "max_circuits", "time",
+                                    "destination", "binding",   "anomaly", "quarantine",   "enable",
+                                    "rebind",      "webhook",   "other"};
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
 typedef struct job job;
@@ -24,10 +25,10 @@ struct job {
     uv_work_t work;
     uv_timer_t timer;
     int timer_on;
-    char *url, *body;
+    char *name, *url, *ca, *body; /* ca NULL: the system trust store */
     size_t len;
     int tries, rc;
-    char err[256];
+    char err[512];
     job *next, *prev;
 };
 
@@ -56,7 +57,20 @@ static const char schema[] =
     " id TEXT PRIMARY KEY NOT NULL,"
     " name TEXT NOT NULL UNIQUE,"
     " url TEXT NOT NULL,"
-    " created_at INTEGER NOT NULL);";
+    " created_at INTEGER NOT NULL,"
+    " ca TEXT);"; /* PEM trust anchors of an https:// target, or NULL */
+
+/* A store made before webhooks had their own CA gains the column. */
+static int migrate(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+
+    if (sqlite3_prepare_v2(db, "SELECT ca FROM webhooks LIMIT 0", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_finalize(st);
+        return SQLITE_OK;
+    }
+    return sqlite3_exec(db, "ALTER TABLE webhooks ADD COLUMN ca TEXT", NULL, NULL, NULL);
+}
 
 static int db_fail(ctl_events *e, const char *op)
 {
@@ -87,7 +101,7 @@ int ctl_events_open(uv_loop_t *loop, const char *dir, ctl_events **out)
      * safe across a crash of the process and costs no fsync per event. */
     if (sqlite3_exec(e->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
                      NULL) != SQLITE_OK ||
-        sqlite3_exec(e->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(e->db, schema, NULL, NULL, NULL) != SQLITE_OK || migrate(e->db) != SQLITE_OK) {
         rc = db_fail(e, "schema");
         goto out;
     }
@@ -114,7 +128,9 @@ static void job_free(job *j)
         e->jobs = j->next;
     if (j->next)
         j->next->prev = j->prev;
+    free(j->name);
     free(j->url);
+    free(j->ca);
     free(j->body);
     free(j);
 }
@@ -180,8 +196,26 @@ void ctl_events_stop(ctl_events *e, void (*cb)(void *arg), void *arg)
 static void job_work(uv_work_t *w)
 {
     job *j = w->data;
-    j->rc = ctl_webhook_post(j->url, j->body, j->len, CTL_WEBHOOK_TIMEOUT_MS, j->err,
-                             sizeof(j->err));
+    ctl_webhook_target t = {.name = j->name, .url = j->url, .ca = j->ca};
+
+    j->rc = ctl_webhook_post(&t, j->body, j->len, CTL_WEBHOOK_TIMEOUT_MS, j->err, sizeof(j->err));
+}
+
+/* An alert given up is an event too, so that `weft events` says why the
+ * webhook got nothing; "log" only, never "alert", so it cannot loop. */
+static void job_given_up(job *j)
+{
+    json_t *alert = json_loadb(j->body, j->len, 0, NULL);
+    json_t *ev =
+        json_pack("{s:s, s:s, s:s, s:i, s:s, s:[s]}", "kind", "webhook", "webhook", j->name, "url",
+                  j->url, "tries", j->tries, "msg", j->err, "actions", "log");
+
+    if (ev && json_integer_value(json_object_get(alert, "id")) > 0)
+        json_object_set(ev, "event", json_object_get(alert, "id"));
+    if (ev)
+        ctl_events_emit(NULL, j->e, ev);
+    json_decref(ev);
+    json_decref(alert);
 }
 
 static void job_after(uv_work_t *w, int status);
@@ -207,29 +241,50 @@ static void job_after(uv_work_t *w, int status)
         e->hooks_sent++;
         pr_info("webhook_delivered", "url=%s tries=%d", pr_log_q(j->url), j->tries);
     } else if (!e->stopping && j->tries < CTL_WEBHOOK_TRIES) {
-        pr_warn("webhook_retry", "url=%s tries=%d err=%s", pr_log_q(j->url), j->tries,
-                pr_log_q(j->err));
+        pr_warn("webhook_retry", "name=%s url=%s tries=%d err=%s", pr_log_q(j->name),
+                pr_log_q(j->url), j->tries, pr_log_q(j->err));
         uv_timer_start(&j->timer, job_retry, (uint64_t)CTL_WEBHOOK_BACKOFF_MS << (j->tries - 1),
                        0);
         return;
     } else {
         e->hooks_failed++;
-        pr_error("webhook_failed", "url=%s tries=%d err=%s hint=%s", pr_log_q(j->url), j->tries,
-                 pr_log_q(j->err), pr_log_q("check that the webhook target is up and answers 2xx"));
+        pr_error("webhook_failed", "name=%s url=%s tries=%d err=%s hint=%s", pr_log_q(j->name),
+                 pr_log_q(j->url), j->tries, pr_log_q(j->err),
+                 pr_log_q("check that the webhook target is up and answers 2xx"));
+        job_given_up(j);
     }
     j->timer_on = 0;
     e->closing++;
     uv_close((uv_handle_t *)&j->timer, timer_closed);
 }
 
-static void deliver(ctl_events *e, const char *url, const char *body, size_t len)
+static job *job_new(const char *name, const char *url, const char *ca, const char *body, size_t len)
 {
     job *j = calloc(1, sizeof(*j));
 
-    if (j == NULL || (j->url = strdup(url)) == NULL || (j->body = malloc(len)) == NULL) {
-        if (j)
-            free(j->url);
+    if (j == NULL)
+        return NULL;
+    j->name = strdup(name);
+    j->url = strdup(url);
+    j->ca = ca ? strdup(ca) : NULL;
+    j->body = malloc(len ? len : 1);
+    if (!j->name || !j->url || (ca && !j->ca) || !j->body) {
+        free(j->name);
+        free(j->url);
+        free(j->ca);
+        free(j->body);
         free(j);
+        return NULL;
+    }
+    return j;
+}
+
+static void deliver(ctl_events *e, const char *name, const char *url, const char *ca,
+                    const char *body, size_t len)
+{
+    job *j = job_new(name, url, ca, body, len);
+
+    if (j == NULL) {
         e->hooks_failed++;
         return;
     }
@@ -257,13 +312,15 @@ static void alert_all(ctl_events *e, const char *text, size_t len)
 
     if (e->loop == NULL || e->stopping)
         return;
-    if (sqlite3_prepare_v2(e->db, "SELECT url FROM webhooks ORDER BY name", -1, &st, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_prepare_v2(e->db, "SELECT name, url, ca FROM webhooks ORDER BY name", -1, &st,
+                           NULL) != SQLITE_OK) {
         db_fail(e, "webhooks");
         return;
     }
     while (sqlite3_step(st) == SQLITE_ROW)
-        deliver(e, (const char *)sqlite3_column_text(st, 0), text, len);
+        deliver(e, (const char *)sqlite3_column_text(st, 0),
+                (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
+                text, len);
     sqlite3_finalize(st);
 }
 
@@ -480,56 +537,151 @@ static int valid_url(const char *url)
            strpbrk(url, " \t\r\n") == NULL;
 }
 
-int ctl_webhook_add(ctl_events *e, const char *name, const char *url, json_t **out)
+/* A CA is for an https:// target only, and must be a bundle httpc loads
+ * whole (the API checked it first, to say what is wrong). */
+static int valid_target(const char *url, const char *ca)
 {
-    char id[PR_ID_MAX + 1], when[32];
+    unsigned n;
+    char why[8];
+
+    if (!valid_url(url))
+        return 0;
+    if (ca == NULL)
+        return 1;
+    return strncmp(url, "https://", 8) == 0 &&
+           pr_httpc_ca_check(ca, strlen(ca), &n, why, sizeof(why)) == 0;
+}
+
+static json_t *webhook_json(const char *id, const char *name, const char *url, const char *ca,
+                            int64_t created)
+{
+    char when[32];
+    json_t *o;
+
+    ctl_rfc3339(created, when);
+    o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "name", name, "url", url, "trust",
+                  ca                                 ? "ca"
+                  : strncmp(url, "https://", 8) == 0 ? "system"
+                                                     : "none",
+                  "created_at", when);
+    if (o && ca)
+        json_object_set_new(o, "ca", json_string(ca));
+    return o;
+}
+
+static json_t *webhook_row(sqlite3_stmt *st)
+{
+    return webhook_json((const char *)sqlite3_column_text(st, 0),
+                        (const char *)sqlite3_column_text(st, 1),
+                        (const char *)sqlite3_column_text(st, 2),
+                        (const char *)sqlite3_column_text(st, 4), sqlite3_column_int64(st, 3));
+}
+
+int ctl_webhook_add(ctl_events *e, const char *name, const char *url, const char *ca, json_t **out)
+{
+    char id[PR_ID_MAX + 1];
     int64_t now = (int64_t)time(NULL);
     sqlite3_stmt *st = NULL;
     int rc = 0, src;
 
     *out = NULL;
-    if (!ctl_valid_name(name) || !valid_url(url))
+    if (ca && ca[0] == '\0')
+        ca = NULL;
+    if (!ctl_valid_name(name) || !valid_target(url, ca))
         return WEFT_EINVAL;
     pr_ident_new_id(id, sizeof(id));
-    if (sqlite3_prepare_v2(e->db, "INSERT INTO webhooks(id, name, url, created_at) "
-                                  "VALUES(?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(e->db,
+                           "INSERT INTO webhooks(id, name, url, created_at, ca) "
+                           "VALUES(?,?,?,?,?)",
+                           -1, &st, NULL) != SQLITE_OK)
         return db_fail(e, "webhook_add");
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, url, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, now);
+    if (ca)
+        sqlite3_bind_text(st, 5, ca, -1, SQLITE_STATIC);
     src = sqlite3_step(st);
     if (src == SQLITE_CONSTRAINT)
         rc = WEFT_EEXISTS;
     else if (src != SQLITE_DONE)
         rc = db_fail(e, "webhook_add");
     sqlite3_finalize(st);
-    if (rc == 0) {
-        ctl_rfc3339(now, when);
-        *out = json_pack("{s:s, s:s, s:s, s:s}", "id", id, "name", name, "url", url,
-                         "created_at", when);
-    }
+    if (rc == 0 && (*out = webhook_json(id, name, url, ca, now)) == NULL)
+        rc = WEFT_ENOMEM;
+    return rc;
+}
+
+#define WEBHOOK_COLS "SELECT id, name, url, created_at, ca FROM webhooks "
+
+/* The webhook named id_or_name (by id or name) as JSON, or WEFT_ENOTFOUND. */
+static int webhook_get(ctl_events *e, const char *id_or_name, json_t **out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = WEFT_ENOTFOUND;
+
+    *out = NULL;
+    if (sqlite3_prepare_v2(e->db, WEBHOOK_COLS "WHERE id = ?1 OR name = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
+        return db_fail(e, "webhook_get");
+    sqlite3_bind_text(st, 1, id_or_name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        rc = (*out = webhook_row(st)) ? 0 : WEFT_ENOMEM;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int webhook_set(ctl_events *e, const char *id, const char *url, const char *ca)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+
+    if (sqlite3_prepare_v2(e->db, "UPDATE webhooks SET url = ?2, ca = ?3 WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return db_fail(e, "webhook_update");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, url, -1, SQLITE_STATIC);
+    if (ca)
+        sqlite3_bind_text(st, 3, ca, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = db_fail(e, "webhook_update");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int ctl_webhook_update(ctl_events *e, const char *id_or_name, const char *url, const char *ca,
+                       json_t **out)
+{
+    json_t *cur = NULL;
+    int rc = webhook_get(e, id_or_name, &cur);
+
+    *out = NULL;
+    if (rc < 0)
+        return rc;
+    if (url == NULL)
+        url = json_string_value(json_object_get(cur, "url"));
+    if (ca == NULL)
+        ca = json_string_value(json_object_get(cur, "ca"));
+    else if (ca[0] == '\0')
+        ca = NULL;
+    if (!valid_target(url, ca))
+        rc = WEFT_EINVAL;
+    else if ((rc = webhook_set(e, json_string_value(json_object_get(cur, "id")), url, ca)) == 0)
+        rc = webhook_get(e, json_string_value(json_object_get(cur, "id")), out);
+    json_decref(cur);
     return rc;
 }
 
 int ctl_webhook_list(ctl_events *e, json_t **out)
 {
     sqlite3_stmt *st = NULL;
-    char when[32];
 
     *out = NULL;
-    if (sqlite3_prepare_v2(e->db, "SELECT id, name, url, created_at FROM webhooks ORDER BY name",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(e->db, WEBHOOK_COLS "ORDER BY name", -1, &st, NULL) != SQLITE_OK)
         return db_fail(e, "webhook_list");
     *out = json_array();
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        ctl_rfc3339(sqlite3_column_int64(st, 3), when);
-        json_array_append_new(*out, json_pack("{s:s, s:s, s:s, s:s}", "id",
-                                              (const char *)sqlite3_column_text(st, 0), "name",
-                                              (const char *)sqlite3_column_text(st, 1), "url",
-                                              (const char *)sqlite3_column_text(st, 2),
-                                              "created_at", when));
-    }
+    while (sqlite3_step(st) == SQLITE_ROW)
+        json_array_append_new(*out, webhook_row(st));
     sqlite3_finalize(st);
     return 0;
 }

@@ -1,7 +1,8 @@
 /* One webhook POST, blocking (a thread of libuv's pool runs it): plain HTTP
  * to http://HOST:PORT/PATH, one request per connection, the answer's status
  * read with llhttp; https://HOST[:PORT]/PATH through proto/httpc, verified
- * with the system trust store (docs/policies.md "Events"). */
+ * with the webhook's own CA or else the system trust store, TLS 1.3 or 1.2
+ * (docs/policies.md "Events"). */
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
@@ -150,13 +151,49 @@ static int read_status(int fd, long long deadline, int *status)
     }
 }
 
-/* https://HOST[:PORT]/PATH: the host and port must be named by a certificate
- * the system trusts (TLS 1.3, as every weft client). */
-static int post_https(const char *url, const char *body, size_t len, int timeout_ms, char *err,
-                      size_t errcap)
+/* What httpc's error sentences say of a webhook target: what to do when its
+ * certificate is not trusted depends on whether the webhook has a CA. */
+static void target_hints(const ctl_webhook_target *t, char *untrusted, size_t cap,
+                         pr_httpc_hints *h)
 {
-    pr_httpc_cfg cfg = {.system_ca = 1,
+    const char *name = t->name ? t->name : "NAME";
+
+    if (t->ca)
+        snprintf(untrusted, cap,
+                 "it does not chain to the webhook's own CA; give the CA that "
+                 "issued it: weft webhook update %s --ca FILE",
+                 name);
+    else
+        snprintf(untrusted, cap,
+                 "give the webhook its CA: weft webhook update %s --ca FILE (or "
+                 "have the target use a certificate from a CA in the controller's system trust "
+                 "store)",
+                 name);
+    *h = (pr_httpc_hints){
+        .peer = "the webhook target",
+        .untrusted = untrusted,
+        .mismatch = "give the webhook a URL whose host is one of the DNS names or IP addresses "
+                    "(subjectAltName) in the target's certificate",
+        .other = "check that the webhook target is up and serves HTTPS at that URL (TLS 1.3, "
+                 "or 1.2 with ECDHE and AES-GCM or ChaCha20-Poly1305)",
+    };
+}
+
+/* https://HOST[:PORT]/PATH: the host must be named by the certificate, which
+ * must chain to the webhook's CA when it has one, else to one the system
+ * trusts. TLS 1.2 is allowed here only: a SIEM or a chat service is not a
+ * weft process, and every weft-to-weft hop stays TLS 1.3. */
+static int post_https(const ctl_webhook_target *t, const char *body, size_t len, int timeout_ms,
+                      char *err, size_t errcap)
+{
+    char untrusted[CTL_NAME_MAX + 192];
+    pr_httpc_hints hints;
+    pr_httpc_cfg cfg = {.ca_pem = t->ca,
+                        .system_ca = t->ca == NULL,
+                        .min_tls = PR_HTTPC_TLS12,
+                        .hints = &hints,
                         .timeout_ms = timeout_ms > 0 ? timeout_ms : CTL_WEBHOOK_TIMEOUT_MS};
+    const char *url = t->url;
     size_t blen = 8; /* after "https://" (the caller checked it) */
     char base[300];
     pr_http_resp resp;
@@ -171,6 +208,7 @@ static int post_https(const char *url, const char *body, size_t len, int timeout
     }
     memcpy(base, url, blen);
     base[blen] = '\0';
+    target_hints(t, untrusted, sizeof(untrusted), &hints);
     rc = pr_https_request(base, &cfg, "POST", path, body, len, "application/json",
                           &resp, err, errcap);
     if (rc < 0)
@@ -183,16 +221,17 @@ static int post_https(const char *url, const char *body, size_t len, int timeout
     return rc;
 }
 
-int ctl_webhook_post(const char *url, const char *body, size_t len, int timeout_ms, char *err,
-                     size_t errcap)
+int ctl_webhook_post(const ctl_webhook_target *t, const char *body, size_t len, int timeout_ms,
+                     char *err, size_t errcap)
 {
+    const char *url = t->url;
     long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : CTL_WEBHOOK_TIMEOUT_MS);
     char head[1200];
     url_parts u;
     int fd, rc, status = 0;
 
     if (strncmp(url, "https://", 8) == 0)
-        return post_https(url, body, len, timeout_ms, err, errcap);
+        return post_https(t, body, len, timeout_ms, err, errcap);
     if (split_url(url, &u) < 0) {
         snprintf(err, errcap, "not an http:// or https:// URL");
         return WEFT_EINVAL;

@@ -1,6 +1,7 @@
 /* Behaviour policies and device binding in the controller (controller/behaviour.c),
- * and the event store with a real SQLite file and a real webhook POST over
- * loopback (controller/events.c, webhook.c). */
+ * and the event store with a real SQLite file and real webhook POSTs over
+ * loopback, plain and HTTPS (TLS 1.2, the webhook's own CA, the sentences a
+ * failed delivery logs) (controller/events.c, webhook.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,18 +9,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 
 #include <cmocka.h>
 
 #include "controller/behaviour.h"
 #include "controller/events.h"
+#include "proto/pki.h"
 #include "weft/errors.h"
+
+#include "tls_srv.h"
 
 static json_t *J(const char *text)
 {
@@ -208,7 +214,8 @@ static int hook_listen(hook_srv *h, int *port)
 static void test_webhook_post(void **state)
 {
     hook_srv h = {.status = 204};
-    char url[64], err[128];
+    char url[64], err[512];
+    ctl_webhook_target tg = {.name = "soc", .url = url};
     pthread_t t;
     int port = 0;
     (void)state;
@@ -216,18 +223,196 @@ static void test_webhook_post(void **state)
     assert_int_equal(hook_listen(&h, &port), 0);
     pthread_create(&t, NULL, hook_thread, &h);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/alerts", port);
-    assert_int_equal(ctl_webhook_post(url, "{\"kind\":\"rate\"}", 15, 3000, err, sizeof(err)), 0);
+    assert_int_equal(ctl_webhook_post(&tg, "{\"kind\":\"rate\"}", 15, 3000, err, sizeof(err)), 0);
     pthread_join(t, NULL);
     assert_non_null(strstr(h.got, "POST /alerts HTTP/1.1"));
     assert_non_null(strstr(h.got, "{\"kind\":\"rate\"}"));
     h.status = 500;
     pthread_create(&t, NULL, hook_thread, &h);
-    assert_int_equal(ctl_webhook_post(url, "{}", 2, 3000, err, sizeof(err)), WEFT_EPROTO);
+    assert_int_equal(ctl_webhook_post(&tg, "{}", 2, 3000, err, sizeof(err)), WEFT_EPROTO);
     assert_non_null(strstr(err, "500"));
     pthread_join(t, NULL);
     close(h.fd);
     /* Nobody listening: refused, not a hang. */
-    assert_true(ctl_webhook_post(url, "{}", 2, 1000, err, sizeof(err)) < 0);
+    assert_true(ctl_webhook_post(&tg, "{}", 2, 1000, err, sizeof(err)) < 0);
+}
+
+/* ---- HTTPS targets ---- */
+
+static pr_ca hook_ca, other_ca;
+static char *leaf_cert, *leaf_key;
+
+static int tls_setup(void **state)
+{
+    static const char *const ips[] = {"127.0.0.1", NULL};
+    pr_cert_req req = {
+        .cn = "siem", .ips = ips, .usage = PR_CERT_SERVER, .not_after = (int64_t)time(NULL) + 3600};
+
+    (void)state;
+    assert_int_equal(pr_ca_create("siem", &hook_ca), 0);
+    assert_int_equal(pr_ca_create("elsewhere", &other_ca), 0);
+    assert_int_equal(pr_ca_issue(&hook_ca, &req, &leaf_cert, &leaf_key), 0);
+    return 0;
+}
+
+static int tls_teardown(void **state)
+{
+    (void)state;
+    free(leaf_cert);
+    free(leaf_key);
+    pr_ca_free(&hook_ca);
+    pr_ca_free(&other_ca);
+    return 0;
+}
+
+/* One ctl_webhook_post to https://host:PORT/alerts, a TLS 1.2-only target
+ * with a certificate for 127.0.0.1; the handshakes it completed into *hs. */
+static int post_tls12(const char *host, const char *ca, char *err, size_t cap, int *hs)
+{
+    ctl_webhook_target t = {.name = "soc", .ca = ca};
+    char url[96];
+    int ver, rc;
+    tls_srv s;
+
+    assert_int_equal(tls_srv_start(&s, leaf_cert, leaf_key, TLS1_2_VERSION, TLS1_2_VERSION, NULL),
+                     0);
+    snprintf(url, sizeof(url), "https://%s:%d/alerts", host, s.port);
+    t.url = url;
+    rc = ctl_webhook_post(&t, "{\"kind\":\"rate\"}", 15, 3000, err, cap);
+    tls_srv_seen(&s, hs, &ver);
+    tls_srv_stop(&s);
+    if (rc == 0) {
+        assert_int_equal(ver, TLS1_2_VERSION);
+        assert_string_equal(s.body, "{\"kind\":\"rate\"}");
+    }
+    return rc;
+}
+
+static void expect_in(const char *err, const char *want)
+{
+    if (strstr(err, want) == NULL)
+        fail_msg("\"%s\" lacks \"%s\"", err, want);
+}
+
+/* An https:// target on TLS 1.2 with a private CA: delivered with the
+ * webhook's CA; without it (the system trust store, here another CA), or
+ * with the wrong one, or under a name its certificate lacks, refused with
+ * a sentence that says what to do, and never the network CA's. */
+static void test_webhook_https(void **state)
+{
+    char err[512], path[] = "/tmp/weft-test-hook-ca-XXXXXX";
+    int fd = mkstemp(path), hs;
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    (void)state;
+
+    assert_non_null(f);
+    fputs(other_ca.cert_pem, f);
+    fclose(f);
+    assert_int_equal(setenv("SSL_CERT_FILE", path, 1), 0);
+    assert_int_equal(post_tls12("127.0.0.1", hook_ca.cert_pem, err, sizeof(err), &hs), 0);
+    assert_int_equal(hs, 1);
+    assert_int_equal(post_tls12("127.0.0.1", NULL, err, sizeof(err), &hs), WEFT_EUNTRUSTED);
+    expect_in(err, "the webhook target's certificate is not trusted (unable to get local issuer "
+                   "certificate): give the webhook its CA: weft webhook update soc --ca FILE");
+    assert_null(strstr(err, "network CA"));
+    assert_int_equal(post_tls12("127.0.0.1", other_ca.cert_pem, err, sizeof(err), &hs),
+                     WEFT_EUNTRUSTED);
+    expect_in(err, "it does not chain to the webhook's own CA; give the CA that issued it");
+    assert_int_equal(post_tls12("localhost", hook_ca.cert_pem, err, sizeof(err), &hs), WEFT_ECERT);
+    expect_in(err, "the webhook target's certificate is not valid for localhost; give the webhook "
+                   "a URL whose host is one of the DNS names or IP addresses");
+    assert_int_equal(hs, 0);
+    unsetenv("SSL_CERT_FILE");
+    unlink(path);
+}
+
+/* Webhooks keep their CA: "trust" says which store verifies them; a CA
+ * is for https:// only and must be certificates; update sets, keeps and
+ * removes it. */
+static void test_webhook_ca_store(void **state)
+{
+    char dir[] = "/tmp/weft-hook-XXXXXX", cmd[64];
+    const char *ca = hook_ca.cert_pem;
+    ctl_events *e = NULL;
+    json_t *rec = NULL, *hooks = NULL;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(ctl_events_open(NULL, dir, &e), 0);
+    assert_int_equal(ctl_webhook_add(e, "siem", "https://127.0.0.1:9/x", ca, &rec), 0);
+    assert_string_equal(json_string_value(json_object_get(rec, "trust")), "ca");
+    assert_string_equal(json_string_value(json_object_get(rec, "ca")), ca);
+    json_decref(rec);
+    assert_int_equal(ctl_webhook_add(e, "plain", "http://127.0.0.1:9/x", ca, &rec), WEFT_EINVAL);
+    assert_int_equal(ctl_webhook_add(e, "junk", "https://127.0.0.1:9/x", "hello", &rec),
+                     WEFT_EINVAL);
+    assert_int_equal(ctl_webhook_add(e, "keyed", "https://127.0.0.1:9/x", leaf_key, &rec),
+                     WEFT_EINVAL);
+    assert_int_equal(ctl_webhook_add(e, "chat", "https://127.0.0.1:9/y", "", &rec), 0);
+    assert_string_equal(json_string_value(json_object_get(rec, "trust")), "system");
+    assert_null(json_object_get(rec, "ca"));
+    json_decref(rec);
+    /* update: a new URL keeps the CA; http:// with it is refused; "" removes it */
+    assert_int_equal(ctl_webhook_update(e, "siem", "https://127.0.0.1:10/z", NULL, &rec), 0);
+    assert_string_equal(json_string_value(json_object_get(rec, "url")), "https://127.0.0.1:10/z");
+    assert_string_equal(json_string_value(json_object_get(rec, "ca")), ca);
+    json_decref(rec);
+    assert_int_equal(ctl_webhook_update(e, "siem", "http://127.0.0.1:10/z", NULL, &rec),
+                     WEFT_EINVAL);
+    assert_int_equal(ctl_webhook_update(e, "siem", NULL, "", &rec), 0);
+    assert_string_equal(json_string_value(json_object_get(rec, "trust")), "system");
+    json_decref(rec);
+    assert_int_equal(ctl_webhook_update(e, "chat", NULL, other_ca.cert_pem, &rec), 0);
+    assert_string_equal(json_string_value(json_object_get(rec, "trust")), "ca");
+    json_decref(rec);
+    assert_int_equal(ctl_webhook_update(e, "chat", NULL, "-----BEGIN CERTIFICATE-----\n", &rec),
+                     WEFT_EINVAL);
+    assert_int_equal(ctl_webhook_update(e, "nobody", NULL, "", &rec), WEFT_ENOTFOUND);
+    assert_int_equal(ctl_webhook_list(e, &hooks), 0);
+    assert_int_equal(json_array_size(hooks), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(hooks, 0), "name")),
+                        "chat");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(hooks, 0), "ca")),
+                        other_ca.cert_pem);
+    json_decref(hooks);
+    ctl_events_close(e);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* An events.db from before webhooks had a CA: opened, its webhooks kept
+ * (verified with the system trust store), and a CA can be given. */
+static void test_webhook_store_upgrade(void **state)
+{
+    char dir[] = "/tmp/weft-hook-XXXXXX", path[96];
+    ctl_events *e = NULL;
+    json_t *hooks = NULL, *rec = NULL;
+    sqlite3 *db = NULL;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/%s", dir, CTL_EVENTS_DB);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE webhooks (id TEXT PRIMARY KEY NOT NULL, name TEXT "
+                                  "NOT NULL UNIQUE, url TEXT NOT NULL, created_at INTEGER NOT "
+                                  "NULL); INSERT INTO webhooks VALUES('w1', 'old', "
+                                  "'https://127.0.0.1:9/x', 1700000000);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(ctl_events_open(NULL, dir, &e), 0);
+    assert_int_equal(ctl_webhook_list(e, &hooks), 0);
+    assert_int_equal(json_array_size(hooks), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(hooks, 0), "trust")),
+                        "system");
+    json_decref(hooks);
+    assert_int_equal(ctl_webhook_update(e, "old", NULL, hook_ca.cert_pem, &rec), 0);
+    assert_string_equal(json_string_value(json_object_get(rec, "trust")), "ca");
+    json_decref(rec);
+    ctl_events_close(e);
+    snprintf(path, sizeof(path), "rm -rf %s", dir);
+    assert_int_equal(system(path), 0);
 }
 
 static void test_event_store(void **state)
@@ -255,10 +440,10 @@ static void test_event_store(void **state)
     assert_int_equal(ctl_events_list(e, 0, 100, "i1", &list), 0);
     assert_int_equal(json_array_size(list), 1);
     json_decref(list);
-    assert_int_equal(ctl_webhook_add(e, "soc", "http://127.0.0.1:9/x", &rec), 0);
+    assert_int_equal(ctl_webhook_add(e, "soc", "http://127.0.0.1:9/x", NULL, &rec), 0);
     json_decref(rec);
-    assert_int_equal(ctl_webhook_add(e, "soc", "http://127.0.0.1:9/y", &rec), WEFT_EEXISTS);
-    assert_int_equal(ctl_webhook_add(e, "bad", "ftp://x", &rec), WEFT_EINVAL);
+    assert_int_equal(ctl_webhook_add(e, "soc", "http://127.0.0.1:9/y", NULL, &rec), WEFT_EEXISTS);
+    assert_int_equal(ctl_webhook_add(e, "bad", "ftp://x", NULL, &rec), WEFT_EINVAL);
     assert_int_equal(ctl_webhook_list(e, &hooks), 0);
     assert_int_equal(json_array_size(hooks), 1);
     json_decref(hooks);
@@ -282,10 +467,11 @@ static void test_event_store(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_window_parse), cmocka_unit_test(test_zone_offset),
-        cmocka_unit_test(test_limits_combine), cmocka_unit_test(test_fields),
-        cmocka_unit_test(test_binding),        cmocka_unit_test(test_webhook_post),
-        cmocka_unit_test(test_event_store),
+        cmocka_unit_test(test_window_parse),     cmocka_unit_test(test_zone_offset),
+        cmocka_unit_test(test_limits_combine),   cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_binding),          cmocka_unit_test(test_webhook_post),
+        cmocka_unit_test(test_event_store),      cmocka_unit_test(test_webhook_https),
+        cmocka_unit_test(test_webhook_ca_store), cmocka_unit_test(test_webhook_store_upgrade),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
 }
