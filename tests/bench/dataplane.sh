@@ -75,6 +75,7 @@ stunnel_chain() { # SERVER_PORT: sets ST_PORT, the port clients connect to (no $
     dp_wait_port "$p1" 10 && dp_wait_port "$p2" 10 && dp_wait_port "$p4" 10 ||
         t_bail "stunnel did not start: $(tail -5 "$T_TMP"/logs/stunnel-"$1"-*.log)"
     ST_PORT=$p1
+    ST_TLS_PORT=$p2 # a TLS 1.3 server (stunnel's middle)
 }
 stunnel_chain "$SINK"
 ST_SINK=$ST_PORT
@@ -105,6 +106,11 @@ done
 sleep 1
 R[edge_idle,dial]=$(dp_rss_kb "$DIAL_PID")
 R[edge_idle,host]=$(dp_rss_kb "$HOST_PID")
+# The floor: one TLS 1.3 client connection with this machine's OpenSSL and
+# nothing else (tests/tools/tls_floor.c), against stunnel's TLS server.
+o=$("$DP_TOOLS/tls_floor" 127.0.0.1 "$ST_TLS_PORT") || t_bail "tls_floor failed: $o"
+R[floor_rss]=$(sample rss_kb "$o")
+R[floor_anon]=$(sample anon_kb "$o")
 # RSS counts the shared libraries' pages (libcrypto most of all); RssAnon is
 # what the process itself holds.
 R[edge_anon,dial]=$(awk '/^RssAnon/ {print $2}' "/proc/$DIAL_PID/status")
@@ -232,6 +238,8 @@ report "weft-edge RssAnon before/2 s after close, host (kB)" - - "$host_anon_bef
     "within 1 MB: $(meets "${host_anon_closed:-99999} - ${host_anon_before:-0} <= 1024")"
 report "weft-edge RSS before/2 s after close, dial/host (kB)" - - \
     "$dial_before/$dial_closed $host_before/$host_closed" - - ""
+report "bare TLS 1.3 client RSS / RssAnon (kB, floor)" - - "${R[floor_rss]}/${R[floor_anon]}" - - \
+    "weft-edge idle RSS / floor $(ratio "${R[edge_idle,dial]}" "${R[floor_rss]}")"
 report "weft-edge idle RSS, dialling (kB)" - - "${R[edge_idle,dial]}" - - \
     "<= 4096 kB: $(meets "${R[edge_idle,dial]:-99999} <= 4096")"
 report "weft-edge idle RSS, hosting (kB)" - - "${R[edge_idle,host]}" - - \

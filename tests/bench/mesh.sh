@@ -99,22 +99,25 @@ st_conf() { # FILE then "service accept connect client" quads
         shift 4
     done
 }
-stunnel_chain() { # TARGET_PORT HOPS: sets ST_PORT (started by this shell, so cleaned up)
+stunnel_chain() { # TARGET_PORT HOPS: sets ST_PORT and ST_PIDS (started by this shell, so cleaned up)
     local target=$1 hops=$2 i a b c
     a=$(dp_port); ST_PORT=$a
     b=$(dp_port)
     st_conf "$T_TMP/st-$target-$hops-0.conf" in "$a" "$b" yes
     bg "stunnel-$target-$hops-0" stunnel4 "$T_TMP/st-$target-$hops-0.conf"
+    ST_PIDS="$BG_PID"
     for ((i = 1; i < hops; i++)); do
         a=$b; c=$(dp_port); b=$(dp_port)
         st_conf "$T_TMP/st-$target-$hops-$i.conf" mid-in "$a" "$c" no mid-out "$c" "$b" yes
         bg "stunnel-$target-$hops-$i" stunnel4 "$T_TMP/st-$target-$hops-$i.conf"
+        ST_PIDS+=" $BG_PID"
     done
     st_conf "$T_TMP/st-$target-$hops-$hops.conf" out "$b" "$target" no
     bg "stunnel-$target-$hops-$hops" stunnel4 "$T_TMP/st-$target-$hops-$hops.conf"
+    ST_PIDS+=" $BG_PID"
     dp_wait_port "$ST_PORT" 10 && dp_wait_port "$b" 10 || t_bail "stunnel did not start"
 }
-stunnel_chain "$SINK" 3; ST3=$ST_PORT
+stunnel_chain "$SINK" 3; ST3=$ST_PORT; ST3_PIDS=$ST_PIDS
 stunnel_chain "$SINK" 4; ST4=$ST_PORT
 
 mb_net meshchain
@@ -145,14 +148,40 @@ p2=$(mb_path two) p3=$(mb_path three)
 echo "# paths: two $p2, three $p3"
 
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-declare -A V
+# CPU time per GB of each process of the 2-router shapes (utime + stime over
+# the single-flow runs): unlike Mbit/s on two shared cores it does not depend
+# on what else the machine runs, and it shows where each shape spends.
+cpu_ticks() { local p; for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done; }
+W2_PIDS="${MB_PID[edge-dialer]} ${MB_PID[c1]} ${MB_PID[c2]} ${MB_PID[edge-host2]}"
+declare -A V CPU GB
 for i in 1 2 3; do
     for shape in raw st3 weft2 st4 weft3; do
         case $shape in raw) port=$SINK ;; st3) port=$ST3 ;; st4) port=$ST4 ;; weft2) port=$W2 ;; weft3) port=$W3 ;; esac
+        pids=; case $shape in st3) pids=$ST3_PIDS ;; weft2) pids=$W2_PIDS ;; esac
+        # shellcheck disable=SC2086
+        [ -n "$pids" ] && mapfile -t c0 < <(cpu_ticks $pids)
         o=$(timeout $((secs + 60)) "$DP_BLAST" send "127.0.0.1:$port" --seconds "$secs" --max-seconds $((secs + 50)))
         V[$shape]+="$(sample mbit "$(grep ^total <<<"$o")") "
+        if [ -n "$pids" ]; then
+            # shellcheck disable=SC2086
+            mapfile -t c1 < <(cpu_ticks $pids)
+            for j in "${!c1[@]}"; do CPU[$shape,$j]=$(( ${CPU[$shape,$j]:-0} + c1[j] - c0[j] )); done
+            GB[$shape]=$(awk -v a="${GB[$shape]:-0}" -v m="$(sample mbit "$(grep ^total <<<"$o")")" \
+                -v s="$secs" 'BEGIN {print a + m * s / 8000}')
+        fi
     done
 done
+tck=$(getconf CLK_TCK)
+cpu_per_gb() { # SHAPE: "ms/GB of each process, in chain order" and the total
+    local shape=$1 j line="" tot=0 v
+    for ((j = 0; j < 4; j++)); do
+        v=$(awk -v t="${CPU[$shape,$j]:-0}" -v k="$tck" -v g="${GB[$shape]:-1}" 'BEGIN {printf "%.0f", t * 1000 / k / g}')
+        line+="$v "; tot=$((tot + v))
+    done
+    echo "${line% } = $tot"
+}
+R[cpu_st3]=$(cpu_per_gb st3)
+R[cpu_weft2]=$(cpu_per_gb weft2)
 for shape in raw st3 weft2 st4 weft3; do
     R[$shape]=$(printf '%s\n' ${V[$shape]} | sort -g | sed -n 2p)
 done
@@ -183,6 +212,9 @@ report "raw TCP single flow (Mbit/s, median of 3)" "${R[raw]}" ""
 report "stunnel 3 hops single flow (Mbit/s)" "${R[st3]}" ""
 report "weft 2 routers single flow (Mbit/s)" "${R[weft2]}" \
     "weft/stunnel $(ratio "${R[weft2]}" "${R[st3]}"), >= 1.5: $(meets "${R[weft2]:-0} >= 1.5 * ${R[st3]:-1}")"
+report "CPU ms per GB, stunnel 3 hops (client, mid, mid, server)" "${R[cpu_st3]##* }" "${R[cpu_st3]}"
+report "CPU ms per GB, weft 2 routers (edge, c1, c2, edge)" "${R[cpu_weft2]##* }" \
+    "${R[cpu_weft2]}; weft/stunnel $(ratio "${R[cpu_weft2]##* }" "${R[cpu_st3]##* }")"
 report "stunnel 4 hops single flow (Mbit/s)" "${R[st4]}" ""
 report "weft 3 routers single flow (Mbit/s)" "${R[weft3]}" "weft/stunnel $(ratio "${R[weft3]}" "${R[st4]}")"
 report "stunnel 3 hops, 8 flows (Mbit/s)" "${R[eight_st3]}" "Jain ${R[jain_st3]}"
