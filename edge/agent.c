@@ -278,7 +278,13 @@ static void handles_start(edge_agent *a)
 
 static int agent_init(edge_agent *a, uv_loop_t *loop, const edge_agent_cfg *cfg)
 {
-    weft_options opt = {.imei = cfg->imei, .iccid = cfg->iccid, .refresh_s = cfg->refresh_s};
+    weft_options opt = {.imei = cfg->imei,
+                        .iccid = cfg->iccid,
+                        .refresh_s = cfg->refresh_s,
+                        .keepalive_ms = cfg->keepalive_ms,
+                        .idle_dead_ms = cfg->idle_dead_ms,
+                        .dead_after_ms = cfg->dead_after_ms,
+                        .dead_max_ms = cfg->dead_max_ms};
     int r;
 
     a->loop = loop;

@@ -110,6 +110,8 @@ typedef struct {
     const char *imei, *iccid;
     unsigned refresh_s; /* longest time between session-data refreshes; 0 = 60 */
     const char *creds_dir; /* tier-2 credentials kept here at each refresh, or NULL */
+    /* Router liveness, as weft_options (0 = libweft's default). */
+    unsigned keepalive_ms, idle_dead_ms, dead_after_ms, dead_max_ms;
 } edge_agent_cfg;
 
 /* Runs until SIGINT/SIGTERM: 0 then, a negative WEFT_E* code if it cannot start. */

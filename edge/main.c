@@ -36,7 +36,8 @@ static const edge_cmd cmds[] = {
      cmd_enroll},
     {"run",
      "--identity ID_FILE [--log-level L] [--imei IMEI] [--iccid ICCID] [--refresh S]\n"
-     "       [--credentials-dir DIR]",
+     "       [--credentials-dir DIR] [--keepalive-ms MS] [--idle-dead-ms MS]\n"
+     "       [--dead-after-ms MS] [--dead-max-ms MS]",
      "connect to the network: intercept the services it may dial, host those it may bind",
      "  --identity ID_FILE the identity file written by enroll\n"
      "  --log-level L      debug, info, warn or error (default info)\n"
@@ -44,7 +45,15 @@ static const edge_cmd cmds[] = {
      "  --iccid ICCID      the SIM's ICCID, when the identity is bound to hardware\n"
      "  --refresh S        fetch services at least every S seconds (default 60)\n"
      "  --credentials-dir DIR keep the enterprise credentials in DIR/CREDENTIAL/FILE\n"
-     "                     (0600), fetched at start and every refresh\n",
+     "                     (0600), fetched at start and every refresh\n"
+     "  --keepalive-ms MS  ping each router every MS (default 5000; 1000 to 600000)\n"
+     "  --idle-dead-ms MS  drop a session carrying nothing after MS without a byte from\n"
+     "                     its router (default 45000; two keepalives to 3600000)\n"
+     "  --dead-after-ms MS drop a session carrying traffic after MS of silence (or 8\n"
+     "                     round trips when longer) once the other router answered a\n"
+     "                     probe: its circuits move there (default 1500; 1000 to 60000)\n"
+     "  --dead-max-ms MS   however long the round trip, no later than MS (default\n"
+     "                     10000; --dead-after-ms to --idle-dead-ms)\n",
      cmd_run},
     {"credentials", "--identity ID_FILE --dir DIR [--timeout MS]",
      "fetch the enterprise credentials for this identity; write each file 0600 under DIR",
@@ -149,6 +158,67 @@ static int parse_refresh(const char *s, unsigned *out)
     return 0;
 }
 
+/* Milliseconds: 1 to 3600000 here; libweft checks the bounds of each. */
+static int parse_ms(const char *s, unsigned *out)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+
+    if (end == s || *end != '\0' || s[0] == '-' || v < 1 || v > 3600000)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* libweft names the options as weft_options does (dead_after_ms); the flags
+ * are the same names with dashes (--dead-after-ms). */
+static void flag_names(const char *in, char *out, size_t cap)
+{
+    size_t o = 0, n;
+
+    while (*in != '\0' && o + 1 < cap) {
+        n = strspn(in, "abcdefghijklmnopqrstuvwxyz_");
+        if (n > 0 && memchr(in, '_', n) != NULL && o + n + 3 < cap) {
+            out[o++] = '-';
+            out[o++] = '-';
+            for (size_t i = 0; i < n; i++)
+                out[o++] = in[i] == '_' ? '-' : in[i];
+            in += n;
+            continue;
+        }
+        for (n = n ? n : 1; n > 0 && *in != '\0' && o + 1 < cap; n--)
+            out[o++] = *in++;
+    }
+    out[o] = '\0';
+}
+
+static int check_liveness(const edge_cmd *cmd, const edge_agent_cfg *cfg)
+{
+    weft_options opt = {.keepalive_ms = cfg->keepalive_ms,
+                        .idle_dead_ms = cfg->idle_dead_ms,
+                        .dead_after_ms = cfg->dead_after_ms,
+                        .dead_max_ms = cfg->dead_max_ms};
+    char err[256], msg[320];
+
+    if (weft_options_check(&opt, err, sizeof(err)) == 0)
+        return EDGE_OK;
+    flag_names(err, msg, sizeof(msg));
+    return edge_usage_error(cmd, "%s", msg);
+}
+
+static int run_flag_ms(const edge_cmd *cmd, int ch, const char *arg, edge_agent_cfg *cfg)
+{
+    static const char *const names[] = {"--keepalive-ms", "--idle-dead-ms", "--dead-after-ms",
+                                        "--dead-max-ms"};
+    unsigned *dst[] = {&cfg->keepalive_ms, &cfg->idle_dead_ms, &cfg->dead_after_ms,
+                       &cfg->dead_max_ms};
+    int i = ch - 'K';
+
+    if (parse_ms(arg, dst[i]) < 0)
+        return edge_usage_error(cmd, "%s must be a number of milliseconds, 1 to 3600000", names[i]);
+    return EDGE_OK;
+}
+
 /* Runs until SIGINT or SIGTERM; logs go to stderr. */
 static int run_agent(const edge_agent_cfg *cfg, int level)
 {
@@ -168,10 +238,14 @@ static int cmd_run(const edge_cmd *cmd, int argc, char **argv)
                                          {"iccid", required_argument, NULL, 'c'},
                                          {"refresh", required_argument, NULL, 'r'},
                                          {"credentials-dir", required_argument, NULL, 'd'},
+                                         {"keepalive-ms", required_argument, NULL, 'K'},
+                                         {"idle-dead-ms", required_argument, NULL, 'L'},
+                                         {"dead-after-ms", required_argument, NULL, 'M'},
+                                         {"dead-max-ms", required_argument, NULL, 'N'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
     edge_agent_cfg cfg = {0};
-    int ch, level = PR_LOG_INFO;
+    int ch, rc, level = PR_LOG_INFO;
     opterr = 0;
     optind = 1;
     while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -192,6 +266,9 @@ static int cmd_run(const edge_cmd *cmd, int argc, char **argv)
         } else if (ch == 'l') {
             if ((level = pr_log_level_parse(optarg)) < 0)
                 return edge_usage_error(cmd, "--log-level must be debug, info, warn or error");
+        } else if (ch >= 'K' && ch <= 'N') {
+            if ((rc = run_flag_ms(cmd, ch, optarg, &cfg)) != EDGE_OK)
+                return rc;
         } else {
             return edge_usage_error(cmd, "unknown option or missing value: %s", argv[optind - 1]);
         }
@@ -200,6 +277,8 @@ static int cmd_run(const edge_cmd *cmd, int argc, char **argv)
         return edge_usage_error(cmd, "unexpected argument \"%s\"", argv[optind]);
     if (cfg.identity == NULL)
         return edge_usage_error(cmd, "missing --identity ID_FILE");
+    if ((rc = check_liveness(cmd, &cfg)) != EDGE_OK)
+        return rc;
     return run_agent(&cfg, level);
 }
 

@@ -592,6 +592,7 @@ static void on_tick(uv_timer_t *t)
     listeners_tick(ctx, weft__now(ctx));
     weft__probes_tick(ctx);
     weft__avoid_tick(ctx);
+    weft__live_tick(ctx);
 }
 
 static void on_idle(uv_idle_t *h);
@@ -632,6 +633,11 @@ static int ctx_alloc(const char *identity_file, const weft_options *opt, weft_ct
 
     if (ctx == NULL)
         return WEFT_ENOMEM;
+    if ((r = weft__live_settings(opt, &ctx->live, err, sizeof(err))) < 0) {
+        pr_error("edge_bad_options", "err=%s why=%s", weft_err_name(r), pr_log_q(err));
+        free(ctx);
+        return r;
+    }
     if (strlen(identity_file) >= sizeof(ctx->id_path)) {
         free(ctx);
         return WEFT_ETOOBIG;

@@ -13,13 +13,6 @@
 #include "proto/log.h"
 
 #define HELLO_TIMEOUT_MS 10000
-/* A ready session pings when quiet and is dropped after three silent periods:
- * a NAT that forgot the mapping would otherwise leave it hanging for hours. */
-#define PING_MS          15000
-#define DEAD_MS          (3 * PING_MS)
-/* Round trips are sampled this often (and once at once when ready), so that
- * dials go to the nearer router. */
-#define RTT_PING_MS      5000
 
 static const char *const state_names[] = {
 #define XX(s) #s,
@@ -101,6 +94,11 @@ int weft__send_buf(weft_rsess *s, const uint8_t *p, size_t len)
 static void on_timer(uv_timer_t *t)
 {
     weft__rsess_event(t->data, RE_TIMER, 0);
+}
+
+void weft__rsess_arm(weft_rsess *s, uint64_t ms)
+{
+    uv_timer_start(&s->timer, on_timer, ms, 0);
 }
 
 unsigned weft__hint_delay(uint32_t hint_ms, unsigned backoff_ms)
@@ -283,14 +281,16 @@ static void stop(weft_rsess *s)
     change_state(s, RS_STOPPED);
 }
 
-/* A ping, both keepalive and round-trip sample: one in flight at a time. */
-static void send_ping(weft_rsess *s)
+/* A ping: keepalive, round-trip sample and, when the router fell silent, a
+ * probe (liveness.c). Pings are answered by the router at once. */
+void weft__rsess_ping(weft_rsess *s)
 {
     size_t len;
     pr_enc e;
 
     s->ping_req = weft__req_id(s->ctx);
     s->ping_at = uv_hrtime();
+    s->ping_ms = weft__now(s->ctx);
     pr_enc_init(&e, s->ctx->fbuf, PR_FRAME_MAX, PR_EDGE_PING, 0);
     pr_enc_u32(&e, PR_H_REQ_ID, s->ping_req);
     if (pr_enc_finish(&e, NULL, 0, &len) == 0)
@@ -312,30 +312,14 @@ static void on_pong(weft_rsess *s, const weft_msg *m)
              (unsigned long long)sample, (unsigned long long)s->srtt_us);
 }
 
-static void keepalive(weft_rsess *s)
-{
-    uint64_t quiet = uv_now(s->ctx->loop) - s->last_rx;
-
-    if (quiet >= DEAD_MS) {
-        pr_warn("edge_session_dead", "router=%s quiet_ms=%llu hint=%s", s->addr,
-                (unsigned long long)quiet, pr_log_q("no answer to pings; reconnecting"));
-        pr_conn_close(s->tls, WEFT_ETIMEDOUT);
-        return;
-    }
-    /* An unanswered ping is left to the silence check rather than resent. */
-    if (s->ping_req == 0 || uv_hrtime() - s->ping_at >= (uint64_t)PING_MS * 1000000)
-        send_ping(s);
-}
-
 static void on_ready(weft_rsess *s)
 {
     uv_timer_stop(&s->timer);
-    uv_timer_start(&s->timer, on_timer, RTT_PING_MS, RTT_PING_MS);
     s->backoff_ms = WEFT_BACKOFF_MIN_MS;
     s->skip = 0;
     s->better_rounds = 0;
     change_state(s, RS_READY);
-    send_ping(s);
+    weft__live_start(s);
     weft__session_up(s->ctx, s);
 }
 
@@ -349,7 +333,7 @@ static void live_event(weft_rsess *s, int ev, int status)
         __attribute__((fallthrough));
     case RE_TIMER:
         if (s->state == RS_READY && s->tls) {
-            keepalive(s);
+            weft__live_check(s);
             break;
         }
         __attribute__((fallthrough));
@@ -500,8 +484,10 @@ static int ready_frame(weft_rsess *s, const weft_msg *m)
     case PR_EDGE_DIAL:
         weft__incoming_dial(ctx, s, m);
         return 0;
-    case PR_EDGE_CLOSE:
     case PR_PAYLOAD_DATA:
+        s->payload_at = weft__now(ctx); /* a session receiving expects more (liveness.c) */
+        return circuit_frame(ctx, m);
+    case PR_EDGE_CLOSE:
     case PR_ACK_WINDOW:
         return circuit_frame(ctx, m);
     case PR_EDGE_PING:
@@ -572,6 +558,7 @@ static void on_read(pr_conn *c, const uint8_t *data, size_t len)
     int r;
 
     s->last_rx = uv_now(s->ctx->loop);
+    s->rx_n++; /* any byte from the router is a sign of life */
     r = pr_reader_feed(&s->rd, data, len, on_frame, s);
 
     if (r < 0 && s->tls == c && !s->ctx->freeing)

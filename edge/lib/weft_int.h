@@ -37,6 +37,21 @@
 #define WEFT_URGENT_MS        2000   /* refusals ask for session data at most this often */
 #define WEFT_DENIED_RETRY_MS  60000  /* a controller refusing the identity (403) is asked again */
 
+/* Router liveness (liveness.c): defaults and bounds of the weft_options. */
+#define WEFT_KEEPALIVE_MS      5000
+#define WEFT_KEEPALIVE_MIN_MS  1000
+#define WEFT_KEEPALIVE_MAX_MS  600000
+#define WEFT_IDLE_DEAD_MS      45000
+#define WEFT_IDLE_DEAD_MAX_MS  3600000
+#define WEFT_DEAD_AFTER_MS     1500
+#define WEFT_DEAD_AFTER_MIN_MS 1000
+#define WEFT_DEAD_AFTER_MAX_MS 60000
+#define WEFT_DEAD_MAX_MS       10000
+
+typedef struct {
+    unsigned keepalive_ms, idle_dead_ms, dead_after_ms, dead_max_ms;
+} weft_live;
+
 /* Router session states; rsess_change_state() is the only place that moves. */
 #define RSESS_STATES(XX)                                                                           \
     XX(IDLE)                                                                                       \
@@ -78,9 +93,18 @@ typedef struct weft_rsess {
     size_t router_idx;
     size_t cur;       /* index in the session data of the router tried or in use */
     uint64_t last_rx; /* loop time of the last bytes from the router */
+    uint64_t rx_n;    /* reads from the router, ever: "heard since" without clock ties */
     uint64_t srtt_us; /* smoothed round trip of EDGE_PING/PONG; 0 before the first */
     uint32_t ping_req;
-    uint64_t ping_at; /* uv_hrtime of the ping in flight */
+    uint64_t ping_at;     /* uv_hrtime of the ping in flight */
+    uint64_t ping_ms;     /* loop time of the last ping sent */
+    uint64_t payload_at;  /* loop time of the last payload frame received */
+    uint64_t busy_since;  /* loop time the session began to carry traffic; 0 = idle */
+    uint64_t checked_at;  /* loop time of the last liveness check */
+    uint64_t probe_at;    /* loop time of the probe of this silence; 0 = none */
+    uint64_t probe_self;  /* rx_n of this session when the probe went */
+    uint64_t probe_other; /* rx_n of the other session when the probe went */
+    int probe_late;       /* the other router had not answered by the dead deadline */
     uint32_t caps;    /* PR_CAP_* of the router's EDGE_HELLO_OK */
     unsigned skip;    /* failed attempts since the last ready: how far down the ranking */
     int refused;      /* a router policy refused the identity here: move at once when closed */
@@ -249,6 +273,7 @@ struct weft_ctx {
     uv_timer_t probe_timer;
     struct weft_probe *probes;
     int resume;           /* re-home circuits when the router offers it (default on) */
+    weft_live live;       /* keepalive and dead-router deadlines (liveness.c) */
     size_t rank_salt;     /* this edge's order of routers not measured yet */
 };
 
@@ -275,6 +300,28 @@ int weft__send(weft_rsess *s, size_t len);
 int weft__send_buf(weft_rsess *s, const uint8_t *p, size_t len);
 int weft__sess_writable(const weft_rsess *s);
 int weft__rsess_done(const weft_ctx *ctx);
+
+/* Sends a ping on s (keepalive, round-trip sample, probe); the newest one is
+ * the one whose answer is a round-trip sample. */
+void weft__rsess_ping(weft_rsess *s);
+/* The session's timer fires (RE_TIMER) in ms. */
+void weft__rsess_arm(weft_rsess *s, uint64_t ms);
+
+/* liveness.c: keepalive and routers that died silently */
+/* The settings of opt (NULL: defaults) with the defaults filled in; WEFT_EINVAL
+ * and the reason in err when one is out of bounds. */
+int weft__live_settings(const weft_options *opt, weft_live *out, char *err, size_t errcap);
+/* The deadlines of a session carrying traffic, from its smoothed RTT: probed
+ * after *probe_ms of silence, dropped after *dead_ms. */
+void weft__live_deadlines(const weft_live *lv, uint64_t srtt_us, unsigned *probe_ms,
+                          unsigned *dead_ms);
+/* Why s carries traffic ("unacked", "request", "receiving"), or NULL when idle. */
+const char *weft__live_busy(const weft_rsess *s, uint64_t now);
+/* A session became ready: its first ping and its timer. */
+void weft__live_start(weft_rsess *s);
+/* The session's timer or the ctx tick: pings, probes and the silence deadlines. */
+void weft__live_check(weft_rsess *s);
+void weft__live_tick(weft_ctx *ctx);
 
 /* probe.c: routers ranked by distance */
 void weft__probe_round(weft_ctx *ctx);

@@ -41,7 +41,27 @@ typedef struct {
     unsigned refresh_s; /* how often to refresh services and tokens; 0 = 60 */
     size_t window;      /* per-circuit receive window in bytes; 0 = 512 KiB. Announced to
                            the peer, which keeps to it: the two ends may differ */
+    /* How a router that died silently (power cut, dropped network: no FIN, no
+     * RST) is noticed; docs/libweft.md "Keepalive and dead routers". 0 takes
+     * the default; weft_options_check says what is out of bounds. */
+    unsigned keepalive_ms;  /* each session pings its router this often: 0 = 5000
+                               (1000 .. 600000) */
+    unsigned idle_dead_ms;  /* a session carrying nothing is dropped after this long without a
+                               byte from its router: 0 = 45000, or 3 keepalives when longer
+                               (2 keepalives .. 3600000) */
+    unsigned dead_after_ms; /* a session carrying traffic (bytes not yet acknowledged, a dial,
+                               bind or resume awaiting its answer, bytes received lately) is
+                               probed after 2/3 of this silence and dropped after it, or after
+                               8 smoothed round trips when longer, once the other session's
+                               router answered since: its circuits move there. 0 = 1500
+                               (1000 .. 60000) */
+    unsigned dead_max_ms;   /* the longest that silence may grow to with the round trip:
+                               0 = 10000 (dead_after_ms .. idle_dead_ms) */
 } weft_options;
+
+/* 0 when the options (NULL: the defaults) are within bounds, else WEFT_EINVAL
+ * with the reason in err (errcap bytes, may be 0). weft_init checks them too. */
+int weft_options_check(const weft_options *opt, char *err, size_t errcap);
 
 /* status 0: conn is open. status < 0: conn is NULL (nothing to close); the
  * router's reason is logged. WEFT_ETIMEDOUT after 10 s without an answer.

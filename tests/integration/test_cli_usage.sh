@@ -152,6 +152,24 @@ usage_err "enroll without --out" "missing --out" "$WEFT_EDGE" enroll a.b.c
 usage_err "enroll unknown option" "unknown option --bogus" "$WEFT_EDGE" enroll a.b.c --out f --bogus
 usage_err "enroll --out without value" "needs a value" "$WEFT_EDGE" enroll a.b.c --out
 usage_err "run without --identity" "missing --identity" "$WEFT_EDGE" run
+# Router liveness settings: numbers, bounds, and how they hold together.
+usage_err "run --dead-after-ms not a number" "--dead-after-ms must be a number of milliseconds" \
+    "$WEFT_EDGE" run --identity x --dead-after-ms 1.5s
+usage_err "run --dead-after-ms too small" "--dead-after-ms must be 1000 to 60000 \(got 200\)" \
+    "$WEFT_EDGE" run --identity x --dead-after-ms 200
+usage_err "run --keepalive-ms too small" "--keepalive-ms must be 1000 to 600000 \\(got 500\\)" \
+    "$WEFT_EDGE" run --identity x --keepalive-ms 500
+usage_err "run --idle-dead-ms under two keepalives" \
+    "--idle-dead-ms must be two keepalives \(40000\) to 3600000 \(got 30000\)" \
+    "$WEFT_EDGE" run --identity x --keepalive-ms 20000 --idle-dead-ms 30000
+usage_err "run --dead-after-ms over --idle-dead-ms" \
+    "--dead-after-ms \(5000\) must not exceed --idle-dead-ms \(4000\)" \
+    "$WEFT_EDGE" run --identity x --keepalive-ms 1000 --idle-dead-ms 4000 --dead-after-ms 5000
+usage_err "run --dead-max-ms under --dead-after-ms" \
+    "--dead-max-ms must be --dead-after-ms \(2000\) to --idle-dead-ms \(45000\) \(got 1000\)" \
+    "$WEFT_EDGE" run --identity x --dead-after-ms 2000 --dead-max-ms 1000
+edge run --help
+assert_match "--dead-after-ms MS" "$T_OUT" "weft-edge run --help shows the liveness settings"
 edge run --identity "$T_TMP/missing.json"
 assert_rc 1 "weft-edge run with a missing identity file -> exit 1"
 assert_match "missing.json" "$T_ERR" "run names the identity file it cannot use"

@@ -163,6 +163,8 @@ typedef struct {
     pr_conn *conn;
     pr_reader rd;
     char bound[64];
+    char laddr[64]; /* the relay address the edge connected to */
+    int silent;     /* a router dead without a FIN: nothing in, nothing out */
 } relay_sess;
 
 struct relay {
@@ -192,6 +194,7 @@ struct relay {
     int two;
     uv_loop_t *loop;
     unsigned resumes, refused_resumes, old_closes, notices, early_rtx, npay;
+    uint64_t resume_at; /* loop time the first EDGE_RESUME arrived */
     uint64_t notice_at, maxseq[RELAY_CIRC][2];
     relay_sess *pending[RELAY_CIRC];
     uint32_t pending_req[RELAY_CIRC];
@@ -204,7 +207,7 @@ struct relay {
 
 static void relay_send(relay_sess *s, const uint8_t *p, size_t n)
 {
-    if (s && s->conn)
+    if (s && s->conn && !s->silent)
         assert_int_equal(pr_conn_write(s->conn, p, n), 0);
 }
 
@@ -469,6 +472,13 @@ static void relay_resume_fail(relay_sess *to, uint32_t req, uint64_t id, uint32_
     relay_send(to, to->rl->out, n);
 }
 
+/* An end of a circuit that is there: a silent one counts as gone, as a
+ * router's link to a dead router is once its silence is noticed. */
+static int live_end(const relay_sess *e)
+{
+    return e != NULL && !e->silent;
+}
+
 /* As the proposal's anchor router: the resume goes, unchanged, to the end
  * that is still there; the new leg waits for the far edge's answer. */
 static void relay_resume(relay_sess *s, const pr_frame *f)
@@ -482,10 +492,12 @@ static void relay_resume(relay_sess *s, const pr_frame *f)
 
     pr_frame_u64(f, PR_H_CIRCUIT, &id);
     pr_frame_u32(f, PR_H_REQ_ID, &req);
-    if ((i = circ_of(rl, id)) < 0 || (rl->c[i].end[0] != NULL && rl->c[i].end[1] != NULL))
+    if ((i = circ_of(rl, id)) < 0 || (live_end(rl->c[i].end[0]) && live_end(rl->c[i].end[1])))
         return relay_resume_fail(s, req, id, (uint32_t)-WEFT_ENOTFOUND);
     rl->pending[i] = s;
     rl->pending_req[i] = req;
+    if (rl->resume_at == 0)
+        rl->resume_at = uv_now(rl->loop);
     raw = frame_raw(f, &n);
     memcpy(rl->saved, raw, n);
     rl->saved_len = n;
@@ -494,7 +506,7 @@ static void relay_resume(relay_sess *s, const pr_frame *f)
         rl->hold[n - 1] ^= 1; /* the MAC is the frame's last header (weft__msg_resume) */
         raw = rl->hold;
     }
-    relay_send(rl->c[i].end[0] ? rl->c[i].end[0] : rl->c[i].end[1], raw, n);
+    relay_send(live_end(rl->c[i].end[0]) ? rl->c[i].end[0] : rl->c[i].end[1], raw, n);
 }
 
 /* A router that kept the resume plays it again; and the far edge's other
@@ -544,7 +556,7 @@ static void relay_resume_answer(relay_sess *s, const pr_frame *f)
     assert_int_equal(pr_frame_u64(f, PR_H_ACK_SEQ, &ack), 0);
     assert_int_equal(pr_frame_bytes(f, PR_H_NONCE, &nonce, &nn), 0);
     assert_int_equal(pr_frame_bytes(f, PR_H_MAC, &mac, &mn), 0);
-    rl->c[i].end[rl->c[i].end[0] == NULL ? 0 : 1] = rl->pending[i];
+    rl->c[i].end[live_end(rl->c[i].end[0]) ? 1 : 0] = rl->pending[i];
     pr_enc_init(&e, rl->out, PR_FRAME_MAX, PR_EDGE_RESUME_OK, 0);
     pr_enc_u32(&e, PR_H_REQ_ID, rl->pending_req[i]);
     pr_enc_u64(&e, PR_H_CIRCUIT, id);
@@ -565,7 +577,13 @@ static int relay_frame(void *arg, const pr_frame *f)
     char service[64];
     uint32_t req = 0;
 
+    if (s->silent)
+        return 0;
     switch (f->type) {
+    case PR_EDGE_PING: /* answered at once, as routers do */
+        pr_frame_u32(f, PR_H_REQ_ID, &req);
+        relay_reply(s, PR_EDGE_PONG, req, 0, NULL);
+        break;
     case PR_EDGE_HELLO:
         if (s->rl->caps)
             relay_hello_caps(s);
@@ -639,6 +657,8 @@ static void relay_accept(uv_stream_t *server, int status)
         ;
     assert_true(i < RELAY_SESS);
     rl->s[i].rl = rl;
+    snprintf(rl->s[i].laddr, sizeof(rl->s[i].laddr), "%s",
+             server == (uv_stream_t *)&rl->tcp2 ? rl->addr2 : rl->addr);
     assert_int_equal(pr_reader_init(&rl->s[i].rd), 0);
     assert_int_equal(pr_conn_accept(rl->tls, server, &cbs, &rl->s[i], &rl->s[i].conn), 0);
     rl->live++;
@@ -842,6 +862,8 @@ static void start_online(fabric *fb, const weft_options *opt)
 
 /* Receive windows of the two ends (0: the default). */
 static size_t host_window, dial_window;
+/* The dialler's liveness settings (0: the defaults). */
+static unsigned dial_keepalive_ms, dial_idle_dead_ms;
 /* Relay modes for the next fabric: a second address offering EDGE_RESUME,
  * and a path change with EDGE_RETRANSMIT. */
 static int relay_rehome, relay_blackhole;
@@ -878,6 +900,8 @@ static void fabric_start(fabric *fb, int via_router, int online)
     free(js);
     js = session_json2("dev1", fb->addr, fb->rl.two ? fb->rl.addr2 : NULL);
     opt.window = dial_window;
+    opt.keepalive_ms = dial_keepalive_ms;
+    opt.idle_dead_ms = dial_idle_dead_ms;
     assert_int_equal(weft__init_offline(&fb->loop, dial_file, &opt, js, &fb->dial), 0);
     free(js);
 }
@@ -1606,26 +1630,34 @@ static void on_both_ready(uv_timer_t *t)
     run_pairs(fb, 1, BULK);
 }
 
+/* Both edges on two relay addresses offering EDGE_RESUME; one circuit of
+ * BULK each way, and fn once the dialler has read a quarter. */
+static void run_rehomed(fabric *fb, void (*fn)(end *e))
+{
+    uv_timer_t wait;
+
+    relay_rehome = 1;
+    fabric_start(fb, 0, 0);
+    relay_rehome = 0;
+    kill_fn = fn;
+    kill_after = BULK / 4;
+    uv_timer_init(&fb->loop, &wait);
+    wait.data = fb;
+    uv_timer_start(&wait, on_both_ready, 20, 20);
+    uv_run(&fb->loop, UV_RUN_DEFAULT);
+    fabric_finish(fb);
+    assert_null(kill_fn);
+    check_pair(0);
+}
+
 /* The circuit moves to the dialler's other router without losing or
  * repeating a byte: both ends prove the resume with their circuit keys, drop
  * what the other acknowledged and send the rest again. */
 static void relay_resume_on_other_router(void **state)
 {
-    uv_timer_t wait;
     fabric fb;
 
-    relay_rehome = 1;
-    fabric_start(&fb, 0, 0);
-    relay_rehome = 0;
-    kill_fn = kill_dialler_router;
-    kill_after = BULK / 4;
-    uv_timer_init(&fb.loop, &wait);
-    wait.data = &fb;
-    uv_timer_start(&wait, on_both_ready, 20, 20);
-    uv_run(&fb.loop, UV_RUN_DEFAULT);
-    fabric_finish(&fb);
-    assert_null(kill_fn);
-    check_pair(0);
+    run_rehomed(&fb, kill_dialler_router);
     assert_int_equal(fb.rl.resumes, 1);
     assert_non_null(killed_sess);
 }
@@ -1672,6 +1704,135 @@ static void relay_forged_resume_refused(void **state)
     fabric_finish(&fb);
     assert_int_equal(fb.rl.resumes, 0);
     assert_int_equal(fb.rl.refused_resumes, 1);
+}
+
+/* ---- a router dead without a word: no FIN, no RST (power cut, dropped network) ---- */
+
+static uint64_t silenced_at;
+
+/* The relay session of the dialler's circuit goes silent: it reads nothing
+ * and sends nothing, and its connection stays open. */
+static void silence_dialler_router(end *e)
+{
+    relay *rl = &e->fb->rl;
+
+    killed_sess = e->c->sess;
+    silenced_at = uv_now(&e->fb->loop);
+    for (int i = 0; i < RELAY_CIRC; i++)
+        if (rl->c[i].id == e->c->circuit && rl->c[i].end[0])
+            rl->c[i].end[0]->silent = 1;
+}
+
+/* The dialler's session, carrying the stream, hears nothing from its router:
+ * probed after 1 s, dropped after 1.5 s (the defaults at a loopback RTT) once
+ * the other router answered the probe; the circuit resumes there intact. */
+static void relay_resume_after_silence(void **state)
+{
+    fabric fb;
+
+    run_rehomed(&fb, silence_dialler_router);
+    assert_int_equal(fb.rl.resumes, 1);
+    assert_in_range(fb.rl.resume_at - silenced_at, 1400, 2600);
+}
+
+static int is_dialler(const relay_sess *rs)
+{
+    const char *uri = rs->conn ? pr_conn_peer_uri(rs->conn) : NULL;
+
+    return uri != NULL && strcmp(uri, "spiffe://" NET "/identity/dev1") == 0;
+}
+
+static uv_timer_t unsilence;
+
+static void on_unsilence(uv_timer_t *t)
+{
+    fabric *fb = t->data;
+
+    /* Twice the busy deadline: neither session was dropped, nothing moved. */
+    assert_true(weft__rsess_ready(&fb->dial->sess[0]));
+    assert_true(weft__rsess_ready(&fb->dial->sess[1]));
+    assert_int_equal(fb->rl.resumes, 0);
+    for (int k = 0; k < RELAY_SESS; k++)
+        fb->rl.s[k].silent = 0;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* Both routers of the dialler fall silent at once: its own network, more
+ * likely than two routers dying together, and nowhere to move to. */
+static void silence_both(end *e)
+{
+    relay *rl = &e->fb->rl;
+
+    for (int k = 0; k < RELAY_SESS; k++)
+        if (is_dialler(&rl->s[k]))
+            rl->s[k].silent = 1;
+    uv_timer_init(&e->fb->loop, &unsilence);
+    unsilence.data = e->fb;
+    uv_timer_start(&unsilence, on_unsilence, 3000, 0);
+}
+
+/* A busy session is dropped only when the other router answers: with both
+ * silent for 3 s the sessions stay, and once the network is back the stream
+ * ends intact on its first path (what the silence lost is sent again). */
+static void relay_both_silent_no_move(void **state)
+{
+    fabric fb;
+
+    run_rehomed(&fb, silence_both);
+    assert_int_equal(fb.rl.resumes, 0);
+}
+
+static struct {
+    fabric *fb;
+    int phase;
+    uint64_t last_rx, dropped_quiet, dropped_at;
+} idle;
+
+/* The dialler carries nothing; its first session's router falls silent.
+ * It is dropped after the idle deadline (3 s here), not the busy one. */
+static void idle_poll(uv_timer_t *t)
+{
+    weft_rsess *s = &idle.fb->dial->sess[0];
+    relay *rl = &idle.fb->rl;
+
+    if (idle.phase == 0) {
+        if (!weft__rsess_ready(s) || !weft__rsess_ready(&idle.fb->dial->sess[1]))
+            return;
+        for (int k = 0; k < RELAY_SESS; k++)
+            if (is_dialler(&rl->s[k]) && strcmp(rl->s[k].laddr, s->addr) == 0)
+                rl->s[k].silent = 1;
+        silenced_at = uv_now(&idle.fb->loop);
+        idle.phase = 1;
+    }
+    if (weft__rsess_ready(s)) {
+        idle.last_rx = s->last_rx;
+        return;
+    }
+    idle.dropped_at = uv_now(&idle.fb->loop);
+    idle.dropped_quiet = idle.dropped_at - idle.last_rx;
+    uv_close((uv_handle_t *)t, NULL);
+    fabric_stop(idle.fb);
+}
+
+static void idle_session_keeps_idle_deadline(void **state)
+{
+    uv_timer_t poll;
+    fabric fb;
+
+    dial_keepalive_ms = 1000;
+    dial_idle_dead_ms = 3000;
+    relay_rehome = 1;
+    fabric_start(&fb, 0, 0);
+    relay_rehome = 0;
+    dial_keepalive_ms = dial_idle_dead_ms = 0;
+    memset(&idle, 0, sizeof(idle));
+    idle.fb = &fb;
+    uv_timer_init(&fb.loop, &poll);
+    uv_timer_start(&poll, idle_poll, 20, 20);
+    uv_run(&fb.loop, UV_RUN_DEFAULT);
+    fabric_finish(&fb);
+    assert_in_range(idle.dropped_quiet, 3000, 3400);
+    assert_true(idle.dropped_at - silenced_at >= 1900); /* the last pong: 1 s before at most */
 }
 
 /* ---- re-homing through real routers: a mesh of three ---- */
@@ -2615,6 +2776,9 @@ int main(void)
         cmocka_unit_test(relay_retransmit_notice),
         cmocka_unit_test(relay_resume_on_other_router),
         cmocka_unit_test(relay_forged_resume_refused),
+        cmocka_unit_test(relay_resume_after_silence),
+        cmocka_unit_test(relay_both_silent_no_move),
+        cmocka_unit_test(idle_session_keeps_idle_deadline),
         cmocka_unit_test(mesh_resume_after_router_death),
         cmocka_unit_test(relay_resume_replay_refused),
         cmocka_unit_test(resume_needs_capability),
