@@ -13,7 +13,7 @@ export BENCH_OUT=${BENCH_OUT:-$build/bench-results.txt}
     echo "# $(nproc) cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo), $(uname -r)"
 } | tee "$BENCH_OUT"
 fail=0
-for b in controller dataplane mesh admission; do
+for b in controller dataplane mesh admission edge_idle; do
     echo "== $b"
     timeout -k 15 "${BENCH_TIMEOUT:-1800}" bash "$here/$b.sh" "$build" || { echo "bench $b FAILED"; fail=1; }
 done

@@ -15,7 +15,8 @@
 #   mb_link_direct A B          a link A-B without a relay
 #   mb_start_router NAME        run it with its view of the network
 #   mb_relay A B CMD...         a relay command ("delay 20 5", "blackhole on", ...)
-#   mb_edge NAME ROLE ROUTER    enrol an identity, run weft-edge homed on ROUTER
+#   mb_edge NAME ROLE "R..." [ARGS]  enrol an identity, run weft-edge homed on the
+#                               routers R (one, or two: multi-homed) with more run ARGS
 #   mb_wait_links N SECS        until N distinct links are up in the routers' logs
 #   mb_path SERVICE             the last mesh_dial path of SERVICE, as router names
 
@@ -133,19 +134,21 @@ mb_relay() {
     printf '%s | %s\n' "$out1" "$out2"
 }
 
-# mb_edge NAME ROLE ROUTER: an edge that reaches the controller and ROUTER only.
+# mb_edge NAME ROLE "ROUTER..." [ARGS...]: an edge that reaches the controller
+# and its home routers only (two: it holds a session to each), run with ARGS.
 mb_edge() {
-    local name=$1 role=$2 home=$3 o deny=""
+    local name=$1 role=$2 homes=$3 o deny=""
+    shift 3
     weft identity create "$name" --role "$role" --out "$T_TMP/$name.jwt"
     [ "$T_RC" == 0 ] || t_bail "identity create $name: $T_ERR"
     t_run "$WEFT_EDGE" enroll "$T_TMP/$name.jwt" --out "$T_TMP/$name.json"
     [ "$T_RC" == 0 ] || t_bail "edge enroll $name: $T_ERR"
     for o in "${MB_ROUTERS[@]}"; do
-        [ "$o" == "$home" ] || deny+="${deny:+,}${MB_EDGEP[$o]}"
+        [[ " $homes " == *" $o "* ]] || deny+="${deny:+,}${MB_EDGEP[$o]}"
     done
     # shellcheck disable=SC2046
     bg "edge-$name" env LD_PRELOAD="$BED_SHIM" WEFT_BED_DENY="$deny" $(mb_asan_env) \
-        "$WEFT_EDGE" run --identity "$T_TMP/$name.json" --log-level debug
+        "$WEFT_EDGE" run --identity "$T_TMP/$name.json" --log-level debug "$@"
     MB_PID[edge-$name]=$BG_PID
 }
 
@@ -265,6 +268,18 @@ print("yes" if ok else "no", r.get("max_gap_ms", -1), r.get("bytes", 0), s.get("
 EOF
 }
 
+# mb_bulk_service: service "bulk" (host 127.0.0.1:$MB_RECV, intercept
+# 127.0.0.1:$MB_ICPT), dialled by role dialers and hosted by role hosts.
+mb_bulk_service() {
+    MB_RECV=$(mb_port)
+    MB_ICPT=$(mb_port)
+    weft service create bulk --role bulk --intercept "tcp:127.0.0.1:$MB_ICPT" \
+        --host "tcp:127.0.0.1:$MB_RECV"
+    [ "$T_RC" == 0 ] || t_bail "service create: $T_ERR"
+    weft policy create bulk-dial --type dial --identities '#dialers' --services '#bulk'
+    weft policy create bulk-bind --type bind --identities '#hosts' --services '#bulk'
+}
+
 # mb_diamond NAME: the loopback bed the failover tests share.
 #   r1 - r2 - r4      a dialling edge "dialer" homed on r1, a hosting edge
 #    \       /        "host" on r4; service "bulk" (host 127.0.0.1:$MB_RECV,
@@ -283,13 +298,7 @@ mb_diamond() {
     sleep 0.3
     mb_relay r1 r3 delay 5 >/dev/null || t_bail "relay r1-r3 does not answer"
     mb_relay r3 r4 delay 5 >/dev/null || t_bail "relay r3-r4 does not answer"
-    MB_RECV=$(mb_port)
-    MB_ICPT=$(mb_port)
-    weft service create bulk --role bulk --intercept "tcp:127.0.0.1:$MB_ICPT" \
-        --host "tcp:127.0.0.1:$MB_RECV"
-    [ "$T_RC" == 0 ] || t_bail "service create: $T_ERR"
-    weft policy create bulk-dial --type dial --identities '#dialers' --services '#bulk'
-    weft policy create bulk-bind --type bind --identities '#hosts' --services '#bulk'
+    mb_bulk_service
     # More services (MB_SERVICES="NAME:MODE ..."; ports in MB_RECV_NAME,
     # MB_ICPT_NAME) before the edges start: an edge learns of services created
     # later only at its next session refresh, a minute on.
