@@ -205,13 +205,14 @@ static void job_work(uv_work_t *w)
  * webhook got nothing; "log" only, never "alert", so it cannot loop. */
 static void job_given_up(job *j)
 {
-    json_t *alert = json_loadb(j->body, j->len, 0, NULL);
-    json_t *ev =
-        json_pack("{s:s, s:s, s:s, s:i, s:s, s:[s]}", "kind", "webhook", "webhook", j->name, "url",
-                  j->url, "tries", j->tries, "msg", j->err, "actions", "log");
+    json_t *alert = json_loadb(j->body, j->len, 0, NULL), *ev;
+    json_int_t id = json_integer_value(json_object_get(alert, "id"));
+    char msg[sizeof(j->err) + CTL_NAME_MAX + 64];
 
-    if (ev && json_integer_value(json_object_get(alert, "id")) > 0)
-        json_object_set(ev, "event", json_object_get(alert, "id"));
+    snprintf(msg, sizeof(msg), "alert %lld to webhook %s given up after %d tries: %s",
+             (long long)id, j->name, j->tries, j->err);
+    ev = json_pack("{s:s, s:s, s:s, s:I, s:i, s:s, s:[s]}", "kind", "webhook", "webhook", j->name,
+                   "url", j->url, "event", id, "tries", j->tries, "msg", msg, "actions", "log");
     if (ev)
         ctl_events_emit(NULL, j->e, ev);
     json_decref(ev);
@@ -239,7 +240,8 @@ static void job_after(uv_work_t *w, int status)
     j->tries++;
     if (status == 0 && j->rc == 0) {
         e->hooks_sent++;
-        pr_info("webhook_delivered", "url=%s tries=%d", pr_log_q(j->url), j->tries);
+        pr_info("webhook_delivered", "name=%s url=%s tries=%d", pr_log_q(j->name),
+                pr_log_q(j->url), j->tries);
     } else if (!e->stopping && j->tries < CTL_WEBHOOK_TRIES) {
         pr_warn("webhook_retry", "name=%s url=%s tries=%d err=%s", pr_log_q(j->name),
                 pr_log_q(j->url), j->tries, pr_log_q(j->err));

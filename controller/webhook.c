@@ -160,8 +160,9 @@ static void target_hints(const ctl_webhook_target *t, char *untrusted, size_t ca
 
     if (t->ca)
         snprintf(untrusted, cap,
-                 "it does not chain to the webhook's own CA; give the CA that "
-                 "issued it: weft webhook update %s --ca FILE",
+                 "it does not chain to the webhook's own CA; give the root CA that issued it "
+                 "(and any intermediate the target does not send): weft webhook update %s "
+                 "--ca FILE",
                  name);
     else
         snprintf(untrusted, cap,

@@ -317,7 +317,7 @@ static void test_webhook_https(void **state)
     assert_null(strstr(err, "network CA"));
     assert_int_equal(post_tls12("127.0.0.1", other_ca.cert_pem, err, sizeof(err), &hs),
                      WEFT_EUNTRUSTED);
-    expect_in(err, "it does not chain to the webhook's own CA; give the CA that issued it");
+    expect_in(err, "it does not chain to the webhook's own CA; give the root CA that issued it");
     assert_int_equal(post_tls12("localhost", hook_ca.cert_pem, err, sizeof(err), &hs), WEFT_ECERT);
     expect_in(err, "the webhook target's certificate is not valid for localhost; give the webhook "
                    "a URL whose host is one of the DNS names or IP addresses");
