@@ -527,6 +527,24 @@ static void handle_usage(cconn *k, const pr_frame *f)
         usage_flush(k->srv);
 }
 
+/* Security events (docs/policies.md "Events"): acknowledged once stored, or
+ * stored before, or never storable (malformed), so that the router keeps an
+ * event only while the store could not take it. */
+static void handle_event(cconn *k, const pr_frame *f)
+{
+    char eid[CTL_EVENT_ID_CAP], ack[CTL_EVENT_ID_CAP + 16];
+    int rc =
+        ctl_events_from_router(k->srv->c, k->router_id, f->body, f->body_len, eid, sizeof(eid));
+
+    if (rc < 0)
+        pr_warn("event_rejected", "router=%s eid=%s err=%s", k->router_id, eid[0] ? eid : "-",
+                weft_err_name(rc));
+    if (eid[0] == '\0' || rc == WEFT_ESTORE || rc == WEFT_ENOMEM)
+        return;
+    snprintf(ack, sizeof(ack), "{\"eid\":\"%s\"}", eid);
+    send_frame(k, PR_CTL_EVENT_ACK, ack, strlen(ack));
+}
+
 /* Anomaly baselines (docs/policies.md): acknowledged once stored, so that the
  * router keeps a batch until then and sends it again after a reconnect. */
 static void handle_baseline(cconn *k, const pr_frame *f)
@@ -559,9 +577,8 @@ static int on_frame(void *arg, const pr_frame *f)
     case PR_CTL_CIRCUIT_EVENT:
         handle_circuit(k, f);
         return 0;
-    case PR_CTL_EVENT: /* security events (docs/policies.md) */
-        if (ctl_events_from_router(k->srv->c, k->router_id, f->body, f->body_len) < 0)
-            pr_warn("event_rejected", "router=%s", k->router_id);
+    case PR_CTL_EVENT:
+        handle_event(k, f);
         return 0;
     case PR_CTL_BASELINE:
         handle_baseline(k, f);

@@ -51,7 +51,8 @@ static const char schema[] =
     " ts INTEGER NOT NULL,"
     " kind TEXT NOT NULL,"
     " identity TEXT,"
-    " doc TEXT NOT NULL CHECK (json_type(doc) = 'object'));"
+    " doc TEXT NOT NULL CHECK (json_type(doc) = 'object'),"
+    " eid TEXT);" /* "ROUTER/EID" of a router's event: each is stored once */
     "CREATE INDEX IF NOT EXISTS events_identity ON events(identity, id);"
     "CREATE TABLE IF NOT EXISTS webhooks ("
     " id TEXT PRIMARY KEY NOT NULL,"
@@ -70,6 +71,23 @@ static int migrate(sqlite3 *db)
         return SQLITE_OK;
     }
     return sqlite3_exec(db, "ALTER TABLE webhooks ADD COLUMN ca TEXT", NULL, NULL, NULL);
+}
+
+/* A store made before routers' events had ids gains the column, and the
+ * index that keeps an event sent twice (a router restarted before it heard
+ * the acknowledgement) to one row. */
+static int event_ids(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+
+    if (sqlite3_prepare_v2(db, "SELECT eid FROM events LIMIT 0", -1, &st, NULL) != SQLITE_OK &&
+        sqlite3_exec(db, "ALTER TABLE events ADD COLUMN eid TEXT", NULL, NULL, NULL) != SQLITE_OK)
+        return SQLITE_ERROR;
+    sqlite3_finalize(st);
+    return sqlite3_exec(db,
+                        "CREATE UNIQUE INDEX IF NOT EXISTS events_eid ON events(eid) "
+                        "WHERE eid IS NOT NULL",
+                        NULL, NULL, NULL);
 }
 
 static int db_fail(ctl_events *e, const char *op)
@@ -102,6 +120,10 @@ int ctl_events_open(uv_loop_t *loop, const char *dir, ctl_events **out)
     if (sqlite3_exec(e->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
                      NULL) != SQLITE_OK ||
         sqlite3_exec(e->db, schema, NULL, NULL, NULL) != SQLITE_OK || migrate(e->db) != SQLITE_OK) {
+        rc = db_fail(e, "schema");
+        goto out;
+    }
+    if (event_ids(e->db) != SQLITE_OK) {
         rc = db_fail(e, "schema");
         goto out;
     }
@@ -336,17 +358,43 @@ static size_t kind_index(const char *k)
     return i;
 }
 
+/* The key of a router's event ("ROUTER/EID"), or "" for others. */
+static void event_key(const json_t *ev, char *out, size_t cap)
+{
+    const char *router = json_string_value(json_object_get(ev, "router"));
+    const char *eid = json_string_value(json_object_get(ev, "eid"));
+
+    if (router == NULL || eid == NULL || (size_t)snprintf(out, cap, "%s/%s", router, eid) >= cap)
+        out[0] = '\0';
+}
+
+/* 1 when a router's event with this key is stored already. */
+static int event_seen(ctl_events *e, const char *key)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(e->db, "SELECT 1 FROM events WHERE eid = ?", -1, &st, NULL) != SQLITE_OK)
+        return db_fail(e, "lookup");
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_fail(e, "lookup");
+}
+
 static int store_event(ctl_events *e, json_t *ev, int64_t ts, const char *kind)
 {
     const char *ident = json_string_value(json_object_get(ev, "identity"));
-    char *doc = json_dumps(ev, JSON_COMPACT);
+    char *doc = json_dumps(ev, JSON_COMPACT), key[CTL_EVENT_KEY_CAP];
     sqlite3_stmt *st = NULL;
     int rc = 0;
 
     if (doc == NULL)
         return WEFT_ENOMEM;
-    if (sqlite3_prepare_v2(e->db, "INSERT INTO events(ts, kind, identity, doc) VALUES(?,?,?,?)",
-                           -1, &st, NULL) != SQLITE_OK) {
+    event_key(ev, key, sizeof(key));
+    if (sqlite3_prepare_v2(e->db,
+                           "INSERT INTO events(ts, kind, identity, doc, eid) VALUES(?,?,?,?,?)", -1,
+                           &st, NULL) != SQLITE_OK) {
         rc = db_fail(e, "insert");
         goto out;
     }
@@ -355,6 +403,8 @@ static int store_event(ctl_events *e, json_t *ev, int64_t ts, const char *kind)
     if (ident)
         sqlite3_bind_text(st, 3, ident, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, doc, -1, SQLITE_STATIC);
+    if (key[0])
+        sqlite3_bind_text(st, 5, key, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = db_fail(e, "insert");
     else
@@ -475,24 +525,58 @@ static void router_event_context(ctl *c, json_t *ev)
     json_decref(rec);
 }
 
+/* 1 to 63 characters of [A-Za-z0-9._:-]. */
+static int event_id_valid(const char *eid)
+{
+    size_t n = eid ? strlen(eid) : 0;
+
+    return n > 0 && n < CTL_EVENT_ID_CAP &&
+           strspn(eid, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
+}
+
+/* The body's "eid" into eid ("" when absent); WEFT_EJSON when malformed. */
+static int event_id(const json_t *ev, char *eid, size_t cap)
+{
+    const json_t *v = json_object_get(ev, "eid");
+
+    eid[0] = '\0';
+    if (v == NULL)
+        return 0; /* a router older than event ids */
+    if (!event_id_valid(json_string_value(v)) || strlen(json_string_value(v)) >= cap)
+        return WEFT_EJSON;
+    snprintf(eid, cap, "%s", json_string_value(v));
+    return 0;
+}
+
 /* Routers are authenticated and name the identity; the controller only
- * checks the shape and marks where the event came from. */
-int ctl_events_from_router(ctl *c, const char *router_id, const uint8_t *body, size_t len)
+ * checks the shape and marks where the event came from. An event stored
+ * already (sent again after a reconnect or a restart) is not emitted twice. */
+int ctl_events_from_router(ctl *c, const char *router_id, const uint8_t *body, size_t len,
+                           char *eid, size_t eidcap)
 {
     json_t *ev = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, NULL);
+    char key[CTL_EVENT_KEY_CAP];
     int rc = WEFT_EJSON;
 
+    eid[0] = '\0';
     if (c == NULL || c->events == NULL) {
         json_decref(ev);
         return WEFT_EINVAL;
     }
-    if (!json_is_object(ev) || !json_is_string(json_object_get(ev, "kind")) ||
+    if (!json_is_object(ev) || event_id(ev, eid, eidcap) < 0 ||
+        !json_is_string(json_object_get(ev, "kind")) ||
         !json_is_string(json_object_get(ev, "identity")) ||
         (json_object_get(ev, "actions") && !json_is_array(json_object_get(ev, "actions"))))
         goto out;
     json_object_del(ev, "id");
     json_object_set_new(ev, "router", json_string(router_id));
     json_object_set_new(ev, "source", json_string("router"));
+    event_key(ev, key, sizeof(key));
+    if (key[0] && (rc = event_seen(c->events, key)) != 0) {
+        if (rc > 0)
+            pr_info("event_duplicate", "router=%s eid=%s", router_id, eid);
+        goto out;
+    }
     router_event_context(c, ev);
     rc = ctl_events_emit(c, c->events, ev);
 out:

@@ -38,8 +38,15 @@ void ctl_events_stop(ctl_events *e, void (*cb)(void *arg), void *arg);
  * "msg", "actions" [names], anything else kept) and carries out its actions.
  * ev gains "id" and "ts". c may be NULL (no remove, tests). */
 int ctl_events_emit(ctl *c, ctl_events *e, json_t *ev);
-/* A CTL_EVENT body from router router_id: checked, then emitted. */
-int ctl_events_from_router(ctl *c, const char *router_id, const uint8_t *body, size_t len);
+/* A CTL_EVENT body from router router_id: checked, then emitted, once per
+ * event id ("eid", kept in eid, "" when absent): 0 stored, 1 stored before
+ * (a router sending it again), < 0 not stored. An event with an id is
+ * acknowledged (CTL_EVENT_ACK) unless the store failed, so that the router
+ * keeps it, and sends it again, until it is safe here. */
+#define CTL_EVENT_ID_CAP 64
+#define CTL_EVENT_KEY_CAP (CTL_EVENT_ID_CAP + 128)
+int ctl_events_from_router(ctl *c, const char *router_id, const uint8_t *body, size_t len,
+                           char *eid, size_t eidcap);
 
 /* Events with id > after, oldest first, at most limit (1..1000), optionally
  * of one identity; *out a new array. */

@@ -78,6 +78,8 @@ enum pr_payload_flags {
 #define PR_CTL_LINK_REPORT PR_TYPE(PR_FAM_CONTROL, 0x09) /* router -> controller: JSON body */
 #define PR_CTL_EVENT PR_TYPE(PR_FAM_CONTROL, 0x0a)       /* router -> controller: security event
                                                             (JSON; docs/policies.md) */
+#define PR_CTL_EVENT_ACK PR_TYPE(PR_FAM_CONTROL, 0x12)   /* controller -> router: that event is
+                                                            stored (JSON {"eid"}) */
 #define PR_CTL_BASELINE PR_TYPE(PR_FAM_CONTROL, 0x0b)     /* router -> controller: anomaly
                                                             baseline increments (JSON batch;
                                                             docs/policies.md) */

@@ -15,6 +15,7 @@
 #include "proto/log.h"
 #include "proto/msg.h"
 #include "router/baseline.h"
+#include "router/evqueue.h"
 #include "router/grants.h"
 #include "router/renew.h"
 #include "router/router.h"
@@ -27,9 +28,6 @@
 #define BACKOFF_MAX_MS 30000
 #define CTL_TX_CAP (PR_FRAME_FIXED + PR_FRAME_MAX_HDR_LEN + 16384)
 #define JOIN_MAX (64u << 20) /* a map in parts: 100,000 revocations are about 4 MiB */
-/* Security events held while the controller is away (docs/policies.md
- * "Events"): bounded, the oldest dropped first and counted. */
-#define EVQ_CAP RT_EVENT_QUEUE_CAP
 
 enum ctl_state { CTL_IDLE = 1, CTL_CONNECTING, CTL_OPEN, CTL_STOPPED };
 
@@ -51,10 +49,8 @@ struct rt_control {
     size_t join_len, join_cap;
     uint16_t join_type; /* 0: no parts pending */
     uint64_t join_version;
-    /* A ring of queued events (JSON texts), sent once the channel is open. */
-    char **evq;
-    size_t evq_head, evq_len;
-    uint64_t evq_dropped;
+    /* Security events until the controller stored them (evqueue.h). */
+    rt_evq *evq;
     uint8_t tx[CTL_TX_CAP];
 };
 
@@ -78,9 +74,6 @@ static void maybe_free(rt_control *ctl)
         pr_tls_ctx_free(ctl->ctx);
         pr_reader_free(&ctl->rd);
         free(ctl->join);
-        for (size_t i = 0; i < ctl->evq_len; i++)
-            free(ctl->evq[(ctl->evq_head + i) % EVQ_CAP]);
-        free(ctl->evq);
         free(ctl);
     }
 }
@@ -121,45 +114,25 @@ static int send_json(rt_control *ctl, uint16_t type, json_t *body)
     return rc;
 }
 
-/* Keeps an event (owned text) for later; a full queue drops its oldest. */
-static void evq_push(rt_control *ctl, char *text)
+/* Sends the events not yet sent on this channel, oldest first, while it
+ * takes them; they stay queued until acknowledged (CTL_EVENT_ACK). */
+static size_t evq_flush(rt_control *ctl)
 {
-    if (ctl->evq == NULL && (ctl->evq = calloc(EVQ_CAP, sizeof(*ctl->evq))) == NULL) {
-        ctl->evq_dropped++;
-        free(text);
-        return;
-    }
-    if (ctl->evq_len == EVQ_CAP) {
-        free(ctl->evq[ctl->evq_head]);
-        ctl->evq_head = (ctl->evq_head + 1) % EVQ_CAP;
-        ctl->evq_len--;
-        if (ctl->evq_dropped++ == 0)
-            pr_warn("events_dropped", "queued=%u hint=%s", (unsigned)EVQ_CAP,
-                    pr_log_q("the controller is away and the event queue is full; the oldest "
-                             "events are dropped (weft_router_events_dropped_total)"));
-    }
-    ctl->evq[(ctl->evq_head + ctl->evq_len) % EVQ_CAP] = text;
-    ctl->evq_len++;
-}
+    const char *text;
+    size_t sent = 0, len, n;
+    pr_enc e;
+    int rc;
 
-/* Sends the queued events, oldest first, while the channel takes them. */
-static void evq_flush(rt_control *ctl)
-{
-    size_t sent = 0;
-
-    while (ctl->evq_len > 0) {
-        char *text = ctl->evq[ctl->evq_head];
-        if (send_text(ctl, PR_CTL_EVENT, text) < 0)
+    while (ctl->state == CTL_OPEN && (text = rt_evq_next(ctl->evq, &len)) != NULL) {
+        pr_enc_init(&e, ctl->tx, sizeof(ctl->tx), PR_CTL_EVENT, 0);
+        if ((rc = pr_enc_finish(&e, text, len, &n)) == 0)
+            rc = pr_conn_write(ctl->conn, ctl->tx, n);
+        if (rc < 0)
             break;
-        free(text);
-        ctl->evq[ctl->evq_head] = NULL;
-        ctl->evq_head = (ctl->evq_head + 1) % EVQ_CAP;
-        ctl->evq_len--;
+        rt_evq_sent(ctl->evq);
         sent++;
     }
-    if (sent)
-        pr_info("events_sent_late", "events=%zu left=%zu dropped=%llu", sent, ctl->evq_len,
-                (unsigned long long)ctl->evq_dropped);
+    return sent;
 }
 
 static json_t *term_json(const rt_router *r, const rt_term *t)
@@ -170,33 +143,18 @@ static json_t *term_json(const rt_router *r, const rt_term *t)
 
 void rt_control_event(rt_router *r, const json_t *ev)
 {
-    rt_control *ctl = r->ctl;
-    json_t *copy;
-    char *text;
-
-    if (ctl == NULL)
-        return;
-    if (ctl->state == CTL_OPEN && ctl->evq_len == 0 &&
-        send_json(ctl, PR_CTL_EVENT, json_deep_copy(ev)) == 0)
-        return;
-    /* The controller is away: keep it, with the time it happened. */
-    if ((copy = json_deep_copy(ev)) == NULL)
-        return;
-    json_object_set_new(copy, "at", json_integer((json_int_t)time(NULL)));
-    text = json_dumps(copy, JSON_COMPACT);
-    json_decref(copy);
-    if (text)
-        evq_push(ctl, text);
+    if (r->ctl && rt_evq_add(r->ctl->evq, ev) == 0)
+        evq_flush(r->ctl);
 }
 
 uint64_t rt_control_events_dropped(const rt_router *r)
 {
-    return r->ctl ? r->ctl->evq_dropped : 0;
+    return r->ctl ? rt_evq_dropped(r->ctl->evq) : 0;
 }
 
 size_t rt_control_events_queued(const rt_router *r)
 {
-    return r->ctl ? r->ctl->evq_len : 0;
+    return r->ctl ? rt_evq_len(r->ctl->evq) : 0;
 }
 
 void rt_control_term_add(rt_router *r, const rt_term *t)
@@ -433,6 +391,7 @@ static int peer_is_controller(pr_conn *c)
 static void ctl_on_open(pr_conn *c, int status)
 {
     rt_control *ctl = pr_conn_data(c);
+    size_t sent;
 
     if (status < 0) {
         pr_warn("control_connect_failed", "addr=%s err=%s hint=%s", ctl->addr,
@@ -454,7 +413,9 @@ static void ctl_on_open(pr_conn *c, int status)
         rt_control_term_add(ctl->r, t);
     rt_control_link_report(ctl->r);
     rt_rpolicy_control_open(ctl->r);
-    evq_flush(ctl);
+    if ((sent = evq_flush(ctl)) > 0)
+        pr_info("events_sent_late", "events=%zu left=%zu dropped=%llu", sent,
+                rt_evq_unsent(ctl->evq), (unsigned long long)rt_evq_dropped(ctl->evq));
     rt_baseline_resend(ctl->r);
     rt_usage_control_open(ctl->r);
     uv_timer_start(&ctl->timer, timer_cb, PING_MS, PING_MS);
@@ -467,6 +428,7 @@ static void ctl_on_close(pr_conn *c, int status)
     ctl->conn = NULL;
     uv_timer_stop(&ctl->timer);
     join_reset(ctl);
+    rt_evq_rewind(ctl->evq); /* what was not acknowledged goes out again */
     if (ctl->state == CTL_STOPPED) {
         maybe_free(ctl);
         return;
@@ -559,6 +521,10 @@ static int ctl_frame(void *arg, const pr_frame *f)
     case PR_CTL_ROLES:
         on_roles(ctl, f);
         return 0;
+    case PR_CTL_EVENT_ACK:
+        if (rt_evq_ack(ctl->evq, f->body, f->body_len) == WEFT_EPROTO)
+            pr_warn("event_ack_malformed", "bytes=%zu", (size_t)f->body_len);
+        return 0;
     case PR_CTL_BASELINE_ACK:
         rt_baseline_acked(ctl->r, f->body, f->body_len);
         return 0;
@@ -596,6 +562,11 @@ int rt_control_start(rt_router *r, const rt_control_cfg *cfg)
     if (ctl == NULL)
         return WEFT_ENOMEM;
     if ((rc = pr_tls_ctx_new(&tc, &ctl->ctx)) < 0) {
+        free(ctl);
+        return rc;
+    }
+    if ((rc = rt_evq_new(r->loop, cfg->data_dir, RT_EVENT_QUEUE_CAP, &ctl->evq)) < 0) {
+        pr_tls_ctx_free(ctl->ctx);
         free(ctl);
         return rc;
     }
@@ -648,6 +619,8 @@ void rt_control_stop(rt_router *r)
     rt_baseline_stop(r);
     rt_usage_stop(r);
     r->ctl = NULL;
+    rt_evq_close(ctl->evq); /* synced: sent again after the next start if not acknowledged */
+    ctl->evq = NULL;
     change_state(ctl, CTL_STOPPED);
     uv_close((uv_handle_t *)&ctl->timer, timer_close_cb);
     if (ctl->conn)

@@ -234,7 +234,8 @@ static int run_loop(pr_idfile *id, json_t *conf, const opts *o)
     static runner run;
     const char *edge = json_string_value(json_object_get(conf, "edge_listen"));
     rt_control_cfg cc = {.edge_listen = edge,
-                         .link_listen = json_string_value(json_object_get(conf, "link_listen"))};
+                         .link_listen = json_string_value(json_object_get(conf, "link_listen")),
+                         .data_dir = dir};
     char ctl_addr[256];
     uv_loop_t *loop = uv_default_loop();
     int rc;

@@ -328,6 +328,7 @@ typedef struct {
     const char *control_addr; /* "HOST:PORT" of the control channel */
     const char *edge_listen;
     const char *link_listen;
+    const char *data_dir; /* events waiting for the controller are kept here; NULL: memory */
 } rt_control_cfg;
 
 int rt_control_start(rt_router *r, const rt_control_cfg *cfg);
@@ -336,11 +337,11 @@ void rt_control_term_add(rt_router *r, const rt_term *t);
 void rt_control_term_remove(rt_router *r, const rt_term *t);
 /* CTL_CIRCUIT_EVENT ("open", "close", "reroute"); docs/dataplane.md "Circuit events". */
 void rt_control_circuit_event(rt_router *r, rt_circuit *c, const char *event);
-/* Sends a security event (CTL_EVENT, docs/policies.md); queued while the
- * channel is down and sent when it is back. */
+/* Sends a security event (CTL_EVENT, docs/policies.md); kept (evqueue.h)
+ * until the controller acknowledges it, sent when the channel is back. */
 void rt_control_event(rt_router *r, const json_t *ev);
-/* Events held while the controller is away (at most RT_EVENT_QUEUE_CAP, the
- * oldest dropped first): dropped so far, and waiting now. */
+/* Events not yet acknowledged (at most RT_EVENT_QUEUE_CAP, the newest
+ * dropped when full): dropped so far, and waiting now. */
 #define RT_EVENT_QUEUE_CAP 10000
 uint64_t rt_control_events_dropped(const rt_router *r);
 size_t rt_control_events_queued(const rt_router *r);

@@ -3,7 +3,8 @@
  * change, a silent router dropped and marked offline, non-routers refused, a
  * map of 100,000 revoked identities sent in parts and joined as a router
  * joins them, link reports and circuit events, identities' roles asked for
- * (CTL_ROLES_ASK) and pushed (CTL_ROLES). */
+ * (CTL_ROLES_ASK) and pushed (CTL_ROLES), security events stored once per
+ * event id and acknowledged (CTL_EVENT_ACK). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,9 +15,11 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "controller/circuits.h"
 #include "controller/control.h"
+#include "controller/events.h"
 #include "controller/netmap.h"
 #include "proto/addr.h"
 #include "proto/ident.h"
@@ -44,10 +47,11 @@ typedef struct {
     size_t links_seen, circuits_seen;
     json_t *roles[2]; /* ROLES: the CTL_ROLES bodies received */
     int nroles;
+    json_t *acks; /* EVENTS: the CTL_EVENT_ACK bodies received */
     uint8_t tx[4096];
 } fx;
 
-enum { BIG = 1, MESH = 2, ROLES = 3 };
+enum { BIG = 1, MESH = 2, ROLES = 3, EVENTS = 4 };
 #define NREVOKED 100000
 
 static void on_stopped(void *arg)
@@ -279,10 +283,36 @@ static int mode_frame(fx *f, const pr_frame *fr)
     return 0;
 }
 
+/* EVENTS: after the map, an event with an id twice (a router sending it
+ * again after a restart), one without (an older router), one with a bad id
+ * and one that is not JSON; then a ping, and the pong closes. */
+static void events_frame(fx *f, const pr_frame *fr)
+{
+    static const char ev[] = "{\"kind\":\"rate\",\"identity\":\"i1\",\"eid\":\"b00t-1\","
+                             "\"at\":1,\"blocked\":true}";
+
+    if (fr->type == PR_CTL_MAP_FULL) {
+        send_json(f, PR_CTL_EVENT, ev);
+        send_json(f, PR_CTL_EVENT, ev);
+        send_json(f, PR_CTL_EVENT, "{\"kind\":\"rate\",\"identity\":\"i1\"}");
+        send_json(f, PR_CTL_EVENT, "{\"kind\":\"rate\",\"identity\":\"i1\",\"eid\":\"a b\"}");
+        send_json(f, PR_CTL_EVENT, "{\"kind\":");
+        send_json(f, PR_CTL_PING, "{}");
+    } else if (fr->type == PR_CTL_EVENT_ACK) {
+        json_array_append_new(f->acks, json_loadb((const char *)fr->body, fr->body_len, 0, NULL));
+    } else if (fr->type == PR_CTL_PONG) {
+        pr_conn_close(f->conn, 0);
+    }
+}
+
 static int on_frame(void *arg, const pr_frame *fr)
 {
     fx *f = arg;
 
+    if (f->mode == EVENTS) {
+        events_frame(f, fr);
+        return 0;
+    }
     if (f->mode == ROLES) {
         roles_frame(f, fr);
         return 0;
@@ -489,6 +519,71 @@ static void test_roles(void **state)
     assert_int_equal(f->close_status, 0);
 }
 
+/* An events.db made before events had ids, with one event in it. */
+static void old_events_db(const char *dir)
+{
+    char path[256];
+    sqlite3 *db;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, CTL_EVENTS_DB);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                  " ts INTEGER NOT NULL, kind TEXT NOT NULL, identity TEXT,"
+                                  " doc TEXT NOT NULL);"
+                                  "INSERT INTO events(ts, kind, identity, doc)"
+                                  " VALUES(1, 'rate', 'i1', '{\"kind\":\"rate\"}');",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void test_events(void **state)
+{
+    fx *f = *state;
+    json_t *list = NULL, *ev;
+
+    old_events_db(f->dir);
+    assert_int_equal(ctl_events_open(NULL, f->dir, &f->c.events), 0);
+    f->acks = json_array();
+    f->mode = EVENTS;
+    dial_as(f, PR_IDENT_ROUTER, "r1");
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(f->close_status, 0);
+    /* Both copies acknowledged, nothing for events without a good id. */
+    assert_int_equal(json_array_size(f->acks), 2);
+    for (size_t i = 0; i < 2; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(f->acks, i), "eid")),
+                            "b00t-1");
+    /* Stored once, with its id and the router's; the old router's event too,
+     * after the one the store had before it knew ids. */
+    assert_int_equal(ctl_events_list(f->c.events, 0, 100, NULL, &list), 0);
+    assert_int_equal(json_array_size(list), 3);
+    json_array_remove(list, 0);
+    ev = json_array_get(list, 0);
+    assert_string_equal(json_string_value(json_object_get(ev, "eid")), "b00t-1");
+    assert_string_equal(json_string_value(json_object_get(ev, "router")), "r1");
+    assert_int_equal(json_integer_value(json_object_get(ev, "at")), 1);
+    assert_null(json_object_get(json_array_get(list, 1), "eid"));
+    json_decref(list);
+    /* The same id from another router is another event. */
+    static const char other[] = "{\"kind\":\"rate\",\"identity\":\"i1\",\"eid\":\"b00t-1\"}";
+    char eid[CTL_EVENT_ID_CAP];
+    assert_int_equal(ctl_events_from_router(&f->c, "r2", (const uint8_t *)other, strlen(other), eid,
+                                            sizeof(eid)),
+                     0);
+    assert_int_equal(ctl_events_from_router(&f->c, "r2", (const uint8_t *)other, strlen(other), eid,
+                                            sizeof(eid)),
+                     1);
+    assert_string_equal(eid, "b00t-1");
+    assert_int_equal(ctl_events_list(f->c.events, 0, 100, NULL, &list), 0);
+    assert_int_equal(json_array_size(list), 4);
+    json_decref(list);
+    json_decref(f->acks);
+    ctl_events_close(f->c.events);
+    f->c.events = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -498,6 +593,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_big_map, setup_big, teardown),
         cmocka_unit_test_setup_teardown(test_links_and_circuits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events, setup, teardown),
     };
     if (sodium_init() < 0)
         return 1;
