@@ -38,6 +38,7 @@ int ctl_grants_withdraw(ctl *c, const json_t *old)
                                                 : CTL_SVC_TOKEN_TTL_DEFAULT;
     int64_t now = time(NULL);
     json_t *idents = NULL, *svcs = NULL, *pols = NULL, *pairs = NULL;
+    char cause[CTL_GRANT_CAUSE_MAX + 1];
     int flag, rc;
 
     if (type == NULL || c->map == NULL)
@@ -57,7 +58,9 @@ int ctl_grants_withdraw(ctl *c, const json_t *old)
         goto out;
     }
     rc = (int)json_array_size(pairs);
-    if (rc > 0 && (rc = ctl_netmap_grants_revoke(c->map, pairs, type, now, now + ttl)) == 0)
+    snprintf(cause, sizeof(cause), "%s policy \"%s\" deleted or changed", type,
+             json_string_value(json_object_get(old, "name")) ?: "?");
+    if (rc > 0 && (rc = ctl_netmap_grants_revoke(c->map, pairs, type, now, now + ttl, cause)) == 0)
         rc = (int)json_array_size(pairs);
     pr_info("grants_withdrawn", "policy=%s act=%s pairs=%d",
             pr_log_q(json_string_value(json_object_get(old, "name"))), type, rc);
@@ -101,6 +104,7 @@ int ctl_grants_withdraw_record(ctl *c, const char *coll, const json_t *old)
                                                 : CTL_SVC_TOKEN_TTL_DEFAULT;
     int64_t now = time(NULL);
     json_t *cur = NULL, *others = NULL, *pols = NULL, *pairs = NULL;
+    char cause[CTL_GRANT_CAUSE_MAX + 1];
     int rc, total = 0;
 
     if (id == NULL || c->map == NULL || (!is_identity && strcmp(coll, "services") != 0))
@@ -112,6 +116,7 @@ int ctl_grants_withdraw_record(ctl *c, const char *coll, const json_t *old)
     if ((rc = ctl_list_all(c->store, is_identity ? "services" : "identities", &others)) < 0 ||
         (rc = ctl_list_all(c->store, "policies", &pols)) < 0)
         goto out;
+    snprintf(cause, sizeof(cause), "the %s's roles changed", is_identity ? "identity" : "service");
     for (size_t k = 0; k < 2; k++) {
         json_decref(pairs);
         if ((pairs = lost_by_record(old, cur, is_identity, others, pols, flags[k])) == NULL) {
@@ -120,7 +125,7 @@ int ctl_grants_withdraw_record(ctl *c, const char *coll, const json_t *old)
         }
         if (json_array_size(pairs) == 0)
             continue;
-        if ((rc = ctl_netmap_grants_revoke(c->map, pairs, acts[k], now, now + ttl)) < 0)
+        if ((rc = ctl_netmap_grants_revoke(c->map, pairs, acts[k], now, now + ttl, cause)) < 0)
             goto out;
         total += (int)json_array_size(pairs);
     }

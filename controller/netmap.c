@@ -381,8 +381,8 @@ void ctl_netmap_set_revoke_ttl(ctl_netmap *m, int64_t seconds)
 
 /* ---- withdrawn grants ---- */
 
-static int grant_op(ctl_netmap *m, const json_t *pair, const char *act, int64_t at,
-                    int64_t until, json_t *ops)
+static int grant_op(ctl_netmap *m, const json_t *pair, const char *act, int64_t at, int64_t until,
+                    const char *cause, json_t *ops)
 {
     const char *identity = json_string_value(json_object_get(pair, "identity"));
     const char *service = json_string_value(json_object_get(pair, "service"));
@@ -396,13 +396,15 @@ static int grant_op(ctl_netmap *m, const json_t *pair, const char *act, int64_t 
                     service, "act", act, "at", (json_int_t)at, "until", (json_int_t)until);
     if (obj == NULL)
         return WEFT_ENOMEM;
+    if (cause && cause[0])
+        json_object_set_new(obj, "cause", json_stringn(cause, strnlen(cause, CTL_GRANT_CAUSE_MAX)));
     json_object_set(m->grants, key, obj);
     add_op(ops, "put", "grant_revoked", obj);
     return 0;
 }
 
 int ctl_netmap_grants_revoke(ctl_netmap *m, const json_t *pairs, const char *act, int64_t at,
-                             int64_t until)
+                             int64_t until, const char *cause)
 {
     const char *k;
     json_t *ops, *v;
@@ -423,7 +425,7 @@ int ctl_netmap_grants_revoke(ctl_netmap *m, const json_t *pairs, const char *act
         return WEFT_ENOMEM;
     json_array_foreach(pairs, i, v)
     {
-        if ((rc = grant_op(m, v, act, at, until, ops)) < 0) {
+        if ((rc = grant_op(m, v, act, at, until, cause, ops)) < 0) {
             json_decref(ops);
             return rc;
         }

@@ -45,12 +45,15 @@ void ctl_netmap_set_revoke_ttl(ctl_netmap *m, int64_t seconds);
 
 /* Each pair {"identity", "service" (ids)} lost the right to act
  * ("dial"|"bind") at Unix time at: one delta with a "grant_revoked" put op
- * {id, identity, service, act, at, until} per pair; routers close the pair's
- * circuits and refuse its tokens issued at or before at. until is when every
- * such token has expired (the entry is then dropped). Full maps carry the live
- * entries in "grants_revoked". */
+ * {id, identity, service, act, at, until, cause} per pair; routers close the
+ * pair's circuits and refuse its tokens issued at or before at. until is when
+ * every such token has expired (the entry is then dropped). cause (NULL:
+ * none) says why in a few words for the edges told (at most
+ * CTL_GRANT_CAUSE_MAX bytes, cut). Full maps carry the live entries in
+ * "grants_revoked". */
+#define CTL_GRANT_CAUSE_MAX 127
 int ctl_netmap_grants_revoke(ctl_netmap *m, const json_t *pairs, const char *act, int64_t at,
-                             int64_t until);
+                             int64_t until, const char *cause);
 
 /* A router's control connection came up or went down. */
 int ctl_netmap_router_online(ctl_netmap *m, const char *router_id, int online);

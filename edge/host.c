@@ -23,16 +23,23 @@ static void on_listen(weft_ctx *ctx, const char *service, int status, void *data
 {
     edge_service *s = data;
 
-    (void)ctx;
     if (status == 0) {
         pr_info("edge_hosting", "service=%s host=%s", service, s->cfg.host_ep.text);
         s->host_err = 0;
         return;
     }
     /* libweft dropped the listener; the tick tries again, logging only a
-     * change of reason. */
-    if (status != s->host_err)
-        pr_warn("edge_host_lost", "service=%s err=%s hint=%s", service, weft_err_name(status),
+     * change of reason. EDENIED: a policy refused or withdrew the bind, which
+     * libweft logged with the router's reason (edge_bind_refused,
+     * edge_bind_withdrawn); the service comes back with session data that
+     * grants it again. */
+    if (status == WEFT_EDENIED && status != s->host_err)
+        pr_info("edge_host_stopped", "service=%s err=EDENIED hint=%s", service,
+                pr_log_q("hosting resumes when a bind policy grants it again (at a session-data "
+                         "refresh)"));
+    else if (status != s->host_err)
+        pr_warn("edge_host_lost", "service=%s err=%s msg=%s hint=%s", service,
+                weft_err_name(status), pr_log_q(weft_last_error_msg(ctx)),
                 pr_log_q("retried every few seconds; check the router and the identity's bind "
                          "policy"));
     s->host_err = status;

@@ -68,6 +68,18 @@ static void send_error(rt_sess *s, uint16_t type, uint32_t req_id, uint64_t circ
     enc_send(s, &e);
 }
 
+void rt_sess_unbound(rt_sess *s, const rt_term *t, int err, const char *msg)
+{
+    pr_enc e;
+
+    enc_start(s->r, &e, PR_EDGE_UNBIND);
+    pr_enc_str(&e, PR_H_SERVICE, t->service);
+    pr_enc_str(&e, PR_H_TERMINATOR, t->id);
+    pr_enc_u32(&e, PR_H_ERR, (uint32_t)-err);
+    pr_enc_str(&e, PR_H_ERR_MSG, msg);
+    enc_send(s, &e);
+}
+
 void rt_sess_closed_circuit(rt_sess *s, uint64_t id)
 {
     s->recent[s->recent_pos++ % RT_RECENT_CLOSED] = id;

@@ -51,6 +51,26 @@ static void end_dials(rt_router *r, rt_sess *s, long long now)
     }
 }
 
+/* The hosting edge hears it at once (EDGE_UNBIND), with the cause the
+ * controller gave (the policy), rather than at its next session-data
+ * refresh. The sentence fits an edge's 255 bytes: with long names, it goes
+ * without the cause. */
+static void tell_unbound(rt_router *r, const rt_term *t)
+{
+    const rt_map_grant *g = rt_map_grant_get(&r->map, t->sess->identity, t->service_id, "bind");
+    char msg[256];
+    int n = snprintf(msg, sizeof(msg),
+                     "a policy change withdrew this identity's right to host service %s (%s); "
+                     "the router removed the terminator until a bind policy grants it again",
+                     t->service, g && g->cause[0] ? g->cause : "a bind policy deleted or changed");
+
+    if (n < 0 || (size_t)n >= sizeof(msg))
+        snprintf(msg, sizeof(msg),
+                 "a policy change withdrew this identity's right to host service %.128s",
+                 t->service);
+    rt_sess_unbound(t->sess, t, WEFT_EDENIED, msg);
+}
+
 static void end_binds(rt_router *r, long long now)
 {
     rt_term **p = &r->terms;
@@ -68,6 +88,7 @@ static void end_binds(rt_router *r, long long now)
                 t->sess->identity, pr_log_q(t->service), t->id);
         while ((c = hosted_by(t->sess, t)) != NULL)
             rt_circuit_end(r, c, -1, WEFT_EDENIED, WITHDRAWN_MSG);
+        tell_unbound(r, t);
         *p = t->next;
         rt_control_term_remove(r, t);
         free(t);

@@ -334,6 +334,7 @@ static int grant_time(const json_t *o, const char *key, long long *out, char *er
 
 static int parse_grant(const json_t *o, void *out, int del, char *err, size_t errcap)
 {
+    const char *cause = json_string_value(json_object_get(o, "cause"));
     rt_map_grant *g = out;
     int rc;
 
@@ -348,6 +349,8 @@ static int parse_grant(const json_t *o, void *out, int del, char *err, size_t er
     if ((rc = grant_time(o, "at", &g->at, err, errcap)) < 0 ||
         (rc = grant_time(o, "until", &g->until, err, errcap)) < 0)
         return rc;
+    /* Words for the edges told, cut to fit: never a reason to refuse the entry. */
+    snprintf(g->cause, sizeof(g->cause), "%s", cause ? cause : "");
     return 0;
 }
 
@@ -642,15 +645,21 @@ int rt_map_is_revoked(const rt_map *m, const char *identity_id)
     return get(&m->revoked, identity_id) != NULL;
 }
 
+const rt_map_grant *rt_map_grant_get(const rt_map *m, const char *identity, const char *service_id,
+                                     const char *act)
+{
+    char id[RT_GRANT_ID_CAP];
+
+    if ((size_t)snprintf(id, sizeof(id), "%s|%s|%s", identity, service_id, act) >= sizeof(id))
+        return NULL;
+    return get(&m->grants, id);
+}
+
 int rt_map_grant_withdrawn(const rt_map *m, const char *identity, const char *service_id,
                            const char *act, long long iat, long long now)
 {
-    char id[RT_GRANT_ID_CAP];
-    const rt_map_grant *g;
+    const rt_map_grant *g = rt_map_grant_get(m, identity, service_id, act);
 
-    if ((size_t)snprintf(id, sizeof(id), "%s|%s|%s", identity, service_id, act) >= sizeof(id))
-        return 0;
-    g = get(&m->grants, id);
     return g != NULL && now < g->until && iat <= g->at;
 }
 

@@ -63,14 +63,17 @@ typedef struct {
 
 /* A withdrawn grant (docs/dataplane.md "Withdrawn grants"): identity may no
  * longer act ("dial"|"bind") on service (an id) with tokens issued at or
- * before at; until is when the last of those tokens expires. */
+ * before at; until is when the last of those tokens expires. cause says why
+ * in a few words (the policy), "" when the controller did not say. */
 #define RT_GRANT_ID_CAP 160
+#define RT_GRANT_CAUSE_CAP 128
 typedef struct {
     char id[RT_GRANT_ID_CAP]; /* "identity|service|act" */
     char identity[RT_ID_CAP];
     char service[RT_ID_CAP];
     char act[8];
     long long at, until;
+    char cause[RT_GRANT_CAUSE_CAP];
 } rt_map_grant;
 
 /* A link between two routers as the controller reports it; id is "a|b" with
@@ -125,6 +128,9 @@ int rt_map_is_revoked(const rt_map *m, const char *identity_id);
  * longer good (a withdrawn grant), at Unix time now. */
 int rt_map_grant_withdrawn(const rt_map *m, const char *identity, const char *service_id,
                            const char *act, long long iat, long long now);
+/* The withdrawn grant of identity for act on service_id, or NULL. */
+const rt_map_grant *rt_map_grant_get(const rt_map *m, const char *identity, const char *service_id,
+                                     const char *act);
 /* 1 when the selector list (as in rt_map_router) selects a record with this
  * id and roles (a ','-joined list); roles NULL: not known, and a "#role"
  * selector then counts as a match (the caller decides later). */

@@ -162,6 +162,9 @@ void rt_edge_on_connection(uv_stream_t *server, int status);
 void rt_sess_kill(rt_sess *s, int err, const char *msg);
 /* Writes a frame to a session; 0, or a negative code (closing, queue full). */
 int rt_sess_send(rt_sess *s, const uint8_t *buf, size_t len);
+/* Tells the session hosting terminator t that the router removed it:
+ * EDGE_UNBIND (service, terminator, err, msg; proto/PROTOCOL.md). */
+void rt_sess_unbound(rt_sess *s, const rt_term *t, int err, const char *msg);
 /* Router tick: an edge whose session reads are paused hears an unasked pong
  * every 500 ms, so that it does not take its router for dead. */
 void rt_sess_keep_fresh(rt_router *r);

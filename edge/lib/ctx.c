@@ -69,12 +69,15 @@ static void listener_unlink(weft_ctx *ctx, weft_listener *l)
         }
 }
 
-/* A listener that cannot be bound: the application hears it once. */
-static void listener_lost(weft_ctx *ctx, weft_listener *l, int err)
+/* A listener that cannot be bound: the application hears it once, with
+ * why (msg, NULL: nothing said) in weft_last_error_msg. */
+static void listener_lost(weft_ctx *ctx, weft_listener *l, int err, const char *msg)
 {
     listener_unlink(ctx, l);
+    snprintf(ctx->last_err, sizeof(ctx->last_err), "%s", msg ? msg : "");
     if (l->cb)
         l->cb(ctx, l->service, err, l->data);
+    ctx->last_err[0] = '\0';
     free(l);
 }
 
@@ -110,7 +113,7 @@ static void binds_send(weft_ctx *ctx)
             next = l->next;
             if (!l->bound[i] && l->req_id[i] == 0 && (r = bind_send(ctx, s, l)) < 0) {
                 pr_warn("edge_bind_failed", "service=%s err=%s", l->service, weft_err_name(r));
-                listener_lost(ctx, l, r);
+                listener_lost(ctx, l, r, NULL);
             }
         }
     }
@@ -139,7 +142,7 @@ void weft__bind_answer(weft_ctx *ctx, weft_listener *l, const weft_msg *m)
         pr_error("edge_bind_refused", "service=%s err=%s msg=%s hint=%s", l->service,
                  weft_err_name(r), pr_log_q(m->err_msg),
                  pr_log_q("check the identity's bind policy for this service"));
-        return listener_lost(ctx, l, r);
+        return listener_lost(ctx, l, r, m->err_msg);
     }
     l->bound[slot] = 1;
     snprintf(l->terminator, sizeof(l->terminator), "%s", m->terminator);
@@ -181,23 +184,76 @@ int weft_listen(weft_ctx *ctx, const char *service, weft_listen_cb cb, weft_acce
     return 0;
 }
 
+/* EDGE_UNBIND at every router where l is bound. */
+static void unbind_all(weft_ctx *ctx, weft_listener *l)
+{
+    size_t len;
+    int i;
+
+    for (i = 0; i < WEFT_SESS_MAX; i++)
+        if (l->bound[i] && weft__rsess_ready(&ctx->sess[i]) &&
+            weft__msg_unbind(ctx->fbuf, PR_FRAME_MAX, weft__req_id(ctx), l->service, &len) == 0)
+            weft__send(&ctx->sess[i], len);
+}
+
 int weft_unlisten(weft_ctx *ctx, const char *service)
 {
     weft_listener *l;
-    size_t len;
-    int i;
 
     if (ctx == NULL || service == NULL)
         return WEFT_EINVAL;
     if ((l = weft__listener_by_service(ctx, service)) == NULL)
         return WEFT_ENOTFOUND;
-    for (i = 0; i < WEFT_SESS_MAX; i++)
-        if (l->bound[i] && weft__rsess_ready(&ctx->sess[i]) &&
-            weft__msg_unbind(ctx->fbuf, PR_FRAME_MAX, weft__req_id(ctx), service, &len) == 0)
-            weft__send(&ctx->sess[i], len);
+    unbind_all(ctx, l);
     listener_unlink(ctx, l);
     free(l);
     return 0;
+}
+
+static void services_changed(weft_ctx *ctx);
+
+/* The session data's bind token of service, gone: the router refuses it
+ * now. 1 when there was one. */
+static int bind_token_drop(weft_ctx *ctx, const char *service)
+{
+    weft_svc *svc = (weft_svc *)weft__sessdata_find(&ctx->sd, service);
+
+    if (svc == NULL || svc->bind_token == NULL)
+        return 0;
+    free(svc->bind_token);
+    svc->bind_token = NULL;
+    return 1;
+}
+
+/* A bind withdrawn by a policy: the token in hand is dropped (nothing binds
+ * with it again), the listener is lost as a refused bind is (the callback
+ * gets the error, weft_last_error_msg the router's reason), the application
+ * sees the service no longer bindable, and new session data is asked for at
+ * once; a bind policy granting the service again comes with a later fetch
+ * (every refresh_s at most), and the application listens again. */
+void weft__bind_withdrawn(weft_ctx *ctx, weft_rsess *s, const weft_msg *m)
+{
+    weft_listener *l = weft__listener_by_service(ctx, m->service);
+    int err = m->err ? m->err : WEFT_EDENIED;
+
+    if (!bind_token_drop(ctx, m->service) && l == NULL) {
+        pr_debug("edge_unbind_stale", "service=%s router=%s", m->service, s->addr);
+        return; /* the other router's notice of the same withdrawal */
+    }
+    pr_warn("edge_bind_withdrawn", "service=%s router=%s terminator=%s err=%s msg=%s hint=%s",
+            m->service, s->addr, m->terminator[0] ? m->terminator : "-", weft_err_name(err),
+            pr_log_q(m->err_msg),
+            pr_log_q("this identity may no longer host the service and dials to it fail; to "
+                     "host it again, an administrator grants it with a bind policy (weft policy "
+                     "create NAME --type bind), and the edge binds at its next session-data "
+                     "refresh"));
+    if (l != NULL) {
+        l->bound[s->slot] = 0;
+        unbind_all(ctx, l); /* the other router's terminator goes too */
+        listener_lost(ctx, l, err, m->err_msg);
+    }
+    services_changed(ctx);
+    weft__refresh_soon(ctx);
 }
 
 static void listeners_tick(weft_ctx *ctx, uint64_t now)
@@ -212,7 +268,8 @@ static void listeners_tick(weft_ctx *ctx, uint64_t now)
                 weft_err_name(ctx->sd_err ? ctx->sd_err : WEFT_ETIMEDOUT),
                 pr_log_q(ctx->sd_err ? ctx->sd_err_msg
                                      : "no answer from the router; is the router reachable?"));
-        listener_lost(ctx, l, ctx->sd_err ? ctx->sd_err : WEFT_ETIMEDOUT);
+        listener_lost(ctx, l, ctx->sd_err ? ctx->sd_err : WEFT_ETIMEDOUT,
+                      ctx->sd_err ? ctx->sd_err_msg : NULL);
     }
 }
 
@@ -264,8 +321,6 @@ static void fetch_retry(weft_ctx *ctx)
 }
 
 /* ---- services for the application ---- */
-
-static void services_changed(weft_ctx *ctx);
 
 static void svc_view(const weft_svc *v, weft_service *out)
 {

@@ -116,6 +116,8 @@ static int decode_type(const pr_frame *f, weft_msg *m)
     case PR_EDGE_BIND_OK:
     case PR_EDGE_DIAL_FAIL:
         return m->has_req || m->type != PR_EDGE_BIND_OK ? 0 : WEFT_EPROTO;
+    case PR_EDGE_UNBIND: /* router -> host: the terminator is gone */
+        return m->service[0] ? 0 : WEFT_EPROTO;
     case PR_EDGE_CLOSE:
     case PR_EDGE_RETRANSMIT:
     case PR_EDGE_RESUME_FAIL:

@@ -500,6 +500,9 @@ static int ready_frame(weft_rsess *s, const weft_msg *m)
     case PR_EDGE_RETRANSMIT:
         weft__conn_retransmit_notice(ctx, s, m);
         return 0;
+    case PR_EDGE_UNBIND:
+        weft__bind_withdrawn(ctx, s, m);
+        return 0;
     case PR_EDGE_RESUME:
         weft__resume_request(ctx, s, m);
         return 0;

@@ -378,6 +378,9 @@ void weft__maybe_finish(weft_ctx *ctx);
 weft_listener *weft__listener_by_req(weft_ctx *ctx, uint32_t req);
 weft_listener *weft__listener_by_service(weft_ctx *ctx, const char *service);
 void weft__bind_answer(weft_ctx *ctx, weft_listener *l, const weft_msg *m);
+/* EDGE_UNBIND from the router of s: a policy withdrew the bind of
+ * m->service (docs/policies.md "Withdrawn grants"). */
+void weft__bind_withdrawn(weft_ctx *ctx, weft_rsess *s, const weft_msg *m);
 
 /* conn.c */
 weft_conn *weft__conn_by_circuit(weft_ctx *ctx, uint64_t circuit);

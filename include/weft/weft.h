@@ -90,11 +90,14 @@ void weft_free(weft_ctx *ctx);
 
 int weft_dial(weft_ctx *ctx, const char *service, weft_dial_cb cb, void *data);
 /* Hosts a service: status reaches cb once the router accepted the bind (and
- * again with an error if the binding is lost for good: refused or never
- * answered; the listener is then gone). After a reconnect the service is
- * bound again without a callback. accept_cb runs per circuit; closing the
- * conn inside accept_cb refuses the dial (the dialler gets WEFT_EREFUSED);
- * weft_accept_defer lets the application answer later. */
+ * again with an error if the binding is lost for good: refused, never
+ * answered, or withdrawn by a policy change (WEFT_EDENIED, the router's
+ * reason in weft_last_error_msg; the service is then no longer bindable in
+ * weft_services until session data grants it again); the listener is then
+ * gone). After a reconnect the service is bound again without a callback.
+ * accept_cb runs per circuit; closing the conn inside accept_cb refuses the
+ * dial (the dialler gets WEFT_EREFUSED); weft_accept_defer lets the
+ * application answer later. */
 int weft_listen(weft_ctx *ctx, const char *service, weft_listen_cb cb, weft_accept_cb accept_cb,
                 void *data);
 int weft_unlisten(weft_ctx *ctx, const char *service);
@@ -134,7 +137,8 @@ int weft_accept_defer(weft_conn *conn);
 int weft_accept(weft_conn *conn);
 int weft_reject(weft_conn *conn, int err, const char *msg);
 /* The reason text the router or the hosting side gave with the last failed
- * dial of ctx: valid inside that dial's callback; "" when there was none. */
+ * dial of ctx, or with a listener's lost bind: valid inside that dial's or
+ * listener's callback; "" when there was none. */
 const char *weft_last_error_msg(const weft_ctx *ctx);
 
 /* ---- the identity's services ---- */

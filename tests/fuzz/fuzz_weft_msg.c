@@ -8,7 +8,8 @@
  *    (dial, answer, ack, resume) re-encodes with libweft's own encoders to a
  *    frame that decodes to the same content;
  *  - the reading of a refusal's reason (weft__refusal_kind, avoid.c) takes
- *    any decoded reason and names a router policy only for an EDENIED. */
+ *    any decoded reason and names a router policy only for an EDENIED;
+ *  - a router's EDGE_UNBIND (a bind withdrawn) always names its service. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,9 @@ static void check(const weft_msg *m, const uint8_t *data, size_t size)
     if (m->type == PR_EDGE_RESUME || m->type == PR_EDGE_RESUME_OK)
         reencode_resume(m);
     if ((m->type == PR_EDGE_RETRANSMIT || m->type == PR_EDGE_RESUME_FAIL) && m->circuit == 0)
+        abort();
+    /* A withdrawn bind names the service the listener is found by. */
+    if (m->type == PR_EDGE_UNBIND && m->service[0] == '\0')
         abort();
     /* A router's reason moves a session or a dial (avoid.c) only when it is an EDENIED. */
     if (weft__refusal_kind(m) != WEFT_REFUSAL_OTHER && m->err != WEFT_EDENIED)

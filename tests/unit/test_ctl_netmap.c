@@ -220,7 +220,7 @@ static void test_grants(void **state)
     assert_int_equal(ctl_netmap_full(f->m, &text, &len), 0);
     assert_int_equal(rt_map_apply_full(&f->rm, text, len, err, sizeof(err)), 0);
     free(text);
-    assert_int_equal(ctl_netmap_grants_revoke(f->m, pairs, "dial", 1000, 1900), 0);
+    assert_int_equal(ctl_netmap_grants_revoke(f->m, pairs, "dial", 1000, 1900, NULL), 0);
     ops = json_object_get(json_array_get(f->deltas, 0), "ops");
     assert_int_equal(json_array_size(ops), 2);
     assert_string_equal(json_string_value(json_object_get(json_array_get(ops, 0), "kind")),
@@ -233,11 +233,19 @@ static void test_grants(void **state)
     json_decref(m);
     /* A later withdrawal forgets entries whose tokens have all expired. */
     json_array_remove(pairs, 1);
-    assert_int_equal(ctl_netmap_grants_revoke(f->m, pairs, "bind", 5000, 5900), 0);
+    assert_int_equal(ctl_netmap_grants_revoke(f->m, pairs, "bind", 5000, 5900,
+                                              "bind policy \"b\" deleted or changed"),
+                     0);
     m = full(f);
-    assert_int_equal(json_array_size(json_object_get(m, "grants_revoked")), 1);
+    g = json_object_get(m, "grants_revoked");
+    assert_int_equal(json_array_size(g), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(g, 0), "cause")),
+                        "bind policy \"b\" deleted or changed");
     json_decref(m);
-    assert_int_equal(ctl_netmap_grants_revoke(f->m, pairs, "host", 1, 2), WEFT_EINVAL);
+    /* The router keeps the cause for the hosting edge it tells. */
+    assert_string_equal(rt_map_grant_get(&f->rm, "i1", "s1", "bind")->cause,
+                        "bind policy \"b\" deleted or changed");
+    assert_int_equal(ctl_netmap_grants_revoke(f->m, pairs, "host", 1, 2, NULL), WEFT_EINVAL);
     json_decref(pairs);
 }
 

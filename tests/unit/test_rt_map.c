@@ -221,6 +221,43 @@ static void test_grants(void **state)
     rt_map_free(&m);
 }
 
+/* A grant's cause: kept for the edges told, cut when too long, ignored when
+ * not a string; never a reason to refuse the entry. */
+static void test_grant_cause(void **state)
+{
+    char map[1024], err[256], long_cause[300];
+    const rt_map_grant *g;
+    rt_map m;
+
+    (void)state;
+    memset(long_cause, 'c', sizeof(long_cause) - 1);
+    long_cause[sizeof(long_cause) - 1] = '\0';
+    snprintf(
+        map, sizeof(map),
+        "{\"version\": 1, \"grants_revoked\": ["
+        "{\"identity\": \"i1\", \"service\": \"s1\", \"act\": \"bind\", \"at\": 1, \"until\": 9,"
+        " \"cause\": \"bind policy \\\"web-bind\\\" deleted or changed\"},"
+        "{\"identity\": \"i2\", \"service\": \"s1\", \"act\": \"bind\", \"at\": 1, \"until\": 9,"
+        " \"cause\": \"%s\"},"
+        "{\"identity\": \"i3\", \"service\": \"s1\", \"act\": \"bind\", \"at\": 1, \"until\": 9,"
+        " \"cause\": 7},"
+        "{\"identity\": \"i4\", \"service\": \"s1\", \"act\": \"dial\", \"at\": 1, \"until\": 9}]}",
+        long_cause);
+    rt_map_init(&m);
+    assert_int_equal(rt_map_apply_full(&m, map, strlen(map), err, sizeof(err)), 0);
+    assert_int_equal(rt_map_count(&m.grants), 4);
+    g = rt_map_grant_get(&m, "i1", "s1", "bind");
+    assert_non_null(g);
+    assert_string_equal(g->cause, "bind policy \"web-bind\" deleted or changed");
+    assert_int_equal(strlen(rt_map_grant_get(&m, "i2", "s1", "bind")->cause),
+                     RT_GRANT_CAUSE_CAP - 1);
+    assert_string_equal(rt_map_grant_get(&m, "i3", "s1", "bind")->cause, "");
+    assert_string_equal(rt_map_grant_get(&m, "i4", "s1", "dial")->cause, "");
+    assert_null(rt_map_grant_get(&m, "i4", "s1", "bind"));
+    assert_true(rt_map_grant_withdrawn(&m, "i1", "s1", "bind", 1, 5));
+    rt_map_free(&m);
+}
+
 /* Router policies: r1 lets in only #fleet among the restricted identities
  * (#fleet and @i9); r2 has no allow list left; the delta adds the policy to r2. */
 static void test_router_policies(void **state)
@@ -302,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_delta_all_or_nothing),
         cmocka_unit_test(test_links),
         cmocka_unit_test(test_grants),
+        cmocka_unit_test(test_grant_cause),
         cmocka_unit_test(test_router_policies),
         cmocka_unit_test(test_router_policy_bad),
     };

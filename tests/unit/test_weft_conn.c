@@ -1410,6 +1410,91 @@ static void router_refusals(void **state)
     refusals_come_back(1);
 }
 
+/* ---- a bind withdrawn by a policy: the hosting edge hears it at once ---- */
+
+static struct {
+    fabric *fb;
+    int listened, lost, dial_status, dialled;
+    uint64_t withdrawn_at, heard_ns;
+    char why[256];
+} wd;
+
+static void wd_services(weft_ctx *ctx, const weft_service *v, size_t n, void *data)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].name, "echo") == 0)
+            *(int *)data = v[i].bind;
+}
+
+static void wd_dialled(weft_conn *c, int status, void *data)
+{
+    assert_null(c);
+    wd.dial_status = status;
+    wd.dialled = 1;
+    fabric_stop(wd.fb);
+}
+
+/* The map takes host1's bind of echo away, as a bind policy deleted does
+ * (docs/policies.md "Withdrawn grants"). */
+static void wd_withdraw(rt_router *rt)
+{
+    char delta[512], err[256];
+    long long now = (long long)time(NULL);
+
+    snprintf(delta, sizeof(delta),
+             "{\"version\":2,\"base\":1,\"ops\":[{\"op\":\"put\",\"kind\":\"grant_revoked\","
+             "\"obj\":{\"id\":\"host1|echo|bind\",\"identity\":\"host1\",\"service\":\"echo\","
+             "\"act\":\"bind\",\"at\":%lld,\"until\":%lld,"
+             "\"cause\":\"bind policy \\\"echo-bind\\\" deleted or changed\"}}]}",
+             now, now + 900);
+    if (rt_map_apply_delta(&rt->map, delta, strlen(delta), err, sizeof(err)) < 0)
+        fail_msg("delta refused: %s", err);
+    wd.withdrawn_at = uv_hrtime();
+    rt_router_map_changed(rt);
+}
+
+static void wd_listening(weft_ctx *ctx, const char *service, int status, void *data)
+{
+    int bindable = -1;
+
+    if (status == 0) {
+        wd.listened++;
+        wd_withdraw(&wd.fb->rt);
+        return;
+    }
+    wd.lost++;
+    wd.heard_ns = uv_hrtime() - wd.withdrawn_at;
+    assert_int_equal(status, WEFT_EDENIED);
+    snprintf(wd.why, sizeof(wd.why), "%s", weft_last_error_msg(ctx));
+    /* The token in hand is gone: the service is no longer bindable here. */
+    assert_int_equal(weft_services(ctx, wd_services, &bindable), 0);
+    assert_int_equal(bindable, 0);
+    assert_int_equal(weft_listen(ctx, "echo", wd_listening, refuse_accept, NULL), WEFT_ENOPOLICY);
+    assert_int_equal(weft_dial(wd.fb->dial, "echo", wd_dialled, NULL), 0);
+}
+
+static void router_bind_withdrawn(void **state)
+{
+    fabric fb;
+
+    fabric_start(&fb, 1, 0);
+    memset(&wd, 0, sizeof(wd));
+    wd.fb = &fb;
+    assert_int_equal(weft_listen(fb.host, "echo", wd_listening, refuse_accept, &fb), 0);
+    uv_run(&fb.loop, UV_RUN_DEFAULT);
+    fabric_finish(&fb);
+    assert_int_equal(wd.listened, 1);
+    assert_int_equal(wd.lost, 1); /* once, though the withdrawal names it on every frame */
+    print_message("bind withdrawn: the hosting edge heard it %.3f ms after the map change\n",
+                  (double)wd.heard_ns / 1e6);
+    assert_true(wd.heard_ns < 1000000000ull);
+    assert_non_null(strstr(wd.why, "bind policy \"echo-bind\" deleted or changed"));
+    assert_non_null(strstr(wd.why, "host service echo"));
+    /* No terminator left: the dial fails, and says so. */
+    assert_int_equal(wd.dialled, 1);
+    assert_true(wd.dial_status < 0);
+}
+
 /* ---- session loss: circuits reset, writes cancelled, listeners re-bound ---- */
 
 static struct {
@@ -2771,6 +2856,7 @@ int main(void)
         cmocka_unit_test(router_read_stop_stalls_one_circuit),
         cmocka_unit_test(router_idle_gives_buffers_back),
         cmocka_unit_test(router_refusals),
+        cmocka_unit_test(router_bind_withdrawn),
         cmocka_unit_test(online_session_then_dial),
         cmocka_unit_test(router_two_routers_failover),
         cmocka_unit_test(relay_retransmit_notice),

@@ -162,6 +162,59 @@ static void errors_cross_as_codes(void **state)
     assert_int_equal(m.err, 0);
 }
 
+/* The router's EDGE_UNBIND (a bind withdrawn by a policy): the service is
+ * required; the terminator, code and reason come along; a reason longer
+ * than an edge keeps, or a service name of the wrong type, is malformed. */
+static void unbind_from_the_router(void **state)
+{
+    char longmsg[WEFT_ERRMSG_MAX + 1];
+    size_t len;
+    pr_enc e;
+
+    pr_enc_init(&e, buf, sizeof(buf), PR_EDGE_UNBIND, 0);
+    pr_enc_str(&e, PR_H_SERVICE, "web");
+    pr_enc_str(&e, PR_H_TERMINATOR, "t1");
+    pr_enc_u32(&e, PR_H_ERR, (uint32_t)-WEFT_EDENIED);
+    pr_enc_str(&e, PR_H_ERR_MSG, "a policy change withdrew it (bind policy \"b\" deleted)");
+    assert_int_equal(pr_enc_finish(&e, NULL, 0, &len), 0);
+    assert_int_equal(decode(len), 0);
+    assert_int_equal(m.type, PR_EDGE_UNBIND);
+    assert_string_equal(m.service, "web");
+    assert_string_equal(m.terminator, "t1");
+    assert_int_equal(m.err, WEFT_EDENIED);
+    assert_false(m.has_req);
+    /* Without a code: decoded, the library takes it for EDENIED. */
+    pr_enc_init(&e, buf, sizeof(buf), PR_EDGE_UNBIND, 0);
+    pr_enc_str(&e, PR_H_SERVICE, "web");
+    assert_int_equal(pr_enc_finish(&e, NULL, 0, &len), 0);
+    assert_int_equal(decode(len), 0);
+    assert_int_equal(m.err, 0);
+    /* No service, an empty one, one of the wrong type, a reason too long. */
+    pr_enc_init(&e, buf, sizeof(buf), PR_EDGE_UNBIND, 0);
+    pr_enc_str(&e, PR_H_TERMINATOR, "t1");
+    assert_int_equal(pr_enc_finish(&e, NULL, 0, &len), 0);
+    assert_int_equal(decode(len), WEFT_EPROTO);
+    pr_enc_init(&e, buf, sizeof(buf), PR_EDGE_UNBIND, 0);
+    pr_enc_str(&e, PR_H_SERVICE, "");
+    assert_int_equal(pr_enc_finish(&e, NULL, 0, &len), 0);
+    assert_int_equal(decode(len), WEFT_EPROTO);
+    pr_enc_init(&e, buf, sizeof(buf), PR_EDGE_UNBIND, 0);
+    pr_enc_u32(&e, PR_H_SERVICE, 7);
+    assert_int_equal(pr_enc_finish(&e, NULL, 0, &len), 0);
+    assert_int_equal(decode(len), WEFT_EPROTO);
+    memset(longmsg, 'x', sizeof(longmsg) - 1);
+    longmsg[sizeof(longmsg) - 1] = '\0';
+    pr_enc_init(&e, buf, sizeof(buf), PR_EDGE_UNBIND, 0);
+    pr_enc_str(&e, PR_H_SERVICE, "web");
+    pr_enc_str(&e, PR_H_ERR_MSG, longmsg);
+    assert_int_equal(pr_enc_finish(&e, NULL, 0, &len), 0);
+    assert_int_equal(decode(len), WEFT_EPROTO);
+    /* The edge's own EDGE_UNBIND (request id, service) still decodes. */
+    assert_int_equal(weft__msg_unbind(buf, sizeof(buf), 9, "web", &len), 0);
+    assert_int_equal(decode(len), 0);
+    assert_int_equal(m.req_id, 9);
+}
+
 static void payload_in_place(void **state)
 {
     size_t off, len;
@@ -221,6 +274,7 @@ int main(void)
         cmocka_unit_test(dial_without_what_it_needs),
         cmocka_unit_test(dial_announces_its_window),
         cmocka_unit_test(errors_cross_as_codes),
+        cmocka_unit_test(unbind_from_the_router),
         cmocka_unit_test(payload_in_place),
         cmocka_unit_test(ack_and_payload_need_their_numbers),
     };
