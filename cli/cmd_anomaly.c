@@ -1,6 +1,6 @@
 /* weft anomaly ...: the network-wide anomaly-detection settings every router
  * gets from the map (show, set, reset), and the baseline the controller keeps
- * for an identity (docs/policies.md "Anomaly detection"). */
+ * for an identity (baseline, forget; docs/policies.md "Anomaly detection"). */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -203,6 +203,22 @@ static int anomaly_baseline(cli_ctx *c, const cli_args *a)
     return CLI_OK;
 }
 
+static int anomaly_forget(cli_ctx *c, const cli_args *a)
+{
+    char path[1024];
+    json_t *resp = NULL;
+    int rc;
+
+    if (cli_ref_path("identities", a->pos[0], "/baseline", path, sizeof(path)) < 0)
+        return cli_usage_error(c, "the id or name is too long");
+    rc = cli_call(c, "DELETE", path, NULL, &resp);
+    json_decref(resp);
+    if (rc == CLI_OK && !c->json)
+        printf("baseline of %s forgotten by the controller and the routers; it is learnt afresh\n",
+               a->pos[0]);
+    return rc;
+}
+
 const cli_cmd cli_anomaly_cmds[] = {
     {"anomaly", "show", "", "show the network-wide anomaly settings routers get from the map", NULL,
      "", 0, 0, anomaly_show},
@@ -223,5 +239,8 @@ const cli_cmd cli_anomaly_cmds[] = {
     {"anomaly", "baseline", CLI_REF_ARG,
      "show the baseline learnt for an identity (merged from every router)", NULL, "", 1, 1,
      anomaly_baseline},
+    {"anomaly", "forget", CLI_REF_ARG,
+     "forget the baseline learnt for an identity (controller and routers): it is learnt afresh",
+     NULL, "", 1, 1, anomaly_forget},
     {0},
 };

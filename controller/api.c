@@ -84,6 +84,7 @@ static const route routes[] = {
     {"PATCH", "/v1/settings/anomaly", ctl_api_anomaly_patch, 1},
     {"DELETE", "/v1/settings/anomaly", ctl_api_anomaly_delete, 1},
     {"GET", "/v1/identities/{id}/baseline", ctl_api_identities_baseline, 1},
+    {"DELETE", "/v1/identities/{id}/baseline", ctl_api_identities_baseline_delete, 1},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 

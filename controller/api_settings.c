@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "controller/baseline.h"
+#include "controller/control.h"
 #include "controller/controller.h"
 #include "controller/netmap.h"
 #include "proto/anomaly.h"
@@ -139,5 +140,28 @@ void ctl_api_identities_baseline(ctl_call *call)
         ctl_reply_data(call, 200, json_incref(base));
     }
     json_decref(base);
+    json_decref(rec);
+}
+
+/* Forgets the identity's baseline at the controller and at every router
+ * (CTL_BASELINE_RESET), so that it is learnt afresh: 204 whether or not one
+ * was kept. */
+void ctl_api_identities_baseline_delete(ctl_call *call)
+{
+    json_t *rec = NULL;
+    const char *id;
+    int rc;
+
+    if (ctl_load(call, "identities", "identity", &rec) < 0)
+        return;
+    id = json_string_value(json_object_get(rec, "id"));
+    rc = ctl_store_baseline_delete(call->c->store, id);
+    if (rc < 0 && rc != WEFT_ENOTFOUND) {
+        ctl_reply_store_error(call, rc, "baseline", call->param);
+    } else {
+        pr_info("baseline_forgotten", "identity=%s stored=%d routers=%u", id, rc == 0,
+                ctl_control_baseline_reset(call->c->control, id));
+        ctl_reply(call, 204, NULL);
+    }
     json_decref(rec);
 }

@@ -545,6 +545,20 @@ static void handle_event(cconn *k, const pr_frame *f)
     send_frame(k, PR_CTL_EVENT_ACK, ack, strlen(ack));
 }
 
+unsigned ctl_control_baseline_reset(ctl_control *s, const char *identity_id)
+{
+    json_t *body = identity_id ? json_pack("{s:[s]}", "identities", identity_id) : NULL;
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    unsigned n = 0;
+
+    for (cconn *k = s && text ? s->conns : NULL; k; k = k->next)
+        if (k->state == CS_OPEN && send_frame(k, PR_CTL_BASELINE_RESET, text, strlen(text)) == 0)
+            n++;
+    free(text);
+    json_decref(body);
+    return n;
+}
+
 /* Anomaly baselines (docs/policies.md): acknowledged once stored, so that the
  * router keeps a batch until then and sends it again after a reconnect. */
 static void handle_baseline(cconn *k, const pr_frame *f)

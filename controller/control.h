@@ -53,6 +53,10 @@ void ctl_control_set_dead_ms(ctl_control *s, unsigned dead_ms);
  * its live sessions at once (docs/policies.md "Router policies"). Routers ask
  * for the roles of their sessions' identities with CTL_ROLES_ASK. s NULL: no-op. */
 void ctl_control_roles_changed(ctl_control *s, const char *identity_id);
+/* An admin made the controller forget an identity's baseline: every open
+ * router forgets what it learnt of it too (CTL_BASELINE_RESET); the number of
+ * routers told. s NULL: no-op. */
+unsigned ctl_control_baseline_reset(ctl_control *s, const char *identity_id);
 /* Routers whose control connection is open now. */
 unsigned ctl_control_count(const ctl_control *s);
 /* Stops listening and closes every connection; cb (may be NULL) runs once

@@ -232,6 +232,7 @@ void ctl_api_anomaly_get(ctl_call *call);
 void ctl_api_anomaly_patch(ctl_call *call);
 void ctl_api_anomaly_delete(ctl_call *call);
 void ctl_api_identities_baseline(ctl_call *call);
+void ctl_api_identities_baseline_delete(ctl_call *call);
 
 /* ---- api_mesh.c: links, circuits, the mesh (docs/operations.md) ---- */
 void ctl_api_links_list(ctl_call *call);

@@ -78,6 +78,9 @@ int ctl_store_setting_object(ctl_store *s, const char *key, json_t **out);
  * 24-bit mask). WEFT_ENOTFOUND when none was stored. Deleting the identity
  * deletes it. */
 int ctl_store_baseline_get(ctl_store *s, const char *identity_id, json_t **out);
+/* Forgets identity_id's baseline (`weft anomaly forget`): it is learnt
+ * afresh. 0, or WEFT_ENOTFOUND when none was stored. */
+int ctl_store_baseline_delete(ctl_store *s, const char *identity_id);
 /* The last report of router_id stored: its boot id ("" none) and seq (0). */
 int ctl_store_baseline_mark(ctl_store *s, const char *router_id, char *boot, size_t cap,
                             int64_t *seq);

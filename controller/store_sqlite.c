@@ -294,7 +294,7 @@ enum { NAME_ANY, NAME_EXACT, NAME_PREFIX };
 
 /* Fixed statements over tokens and settings. */
 enum { TS_INSERT, TS_GET, TS_USE, TS_PENDING, TS_DEL_SUBJECT, SET_GET, SET_PUT, SET_VERSION,
-       GET_VERSION, BL_GET, BL_PUT, BL_MARK_GET, BL_MARK_PUT, TS_N };
+       GET_VERSION, BL_GET, BL_PUT, BL_MARK_GET, BL_MARK_PUT, BL_DEL, TS_N };
 static const char *const misc_sql[TS_N] = {
     [TS_INSERT] = "INSERT INTO tokens(jti, kind, subject_id, expires_at, used_at, created_at)"
                   " VALUES(?1, ?2, ?3, ?4, NULL, ?5)",
@@ -325,6 +325,7 @@ static const char *const misc_sql[TS_N] = {
                     " SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM routers WHERE id = ?1)"
                     " ON CONFLICT(router_id) DO UPDATE SET boot = excluded.boot,"
                     " seq = excluded.seq, updated_at = excluded.updated_at",
+    [BL_DEL] = "DELETE FROM baselines WHERE identity_id = ?1",
 };
 
 struct ctl_store {
@@ -1338,6 +1339,24 @@ int ctl_store_baseline_get(ctl_store *s, const char *identity_id, json_t **out)
     }
     done(st);
     return rc;
+}
+
+int ctl_store_baseline_delete(ctl_store *s, const char *identity_id)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (s == NULL || identity_id == NULL)
+        return WEFT_EINVAL;
+    if ((st = misc_stmt(s, BL_DEL)) == NULL)
+        return WEFT_ESTORE;
+    if ((rc = bind_str(s, st, 1, identity_id)) < 0) {
+        done(st);
+        return rc;
+    }
+    if ((rc = step_done(s, st, "baseline_delete")) < 0)
+        return rc;
+    return sqlite3_changes(s->db) == 0 ? WEFT_ENOTFOUND : 0;
 }
 
 int ctl_store_baseline_mark(ctl_store *s, const char *router_id, char *boot, size_t cap,

@@ -398,6 +398,37 @@ static void test_claim(void **state)
     json_decref(ident);
 }
 
+/* An admin forgets a baseline (weft anomaly forget): gone from the store and
+ * from the claim, learnt afresh from the next batch, the other one kept. */
+static void test_forget(void **state)
+{
+    fx *f = *state;
+    char *ack = NULL;
+    json_t *ident = json_pack("{s:s, s:s}", "id", "i2", "name", "dev2");
+
+    assert_int_equal(ingest(f,
+                            "{\"boot\":\"b\",\"seq\":1,\"ids\":[{\"id\":\"i1\",\"w\":3,"
+                            "\"d\":6},{\"id\":\"i2\",\"w\":5,\"d\":50}]}",
+                            &ack),
+                     0);
+    free(ack);
+    assert_int_equal(ctl_store_baseline_delete(f->c.store, "i2"), 0);
+    assert_int_equal(stored(f, "i2").windows, 0);
+    assert_null(ctl_baseline_claim(&f->c, ident, 1767225600)); /* no "base" any more */
+    assert_int_equal(ctl_store_baseline_delete(f->c.store, "i2"), WEFT_ENOTFOUND);
+    assert_int_equal(ctl_store_baseline_delete(f->c.store, "nobody"), WEFT_ENOTFOUND);
+    assert_int_equal(stored(f, "i1").windows, 3);
+    assert_int_equal(ingest(f,
+                            "{\"boot\":\"b\",\"seq\":2,\"ids\":[{\"id\":\"i2\",\"w\":1,"
+                            "\"d\":1}]}",
+                            &ack),
+                     0);
+    free(ack);
+    assert_int_equal(stored(f, "i2").windows, 1); /* afresh: 1, not 6 */
+    NEAR(stored(f, "i2").dials, 1.0);
+    json_decref(ident);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +440,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
