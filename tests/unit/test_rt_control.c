@@ -1,8 +1,14 @@
 /* The router's control channel (router/control.c) against a small controller
  * written here: real TLS with a controller certificate, CTL_HELLO in, a full
  * map then a delta out, link reports in; the controller drops the connection
- * and the router comes back with its map version. */
+ * and the router comes back with its map version. Security events are kept
+ * until acknowledged (CTL_EVENT_ACK): one not acknowledged goes out again on
+ * the next connection with the same id, and the router's file empties. */
 #include "test_rt_world.h"
+
+#include <sys/stat.h>
+
+#include "router/evqueue.h"
 
 static struct {
     uv_tcp_t tcp;
@@ -15,6 +21,9 @@ static struct {
     char hello_id[2][RT_ID_CAP];
     char link_listen[96];
     int parts_mode; /* test_map_parts */
+    int events_mode; /* test_events_acked */
+    char eid[2][4][RT_EVQ_EID_CAP]; /* the ids of the events each connection brought */
+    int nev[2];
 } srv;
 
 static struct cred ccred;
@@ -64,6 +73,8 @@ static void on_hello(const pr_frame *f)
     json_decref(j);
     if (srv.parts_mode)
         parts_on_hello(k);
+    else if (srv.events_mode)
+        return;
     else if (k == 0)
         send_maps();
     else
@@ -80,12 +91,35 @@ static void on_report(const pr_frame *f)
     json_decref(j);
 }
 
+/* Events: the first connection acknowledges only the first event and
+ * closes; the second acknowledges all it gets. */
+static void on_event(const pr_frame *f)
+{
+    json_t *j = json_loadb((const char *)f->body, f->body_len, 0, NULL);
+    const char *eid = json_string_value(json_object_get(j, "eid"));
+    int k = srv.hellos - 1, n;
+    char ack[128];
+
+    assert_non_null(eid);
+    assert_true(k >= 0 && k < 2 && srv.nev[k] < 4);
+    n = srv.nev[k]++;
+    snprintf(srv.eid[k][n], sizeof(srv.eid[k][n]), "%s", eid);
+    snprintf(ack, sizeof(ack), "{\"eid\":\"%s\"}", eid);
+    json_decref(j);
+    if (k == 1 || n == 0)
+        srv_send(PR_CTL_EVENT_ACK, ack);
+    if (k == 0 && n == 1)
+        pr_conn_close(srv.conn, 0);
+}
+
 static int srv_frame(void *arg, const pr_frame *f)
 {
     if (f->type == PR_CTL_HELLO)
         on_hello(f);
     else if (f->type == PR_CTL_LINK_REPORT)
         on_report(f);
+    else if (f->type == PR_CTL_EVENT)
+        on_event(f);
     return 0;
 }
 
@@ -316,6 +350,53 @@ static void test_map_parts(void **state)
     pr_tls_ctx_free(srv.ctx);
 }
 
+/* ---- security events until acknowledged ---- */
+
+static char evdir[64], evfile[128];
+
+static void events_poll(void)
+{
+    struct stat st;
+
+    if (srv.nev[1] == 1 && rt_control_events_queued(&w.r[0]) == 0 &&
+        stat(evfile, &st) == 0 && st.st_size == 0)
+        world_stop();
+}
+
+static void test_events_acked(void **state)
+{
+    rt_control_cfg cc = {.control_addr = srv.addr, .edge_listen = "127.0.0.1:3022"};
+    json_t *ev = json_pack("{s:s, s:s}", "kind", "rate", "identity", "dev1");
+    char cmd[160];
+
+    memset(&srv, 0, sizeof(srv));
+    srv.events_mode = 1;
+    strcpy(evdir, "/tmp/weft-test-rtevq.XXXXXX");
+    assert_non_null(mkdtemp(evdir));
+    snprintf(evfile, sizeof(evfile), "%s/%s", evdir, RT_EVQ_FILE);
+    world_init(1, 1);
+    srv_start();
+    cc.link_listen = w.r[0].link_addr;
+    cc.data_dir = evdir;
+    w.poll_cb = events_poll;
+    w.on_stop = stop_all;
+    assert_int_equal(rt_control_start(&w.r[0], &cc), 0);
+    /* Two events before the channel is open: queued, written ahead. */
+    rt_control_event(&w.r[0], ev);
+    rt_control_event(&w.r[0], ev);
+    json_decref(ev);
+    assert_int_equal(rt_control_events_queued(&w.r[0]), 2);
+    world_run(10000);
+    assert_int_equal(srv.hellos, 2);
+    assert_int_equal(srv.nev[0], 2);
+    assert_int_equal(srv.nev[1], 1); /* only the one not acknowledged came again */
+    assert_string_not_equal(srv.eid[0][0], srv.eid[0][1]);
+    assert_string_equal(srv.eid[1][0], srv.eid[0][1]);
+    pr_tls_ctx_free(srv.ctx);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", evdir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static int setup(void **state)
 {
     group_setup(state);
@@ -334,6 +415,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_control_channel),
         cmocka_unit_test(test_map_parts),
+        cmocka_unit_test(test_events_acked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
