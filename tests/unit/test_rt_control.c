@@ -21,7 +21,7 @@ static struct {
     char hello_id[2][RT_ID_CAP];
     char link_listen[96];
     int parts_mode; /* test_map_parts */
-    int events_mode; /* test_events_acked */
+    int events_mode;                /* test_events_acked */
     char eid[2][4][RT_EVQ_EID_CAP]; /* the ids of the events each connection brought */
     int nev[2];
 } srv;
@@ -358,8 +358,8 @@ static void events_poll(void)
 {
     struct stat st;
 
-    if (srv.nev[1] == 1 && rt_control_events_queued(&w.r[0]) == 0 &&
-        stat(evfile, &st) == 0 && st.st_size == 0)
+    if (srv.nev[1] == 1 && rt_control_events_queued(&w.r[0]) == 0 && stat(evfile, &st) == 0 &&
+        st.st_size == 0)
         world_stop();
 }
 
