@@ -93,6 +93,7 @@ struct rt_enforce {
     rt_baseline *reports;
     uint64_t usage_ms; /* the last usage pass */
     int usage_full;    /* the next pass reports everything */
+    int usage_any;     /* an identity had a limit the network sums: passes are worth making */
 };
 
 /* ---- claims ---- */
@@ -439,7 +440,8 @@ static int reportable(const idstate *st)
 
 int rt_enforce_usage_due(const rt_enforce *e, uint64_t now_ms)
 {
-    return e && (e->usage_full || e->usage_ms == 0 || now_ms - e->usage_ms >= RT_USAGE_MS);
+    return e && e->usage_any &&
+           (e->usage_full || e->usage_ms == 0 || now_ms - e->usage_ms >= RT_USAGE_MS);
 }
 
 void rt_enforce_usage_begin(rt_enforce *e)
@@ -721,6 +723,7 @@ int rt_enforce_dial(rt_enforce *e, const char *identity, const char *service,
     if (e == NULL || lim == NULL || !lim->have || (st = state_of(e, identity)) == NULL)
         return 0;
     st->lim = *lim;
+    e->usage_any |= reportable(st);
     base_adopt(&st->base, &lim->base);
     anomaly_dial(e, st, service, lim->act, now_ms);
     anomaly_hour(e, st, service, now_s, now_ms);

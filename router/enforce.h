@@ -169,7 +169,8 @@ typedef struct {
     unsigned routers;  /* "n": other routers carrying its bytes now */
 } rt_usage_net;
 
-/* A report pass is due (RT_USAGE_MS since the last, or a full one asked). */
+/* A report pass is due: an identity had a quota, max_circuits or bandwidth
+ * limit, and RT_USAGE_MS passed since the last pass (or a full one was asked). */
 int rt_enforce_usage_due(const rt_enforce *e, uint64_t now_ms);
 /* Counting the circuits open here: begin zeroes every count, then open adds
  * n for an identity (ignored when it has no state). */

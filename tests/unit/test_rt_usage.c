@@ -218,9 +218,10 @@ static void test_report_passes(void **state)
 
     (void)state;
     assert_int_equal(rt_enforce_new(NULL, NULL, &e), 0);
-    assert_true(rt_enforce_usage_due(e, 1));
-    assert_int_equal(dial(e, "dev1", &lim, 0, msg, sizeof(msg)), 0);
     assert_int_equal(dial(e, "calm", &rate_only, 0, msg, sizeof(msg)), 0);
+    assert_false(rt_enforce_usage_due(e, 1)); /* nothing the network sums: no pass at all */
+    assert_int_equal(dial(e, "dev1", &lim, 0, msg, sizeof(msg)), 0);
+    assert_true(rt_enforce_usage_due(e, 1));
     rt_enforce_bytes(e, "calm", "web", 500, 1000, NOW_S);
     p = pass(e, 1000); /* nothing used yet: nothing said */
     assert_int_equal(p.n, 0);
