@@ -26,6 +26,10 @@ mb_relay r3 r4 delay 20 >/dev/null
 assert_cond "four links up (r1-r2, r1-r3, r2-r4, r3-r4)" mb_wait_links 4 30
 assert_eq 4 "$(mb_links_up)" "exactly four links: non-neighbours never link"
 assert_cond "the controller lists the four links up with measured RTTs" mb_wait_ctl_links 4 20
+for l in r1-r3 r3-r4; do
+    assert_cond "the map carries $l's 20 ms delay" mb_wait_link_rtt "$l" 15000 30
+done
+sleep 1 # the map delta on its way to r1
 want=$'r1-r2 up\nr1-r3 up\nr2-r4 up\nr3-r4 up'
 assert_eq "$want" "$(mb_ctl_links | awk '$2 == "up" {print $1, $2}')" "the controller's links are the topology's"
 assert_cond "host edge bound bulk" mb_wait_log "$T_TMP/logs/edge-host.log" "event=edge_bound service=bulk" 30

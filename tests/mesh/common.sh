@@ -18,6 +18,7 @@
 #   mb_edge NAME ROLE "R..." [ARGS]  enrol an identity, run weft-edge homed on the
 #                               routers R (one, or two: multi-homed) with more run ARGS
 #   mb_wait_links N SECS        until N distinct links are up in the routers' logs
+#   mb_wait_link_rtt A-B US S   until the controller lists link A-B with an RTT >= US
 #   mb_path SERVICE             the last mesh_dial path of SERVICE, as router names
 
 : "${WEFT_TOOLS:=$WEFT_BUILD/tests/tools}"
@@ -340,6 +341,20 @@ mb_wait_ctl_links() {
     for ((i = 0; i < $2 * 2; i++)); do
         got=$(mb_ctl_links 2>/dev/null | awk '$2 == "up" && $3 > 0' | wc -l)
         [ "$got" -ge "$1" ] && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
+# mb_wait_link_rtt A-B MIN_US SECS: until the controller lists link A-B (names
+# in sorted order, as mb_ctl_links prints them) with an RTT of at least MIN_US:
+# a delay put on a link after it came up shows in the map only once the
+# smoothed RTT has moved, and paths chosen before that see the old cost.
+mb_wait_link_rtt() {
+    local i
+    for ((i = 0; i < $3 * 2; i++)); do
+        mb_ctl_links 2>/dev/null | awk -v l="$1" -v m="$2" '$1 == l && $2 == "up" && $3 >= m {f = 1} END {exit !f}' &&
+            return 0
         sleep 0.5
     done
     return 1
