@@ -44,6 +44,11 @@ mb_edge host hosts r4
 mb_edge dialer dialers r1
 assert_cond "six links up" mb_wait_links 6 40
 assert_cond "the controller lists the six links up with measured RTTs" mb_wait_ctl_links 6 30
+for l in "r1-r3 4000" "r3-r4 4000" "r1-r5 15000" "r4-r5 15000"; do
+    # shellcheck disable=SC2086
+    set -- $l
+    assert_cond "the map carries the delay on $1" mb_wait_link_rtt "$1" "$2" 30
+done
 assert_cond "host edge bound bulk" mb_wait_log "$T_TMP/logs/edge-host.log" "event=edge_bound service=bulk" 30
 assert_cond "dialling edge intercepts bulk" \
     mb_wait_log "$T_TMP/logs/edge-dialer.log" "event=edge_intercepting service=bulk " 30
