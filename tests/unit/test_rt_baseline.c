@@ -17,21 +17,7 @@
 #include "router/enforce.h"
 #include "weft/errors.h"
 
-typedef struct {
-    int n;
-    char last_kind[32];
-    char last_msg[256];
-} sink_log;
-
-static void sink(void *arg, const json_t *ev)
-{
-    sink_log *l = arg;
-
-    l->n++;
-    snprintf(l->last_kind, sizeof(l->last_kind), "%s",
-             json_string_value(json_object_get(ev, "kind")));
-    snprintf(l->last_msg, sizeof(l->last_msg), "%s", json_string_value(json_object_get(ev, "msg")));
-}
+#include "rt_sink.h"
 
 static int claim_of(const char *text, rt_base *b)
 {

@@ -11,31 +11,7 @@
 #include "router/enforce.h"
 #include "weft/errors.h"
 
-typedef struct {
-    int n;
-    char last_kind[32];
-    int last_count;
-    int has_actions;
-    char last_actions[64]; /* joined by commas */
-} sink_log;
-
-static void sink(void *arg, const json_t *ev)
-{
-    sink_log *l = arg;
-    l->n++;
-    snprintf(l->last_kind, sizeof(l->last_kind), "%s",
-             json_string_value(json_object_get(ev, "kind")));
-    l->last_count = (int)json_integer_value(json_object_get(ev, "count"));
-    l->has_actions = json_object_get(ev, "actions") != NULL;
-    l->last_actions[0] = '\0';
-    const json_t *a = json_object_get(ev, "actions"), *v;
-    size_t i;
-    json_array_foreach(a, i, v) {
-        size_t n = strlen(l->last_actions);
-        snprintf(l->last_actions + n, sizeof(l->last_actions) - n, "%s%s", n ? "," : "",
-                 json_string_value(v));
-    }
-}
+#include "rt_sink.h"
 
 static rt_limits lim_of(const char *claims)
 {

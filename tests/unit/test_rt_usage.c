@@ -18,26 +18,10 @@
 #include "router/usage.h"
 #include "weft/errors.h"
 
+#include "rt_sink.h"
+
 #define NOW_S (20454LL * 86400 + 3600) /* 2026-01-01 01:00 UTC */
 #define DAY   (NOW_S / 86400)
-
-typedef struct {
-    int n;
-    char last_kind[32];
-    char last_msg[256];
-    int blocked;
-} sink_log;
-
-static void sink(void *arg, const json_t *ev)
-{
-    sink_log *l = arg;
-
-    l->n++;
-    snprintf(l->last_kind, sizeof(l->last_kind), "%s",
-             json_string_value(json_object_get(ev, "kind")));
-    snprintf(l->last_msg, sizeof(l->last_msg), "%s", json_string_value(json_object_get(ev, "msg")));
-    l->blocked = json_is_true(json_object_get(ev, "blocked"));
-}
 
 static rt_limits lim_of(const char *claims)
 {
